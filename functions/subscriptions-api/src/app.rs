@@ -1,0 +1,99 @@
+//! The request handler: authentication, routing, logging.
+
+use std::time::Instant;
+
+use http::StatusCode;
+use http::header::ALLOW;
+use lambda_http::{Body, Request, Response};
+use shared::store::SubscriptionStore;
+
+use crate::auth;
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::routes::{self, Operation, Resolution};
+use crate::views;
+
+/// The subscriptions API: configuration plus the store, built once per
+/// process and shared by every request.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub(crate) config: ApiConfig,
+    pub(crate) store: SubscriptionStore,
+}
+
+impl App {
+    /// An app over `client` with `config`.
+    pub fn new(config: ApiConfig, client: aws_sdk_dynamodb::Client) -> Self {
+        let store = SubscriptionStore::new(client, config.table.clone());
+        Self { config, store }
+    }
+
+    /// Handles one request. Never fails: errors become JSON responses.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let response = match self.dispatch(&req).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        };
+        let status = response.status().as_u16();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if response.status().is_server_error() {
+            tracing::error!(%method, %path, status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(%method, %path, status, elapsed_ms, "request");
+        }
+        response
+    }
+
+    async fn dispatch(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        let (operation, id) = match routes::resolve(req.method(), req.uri().path()) {
+            Resolution::Found { operation, id } => (operation, id),
+            Resolution::MethodNotAllowed(allowed) => {
+                let allow = allowed
+                    .iter()
+                    .map(http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut response = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("allowed methods: {allow}"),
+                )
+                .into_response();
+                if let Ok(value) = allow.parse() {
+                    response.headers_mut().insert(ALLOW, value);
+                }
+                return Ok(response);
+            }
+            Resolution::NotFound => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "route_not_found",
+                    "no such route; see the OpenAPI document",
+                ));
+            }
+        };
+        let company = auth::company_id(req, &self.config.company_claim).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "no company in the request's authorization",
+            )
+        })?;
+        let id = id.unwrap_or_default();
+        match operation {
+            Operation::ListJobTypes => Ok(views::json_response(
+                StatusCode::OK,
+                &views::job_types_body(),
+            )),
+            Operation::CreateWebhook => self.create(&company, req).await,
+            Operation::ListWebhooks => self.list(&company, req).await,
+            Operation::GetWebhook => self.get(&company, id).await,
+            Operation::UpdateWebhook => self.update(&company, id, req).await,
+            Operation::ArchiveWebhook => self.archive(&company, id).await,
+            Operation::RotateSecret => self.rotate(&company, id, req).await,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! API errors and their JSON form `{"error": {"code", "message", "field"}}`.
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use shared::store::StoreError;
+use shared::validation::ValidationError;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Offending field or parameter, if any.
+    pub field: Option<Cow<'static, str>>,
+}
+
+impl ApiError {
+    /// An error without a field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// The same error, naming `field`.
+    pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404 for a subscription that does not exist for the caller, whether it
+    /// is missing or belongs to another company.
+    pub fn subscription_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such webhook subscription",
+        )
+    }
+
+    /// 409 for a write to an archived subscription.
+    pub fn archived() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "subscription_archived",
+            "the webhook subscription is archived and can't be modified",
+        )
+    }
+
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "field": self.field,
+            }
+        });
+        crate::views::json_response(self.status, &body)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::VersionConflict(_) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the webhook subscription was changed concurrently; retry the request",
+            ),
+            StoreError::Dynamo { .. } => {
+                tracing::error!(error = %e, "subscription store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service is temporarily unavailable; retry the request",
+                )
+            }
+            StoreError::Mapping { .. } => {
+                tracing::error!(error = %e, "subscription store returned an unreadable item");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred",
+                )
+            }
+        }
+    }
+}

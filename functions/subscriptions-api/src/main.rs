@@ -1,0 +1,19 @@
+//! Lambda entry point of the subscriptions API.
+
+use std::sync::Arc;
+
+use lambda_http::{Error, Request, service_fn};
+use subscriptions_api::{ApiConfig, App};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init_json_logs();
+    let config = ApiConfig::from_env()?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let app = Arc::new(App::new(config, aws_sdk_dynamodb::Client::new(&sdk)));
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }
+    }))
+    .await
+}

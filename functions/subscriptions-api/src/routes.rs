@@ -1,0 +1,176 @@
+//! The served routes: one table that both dispatch and the OpenAPI
+//! conformance test read, so a route can't exist without being documented.
+
+use http::Method;
+
+/// An operation of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /webhooks`
+    CreateWebhook,
+    /// `GET /webhooks`
+    ListWebhooks,
+    /// `GET /webhooks/{id}`
+    GetWebhook,
+    /// `PATCH /webhooks/{id}`
+    UpdateWebhook,
+    /// `DELETE /webhooks/{id}`
+    ArchiveWebhook,
+    /// `POST /webhooks/{id}/rotate-secret`
+    RotateSecret,
+    /// `GET /job-types`
+    ListJobTypes,
+}
+
+/// One row of the routing table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template; `{id}` matches one non-empty segment.
+    pub path: &'static str,
+    /// The operation served.
+    pub operation: Operation,
+    /// `operationId` in the OpenAPI document.
+    pub operation_id: &'static str,
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    operation: Operation,
+    operation_id: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        operation,
+        operation_id,
+    }
+}
+
+/// Every route the API serves.
+pub const ROUTES: &[Route] = &[
+    route(
+        Method::POST,
+        "/webhooks",
+        Operation::CreateWebhook,
+        "createWebhook",
+    ),
+    route(
+        Method::GET,
+        "/webhooks",
+        Operation::ListWebhooks,
+        "listWebhooks",
+    ),
+    route(
+        Method::GET,
+        "/webhooks/{id}",
+        Operation::GetWebhook,
+        "getWebhook",
+    ),
+    route(
+        Method::PATCH,
+        "/webhooks/{id}",
+        Operation::UpdateWebhook,
+        "updateWebhook",
+    ),
+    route(
+        Method::DELETE,
+        "/webhooks/{id}",
+        Operation::ArchiveWebhook,
+        "archiveWebhook",
+    ),
+    route(
+        Method::POST,
+        "/webhooks/{id}/rotate-secret",
+        Operation::RotateSecret,
+        "rotateWebhookSecret",
+    ),
+    route(
+        Method::GET,
+        "/job-types",
+        Operation::ListJobTypes,
+        "listJobTypes",
+    ),
+];
+
+/// Result of matching a request line against [`ROUTES`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolution<'a> {
+    /// A route matched; `id` is the `{id}` segment, if the path has one.
+    Found {
+        /// The operation.
+        operation: Operation,
+        /// The path parameter.
+        id: Option<&'a str>,
+    },
+    /// The path exists, but not for this method.
+    MethodNotAllowed(Vec<Method>),
+    /// No route has this path.
+    NotFound,
+}
+
+fn match_path<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
+    let mut id = None;
+    let mut want = template.trim_matches('/').split('/');
+    let mut have = path.trim_matches('/').split('/');
+    loop {
+        match (want.next(), have.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some(w), Some(h)) if w == h => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Matches `method` and `path` against the routing table.
+pub fn resolve<'a>(method: &Method, path: &'a str) -> Resolution<'a> {
+    let mut allowed = Vec::new();
+    for r in ROUTES {
+        if let Some(id) = match_path(r.path, path) {
+            if r.method == *method {
+                return Resolution::Found {
+                    operation: r.operation,
+                    id,
+                };
+            }
+            allowed.push(r.method.clone());
+        }
+    }
+    if allowed.is_empty() {
+        Resolution::NotFound
+    } else {
+        Resolution::MethodNotAllowed(allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths_with_and_without_ids() {
+        assert_eq!(
+            resolve(&Method::POST, "/webhooks/sub_1/rotate-secret"),
+            Resolution::Found {
+                operation: Operation::RotateSecret,
+                id: Some("sub_1")
+            }
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/webhooks/"),
+            Resolution::Found {
+                operation: Operation::ListWebhooks,
+                id: None
+            }
+        );
+        assert_eq!(
+            resolve(&Method::PUT, "/webhooks/x"),
+            Resolution::MethodNotAllowed(vec![Method::GET, Method::PATCH, Method::DELETE])
+        );
+        assert_eq!(resolve(&Method::GET, "/webhooks/x/y"), Resolution::NotFound);
+        assert_eq!(resolve(&Method::GET, "/"), Resolution::NotFound);
+    }
+}

@@ -1,0 +1,124 @@
+//! Response bodies.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use shared::filters::Filters;
+use shared::jobs::{JOB_TYPES, JobState, JobType};
+use shared::subscription::{Subscription, SubscriptionStatus};
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A subscription as the API shows it. The secret appears only in the
+/// create and rotate responses.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView<'a> {
+    /// Subscription id.
+    pub id: &'a str,
+    /// HTTPS target.
+    pub url: &'a str,
+    /// Free text.
+    pub description: Option<&'a str>,
+    /// Filters; absent kinds match everything.
+    pub filters: &'a Filters,
+    /// Active or archived.
+    pub status: SubscriptionStatus,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Archive time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+    /// Why it was archived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_reason: Option<&'a str>,
+    /// Optimistic-locking version, also the `ETag`.
+    pub version: u64,
+    /// End of the current rotation grace period, while one lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
+    /// The signing secret (create and rotate only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<&'a str>,
+    /// The same secret in Standard Webhooks form (create and rotate only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard_webhooks_secret: Option<String>,
+}
+
+impl<'a> SubscriptionView<'a> {
+    /// The public view, without the secret.
+    pub fn public(sub: &'a Subscription, now: DateTime<Utc>) -> Self {
+        Self {
+            id: &sub.subscription_id,
+            url: &sub.url,
+            description: sub.description.as_deref(),
+            filters: &sub.filters,
+            status: sub.status,
+            created_at: timestamp(sub.created_at),
+            updated_at: timestamp(sub.updated_at),
+            archived_at: sub.archived_at.map(timestamp),
+            archived_reason: sub.archived_reason.as_deref(),
+            version: sub.version,
+            previous_secret_expires_at: sub
+                .previous_secret_expires_at
+                .filter(|t| *t > now)
+                .map(timestamp),
+            secret: None,
+            standard_webhooks_secret: None,
+        }
+    }
+
+    /// The view including the secret in both forms.
+    pub fn with_secret(sub: &'a Subscription, now: DateTime<Utc>) -> Self {
+        Self {
+            secret: Some(sub.secret.expose()),
+            standard_webhooks_secret: Some(sub.secret.standard_webhooks_form()),
+            ..Self::public(sub, now)
+        }
+    }
+}
+
+/// A page of subscriptions.
+#[derive(Debug, Serialize)]
+pub struct ListView<'a> {
+    /// The items, newest first.
+    pub data: Vec<SubscriptionView<'a>>,
+    /// Cursor of the next page, `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StateView {
+    name: &'static str,
+    description: &'static str,
+}
+
+/// The catalogue: job types and job states.
+pub fn job_types_body() -> serde_json::Value {
+    let states: Vec<StateView> = JobState::ALL
+        .iter()
+        .map(|s| StateView {
+            name: s.as_str(),
+            description: s.description(),
+        })
+        .collect();
+    let types: &[JobType] = JOB_TYPES;
+    serde_json::json!({ "data": types, "states": states })
+}
+
+/// A JSON response with `status` and `body`.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    let text = serde_json::to_string(body).expect("response bodies serialise");
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Body::Text(text))
+        .expect("static response parts are valid")
+}

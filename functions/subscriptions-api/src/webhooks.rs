@@ -1,0 +1,476 @@
+//! The `/webhooks` operations.
+
+use chrono::{DateTime, Duration, Utc};
+use http::StatusCode;
+use http::header::{ETAG, IF_MATCH, LOCATION};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use shared::filters::{Filters, FiltersInput};
+use shared::store::{CreateOutcome, IdempotencyClaim, StoreError};
+use shared::subscription::{
+    self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
+    Subscription, SubscriptionStatus,
+};
+use shared::url_guard::{self, UrlRejection};
+use shared::validation::ValidationError;
+
+use crate::app::App;
+use crate::body;
+use crate::error::ApiError;
+use crate::views::{ListView, SubscriptionView, json_response};
+
+/// Default page size of `GET /webhooks`.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page size of `GET /webhooks`.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// How long an `Idempotency-Key` of `POST /webhooks` is remembered.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Read-modify-write attempts before a concurrent-write conflict is returned.
+const WRITE_ATTEMPTS: usize = 5;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    filters: Option<FiltersInput>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field.
+fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    #[serde(default, deserialize_with = "nullable")]
+    url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    filters: Option<Option<FiltersInput>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    #[serde(default)]
+    grace_period_seconds: Option<i64>,
+}
+
+fn check_url(raw: &str) -> Result<String, ValidationError> {
+    let code = |rejection: &UrlRejection| match rejection {
+        UrlRejection::TooLong { .. } => "url_too_long",
+        UrlRejection::Malformed(_) => "invalid_url",
+        UrlRejection::NotHttps { .. } => "url_not_https",
+        UrlRejection::UserInfo => "url_has_credentials",
+        UrlRejection::MissingHost
+        | UrlRejection::NonPublicIp { .. }
+        | UrlRejection::LocalName { .. } => "url_not_allowed",
+    };
+    url_guard::check_target_url(raw)
+        .map(String::from)
+        .map_err(|r| ValidationError::field(code(&r), "url", r.to_string()))
+}
+
+fn check_description(d: Option<String>) -> Result<Option<String>, ValidationError> {
+    match d {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(ValidationError::field(
+            "description_too_long",
+            "description",
+            format!("description is limited to {MAX_DESCRIPTION_LEN} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn check_filters(f: Option<FiltersInput>) -> Result<Filters, ValidationError> {
+    f.map_or(Ok(Filters::default()), FiltersInput::validate)
+}
+
+fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
+    if let Ok(v) = format!("\"{version}\"").parse() {
+        response.headers_mut().insert(ETAG, v);
+    }
+    response
+}
+
+fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw.to_str().unwrap_or_default();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        )
+        .with_field("Idempotency-Key"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The expected version from `If-Match`: `None` when absent or `*`.
+fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = req.headers().get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let tag = text.trim_start_matches("W/").trim_matches('"');
+    tag.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be the ETag of the subscription, e.g. \"3\"",
+        )
+        .with_field("If-Match")
+    })
+}
+
+fn precondition_failed(current: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        format!("the subscription has changed (current version {current}); fetch it and retry"),
+    )
+}
+
+impl App {
+    async fn load(&self, company: &str, id: &str) -> Result<Subscription, ApiError> {
+        if !subscription::is_subscription_id(id) {
+            return Err(ApiError::subscription_not_found());
+        }
+        self.store
+            .get(company, id)
+            .await?
+            .ok_or_else(ApiError::subscription_not_found)
+    }
+
+    /// Read-modify-write under optimistic locking. `change` edits a copy and
+    /// says whether anything changed; a lost race re-reads and re-applies,
+    /// unless the caller pinned a version with `If-Match`.
+    async fn modify<F>(
+        &self,
+        company: &str,
+        id: &str,
+        expected: Option<u64>,
+        mut change: F,
+    ) -> Result<Subscription, ApiError>
+    where
+        F: FnMut(&mut Subscription, DateTime<Utc>) -> Result<bool, ApiError>,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let current = self.load(company, id).await?;
+            if expected.is_some_and(|v| v != current.version) {
+                return Err(precondition_failed(current.version));
+            }
+            let now = Utc::now();
+            let mut next = current.clone();
+            if !change(&mut next, now)? {
+                return Ok(current);
+            }
+            next.version = current.version + 1;
+            next.updated_at = now;
+            match self.store.replace(&next, current.version).await {
+                Ok(()) => return Ok(next),
+                Err(StoreError::VersionConflict(_)) if expected.is_some() => {
+                    let latest = self.load(company, id).await?;
+                    return Err(precondition_failed(latest.version));
+                }
+                Err(StoreError::VersionConflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::VersionConflict(id.to_owned()).into())
+    }
+
+    pub(crate) async fn create(
+        &self,
+        company: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let key = idempotency_key(req)?;
+        let raw = body::raw(req)?;
+        let input: CreateRequest = body::decode(raw)?;
+        let new = NewSubscription {
+            url: check_url(&input.url)?,
+            description: check_description(input.description)?,
+            filters: check_filters(input.filters)?,
+        };
+        let now = Utc::now();
+        let sub = Subscription::create(company, new, now);
+        let claim = key.map(|key| IdempotencyClaim {
+            key,
+            request_hash: request_fingerprint(raw),
+            expires_at: now + IDEMPOTENCY_WINDOW,
+        });
+        let (stored, replayed) = match self.store.create(&sub, claim.as_ref()).await? {
+            CreateOutcome::Created => (sub, false),
+            CreateOutcome::Replayed(original) => (*original, true),
+            CreateOutcome::KeyReused => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request body",
+                )
+                .with_field("Idempotency-Key"));
+            }
+        };
+        if !replayed {
+            tracing::info!(subscription_id = %stored.subscription_id, "subscription created");
+        }
+        let mut response = json_response(
+            StatusCode::CREATED,
+            &SubscriptionView::with_secret(&stored, now),
+        );
+        let headers = response.headers_mut();
+        if let Ok(location) = format!("/webhooks/{}", stored.subscription_id).parse() {
+            headers.insert(LOCATION, location);
+        }
+        if replayed {
+            headers.insert(
+                "idempotent-replayed",
+                http::HeaderValue::from_static("true"),
+            );
+        }
+        Ok(with_etag(response, stored.version))
+    }
+
+    pub(crate) async fn list(
+        &self,
+        company: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let params = req.query_string_parameters();
+        for (name, _) in params.iter() {
+            if !matches!(name, "limit" | "cursor" | "status") {
+                return Err(ApiError::bad_request(
+                    "unknown_parameter",
+                    format!("unknown query parameter {name:?}; allowed: limit, cursor, status"),
+                )
+                .with_field(name.to_owned()));
+            }
+        }
+        let limit = match params.first("limit") {
+            None => DEFAULT_PAGE_SIZE,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("limit must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                    )
+                    .with_field("limit")
+                })?,
+        };
+        let status = match params.first("status") {
+            None => None,
+            Some(raw) => Some(SubscriptionStatus::parse(raw).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("unknown status {raw:?}; allowed: active, archived"),
+                )
+                .with_field("status")
+            })?),
+        };
+        let filter = status.map(SubscriptionStatus::as_str);
+        let after = match params.first("cursor") {
+            None => None,
+            Some(cursor) => Some(
+                self.config
+                    .cursors
+                    .decode(company, cursor, filter)
+                    .map_err(|e| {
+                        ApiError::bad_request("invalid_cursor", e.to_string()).with_field("cursor")
+                    })?
+                    .after,
+            ),
+        };
+        let page = self
+            .store
+            .list(company, status, limit, after.as_deref())
+            .await?;
+        let next_cursor = match page.items.last() {
+            Some(last) if page.has_more => Some(self.config.cursors.encode(
+                company,
+                &shared::cursor::CursorPosition {
+                    after: last.subscription_id.clone(),
+                    filter: filter.map(str::to_owned),
+                },
+            )),
+            _ => None,
+        };
+        let now = Utc::now();
+        let view = ListView {
+            data: page
+                .items
+                .iter()
+                .map(|s| SubscriptionView::public(s, now))
+                .collect(),
+            next_cursor,
+        };
+        Ok(json_response(StatusCode::OK, &view))
+    }
+
+    pub(crate) async fn get(&self, company: &str, id: &str) -> Result<Response<Body>, ApiError> {
+        let sub = self.load(company, id).await?;
+        let response = json_response(StatusCode::OK, &SubscriptionView::public(&sub, Utc::now()));
+        Ok(with_etag(response, sub.version))
+    }
+
+    pub(crate) async fn update(
+        &self,
+        company: &str,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let expected = if_match(req)?;
+        let input: UpdateRequest = body::decode(body::raw(req)?)?;
+        let url = match input.url {
+            None => None,
+            Some(None) => {
+                return Err(
+                    ApiError::bad_request("invalid_type", "url can't be null").with_field("url")
+                );
+            }
+            Some(Some(raw)) => Some(check_url(&raw)?),
+        };
+        let description = input.description.map(check_description).transpose()?;
+        let filters = match input.filters {
+            None => None,
+            Some(f) => Some(check_filters(f)?),
+        };
+        if !subscription::is_subscription_id(id) {
+            return Err(ApiError::subscription_not_found());
+        }
+        let updated = self
+            .modify(company, id, expected, |sub, _now| {
+                if sub.is_archived() {
+                    return Err(ApiError::archived());
+                }
+                let before = (
+                    sub.url.clone(),
+                    sub.description.clone(),
+                    sub.filters.clone(),
+                );
+                if let Some(url) = &url {
+                    sub.url.clone_from(url);
+                }
+                if let Some(d) = &description {
+                    sub.description.clone_from(d);
+                }
+                if let Some(f) = &filters {
+                    sub.filters = f.clone();
+                }
+                Ok(before
+                    != (
+                        sub.url.clone(),
+                        sub.description.clone(),
+                        sub.filters.clone(),
+                    ))
+            })
+            .await?;
+        let response = json_response(
+            StatusCode::OK,
+            &SubscriptionView::public(&updated, Utc::now()),
+        );
+        Ok(with_etag(response, updated.version))
+    }
+
+    pub(crate) async fn archive(
+        &self,
+        company: &str,
+        id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let archived = self
+            .modify(company, id, None, |sub, now| {
+                if sub.is_archived() {
+                    return Ok(false);
+                }
+                sub.archive("archived through the API", now);
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(subscription_id = %archived.subscription_id, "subscription archived");
+        let response = json_response(
+            StatusCode::OK,
+            &SubscriptionView::public(&archived, Utc::now()),
+        );
+        Ok(with_etag(response, archived.version))
+    }
+
+    pub(crate) async fn rotate(
+        &self,
+        company: &str,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let raw = body::raw(req)?;
+        let input: RotateRequest = if raw.iter().all(u8::is_ascii_whitespace) {
+            RotateRequest::default()
+        } else {
+            body::decode(raw)?
+        };
+        let grace = match input.grace_period_seconds {
+            None => DEFAULT_ROTATION_GRACE,
+            Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => {
+                Duration::seconds(secs)
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_grace_period",
+                    format!(
+                        "grace_period_seconds must be from 0 to {} (7 days)",
+                        MAX_ROTATION_GRACE.num_seconds()
+                    ),
+                )
+                .with_field("grace_period_seconds"));
+            }
+        };
+        let rotated = self
+            .modify(company, id, if_match(req)?, |sub, now| {
+                if sub.is_archived() {
+                    return Err(ApiError::archived());
+                }
+                sub.rotate_secret(grace, now);
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(subscription_id = %rotated.subscription_id, grace_seconds = grace.num_seconds(), "secret rotated");
+        let response = json_response(
+            StatusCode::OK,
+            &SubscriptionView::with_secret(&rotated, Utc::now()),
+        );
+        Ok(with_etag(response, rotated.version))
+    }
+}
+
+/// Fingerprint of a create request: SHA-256 of its JSON in canonical form
+/// (sorted keys, no whitespace), so formatting differences don't count as
+/// a different request.
+fn request_fingerprint(raw: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(raw)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_else(|_| raw.to_vec());
+    let digest = Sha256::digest(&canonical);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,196 @@
+//! A loopback stand-in for API Gateway's HTTP API in front of the
+//! subscriptions function: bearer-token check, the API Gateway v2 event, and
+//! the response back to the client.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use subscriptions_api::App;
+use tokio::net::TcpListener;
+
+use crate::jwt;
+
+/// API Gateway's payload limit.
+const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+/// The API Gateway (HTTP API, payload v2.0) event for one request, with
+/// `claims` as the JWT authorizer's verified claims.
+pub fn api_gateway_event(
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    claims: Option<&HashMap<String, String>>,
+) -> serde_json::Value {
+    let mut header_map = serde_json::Map::new();
+    for name in headers.keys() {
+        let joined = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        header_map.insert(name.as_str().to_owned(), joined.into());
+    }
+    let mut query: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+    for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(serde_json::Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), v.into_owned().into());
+            }
+        }
+    }
+    let (body, is_base64) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (serde_json::Value::Null, false),
+        Ok(text) => (text.into(), false),
+        Err(_) => (STANDARD.encode(body).into(), true),
+    };
+    let now = chrono::Utc::now();
+    let user_agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut context = serde_json::json!({
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": "127.0.0.1",
+        "domainPrefix": "local",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": user_agent,
+        },
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+        "timeEpoch": now.timestamp_millis(),
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = serde_json::json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    let mut event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": header_map,
+        "requestContext": context,
+        "isBase64Encoded": is_base64,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = query.into();
+    }
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    event
+}
+
+/// The claims of the request's bearer token (decoded, not verified).
+pub fn bearer_claims(headers: &HeaderMap) -> Option<HashMap<String, String>> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    jwt::claims_unverified(token.trim()).ok()
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Serves one request the way API Gateway + Lambda would.
+pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let Some(claims) = bearer_claims(&parts.headers) else {
+        let mut r = plain(StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#);
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    };
+    let Ok(body) = Limited::new(body, MAX_PAYLOAD).collect().await else {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"message":"Request Entity Too Large"}"#,
+        );
+    };
+    let event = api_gateway_event(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        &parts.headers,
+        &body.to_bytes(),
+        Some(&claims),
+    );
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "request could not be turned into an API Gateway event");
+            return plain(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
+        }
+    };
+    let response = app.handle(request).await;
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(t) => Bytes::from(t),
+        lambda_http::Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    Response::from_parts(parts, Full::new(bytes))
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let app = Arc::clone(&app);
+                async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection closed with an error");
+            }
+        });
+    }
+}

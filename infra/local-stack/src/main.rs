@@ -1,0 +1,47 @@
+//! `local-stack`: the webhooks service on one machine.
+//!
+//! - `local-stack up`: provisions the local AWS emulator from `template.yaml`
+//!   and serves the API on 127.0.0.1:3000.
+//! - `local-stack token COMPANY`: prints a development bearer token.
+
+use local_stack::{jwt, up};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["up"] => {
+            init_logs();
+            match up::LocalConfig::from_env() {
+                Ok(config) => up::run(config).await,
+                Err(e) => Err(e.into()),
+            }
+        }
+        ["token", company] => {
+            let claim = std::env::var("COMPANY_CLAIM").unwrap_or_else(|_| "company_id".into());
+            println!("{}", jwt::dev_token(company, &claim));
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: local-stack up | local-stack token COMPANY");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("local-stack: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,aws_config=warn".to_owned());
+    tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .init();
+}

@@ -1,0 +1,84 @@
+//! Configuration read once from environment variables at cold start.
+//!
+//! Every function builds its own config struct with these helpers, so a
+//! missing or malformed variable fails the cold start with a message naming
+//! the variable instead of surfacing later as a confusing runtime error.
+
+use std::str::FromStr;
+
+/// A configuration variable is missing or has an unusable value.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration variable {var}: {problem}")]
+pub struct ConfigError {
+    /// Name of the environment variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A config error for `var` with a human-readable problem description.
+    pub fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The non-empty value of `var`, if set.
+pub fn optional(var: &'static str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The non-empty value of `var`, or an error saying it must be set.
+pub fn required(var: &'static str) -> Result<String, ConfigError> {
+    optional(var).ok_or_else(|| ConfigError::new(var, "must be set to a non-empty value"))
+}
+
+/// `var` parsed as `T`, or `default` when unset.
+pub fn parse_or<T>(var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match optional(var) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
+    }
+}
+
+/// The AWS SDK configuration from the standard provider chain (region,
+/// credentials, and `AWS_ENDPOINT_URL` for the local emulator). Load it once
+/// per process and build every client from it.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_or_reports_the_variable_and_value() {
+        // SAFETY: test-only variable name unique to this test.
+        unsafe { std::env::set_var("SHARED_CONFIG_TEST_NUM", "ten") };
+        let err = parse_or::<u32>("SHARED_CONFIG_TEST_NUM", 3).unwrap_err();
+        assert_eq!(err.var, "SHARED_CONFIG_TEST_NUM");
+        assert!(err.to_string().contains("\"ten\""), "{err}");
+        assert_eq!(parse_or::<u32>("SHARED_CONFIG_TEST_UNSET", 3).unwrap(), 3);
+    }
+
+    #[test]
+    fn required_rejects_blank_values() {
+        // SAFETY: test-only variable name unique to this test.
+        unsafe { std::env::set_var("SHARED_CONFIG_TEST_BLANK", "  ") };
+        let err = required("SHARED_CONFIG_TEST_BLANK").unwrap_err();
+        assert!(err.to_string().contains("must be set"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Subscription filters: which job state changes a subscription receives.
+//!
+//! Each kind (`job_ids`, `job_types`, `states`) is either absent, matching
+//! everything, or a non-empty set. Values are ORed within a kind and the kinds
+//! are ANDed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{self, JobState};
+use crate::validation::ValidationError;
+
+/// Most job ids one subscription may list.
+pub const MAX_JOB_IDS: usize = 1000;
+/// Longest accepted job id, in characters.
+pub const MAX_JOB_ID_LEN: usize = 256;
+
+/// Filters as sent by API clients, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersInput {
+    /// Only these job ids.
+    pub job_ids: Option<Vec<String>>,
+    /// Only these catalogue job types.
+    pub job_types: Option<Vec<String>>,
+    /// Only transitions into these states.
+    pub states: Option<Vec<String>>,
+}
+
+/// Validated filters, stored with the subscription.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    /// Only these job ids; `None` matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_ids: Option<Vec<String>>,
+    /// Only these job types; `None` matches any, including types unknown to
+    /// the catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_types: Option<Vec<String>>,
+    /// Only transitions into these states; `None` matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<Vec<JobState>>,
+}
+
+impl FiltersInput {
+    /// Checks every value and returns the filters with duplicates removed
+    /// (first occurrence kept).
+    pub fn validate(self) -> Result<Filters, ValidationError> {
+        let job_ids = match self.job_ids {
+            None => None,
+            Some(ids) => {
+                non_empty(&ids, "filters.job_ids")?;
+                if ids.len() > MAX_JOB_IDS {
+                    return Err(ValidationError::field(
+                        "too_many_job_ids",
+                        "filters.job_ids",
+                        format!(
+                            "at most {MAX_JOB_IDS} job ids per subscription, got {}",
+                            ids.len()
+                        ),
+                    ));
+                }
+                for (i, id) in ids.iter().enumerate() {
+                    let len = id.chars().count();
+                    if len == 0 || len > MAX_JOB_ID_LEN || id.chars().any(char::is_control) {
+                        return Err(ValidationError::field(
+                            "invalid_job_id",
+                            format!("filters.job_ids[{i}]"),
+                            format!("job ids must be 1 to {MAX_JOB_ID_LEN} printable characters"),
+                        ));
+                    }
+                }
+                Some(dedup(ids))
+            }
+        };
+        let job_types = match self.job_types {
+            None => None,
+            Some(types) => {
+                non_empty(&types, "filters.job_types")?;
+                if let Some((i, bad)) = types
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| jobs::job_type(t).is_none())
+                {
+                    return Err(ValidationError::field(
+                        "unknown_job_type",
+                        format!("filters.job_types[{i}]"),
+                        format!(
+                            "unknown job type {bad:?}; allowed: {}",
+                            jobs::job_type_names()
+                        ),
+                    ));
+                }
+                Some(dedup(types))
+            }
+        };
+        let states = match self.states {
+            None => None,
+            Some(names) => {
+                non_empty(&names, "filters.states")?;
+                let mut states = Vec::with_capacity(names.len());
+                for (i, name) in names.iter().enumerate() {
+                    let state = JobState::parse(name).ok_or_else(|| {
+                        ValidationError::field(
+                            "unknown_state",
+                            format!("filters.states[{i}]"),
+                            format!("unknown job state {name:?}; allowed: {}", JobState::names()),
+                        )
+                    })?;
+                    if !states.contains(&state) {
+                        states.push(state);
+                    }
+                }
+                Some(states)
+            }
+        };
+        Ok(Filters {
+            job_ids,
+            job_types,
+            states,
+        })
+    }
+}
+
+impl Filters {
+    /// Whether a job of `job_type` with id `job_id` entering `state` passes
+    /// these filters.
+    pub fn matches(&self, job_id: &str, job_type: &str, state: JobState) -> bool {
+        self.job_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == job_id))
+            && self
+                .job_types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t == job_type))
+            && self.states.as_ref().is_none_or(|s| s.contains(&state))
+    }
+}
+
+fn non_empty<T>(values: &[T], field: &'static str) -> Result<(), ValidationError> {
+    if values.is_empty() {
+        return Err(ValidationError::field(
+            "empty_filter",
+            field,
+            format!("{field} must not be empty; omit it to match everything"),
+        ));
+    }
+    Ok(())
+}
+
+fn dedup(values: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: serde_json::Value) -> FiltersInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn empty_lists_are_rejected_per_kind() {
+        for kind in ["job_ids", "job_types", "states"] {
+            let err = input(serde_json::json!({ kind: [] }))
+                .validate()
+                .unwrap_err();
+            assert_eq!(err.code, "empty_filter");
+            assert_eq!(
+                err.field.as_deref(),
+                Some(format!("filters.{kind}").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_job_type_names_the_value_and_the_allowed_ones() {
+        let err = input(serde_json::json!({"job_types": ["forecast", "sql"]}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, "unknown_job_type");
+        assert_eq!(err.field.as_deref(), Some("filters.job_types[1]"));
+        assert!(err.message.contains("\"sql\""));
+        assert!(err.message.contains("materialize-view"));
+        assert!(err.message.contains("models_deliver_model"));
+    }
+
+    #[test]
+    fn unknown_state_names_the_value_and_the_allowed_ones() {
+        let err = input(serde_json::json!({"states": ["DONE"]}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, "unknown_state");
+        assert!(err.message.contains("\"DONE\""));
+        assert!(err.message.contains("pending_cancellation"));
+    }
+
+    #[test]
+    fn job_id_limits() {
+        let ids: Vec<String> = (0..=MAX_JOB_IDS).map(|i| format!("job-{i}")).collect();
+        let err = input(serde_json::json!({ "job_ids": ids }))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, "too_many_job_ids");
+        let ids: Vec<String> = (0..MAX_JOB_IDS).map(|i| format!("job-{i}")).collect();
+        assert!(
+            input(serde_json::json!({ "job_ids": ids }))
+                .validate()
+                .is_ok()
+        );
+        let err = input(serde_json::json!({"job_ids": ["ok", ""]}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("filters.job_ids[1]"));
+    }
+
+    #[test]
+    fn duplicates_are_removed_keeping_order() {
+        let f = input(serde_json::json!({
+            "job_ids": ["b", "a", "b"],
+            "states": ["failed", "completed", "failed"]
+        }))
+        .validate()
+        .unwrap();
+        assert_eq!(f.job_ids.unwrap(), ["b", "a"]);
+        assert_eq!(f.states.unwrap(), [JobState::Failed, JobState::Completed]);
+    }
+
+    #[test]
+    fn matching_ors_within_and_ands_across_kinds() {
+        let any = Filters::default();
+        assert!(any.matches("j1", "not-in-catalogue", JobState::Running));
+
+        let f = Filters {
+            job_ids: None,
+            job_types: Some(vec!["forecast".into(), "costs".into()]),
+            states: Some(vec![JobState::Completed, JobState::Failed]),
+        };
+        assert!(f.matches("j1", "costs", JobState::Failed));
+        assert!(f.matches("j2", "forecast", JobState::Completed));
+        assert!(!f.matches("j1", "costs", JobState::Running));
+        assert!(!f.matches("j1", "materialize-view", JobState::Completed));
+
+        let by_id = Filters {
+            job_ids: Some(vec!["j1".into()]),
+            ..Filters::default()
+        };
+        assert!(by_id.matches("j1", "x", JobState::Pending));
+        assert!(!by_id.matches("j2", "x", JobState::Pending));
+    }
+}

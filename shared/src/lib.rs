@@ -1,0 +1,17 @@
+//! Common crate of the job-state webhooks service.
+//!
+//! Domain rules live here once: the job-type catalogue and states, webhook
+//! subscriptions and their filters, the DynamoDB subscription store, the
+//! target-URL guard, and configuration read from the environment.
+
+pub mod config;
+pub mod cursor;
+pub mod filters;
+pub mod ip_guard;
+pub mod jobs;
+pub mod secret;
+pub mod store;
+pub mod subscription;
+pub mod telemetry;
+pub mod url_guard;
+pub mod validation;

@@ -1,0 +1,56 @@
+//! The local AWS emulator, for tests that talk to it over HTTP.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use local_stack::provision;
+use local_stack::template::{self, Template};
+
+/// Endpoint of the emulator, from `AWS_ENDPOINT_URL`.
+///
+/// # Panics
+/// When the variable is unset: these tests need the emulator, which
+/// `make test` (through `infra/with-emulator.sh`) provides.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!(
+            "AWS_ENDPOINT_URL is not set: integration tests need the local AWS emulator; \
+             run them with `make test` or `infra/with-emulator.sh cargo test`"
+        )
+    })
+}
+
+/// SDK configuration for the emulator with static test credentials.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// A DynamoDB client for the emulator.
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+}
+
+/// A unique name starting with `prefix`, so parallel tests never share
+/// resources.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates a fresh table with the schema of `logical_id` in `template.yaml`
+/// and returns its name.
+pub async fn fresh_table(client: &aws_sdk_dynamodb::Client, logical_id: &str) -> String {
+    let template = Template::load(&template::default_path()).expect("template.yaml loads");
+    let spec = template
+        .table(logical_id)
+        .expect("table is in the template");
+    let name = unique_name(logical_id);
+    provision::ensure_table(client, &spec, &name)
+        .await
+        .expect("table is created in the emulator");
+    name
+}

@@ -1,0 +1,22 @@
+//! Test support for the local stack.
+//!
+//! - [`emulator`]: AWS clients pointed at the local AWS emulator (moto
+//!   server, started by `infra/with-emulator.sh`), and fresh tables created
+//!   from `template.yaml`.
+//! - [`api`]: API Gateway (HTTP API) requests as the JWT authorizer hands
+//!   them to the function.
+//! - [`runtime_api`]: a Lambda Runtime API on loopback, to run a built
+//!   function binary the way Lambda does.
+//!
+//! Sample events live in `tests/events/`.
+
+pub mod api;
+pub mod emulator;
+pub mod runtime_api;
+
+/// Path of a sample event in `tests/events/`.
+pub fn event_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name)
+}
