@@ -25,7 +25,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 for _ in $(seq 1 150); do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/"; then break; fi
+  if curl -fs -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then break; fi
   kill -0 "$moto_pid" 2>/dev/null || { echo "with-emulator: moto server exited; see $log" >&2; exit 1; }
   sleep 0.2
 done

@@ -128,7 +128,7 @@ impl SubscriptionStore {
         }
     }
 
-    fn to_item<T: Serialize>(&self, key: &str, value: &T) -> Result<Item, StoreError> {
+    fn encode_item<T: Serialize>(&self, key: &str, value: &T) -> Result<Item, StoreError> {
         to_item(value).map_err(|source| StoreError::Mapping {
             key: key.to_owned(),
             table: self.table.clone(),
@@ -136,7 +136,7 @@ impl SubscriptionStore {
         })
     }
 
-    fn from_item<T: for<'de> Deserialize<'de>>(&self, item: Item) -> Result<T, StoreError> {
+    fn decode_item<T: for<'de> Deserialize<'de>>(&self, item: Item) -> Result<T, StoreError> {
         let key = match item.get("subscription_id") {
             Some(AttributeValue::S(k)) => k.clone(),
             _ => String::from("?"),
@@ -155,7 +155,7 @@ impl SubscriptionStore {
         sub: &Subscription,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
-        let item = self.to_item(&sub.subscription_id, sub)?;
+        let item = self.encode_item(&sub.subscription_id, sub)?;
         let Some(claim) = claim else {
             self.client
                 .put_item()
@@ -175,7 +175,7 @@ impl SubscriptionStore {
             request_hash: claim.request_hash.clone(),
             expires_at: claim.expires_at.timestamp(),
         };
-        let record_item = self.to_item(&record.subscription_id, &record)?;
+        let record_item = self.encode_item(&record.subscription_id, &record)?;
         let put_record = Put::builder()
             .table_name(&self.table)
             .set_item(Some(record_item))
@@ -230,7 +230,7 @@ impl SubscriptionStore {
             .await
             .map_err(|e| self.dynamo_err("GetItem", e))?
             .item
-            .map(|item| self.from_item::<IdempotencyRecord>(item))
+            .map(|item| self.decode_item::<IdempotencyRecord>(item))
             .transpose()?;
         let Some(record) = record else {
             return Err(StoreError::VersionConflict(key));
@@ -260,7 +260,7 @@ impl SubscriptionStore {
             .send()
             .await
             .map_err(|e| self.dynamo_err("GetItem", e))?;
-        out.item.map(|item| self.from_item(item)).transpose()
+        out.item.map(|item| self.decode_item(item)).transpose()
     }
 
     /// Overwrites `sub` if the stored version is still `expected_version`.
@@ -269,7 +269,7 @@ impl SubscriptionStore {
         sub: &Subscription,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let item = self.to_item(&sub.subscription_id, sub)?;
+        let item = self.encode_item(&sub.subscription_id, sub)?;
         let result = self
             .client
             .put_item()
@@ -333,7 +333,7 @@ impl SubscriptionStore {
                 .await
                 .map_err(|e| self.dynamo_err("Query", e))?;
             for item in out.items.unwrap_or_default() {
-                items.push(self.from_item::<Subscription>(item)?);
+                items.push(self.decode_item::<Subscription>(item)?);
             }
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if items.len() > limit || start.is_none() {
@@ -365,7 +365,7 @@ impl SubscriptionStore {
                 .await
                 .map_err(|e| self.dynamo_err("Query", e))?;
             for item in out.items.unwrap_or_default() {
-                all.push(self.from_item::<Subscription>(item)?);
+                all.push(self.decode_item::<Subscription>(item)?);
             }
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {

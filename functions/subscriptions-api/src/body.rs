@@ -50,6 +50,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "a JSON request body is required",
         ));
     }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(e) => decode_error("", e),
+                Ok(_) => {
+                    ApiError::bad_request("invalid_type", "the request body must be a JSON object")
+                }
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -77,7 +87,9 @@ fn decode_error(path: &str, err: serde_json::Error) -> ApiError {
         .to_owned();
     let parent = if path == "." { "" } else { path };
     let join = |name: &str| {
-        if parent.is_empty() {
+        if parent == name || parent.ends_with(&format!(".{name}")) {
+            parent.to_owned()
+        } else if parent.is_empty() {
             name.to_owned()
         } else {
             format!("{parent}.{name}")

@@ -100,16 +100,24 @@ struct StateView {
 }
 
 /// The catalogue: job types and job states.
-pub fn job_types_body() -> serde_json::Value {
-    let states: Vec<StateView> = JobState::ALL
-        .iter()
-        .map(|s| StateView {
-            name: s.as_str(),
-            description: s.description(),
-        })
-        .collect();
-    let types: &[JobType] = JOB_TYPES;
-    serde_json::json!({ "data": types, "states": states })
+#[derive(Serialize)]
+pub struct JobTypesView {
+    data: &'static [JobType],
+    states: Vec<StateView>,
+}
+
+/// The body of `GET /job-types`.
+pub fn job_types_body() -> JobTypesView {
+    JobTypesView {
+        data: JOB_TYPES,
+        states: JobState::ALL
+            .iter()
+            .map(|s| StateView {
+                name: s.as_str(),
+                description: s.description(),
+            })
+            .collect(),
+    }
 }
 
 /// A JSON response with `status` and `body`.

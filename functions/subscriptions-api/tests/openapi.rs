@@ -1,0 +1,184 @@
+//! Keeps `openapi.yaml` honest: every served route is documented with its
+//! `operationId`, nothing is documented that isn't served, and the filter
+//! enums list exactly the job-type catalogue and the job states.
+
+use serde_yaml::Value;
+use shared::jobs::{JOB_TYPES, JobState};
+use subscriptions_api::routes::ROUTES;
+
+const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
+
+/// The keys of an OpenAPI path item that are operations.
+const HTTP_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn document() -> Value {
+    let text =
+        std::fs::read_to_string(DOCUMENT).unwrap_or_else(|e| panic!("reading {DOCUMENT}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {DOCUMENT}: {e}"))
+}
+
+fn paths(doc: &Value) -> &serde_yaml::Mapping {
+    doc.get("paths")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{DOCUMENT} has no `paths` object"))
+}
+
+/// Follows a local `$ref` (`#/a/b/c`) until the value is not a reference.
+fn resolve<'a>(doc: &'a Value, mut value: &'a Value) -> &'a Value {
+    for _ in 0..32 {
+        let Some(reference) = value.get("$ref").and_then(Value::as_str) else {
+            return value;
+        };
+        let pointer = reference
+            .strip_prefix("#/")
+            .unwrap_or_else(|| panic!("only local references are supported, found {reference}"));
+        value = pointer.split('/').fold(doc, |node, segment| {
+            let key = segment.replace("~1", "/").replace("~0", "~");
+            node.get(key.as_str())
+                .unwrap_or_else(|| panic!("reference {reference} is dangling at {key:?}"))
+        });
+    }
+    panic!("reference cycle at {value:?}");
+}
+
+/// The schema node at `keys` below `#/components/schemas`, resolving
+/// references on the way.
+fn schema_node<'a>(doc: &'a Value, keys: &[&str]) -> &'a Value {
+    let schemas = doc
+        .get("components")
+        .and_then(|c| c.get("schemas"))
+        .unwrap_or_else(|| panic!("{DOCUMENT} has no `components/schemas`"));
+    let mut walked = String::from("#/components/schemas");
+    let mut node = schemas;
+    for key in keys {
+        let child = node
+            .get(*key)
+            .unwrap_or_else(|| panic!("{DOCUMENT}: {walked} has no {key:?}"));
+        node = resolve(doc, child);
+        walked.push('/');
+        walked.push_str(key);
+    }
+    node
+}
+
+fn string_enum(doc: &Value, keys: &[&str]) -> Vec<String> {
+    let node = schema_node(doc, keys);
+    let values = node
+        .get("enum")
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| {
+            panic!(
+                "{DOCUMENT}: #/components/schemas/{} has no `enum` list",
+                keys.join("/")
+            )
+        });
+    values
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("non-string enum value {v:?} in {}", keys.join("/")))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn every_served_route_is_documented_with_its_operation_id() {
+    let doc = document();
+    let paths = paths(&doc);
+    let mut problems = Vec::new();
+    for route in ROUTES {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let operation = paths
+            .get(route.path)
+            .and_then(|item| item.get(method.as_str()));
+        let Some(operation) = operation else {
+            problems.push(format!(
+                "{} {} ({}) is served but missing from `paths`",
+                route.method, route.path, route.operation_id
+            ));
+            continue;
+        };
+        let documented = operation.get("operationId").and_then(Value::as_str);
+        if documented != Some(route.operation_id) {
+            problems.push(format!(
+                "{} {} has operationId {documented:?} in the document, but {:?} in ROUTES",
+                route.method, route.path, route.operation_id
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_documented_operation_is_served() {
+    let doc = document();
+    let mut problems = Vec::new();
+    for (path, item) in paths(&doc) {
+        let path = path
+            .as_str()
+            .unwrap_or_else(|| panic!("non-string path key {path:?}"));
+        let item = item
+            .as_mapping()
+            .unwrap_or_else(|| panic!("path item {path} is not an object"));
+        for key in item.keys() {
+            let Some(method) = key.as_str().filter(|k| HTTP_METHODS.contains(k)) else {
+                continue;
+            };
+            let served = ROUTES
+                .iter()
+                .any(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method));
+            if !served {
+                problems.push(format!(
+                    "{} {path} is documented but not in ROUTES",
+                    method.to_ascii_uppercase()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn filters_job_types_enum_is_the_catalogue() {
+    let doc = document();
+    let documented = string_enum(&doc, &["Filters", "properties", "job_types", "items"]);
+    let catalogue: Vec<&str> = JOB_TYPES.iter().map(|t| t.name).collect();
+    let missing: Vec<&&str> = catalogue
+        .iter()
+        .filter(|name| !documented.iter().any(|d| d == *name))
+        .collect();
+    let extra: Vec<&String> = documented
+        .iter()
+        .filter(|d| !catalogue.contains(&d.as_str()))
+        .collect();
+    assert_eq!(
+        documented, catalogue,
+        "Filters.job_types enum differs from shared::jobs::JOB_TYPES \
+         (missing from the document: {missing:?}; not in the catalogue: {extra:?}; \
+         if both are empty, the order differs)"
+    );
+}
+
+#[test]
+fn filters_states_enum_is_the_job_states() {
+    let doc = document();
+    let documented = string_enum(&doc, &["Filters", "properties", "states", "items"]);
+    let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+    let missing: Vec<&&str> = states
+        .iter()
+        .filter(|name| !documented.iter().any(|d| d == *name))
+        .collect();
+    let extra: Vec<&String> = documented
+        .iter()
+        .filter(|d| !states.contains(&d.as_str()))
+        .collect();
+    assert_eq!(
+        documented, states,
+        "Filters.states enum differs from shared::jobs::JobState::ALL \
+         (missing from the document: {missing:?}; not a job state: {extra:?}; \
+         if both are empty, the order differs)"
+    );
+}
