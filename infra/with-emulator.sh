@@ -21,15 +21,18 @@ mkdir -p "$(dirname "$log")"
 moto_pid=$!
 stop() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
 trap stop EXIT
-trap 'exit 130' INT
+# Ctrl-C reaches the whole foreground group: let COMMAND shut down cleanly
+# and report its own status instead of dying here first.
+trap ':' INT
 trap 'exit 143' TERM
 
+ready() { "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "http://127.0.0.1:$port/moto-api/" 2>/dev/null; }
 for _ in $(seq 1 150); do
-  if curl -fs -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then break; fi
+  ready && break
   kill -0 "$moto_pid" 2>/dev/null || { echo "with-emulator: moto server exited; see $log" >&2; exit 1; }
   sleep 0.2
 done
-curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" || { echo "with-emulator: moto server did not answer on port $port" >&2; exit 1; }
+ready || { echo "with-emulator: moto server did not answer on port $port; see $log" >&2; exit 1; }
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_SESSION_TOKEN=

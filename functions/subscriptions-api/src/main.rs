@@ -8,7 +8,8 @@ use subscriptions_api::{ApiConfig, App};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
-    let config = ApiConfig::from_env()?;
+    let config = ApiConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
     let app = Arc::new(App::new(config, aws_sdk_dynamodb::Client::new(&sdk)));
     lambda_http::run(service_fn(move |req: Request| {

@@ -112,13 +112,14 @@ impl Template {
 
     /// The table with logical id `logical_id`.
     pub fn table(&self, logical_id: &str) -> Result<TableSpec, TemplateError> {
-        self.tables()?
-            .into_iter()
-            .find(|t| t.logical_id == logical_id)
+        let (id, body) = self
+            .resources_of_type("AWS::DynamoDB::Table")
+            .find(|(id, _)| *id == logical_id)
             .ok_or_else(|| TemplateError::Shape {
                 resource: logical_id.to_owned(),
                 problem: "no such AWS::DynamoDB::Table in the template".to_owned(),
-            })
+            })?;
+        table_spec(id, body)
     }
 }
 
