@@ -1,0 +1,74 @@
+//! Configuration of the ingest function, read once at cold start.
+
+use std::time::Duration;
+
+use shared::config::{self, ConfigError};
+
+/// Settings of the ingest function.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `SUBSCRIPTIONS_TABLE`: the subscriptions table.
+    pub table: String,
+    /// `DELIVERY_QUEUE_URL`: where delivery messages go.
+    pub queue_url: String,
+    /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 10): how long a company's
+    /// subscriptions are reused inside a warm instance.
+    pub cache_ttl: Duration,
+    /// `SEND_CONCURRENCY` (default 8): `SendMessageBatch` calls in flight.
+    pub send_concurrency: usize,
+    /// `SEND_ATTEMPTS` (default 4): tries per batch entry before its record
+    /// is reported as failed.
+    pub send_attempts: u32,
+    /// `MAX_MESSAGE_BYTES` (default 262144, the SQS limit): larger events
+    /// are trimmed.
+    pub max_message_bytes: usize,
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    var: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::new(
+            var,
+            format!("must be from {min} to {max}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+impl IngestConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: config::required("SUBSCRIPTIONS_TABLE")?,
+            queue_url: config::required("DELIVERY_QUEUE_URL")?,
+            cache_ttl: Duration::from_secs(in_range(
+                "SUBSCRIPTION_CACHE_TTL_SECONDS",
+                config::parse_or("SUBSCRIPTION_CACHE_TTL_SECONDS", 10u64)?,
+                0,
+                3600,
+            )?),
+            send_concurrency: in_range(
+                "SEND_CONCURRENCY",
+                config::parse_or("SEND_CONCURRENCY", 8usize)?,
+                1,
+                64,
+            )?,
+            send_attempts: in_range(
+                "SEND_ATTEMPTS",
+                config::parse_or("SEND_ATTEMPTS", 4u32)?,
+                1,
+                10,
+            )?,
+            max_message_bytes: in_range(
+                "MAX_MESSAGE_BYTES",
+                config::parse_or("MAX_MESSAGE_BYTES", 262_144usize)?,
+                1024,
+                1_048_576,
+            )?,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! Job-state ingestion: the jobs table's DynamoDB stream in, one SQS
+//! delivery message per (transition, matching subscription) out.
+//!
+//! [`Ingest::handle`] takes the raw stream event, so a record that can't be
+//! parsed is logged and skipped instead of failing the whole batch, and
+//! returns `batchItemFailures` naming the earliest record whose messages
+//! were not all accepted by SQS; Lambda resumes from it.
+
+pub mod cache;
+pub mod config;
+pub mod enqueue;
+pub mod handler;
+
+pub use config::IngestConfig;
+pub use handler::Ingest;
