@@ -11,6 +11,7 @@
 //! Sample events live in `tests/events/`.
 
 pub mod api;
+pub mod aws_proxy;
 pub mod emulator;
 pub mod runtime_api;
 

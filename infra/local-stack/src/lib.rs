@@ -9,5 +9,6 @@
 pub mod gateway;
 pub mod jwt;
 pub mod provision;
+pub mod stream;
 pub mod template;
 pub mod up;

@@ -1,0 +1,688 @@
+//! Ingestion against the local AWS emulator: job items are written to a
+//! jobs table with a stream, the real stream records are read and turned
+//! into the Lambda event, the handler runs, and the exact messages on the
+//! delivery queue are checked.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use job_events_ingest::{Ingest, IngestConfig};
+use local_stack::stream::{StartPosition, StreamReader, lambda_event};
+use serde_json::{Value, json};
+use shared::filters::FiltersInput;
+use shared::message::DeliveryMessage;
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::aws_proxy::{AwsProxy, FaultRule};
+use test_support::emulator;
+
+struct Fixture {
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    store: SubscriptionStore,
+    jobs_table: String,
+    queue_url: String,
+    config: IngestConfig,
+    reader: StreamReader,
+    stream_arn: String,
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+/// A job item as the platform writes it.
+fn job(
+    company: &str,
+    job_id: &str,
+    job_type: &str,
+    state: &str,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("company_id".to_owned(), s(company)),
+        ("job_id".to_owned(), s(job_id)),
+        ("type".to_owned(), s(job_type)),
+        ("state".to_owned(), s(state)),
+        ("updated_at".to_owned(), s("2026-11-22T10:00:00.000Z")),
+    ])
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let subs_table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
+        let jobs_table = emulator::fresh_table(&dynamo, "JobsTable").await;
+        let stream_arn = dynamo
+            .describe_table()
+            .table_name(&jobs_table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap()
+            .latest_stream_arn
+            .expect("the jobs table has a stream");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(emulator::unique_name("delivery"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let reader = StreamReader::open(
+            aws_sdk_dynamodbstreams::Client::new(&sdk),
+            stream_arn.clone(),
+            StartPosition::TrimHorizon,
+        )
+        .await
+        .unwrap();
+        let config = IngestConfig {
+            table: subs_table.clone(),
+            queue_url: queue_url.clone(),
+            cache_ttl: Duration::from_secs(10),
+            send_concurrency: 4,
+            send_attempts: 3,
+            max_message_bytes: 262_144,
+        };
+        Self {
+            store: SubscriptionStore::new(dynamo.clone(), subs_table),
+            dynamo,
+            sqs,
+            jobs_table,
+            queue_url,
+            config,
+            reader,
+            stream_arn,
+        }
+    }
+
+    fn ingest(&self) -> Ingest {
+        Ingest::new(&self.config, self.dynamo.clone(), self.sqs.clone())
+    }
+
+    /// An ingest handler whose AWS calls go through `proxy`.
+    async fn ingest_via(&self, proxy: &AwsProxy) -> Ingest {
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        Ingest::new(&self.config, dynamo, sqs)
+    }
+
+    async fn subscribe(&self, company: &str, filters: Value) -> String {
+        let filters: FiltersInput = serde_json::from_value(filters).unwrap();
+        let sub = Subscription::create(
+            company,
+            NewSubscription {
+                url: "https://hooks.example.com/".to_owned(),
+                description: None,
+                filters: filters.validate().unwrap(),
+            },
+            chrono::Utc::now(),
+        );
+        self.store.create(&sub, None).await.unwrap();
+        sub.subscription_id
+    }
+
+    async fn put(&self, item: HashMap<String, AttributeValue>) {
+        self.dynamo
+            .put_item()
+            .table_name(&self.jobs_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn delete(&self, job_id: &str) {
+        self.dynamo
+            .delete_item()
+            .table_name(&self.jobs_table)
+            .key("job_id", s(job_id))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The Lambda event for every stream record written so far.
+    async fn next_event(&mut self) -> Value {
+        let mut records = Vec::new();
+        loop {
+            let batch = self.reader.poll(1000).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            records.extend(batch.into_iter().map(|r| r.record));
+        }
+        lambda_event(records.iter(), &self.stream_arn, "us-east-1")
+    }
+
+    /// Every message on the delivery queue, removed from it.
+    async fn drain(&self) -> Vec<DeliveryMessage> {
+        let mut out = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap()).expect("a delivery message"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+fn payload(m: &DeliveryMessage) -> Value {
+    serde_json::from_str(m.payload.get()).unwrap()
+}
+
+/// (subscription, job, state) of each message, sorted.
+fn deliveries(messages: &[DeliveryMessage]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            let p = payload(m);
+            (
+                m.subscription_id.clone(),
+                p["data"]["job_id"].as_str().unwrap().to_owned(),
+                p["data"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn no_failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) {
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+}
+
+#[tokio::test]
+async fn each_matching_subscription_gets_exactly_one_message_per_transition() {
+    let mut f = Fixture::new().await;
+    let any = f.subscribe("acme", json!({})).await;
+    let by_id = f.subscribe("acme", json!({"job_ids": ["j1"]})).await;
+    let by_type = f
+        .subscribe("acme", json!({"job_types": ["forecast"]}))
+        .await;
+    let by_state = f
+        .subscribe("acme", json!({"states": ["failed", "completed"]}))
+        .await;
+    let combo = f
+        .subscribe("acme", json!({"job_types": ["forecast", "costs"], "states": ["completed"], "job_ids": ["j2", "j3"]}))
+        .await;
+    let archived = f.subscribe("acme", json!({})).await;
+    let mut sub = f.store.get("acme", &archived).await.unwrap().unwrap();
+    sub.archive("test", chrono::Utc::now());
+    sub.version += 1;
+    f.store.replace(&sub, 1).await.unwrap();
+    let foreign = f.subscribe("globex", json!({"job_ids": ["j1"]})).await;
+
+    f.put(job("acme", "j1", "materialize-view", "pending"))
+        .await;
+    f.put(job("acme", "j1", "materialize-view", "running"))
+        .await;
+    f.put(job("acme", "j1", "materialize-view", "completed"))
+        .await;
+    f.put(job("acme", "j2", "forecast", "pending")).await;
+    f.put(job("acme", "j2", "forecast", "failed")).await;
+    f.put(job("acme", "j3", "forecast", "completed")).await;
+
+    let event = f.next_event().await;
+    let (response, stats) = f.ingest().process(event).await;
+    no_failures(&response);
+    assert_eq!(stats.transitions, 6);
+
+    let t = |sub: &str, job: &str, state: &str| (sub.to_owned(), job.to_owned(), state.to_owned());
+    let mut expected = vec![
+        t(&any, "j1", "pending"),
+        t(&any, "j1", "running"),
+        t(&any, "j1", "completed"),
+        t(&any, "j2", "pending"),
+        t(&any, "j2", "failed"),
+        t(&any, "j3", "completed"),
+        t(&by_id, "j1", "pending"),
+        t(&by_id, "j1", "running"),
+        t(&by_id, "j1", "completed"),
+        t(&by_type, "j2", "pending"),
+        t(&by_type, "j2", "failed"),
+        t(&by_type, "j3", "completed"),
+        t(&by_state, "j1", "completed"),
+        t(&by_state, "j2", "failed"),
+        t(&by_state, "j3", "completed"),
+        t(&combo, "j3", "completed"),
+    ];
+    expected.sort();
+    let messages = f.drain().await;
+    assert_eq!(deliveries(&messages), expected);
+    assert_eq!(stats.enqueued, expected.len());
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.subscription_id != archived && m.subscription_id != foreign)
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.company_id == "acme" && m.attempt == 1)
+    );
+}
+
+#[tokio::test]
+async fn the_payload_describes_the_transition() {
+    let mut f = Fixture::new().await;
+    let sub = f.subscribe("4711", json!({})).await;
+    let mut item = job("ignored", "j9", "datasets_deliver_data", "running");
+    item.insert(
+        "company_id".to_owned(),
+        AttributeValue::N("4711".to_owned()),
+    );
+    f.put(item.clone()).await;
+    item.insert("state".to_owned(), s("failed"));
+    item.insert("updated_at".to_owned(), s("2026-11-22T10:05:00.250Z"));
+    item.insert(
+        "input".to_owned(),
+        AttributeValue::M(HashMap::from([
+            ("dataset_id".to_owned(), AttributeValue::N("42".to_owned())),
+            ("first_run".to_owned(), AttributeValue::Bool(true)),
+        ])),
+    );
+    item.insert(
+        "resource".to_owned(),
+        AttributeValue::M(HashMap::from([("dataset_name".to_owned(), s("orders"))])),
+    );
+    item.insert(
+        "error".to_owned(),
+        AttributeValue::M(HashMap::from([
+            ("reason".to_owned(), s("PLANNING_FAILED")),
+            (
+                "message".to_owned(),
+                s("Something went wrong while planning the job."),
+            ),
+        ])),
+    );
+    item.insert(
+        "state_history".to_owned(),
+        AttributeValue::L(vec![
+            AttributeValue::M(HashMap::from([
+                ("state".to_owned(), s("pending")),
+                ("at".to_owned(), s("2026-11-22T09:59:00Z")),
+            ])),
+            AttributeValue::M(HashMap::from([
+                ("state".to_owned(), s("running")),
+                ("at".to_owned(), s("2026-11-22T10:00:00Z")),
+            ])),
+        ]),
+    );
+    item.insert("internal_notes".to_owned(), s("never leaves the platform"));
+    f.put(item).await;
+
+    let event = f.next_event().await;
+    let (response, _) = f.ingest().process(event).await;
+    no_failures(&response);
+    let messages = f.drain().await;
+    assert_eq!(messages.len(), 2);
+    let failed = messages
+        .iter()
+        .find(|m| m.event_type == "job.failed")
+        .unwrap();
+    let p = payload(failed);
+    assert_eq!(p["type"], "job.failed");
+    assert_eq!(p["company_id"], "4711");
+    assert_eq!(p["subscription_id"], sub);
+    assert_eq!(p["idempotency_key"], failed.idempotency_key);
+    assert!(
+        p["timestamp"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .is_ok()
+    );
+    assert_eq!(
+        p["data"],
+        json!({
+            "job_id": "j9",
+            "job_type": "datasets_deliver_data",
+            "state": "failed",
+            "previous_state": "running",
+            "state_changed_at": "2026-11-22T10:05:00.250Z",
+            "input": {"dataset_id": 42, "first_run": true},
+            "resource": {"dataset_name": "orders"},
+            "error": {"reason": "PLANNING_FAILED", "message": "Something went wrong while planning the job."},
+            "state_history": [
+                {"state": "pending", "at": "2026-11-22T09:59:00Z"},
+                {"state": "running", "at": "2026-11-22T10:00:00Z"}
+            ]
+        })
+    );
+    let insert = payload(
+        messages
+            .iter()
+            .find(|m| m.event_type == "job.running")
+            .unwrap(),
+    );
+    assert_eq!(insert["data"]["previous_state"], Value::Null);
+    assert_eq!(insert["data"]["error"], Value::Null);
+    assert_eq!(insert["data"]["input"], json!({}));
+}
+
+#[tokio::test]
+async fn same_state_changes_and_removals_are_ignored() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.put(job("acme", "j1", "forecast", "running")).await;
+    let event = f.next_event().await;
+    f.ingest().process(event).await;
+    assert_eq!(f.drain().await.len(), 1);
+
+    let mut same = job("acme", "j1", "forecast", "running");
+    same.insert("progress".to_owned(), AttributeValue::N("50".to_owned()));
+    f.put(same).await;
+    f.delete("j1").await;
+    let event = f.next_event().await;
+    assert_eq!(
+        event["Records"].as_array().unwrap().len(),
+        2,
+        "MODIFY and REMOVE were read"
+    );
+    let (response, stats) = f.ingest().process(event).await;
+    no_failures(&response);
+    assert_eq!(
+        (stats.transitions, stats.ignored, stats.enqueued),
+        (0, 2, 0)
+    );
+    assert!(f.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn reprocessing_the_same_records_yields_the_same_idempotency_keys() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.subscribe("acme", json!({"states": ["completed"]})).await;
+    f.put(job("acme", "j1", "costs", "pending")).await;
+    f.put(job("acme", "j1", "costs", "completed")).await;
+    let event = f.next_event().await;
+    f.ingest().process(event.clone()).await;
+    let first: BTreeSet<String> = f
+        .drain()
+        .await
+        .into_iter()
+        .map(|m| m.idempotency_key)
+        .collect();
+    // A fresh instance (cold start) re-reading the same records.
+    f.ingest().process(event).await;
+    let second: BTreeSet<String> = f
+        .drain()
+        .await
+        .into_iter()
+        .map(|m| m.idempotency_key)
+        .collect();
+    assert_eq!(first.len(), 3);
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
+async fn malformed_records_are_skipped_and_never_fail_the_batch() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    let mut no_type = job("acme", "bad-1", "forecast", "pending");
+    no_type.remove("type");
+    f.put(no_type).await;
+    f.put(job("acme", "bad-2", "forecast", "exploded")).await;
+    let mut bad_time = job("acme", "bad-4", "forecast", "pending");
+    bad_time.insert("updated_at".to_owned(), s("last tuesday"));
+    f.put(bad_time).await;
+    let mut bad_input = job("acme", "bad-5", "forecast", "pending");
+    bad_input.insert("input".to_owned(), s("not a map"));
+    f.put(bad_input).await;
+    f.put(job("acme", "good", "forecast", "pending")).await;
+
+    let mut event = f.next_event().await;
+    let records = event["Records"].as_array_mut().unwrap();
+    // A record whose company id is a boolean, and records that aren't stream records at all.
+    let mut odd_company = records[0].clone();
+    odd_company["eventID"] = json!("odd-company");
+    odd_company["dynamodb"]["NewImage"] = json!({
+        "company_id": {"BOOL": true}, "job_id": {"S": "bad-3"}, "type": {"S": "forecast"},
+        "state": {"S": "pending"}, "updated_at": {"S": "2026-11-22T10:00:00Z"}
+    });
+    records.insert(0, odd_company);
+    records.insert(0, json!(42));
+    records.insert(0, json!({"eventID": "garbage", "dynamodb": "???"}));
+    let (response, stats) = f.ingest().process(event).await;
+    no_failures(&response);
+    assert_eq!(stats.malformed, 7);
+    assert_eq!(stats.transitions, 1);
+    let messages = f.drain().await;
+    assert_eq!(
+        deliveries(&messages)
+            .iter()
+            .map(|d| d.1.as_str())
+            .collect::<Vec<_>>(),
+        ["good"]
+    );
+
+    // Not even an object, or no records: nothing to do, nothing fails.
+    for garbage in [json!("nonsense"), json!({"Records": "x"}), json!({})] {
+        let (response, stats) = f.ingest().process(garbage).await;
+        no_failures(&response);
+        assert_eq!(stats.records, 0);
+    }
+}
+
+#[tokio::test]
+async fn unknown_job_types_reach_only_subscriptions_without_a_type_filter() {
+    let mut f = Fixture::new().await;
+    let any = f.subscribe("acme", json!({"states": ["pending"]})).await;
+    f.subscribe("acme", json!({"job_types": ["forecast"]}))
+        .await;
+    f.put(job("acme", "j1", "brand-new-job-type", "pending"))
+        .await;
+    let event = f.next_event().await;
+    let (response, _) = f.ingest().process(event).await;
+    no_failures(&response);
+    let messages = f.drain().await;
+    assert_eq!(
+        deliveries(&messages),
+        [(any, "j1".to_owned(), "pending".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn one_query_per_company_per_cache_period() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.subscribe("globex", json!({})).await;
+    for i in 0..30 {
+        let company = if i % 2 == 0 { "acme" } else { "globex" };
+        f.put(job(company, &format!("j{i}"), "forecast", "pending"))
+            .await;
+    }
+    let proxy = AwsProxy::start(emulator::endpoint());
+    let ingest = f.ingest_via(&proxy).await;
+    let event = f.next_event().await;
+    let (response, stats) = ingest.process(event.clone()).await;
+    no_failures(&response);
+    assert_eq!(stats.transitions, 30);
+    assert_eq!(proxy.calls("DynamoDB_20120810.Query"), 2);
+    assert_eq!(
+        proxy.calls("AmazonSQS.SendMessageBatch"),
+        3,
+        "30 messages in batches of ten"
+    );
+    // Within the cache period the same instance asks nothing more.
+    ingest.process(event).await;
+    assert_eq!(proxy.calls("DynamoDB_20120810.Query"), 2);
+    assert_eq!(f.drain().await.len(), 60);
+}
+
+#[tokio::test]
+async fn rejected_entries_are_retried_then_reported_from_the_earliest_record() {
+    let mut f = Fixture::new().await;
+    let subs = [
+        f.subscribe("acme", json!({})).await,
+        f.subscribe("acme", json!({})).await,
+    ];
+    for i in 0..8 {
+        f.put(job("acme", &format!("job-{i}"), "forecast", "pending"))
+            .await;
+    }
+    let event = f.next_event().await;
+    let sequence = |i: usize| {
+        event["Records"][i]["dynamodb"]["SequenceNumber"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let proxy = AwsProxy::start(emulator::endpoint());
+    let ingest = f.ingest_via(&proxy).await;
+
+    // Entries rejected twice are retried and get through: nothing fails.
+    proxy.fail_entries(FaultRule::times("\"job_id\":\"job-2\"", 2));
+    let (response, stats) = ingest.process(event.clone()).await;
+    no_failures(&response);
+    assert_eq!(stats.enqueued, 16);
+    assert_eq!(f.drain().await.len(), 16);
+
+    // Entries that keep failing: the earliest affected record is reported,
+    // and every record before it had all its messages accepted.
+    proxy.clear_faults();
+    proxy.fail_entries(FaultRule::always("\"job_id\":\"job-5\""));
+    proxy.fail_entries(FaultRule::always("\"job_id\":\"job-6\""));
+    let (response, stats) = ingest.process(event.clone()).await;
+    let failures: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failures, [sequence(5)]);
+    assert_eq!(stats.failed_records, 2);
+    let messages = f.drain().await;
+    let mut per_job: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, job, _) in deliveries(&messages) {
+        *per_job.entry(job).or_default() += 1;
+    }
+    for i in 0..5 {
+        assert_eq!(
+            per_job.get(&format!("job-{i}")),
+            Some(&subs.len()),
+            "record {i} fully enqueued"
+        );
+    }
+    assert!(!per_job.contains_key("job-5") && !per_job.contains_key("job-6"));
+
+    // Whole SendMessageBatch calls failing past the SDK's own retries are
+    // retried too, and reported when they never succeed.
+    proxy.clear_faults();
+    proxy.fail_requests("AmazonSQS.SendMessageBatch", 1000);
+    let first = sequence(0);
+    let (response, _) = ingest.process(event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some(first.as_str())
+    );
+}
+
+#[tokio::test]
+async fn store_failures_fail_the_affected_records() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.put(job("acme", "j1", "forecast", "pending")).await;
+    let event = f.next_event().await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.fail_requests("DynamoDB_20120810.Query", 1000);
+    let ingest = f.ingest_via(&proxy).await;
+    let (response, stats) = ingest.process(event).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(stats.failed_records, 1);
+    assert!(f.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_events_are_trimmed_history_first() {
+    let mut f = Fixture::new().await;
+    f.config.max_message_bytes = 4096;
+    f.subscribe("acme", json!({})).await;
+    let mut item = job("acme", "big", "model_training_run", "running");
+    let history: Vec<AttributeValue> = (0..150)
+        .map(|i| {
+            AttributeValue::M(HashMap::from([
+                ("state".to_owned(), s("running")),
+                (
+                    "at".to_owned(),
+                    s(&format!("2026-11-22T10:{:02}:{:02}Z", i / 60, i % 60)),
+                ),
+            ]))
+        })
+        .collect();
+    item.insert("state_history".to_owned(), AttributeValue::L(history));
+    item.insert(
+        "input".to_owned(),
+        AttributeValue::M(HashMap::from([(
+            "epochs".to_owned(),
+            AttributeValue::N("3".to_owned()),
+        )])),
+    );
+    f.put(item).await;
+    let event = f.next_event().await;
+    let (response, stats) = f.ingest().process(event).await;
+    no_failures(&response);
+    assert_eq!(stats.trimmed, 1);
+    let messages = f.drain().await;
+    assert_eq!(messages.len(), 1);
+    let p = payload(&messages[0]);
+    assert_eq!(p["data"]["truncated"], json!(["state_history"]));
+    assert_eq!(p["data"]["state_history"], json!([]));
+    assert_eq!(p["data"]["input"], json!({"epochs": 3}));
+}
+
+#[tokio::test]
+async fn the_sample_stream_event_is_processed() {
+    let f = Fixture::new().await;
+    let sub = f
+        .subscribe("acme-corp", json!({"states": ["completed"]}))
+        .await;
+    let text =
+        std::fs::read_to_string(test_support::event_path("dynamodb-stream-jobs.json")).unwrap();
+    let event: Value = serde_json::from_str(&text).unwrap();
+    let (response, stats) = f.ingest().process(event).await;
+    no_failures(&response);
+    assert_eq!((stats.records, stats.transitions, stats.ignored), (3, 2, 1));
+    let messages = f.drain().await;
+    assert_eq!(
+        deliveries(&messages),
+        [(sub, "job-7f3a".to_owned(), "completed".to_owned())]
+    );
+}
