@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test lint tools token build clean
+.PHONY: run test lint tools token build clean bench bench-ingest
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
 tools: $(VENV)/.installed
@@ -32,6 +32,11 @@ lint: tools
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
+
+## Benchmarks (numbers go to BENCHMARKS.md)
+bench: bench-ingest
+bench-ingest: tools
+	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
 
 ## Print a development bearer token: make token COMPANY=acme
 token:

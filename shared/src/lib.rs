@@ -6,13 +6,16 @@
 
 pub mod config;
 pub mod cursor;
+pub mod deliveries;
 pub mod filters;
 pub mod ip_guard;
 pub mod job_event;
 pub mod jobs;
 pub mod message;
 pub mod metrics;
+pub mod retry;
 pub mod secret;
+pub mod signing;
 pub mod store;
 pub mod subscription;
 pub mod telemetry;

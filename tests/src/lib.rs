@@ -12,7 +12,9 @@
 
 pub mod api;
 pub mod aws_proxy;
+pub mod cpu;
 pub mod emulator;
+pub mod fake_sqs;
 pub mod runtime_api;
 
 /// Path of a sample event in `tests/events/`.

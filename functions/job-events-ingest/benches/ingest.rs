@@ -1,0 +1,279 @@
+//! Ingestion throughput and CPU cost per stream record.
+//!
+//! A 1,000-record batch over 100 companies with 10 active subscriptions
+//! each (every subscription matches, so 10,000 messages) goes through the
+//! handler, subscriptions read from the local AWS emulator, SQS first on a
+//! fast loopback endpoint that accepts everything at once, then on the
+//! emulator. The handler runs on one thread; its CPU time is that thread's
+//! user + system time, so waiting on the network is not counted.
+//!
+//! moto's SendMessageBatch slows down linearly with the depth of the queue,
+//! so during the emulator runs consumers on other threads drain the queue
+//! as a delivery function would.
+//!
+//! Run: `make bench-ingest` (or `infra/with-emulator.sh cargo bench -p job-events-ingest --bench ingest`);
+//! `INGEST_BENCH=fast` skips the emulator runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use job_events_ingest::{Ingest, IngestConfig};
+use serde_json::{Value, json};
+use shared::filters::FiltersInput;
+use shared::jobs::JOB_TYPES;
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::aws_proxy::AwsProxy;
+use test_support::cpu::thread_cpu_time;
+use test_support::emulator;
+use test_support::fake_sqs::FakeSqs;
+
+const COMPANIES: usize = 100;
+const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
+const RECORDS: usize = 1000;
+const WARM_RUNS: usize = 5;
+
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    queries: usize,
+    batches: usize,
+    enqueued: usize,
+}
+
+impl Run {
+    fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            RECORDS as f64 / self.wall.as_secs_f64(),
+            self.wall.as_secs_f64() * 1000.0,
+            self.cpu.as_secs_f64() * 1e6 / RECORDS as f64,
+            self.queries,
+            self.batches,
+            self.enqueued,
+        )
+    }
+}
+
+fn record(i: usize) -> Value {
+    let job_type = JOB_TYPES[i % JOB_TYPES.len()].name;
+    json!({
+        "eventID": format!("bench-{i:05}"),
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/jobs/stream/bench",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1795341600,
+            "Keys": {"job_id": {"S": format!("job-{i:05}")}},
+            "NewImage": {
+                "company_id": {"S": format!("company-{:03}", i % COMPANIES)},
+                "job_id": {"S": format!("job-{i:05}")},
+                "type": {"S": job_type},
+                "state": {"S": "completed"},
+                "updated_at": {"S": "2026-11-22T10:00:00.000Z"},
+                "input": {"M": {
+                    "dataset_id": {"N": format!("{}", 1000 + i)},
+                    "dataset_name": {"S": "orders_enriched"},
+                    "nql": {"S": "SELECT user_id, event_time FROM company_data.orders WHERE event_time > '2026-01-01'"},
+                    "first_run": {"BOOL": false},
+                    "stats_enabled": {"BOOL": true}
+                }},
+                "resource": {"M": {
+                    "dataset_id": {"N": format!("{}", 1000 + i)},
+                    "dataset_name": {"S": "orders_enriched"}
+                }},
+                "state_history": {"L": [
+                    {"M": {"state": {"S": "pending"}, "at": {"S": "2026-11-22T09:58:00.000Z"}}},
+                    {"M": {"state": {"S": "running"}, "at": {"S": "2026-11-22T09:59:00.000Z"}}}
+                ]}
+            },
+            "SequenceNumber": format!("{:021}", 100_000_000 + i),
+            "SizeBytes": 700,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        }
+    })
+}
+
+async fn subscribe_all(store: &SubscriptionStore) {
+    for c in 0..COMPANIES {
+        for s in 0..SUBSCRIPTIONS_PER_COMPANY {
+            // Every kind of filter, all matching the benchmark's jobs.
+            let filters = match s % 3 {
+                0 => json!({}),
+                1 => json!({"states": ["completed", "failed"]}),
+                _ => json!({"job_types": JOB_TYPES.iter().map(|t| t.name).collect::<Vec<_>>()}),
+            };
+            let filters: FiltersInput = serde_json::from_value(filters).expect("filters");
+            let sub = Subscription::create(
+                &format!("company-{c:03}"),
+                NewSubscription {
+                    url: format!("https://hooks.example.com/{c}/{s}"),
+                    description: None,
+                    filters: filters.validate().expect("valid filters"),
+                },
+                chrono::Utc::now(),
+            );
+            store.create(&sub, None).await.expect("subscription stored");
+        }
+    }
+}
+
+async fn measure(
+    ingest: &Ingest,
+    event: &Value,
+    queries: impl Fn() -> usize,
+    batches: impl Fn() -> usize,
+) -> Run {
+    let (q0, b0) = (queries(), batches());
+    let event = event.clone();
+    let cpu0 = thread_cpu_time();
+    let started = Instant::now();
+    let (response, stats) = ingest.process(event).await;
+    let wall = started.elapsed();
+    let cpu = thread_cpu_time() - cpu0;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "benchmark batch failed"
+    );
+    Run {
+        wall,
+        cpu,
+        queries: queries() - q0,
+        batches: batches() - b0,
+        enqueued: stats.enqueued,
+    }
+}
+
+/// Receives and deletes messages from `queue_url` until `stop` is set.
+async fn drain(sqs: aws_sdk_sqs::Client, queue_url: String, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(out) = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let entries: Vec<_> = out
+            .messages
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if !entries.is_empty() {
+            let _ = sqs
+                .delete_message_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+        }
+    }
+}
+
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by_key(|r| r.cpu);
+    runs.swap_remove(runs.len() / 2)
+}
+
+fn main() {
+    // Servers that stand beside the handler run on their own threads.
+    let side = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("side runtime");
+    let handler_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("handler runtime");
+    let proxy = {
+        let _entered = side.enter();
+        AwsProxy::start(emulator::endpoint())
+    };
+    let fake = FakeSqs::start();
+
+    handler_rt.block_on(async {
+        let sdk = emulator::sdk_config().await;
+        let direct = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = emulator::fresh_table(&direct, "SubscriptionsTable").await;
+        subscribe_all(&SubscriptionStore::new(direct, table.clone())).await;
+        let queue_url = aws_sdk_sqs::Client::new(&sdk)
+            .create_queue()
+            .queue_name(emulator::unique_name("bench-delivery"))
+            .send()
+            .await
+            .expect("queue")
+            .queue_url
+            .expect("queue url");
+        let config = IngestConfig {
+            table,
+            queue_url: queue_url.clone(),
+            cache_ttl: Duration::from_secs(600),
+            send_concurrency: 8,
+            send_attempts: 4,
+            max_message_bytes: 262_144,
+        };
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        let sqs_at = |endpoint: &str| {
+            aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&sdk)
+                    .endpoint_url(endpoint)
+                    .build(),
+            )
+        };
+        let event = json!({ "Records": (0..RECORDS).map(record).collect::<Vec<_>>() });
+        let queries = || proxy.calls("DynamoDB_20120810.Query");
+
+        println!(
+            "{RECORDS} records, {COMPANIES} companies x {SUBSCRIPTIONS_PER_COMPANY} subscriptions, every subscription matching\n"
+        );
+        println!("| run | records/s | wall ms | CPU µs/record | Query calls | SendMessageBatch calls | messages |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+
+        let fast = Ingest::new(&config, dynamo.clone(), sqs_at(fake.endpoint()));
+        let fake_batches = || fake.counts().batches.load(Ordering::Relaxed);
+        let cold = measure(&fast, &event, queries, fake_batches).await;
+        println!("{}", cold.row("fast SQS, cold cache"));
+        let mut warm = Vec::new();
+        for _ in 0..WARM_RUNS {
+            warm.push(measure(&fast, &event, queries, fake_batches).await);
+        }
+        println!("{}", median(warm).row(&format!("fast SQS, warm (median of {WARM_RUNS})")));
+
+        if std::env::var("INGEST_BENCH").as_deref() == Ok("fast") {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let drainers: Vec<_> = (0..2)
+            .map(|_| side.spawn(drain(aws_sdk_sqs::Client::new(&sdk), queue_url.clone(), Arc::clone(&stop))))
+            .collect();
+        let emulated = Ingest::new(&config, dynamo, sqs_at(&proxy.endpoint()));
+        let proxy_batches = || proxy.calls("AmazonSQS.SendMessageBatch");
+        let cold = measure(&emulated, &event, queries, proxy_batches).await;
+        println!("{}", cold.row("emulator SQS, cold cache"));
+        let warm = measure(&emulated, &event, queries, proxy_batches).await;
+        println!("{}", warm.row("emulator SQS, warm"));
+        stop.store(true, Ordering::Relaxed);
+        for d in drainers {
+            let _ = d.await;
+        }
+    });
+    drop(side);
+}

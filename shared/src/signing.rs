@@ -1,0 +1,207 @@
+//! Standard Webhooks (v1, symmetric) signatures.
+//!
+//! A delivery carries `webhook-id`, `webhook-timestamp` (unix seconds) and
+//! `webhook-signature`: space-separated `v1,<base64(HMAC-SHA256(key,
+//! "{id}.{timestamp}.{body}"))>` entries, one per valid secret. The key is
+//! the UTF-8 bytes of the subscription's secret, so the same key in
+//! Standard Webhooks form is `whsec_` + base64(secret), and any Standard
+//! Webhooks library verifies our deliveries.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::secret::WebhookSecret;
+
+/// How far a timestamp may be from the receiver's clock, in seconds.
+pub const TOLERANCE_SECONDS: i64 = 5 * 60;
+
+/// Header names.
+pub const HEADER_ID: &str = "webhook-id";
+/// Header with unix seconds.
+pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
+/// Header with the signatures.
+pub const HEADER_SIGNATURE: &str = "webhook-signature";
+
+/// An HMAC key ready to sign many messages.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer([redacted])")
+    }
+}
+
+impl Signer {
+    /// A signer for raw key bytes.
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            mac: Hmac::new_from_slice(key).expect("HMAC takes any key length"),
+        }
+    }
+
+    /// A signer for a subscription secret (its UTF-8 bytes are the key).
+    pub fn for_secret(secret: &WebhookSecret) -> Self {
+        Self::new(secret.expose().as_bytes())
+    }
+
+    fn mac(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(msg_id.as_bytes());
+        mac.update(b".");
+        mac.update(itoa::Buffer::new().format(timestamp).as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// Appends `v1,<base64 signature>` to `out`.
+    pub fn sign_into(&self, msg_id: &str, timestamp: i64, body: &[u8], out: &mut String) {
+        let tag = self.mac(msg_id, timestamp, body).finalize().into_bytes();
+        out.push_str("v1,");
+        STANDARD.encode_string(tag, out);
+    }
+}
+
+/// The `webhook-signature` value for `body`: one `v1,` entry per signer.
+pub fn signature_header(signers: &[Signer], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut out = String::with_capacity(signers.len() * 48);
+    for (i, signer) in signers.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        signer.sign_into(msg_id, timestamp, body, &mut out);
+    }
+    out
+}
+
+/// Why a delivery did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// `webhook-timestamp` is not an integer.
+    #[error("webhook-timestamp is not a unix timestamp")]
+    InvalidTimestamp,
+    /// The timestamp is more than five minutes from now.
+    #[error("webhook-timestamp is outside the tolerance")]
+    OutsideTolerance,
+    /// No `v1` signature matched any key.
+    #[error("no signature matches")]
+    NoMatch,
+}
+
+/// The key bytes of a secret given either as `whsec_<base64>` or as the
+/// subscription's secret itself.
+pub fn key_bytes(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|b64| STANDARD.decode(b64).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// Verifies a delivery as a receiver: the timestamp is within five minutes
+/// of `now` (unix seconds) and at least one `v1` signature of the header
+/// matches one of `keys`. Signatures are compared in constant time.
+pub fn verify(
+    keys: &[&[u8]],
+    msg_id: &str,
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), VerifyError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::InvalidTimestamp)?;
+    if (now - ts).abs() > TOLERANCE_SECONDS {
+        return Err(VerifyError::OutsideTolerance);
+    }
+    let candidates: Vec<Vec<u8>> = signature
+        .split_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .collect();
+    for key in keys {
+        let signer = Signer::new(key);
+        for candidate in &candidates {
+            if signer.mac(msg_id, ts, body).verify_slice(candidate).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(VerifyError::NoMatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Test vector of the Standard Webhooks specification.
+    const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SPEC_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SPEC_TS: i64 = 1614265330;
+    const SPEC_BODY: &str = r#"{"test": 2432232314}"#;
+    const SPEC_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    #[test]
+    fn matches_the_specification_test_vector() {
+        let signer = Signer::new(&key_bytes(SPEC_SECRET));
+        let header = signature_header(&[signer], SPEC_ID, SPEC_TS, SPEC_BODY.as_bytes());
+        assert_eq!(header, SPEC_SIGNATURE);
+    }
+
+    #[test]
+    fn verifies_with_any_matching_key_and_signature() {
+        let old = WebhookSecret::generate();
+        let new = WebhookSecret::generate();
+        let signers = [Signer::for_secret(&new), Signer::for_secret(&old)];
+        let header = signature_header(&signers, "evt_1", 1000, b"{}");
+        assert_eq!(header.split(' ').count(), 2);
+        let whsec_old = old.standard_webhooks_form();
+        for key in [key_bytes(new.expose()), key_bytes(&whsec_old)] {
+            assert_eq!(
+                verify(&[&key], "evt_1", "1000", &header, b"{}", 1100),
+                Ok(())
+            );
+        }
+        let other = key_bytes(WebhookSecret::generate().expose());
+        assert_eq!(
+            verify(&[&other], "evt_1", "1000", &header, b"{}", 1000),
+            Err(VerifyError::NoMatch)
+        );
+        let key = key_bytes(new.expose());
+        assert_eq!(
+            verify(&[&key], "evt_1", "1000", &header, b"{ }", 1000),
+            Err(VerifyError::NoMatch),
+            "body tampering"
+        );
+        assert_eq!(
+            verify(&[&key], "evt_2", "1000", &header, b"{}", 1000),
+            Err(VerifyError::NoMatch),
+            "id tampering"
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_five_minutes_are_refused() {
+        let key = key_bytes("k");
+        let header = signature_header(&[Signer::new(&key)], "e", 1000, b"x");
+        assert_eq!(verify(&[&key], "e", "1000", &header, b"x", 1300), Ok(()));
+        assert_eq!(
+            verify(&[&key], "e", "1000", &header, b"x", 1301),
+            Err(VerifyError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(&[&key], "e", "1000", &header, b"x", 699),
+            Err(VerifyError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(&[&key], "e", "soon", &header, b"x", 1000),
+            Err(VerifyError::InvalidTimestamp)
+        );
+    }
+}
