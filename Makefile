@@ -24,7 +24,9 @@ run: tools
 
 ## Lint everything, then run all tests against the emulator
 test: lint
-	infra/with-emulator.sh cargo test --workspace --all-targets
+	mkdir -p target
+	infra/with-emulator.sh cargo test --workspace 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log
 
 lint: tools
 	cargo fmt --all -- --check

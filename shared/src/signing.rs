@@ -9,8 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ring::hmac;
 
 use crate::secret::WebhookSecret;
 
@@ -24,10 +23,12 @@ pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
 /// Header with the signatures.
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
 
-/// An HMAC key ready to sign many messages.
+/// An HMAC key ready to sign many messages. Uses ring's HMAC-SHA256, whose
+/// assembly implementation is about twice as fast as a portable one on CPUs
+/// without SHA instructions: signing is on every delivery's hot path.
 #[derive(Clone)]
 pub struct Signer {
-    mac: Hmac<Sha256>,
+    key: hmac::Key,
 }
 
 impl std::fmt::Debug for Signer {
@@ -40,7 +41,7 @@ impl Signer {
     /// A signer for raw key bytes.
     pub fn new(key: &[u8]) -> Self {
         Self {
-            mac: Hmac::new_from_slice(key).expect("HMAC takes any key length"),
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
         }
     }
 
@@ -49,21 +50,20 @@ impl Signer {
         Self::new(secret.expose().as_bytes())
     }
 
-    fn mac(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = self.mac.clone();
-        mac.update(msg_id.as_bytes());
-        mac.update(b".");
-        mac.update(itoa::Buffer::new().format(timestamp).as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
+    fn tag(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(msg_id.as_bytes());
+        ctx.update(b".");
+        ctx.update(itoa::Buffer::new().format(timestamp).as_bytes());
+        ctx.update(b".");
+        ctx.update(body);
+        ctx.sign()
     }
 
     /// Appends `v1,<base64 signature>` to `out`.
     pub fn sign_into(&self, msg_id: &str, timestamp: i64, body: &[u8], out: &mut String) {
-        let tag = self.mac(msg_id, timestamp, body).finalize().into_bytes();
         out.push_str("v1,");
-        STANDARD.encode_string(tag, out);
+        STANDARD.encode_string(self.tag(msg_id, timestamp, body), out);
     }
 }
 
@@ -125,10 +125,17 @@ pub fn verify(
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|b64| STANDARD.decode(b64).ok())
         .collect();
+    let mut signed = Vec::with_capacity(msg_id.len() + body.len() + 24);
+    signed.extend_from_slice(msg_id.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(body);
     for key in keys {
-        let signer = Signer::new(key);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key);
         for candidate in &candidates {
-            if signer.mac(msg_id, ts, body).verify_slice(candidate).is_ok() {
+            // Constant-time comparison inside ring.
+            if hmac::verify(&key, &signed, candidate).is_ok() {
                 return Ok(());
             }
         }

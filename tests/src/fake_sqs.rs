@@ -3,7 +3,6 @@
 //! It runs on its own runtime thread so its work is not counted as the
 //! caller's CPU time.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,7 +10,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 /// Counts of what the fake endpoint received.
 #[derive(Debug, Default)]
@@ -47,21 +45,10 @@ impl FakeSqs {
                 .expect("runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let counts = Arc::clone(&server_counts);
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let counts = Arc::clone(&counts);
-                            async move { Ok::<_, Infallible>(answer(&counts, req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
+                crate::http_server::serve(listener, server_counts, |counts, req| async move {
+                    answer(&counts, req).await
+                })
+                .await;
             });
         });
         Self { endpoint, counts }

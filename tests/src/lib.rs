@@ -15,6 +15,7 @@ pub mod aws_proxy;
 pub mod cpu;
 pub mod emulator;
 pub mod fake_sqs;
+pub mod http_server;
 pub mod runtime_api;
 
 /// Path of a sample event in `tests/events/`.
