@@ -275,11 +275,8 @@ impl Ingest {
             };
             // Subscription ids and keys have fixed lengths: if the first
             // message fits, they all do.
-            if envelope
-                .message_body(&first.subscription_id, &first_key)
-                .len()
-                > self.max_message_bytes
-            {
+            let first_body = envelope.message_body(&first.subscription_id, &first_key);
+            if first_body.len() > self.max_message_bytes {
                 continue;
             }
             if trim > 0 {
@@ -291,11 +288,15 @@ impl Ingest {
                     "event trimmed to fit the queue's message size limit"
                 );
             }
+            let mut first_body = Some(first_body);
             for sub in matching {
-                let key = message::idempotency_key(&sub.subscription_id, &f.event_id);
+                let body = first_body.take().unwrap_or_else(|| {
+                    let key = message::idempotency_key(&sub.subscription_id, &f.event_id);
+                    envelope.message_body(&sub.subscription_id, &key)
+                });
                 out.push(Outgoing {
                     record: f.index,
-                    body: envelope.message_body(&sub.subscription_id, &key),
+                    body,
                 });
             }
             return true;
