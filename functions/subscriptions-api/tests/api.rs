@@ -994,3 +994,115 @@ async fn rotation_keeps_the_old_secret_valid_for_the_grace_period() {
         .await;
     assert_eq!(error_of(&r), (400, "unknown_field", Some("grace")));
 }
+
+/// Mangles a valid body in one of several ways.
+fn mangle(rng: &mut fastrand::Rng, valid: &str) -> Vec<u8> {
+    let mut bytes = valid.as_bytes().to_vec();
+    match rng.u8(0..6) {
+        0 => {
+            let at = rng.usize(0..bytes.len());
+            bytes.truncate(at);
+        }
+        1 => {
+            for _ in 0..rng.usize(1..8) {
+                let at = rng.usize(0..bytes.len());
+                bytes[at] = rng.u8(..);
+            }
+        }
+        2 => {
+            let at = rng.usize(0..bytes.len());
+            let junk = [
+                "null",
+                "[]",
+                "{}",
+                "-1",
+                "1e999",
+                "\"\\u0000\"",
+                "true",
+                "\u{1F600}",
+            ];
+            bytes.splice(at..at, junk[rng.usize(0..junk.len())].bytes());
+        }
+        3 => {
+            let value: Value = serde_json::from_str(valid).unwrap();
+            let replacements = [
+                json!(null),
+                json!(0),
+                json!(""),
+                json!([]),
+                json!({}),
+                json!("x".repeat(5000)),
+                json!([null]),
+                json!({"a": [1]}),
+            ];
+            let mut value = value;
+            let keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+            let key = &keys[rng.usize(0..keys.len())];
+            value[key] = replacements[rng.usize(0..replacements.len())].clone();
+            bytes = value.to_string().into_bytes();
+        }
+        4 => bytes = (0..rng.usize(0..64)).map(|_| rng.u8(..)).collect(),
+        _ => {
+            let value: Value = serde_json::from_str(valid).unwrap();
+            let mut filters = json!({});
+            for kind in ["job_ids", "job_types", "states"] {
+                if rng.bool() {
+                    let pool = [
+                        json!("forecast"),
+                        json!("failed"),
+                        json!(""),
+                        json!(7),
+                        json!(null),
+                        json!("materialize-view"),
+                        json!(["nested"]),
+                    ];
+                    let list: Vec<Value> = (0..rng.usize(0..4))
+                        .map(|_| pool[rng.usize(0..pool.len())].clone())
+                        .collect();
+                    filters[kind] = json!(list);
+                }
+            }
+            let mut value = value;
+            value["filters"] = filters;
+            bytes = value.to_string().into_bytes();
+        }
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn mangled_bodies_never_cause_a_server_error() {
+    let f = Fixture::new().await;
+    let s = f.create_default("acme").await;
+    let id = s["id"].as_str().unwrap();
+    let valid = r#"{"url":"https://hooks.example.com/x","description":"d","filters":{"states":["failed"],"job_types":["forecast"],"job_ids":["j1"]}}"#;
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let body = mangle(&mut rng, valid);
+        let (method, path) = match i % 3 {
+            0 => ("POST", "/webhooks".to_owned()),
+            1 => ("PATCH", format!("/webhooks/{id}")),
+            _ => ("POST", format!("/webhooks/{id}/rotate-secret")),
+        };
+        let req = ApiRequest::new(method, &path, "acme")
+            .header("content-type", "application/json")
+            .raw_body(body.clone());
+        let r = f.call(req).await;
+        assert!(
+            r.status < 500,
+            "{method} {path} with {:?} -> {}: {}",
+            String::from_utf8_lossy(&body),
+            r.status,
+            r.body
+        );
+        if r.status >= 400 {
+            assert!(r.body["error"]["code"].is_string(), "{}", r.body);
+        }
+        *statuses.entry(r.status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.get(&400).copied().unwrap_or(0) > 100,
+        "{statuses:?}"
+    );
+}
