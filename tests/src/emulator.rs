@@ -54,3 +54,16 @@ pub async fn fresh_table(client: &aws_sdk_dynamodb::Client, logical_id: &str) ->
         .expect("table is created in the emulator");
     name
 }
+
+/// Creates a fresh SQS queue whose name starts with `prefix` and returns
+/// its URL.
+pub async fn fresh_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> String {
+    client
+        .create_queue()
+        .queue_name(unique_name(prefix))
+        .send()
+        .await
+        .expect("queue is created in the emulator")
+        .queue_url
+        .expect("the emulator returns the queue URL")
+}

@@ -215,14 +215,8 @@ fn main() {
         let direct = aws_sdk_dynamodb::Client::new(&sdk);
         let table = emulator::fresh_table(&direct, "SubscriptionsTable").await;
         subscribe_all(&SubscriptionStore::new(direct, table.clone())).await;
-        let queue_url = aws_sdk_sqs::Client::new(&sdk)
-            .create_queue()
-            .queue_name(emulator::unique_name("bench-delivery"))
-            .send()
-            .await
-            .expect("queue")
-            .queue_url
-            .expect("queue url");
+        let queue_url =
+            emulator::fresh_queue(&aws_sdk_sqs::Client::new(&sdk), "bench-delivery").await;
         let config = IngestConfig {
             table,
             queue_url: queue_url.clone(),

@@ -65,14 +65,7 @@ impl Fixture {
             .unwrap()
             .latest_stream_arn
             .expect("the jobs table has a stream");
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(emulator::unique_name("delivery"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let queue_url = emulator::fresh_queue(&sqs, "delivery").await;
         let reader = StreamReader::open(
             aws_sdk_dynamodbstreams::Client::new(&sdk),
             stream_arn.clone(),

@@ -32,14 +32,7 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
         .create(&sub, None)
         .await
         .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(emulator::unique_name("smoke"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = emulator::fresh_queue(&sqs, "smoke").await;
 
     let runtime = RuntimeApi::start().await;
     let _child = Command::new(env!("CARGO_BIN_EXE_job-events-ingest"))
