@@ -4,6 +4,7 @@
 //! subscriptions and their filters, the DynamoDB subscription store, the
 //! target-URL guard, and configuration read from the environment.
 
+pub mod allow_list;
 pub mod config;
 pub mod cursor;
 pub mod deliveries;

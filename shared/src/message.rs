@@ -10,10 +10,40 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::job_event::JobEventData;
+use crate::job_event::{JobEventData, timestamp};
 
 /// Version of the message format.
 pub const MESSAGE_VERSION: u8 = 1;
+
+/// Event type of test events sent through `POST /webhooks/{id}/test`.
+pub const TEST_EVENT_TYPE: &str = "webhook.test";
+
+/// Most attempt records a message carries; older ones are dropped first so a
+/// message redriven many times stays small.
+pub const MAX_HISTORY: usize = 20;
+
+/// SQS message attribute on dead-lettered messages saying why they are
+/// there (see [`DeadLetterReason`]).
+pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "dead_letter_reason";
+
+/// Why a message was moved to the DeadLetterQueue by the delivery function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Every attempt of the retry schedule failed.
+    Exhausted,
+    /// The body is not a delivery message this version understands.
+    Malformed,
+}
+
+impl DeadLetterReason {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exhausted => "exhausted",
+            Self::Malformed => "malformed",
+        }
+    }
+}
 
 /// One recorded delivery attempt, carried along for the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +83,72 @@ pub struct DeliveryMessage {
     pub history: Vec<AttemptRecord>,
     /// The exact JSON body to POST.
     pub payload: Box<RawValue>,
+}
+
+impl DeliveryMessage {
+    /// Parses a queue message body; `None` when it is not a delivery
+    /// message of a known version.
+    pub fn parse(body: &str) -> Option<Self> {
+        serde_json::from_str::<Self>(body)
+            .ok()
+            .filter(|m| m.v == MESSAGE_VERSION && m.attempt >= 1)
+    }
+
+    /// The message body.
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("messages serialise")
+    }
+
+    /// Records a failed attempt in the history (keeping the last
+    /// [`MAX_HISTORY`]).
+    pub fn record(&mut self, record: AttemptRecord) {
+        self.history.push(record);
+        if self.history.len() > MAX_HISTORY {
+            let excess = self.history.len() - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// The message for the attempt after this one, not before `not_before`.
+    pub fn next_attempt(&self, not_before: DateTime<Utc>) -> Self {
+        Self {
+            attempt: self.attempt + 1,
+            not_before: Some(not_before),
+            ..self.clone()
+        }
+    }
+
+    /// The message moved back to the DeliveryQueue by a redrive: attempt
+    /// count reset, due now, history kept for the record.
+    pub fn redriven(mut self) -> Self {
+        self.attempt = 1;
+        self.not_before = None;
+        self
+    }
+}
+
+/// A `webhook.test` event for a subscription, as a first-attempt message
+/// body, with its fresh idempotency key.
+pub fn test_event_message(
+    company_id: &str,
+    subscription_id: &str,
+    now: DateTime<Utc>,
+) -> (String, String) {
+    let key = idempotency_key(subscription_id, &format!("test:{}", uuid::Uuid::new_v4()));
+    let at = timestamp(now);
+    let data = serde_json::value::to_raw_value(&serde_json::json!({
+        "message": "This is a test event sent from the webhooks API.",
+        "requested_at": at,
+    }))
+    .expect("test data serialises");
+    let envelope = EventEnvelope {
+        company_id,
+        event_type: TEST_EVENT_TYPE,
+        timestamp: &at,
+        data: &data,
+    };
+    let body = envelope.message_body(subscription_id, &key);
+    (key, body)
 }
 
 /// The deterministic idempotency key of the event that a stream record
@@ -148,6 +244,34 @@ mod tests {
         assert_ne!(a, idempotency_key("sub_2", "evt-1"));
         assert_ne!(a, idempotency_key("sub_1", "evt-2"));
         assert!(a.starts_with("evt_") && a.len() == 36, "{a}");
+    }
+
+    #[test]
+    fn retries_and_redrives_carry_the_event_and_bounded_history() {
+        let now = DateTime::from_timestamp(1_795_341_600, 0).unwrap();
+        let (key, body) = test_event_message("acme", "sub_1", now);
+        let mut msg = DeliveryMessage::parse(&body).unwrap();
+        assert_eq!(msg.event_type, TEST_EVENT_TYPE);
+        assert_eq!(msg.idempotency_key, key);
+        for attempt in 1..=30 {
+            msg.record(AttemptRecord {
+                attempt,
+                at: now,
+                status: Some(500),
+                error: None,
+            });
+        }
+        assert_eq!(msg.history.len(), MAX_HISTORY);
+        assert_eq!(msg.history[0].attempt, 11, "oldest records dropped first");
+        let next = msg.next_attempt(now);
+        assert_eq!((next.attempt, next.not_before), (2, Some(now)));
+        let parsed = DeliveryMessage::parse(&next.to_body()).unwrap();
+        assert_eq!(parsed.payload.get(), msg.payload.get());
+        let back = parsed.redriven();
+        assert_eq!((back.attempt, back.not_before), (1, None));
+        assert_eq!(back.history.len(), MAX_HISTORY);
+        assert!(DeliveryMessage::parse("{}").is_none());
+        assert!(DeliveryMessage::parse(&body.replace("\"v\":1", "\"v\":9")).is_none());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use thiserror::Error;
 use url::{Host, Url};
 
+use crate::allow_list::AllowList;
 use crate::ip_guard;
 
 /// Longest accepted target URL, in bytes.
@@ -100,6 +101,51 @@ pub fn check_target_url(raw: &str) -> Result<Url, UrlRejection> {
     Ok(url)
 }
 
+/// [`check_target_url`], except that with a non-empty allow-list (local
+/// development and tests only) plain `http` is accepted, IP literals in the
+/// allow-list pass, and `localhost` passes when the list permits 127.0.0.1.
+pub fn check_target_url_with(raw: &str, allow: &AllowList) -> Result<Url, UrlRejection> {
+    if allow.is_empty() {
+        return check_target_url(raw);
+    }
+    match check_target_url(raw) {
+        Err(UrlRejection::NotHttps { scheme }) if scheme == "http" => {
+            // Re-check the rest of the rules as if it were https.
+            let https = format!("https{}", &raw["http".len()..]);
+            match check_target_url(&https) {
+                Ok(_) => Url::parse(raw).map_err(|e| UrlRejection::Malformed(e.to_string())),
+                Err(rejection) => allowed_anyway(raw, rejection, allow),
+            }
+        }
+        Err(rejection) => allowed_anyway(raw, rejection, allow),
+        ok => ok,
+    }
+}
+
+fn allowed_anyway(
+    raw: &str,
+    rejection: UrlRejection,
+    allow: &AllowList,
+) -> Result<Url, UrlRejection> {
+    let permitted = |url: &Url| match url.host() {
+        Some(Host::Ipv4(v4)) => allow.permits(IpAddr::V4(v4)),
+        Some(Host::Ipv6(v6)) => allow.permits(IpAddr::V6(v6)),
+        Some(Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost") && allow.permits([127, 0, 0, 1].into())
+        }
+        None => false,
+    };
+    match &rejection {
+        UrlRejection::NonPublicIp { .. } | UrlRejection::LocalName { .. } => {
+            match Url::parse(raw) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && permitted(&url) => Ok(url),
+                _ => Err(rejection),
+            }
+        }
+        _ => Err(rejection),
+    }
+}
+
 fn check_ip(ip: IpAddr) -> Result<(), UrlRejection> {
     match ip_guard::non_public_reason(ip) {
         Some(range) => Err(UrlRejection::NonPublicIp {
@@ -132,6 +178,30 @@ fn check_domain(host: &str) -> Result<(), UrlRejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_list_admits_listed_loopback_targets_only() {
+        let loopback = AllowList::parse("127.0.0.0/8").unwrap();
+        for ok in [
+            "http://127.0.0.1:8080/hook",
+            "https://127.0.0.1:8443/hook",
+            "http://localhost:9000/",
+            "http://example.com/hook",
+        ] {
+            assert!(check_target_url_with(ok, &loopback).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "http://user:pw@127.0.0.1/",
+            "http://printer.local/",
+        ] {
+            assert!(check_target_url_with(bad, &loopback).is_err(), "{bad}");
+        }
+        let none = AllowList::default();
+        assert!(check_target_url_with("http://127.0.0.1/", &none).is_err());
+        assert!(check_target_url_with("https://127.0.0.1/", &none).is_err());
+    }
 
     fn non_public(ip: &str, range: &'static str) -> UrlRejection {
         UrlRejection::NonPublicIp {

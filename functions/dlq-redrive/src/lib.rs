@@ -1,0 +1,1 @@
+//! Moves chosen dead-lettered deliveries back to the DeliveryQueue.

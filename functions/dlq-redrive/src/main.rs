@@ -1,0 +1,3 @@
+//! Lambda entry point of the dead-letter redrive function.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Signed webhook delivery from the DeliveryQueue and RetryQueue.

@@ -1,0 +1,3 @@
+//! Lambda entry point of the webhook delivery function.
+
+fn main() {}
