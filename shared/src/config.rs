@@ -51,6 +51,23 @@ where
     }
 }
 
+/// `var` parsed as `T` (or `default` when unset), refused outside
+/// `[min, max]`.
+pub fn parse_in_range<T>(var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value = parse_or(var, default)?;
+    if value < min || value > max {
+        return Err(ConfigError::new(
+            var,
+            format!("must be from {min} to {max}, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
 /// The AWS SDK configuration from the standard provider chain (region,
 /// credentials, and `AWS_ENDPOINT_URL` for the local emulator). Load it once
 /// per process and build every client from it.

@@ -373,4 +373,55 @@ impl SubscriptionStore {
             }
         }
     }
+
+    /// Archives the subscription with `reason` in one conditional
+    /// `UpdateItem` that touches only the status attributes (so a caller
+    /// can be granted exactly that), bumping `version` so concurrent
+    /// read-modify-writes notice. Returns it as stored, or `None` when it
+    /// doesn't exist; an already archived one is left as is.
+    pub async fn archive(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let when = AttributeValue::S(
+            serde_json::to_value(now)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| now.to_rfc3339()),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("company_id", s(company_id))
+            .key("subscription_id", s(subscription_id))
+            .update_expression(
+                "SET #status = :archived, archived_at = :now, archived_reason = :reason, \
+                 updated_at = :now, version = version + :one",
+            )
+            .condition_expression("attribute_exists(subscription_id) AND #status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
+            .expression_attribute_values(":now", when)
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|item| self.decode_item(item)).transpose(),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.get(company_id, subscription_id).await
+            }
+            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
+        }
+    }
 }

@@ -24,48 +24,23 @@ pub struct IngestConfig {
     pub max_message_bytes: usize,
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display>(
-    var: &'static str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    if value < min || value > max {
-        return Err(ConfigError::new(
-            var,
-            format!("must be from {min} to {max}, got {value}"),
-        ));
-    }
-    Ok(value)
-}
-
 impl IngestConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             table: config::required("SUBSCRIPTIONS_TABLE")?,
             queue_url: config::required("DELIVERY_QUEUE_URL")?,
-            cache_ttl: Duration::from_secs(in_range(
+            cache_ttl: Duration::from_secs(config::parse_in_range(
                 "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                config::parse_or("SUBSCRIPTION_CACHE_TTL_SECONDS", 10u64)?,
+                10u64,
                 0,
                 3600,
             )?),
-            send_concurrency: in_range(
-                "SEND_CONCURRENCY",
-                config::parse_or("SEND_CONCURRENCY", 8usize)?,
-                1,
-                64,
-            )?,
-            send_attempts: in_range(
-                "SEND_ATTEMPTS",
-                config::parse_or("SEND_ATTEMPTS", 4u32)?,
-                1,
-                10,
-            )?,
-            max_message_bytes: in_range(
+            send_concurrency: config::parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
+            send_attempts: config::parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
+            max_message_bytes: config::parse_in_range(
                 "MAX_MESSAGE_BYTES",
-                config::parse_or("MAX_MESSAGE_BYTES", 262_144usize)?,
+                262_144usize,
                 1024,
                 1_048_576,
             )?,

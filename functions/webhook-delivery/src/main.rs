@@ -1,3 +1,27 @@
 //! Lambda entry point of the webhook delivery function.
 
-fn main() {}
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use webhook_delivery::{Delivery, DeliveryConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init_json_logs();
+    let config = DeliveryConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let delivery = Delivery::new(
+        &config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+    )
+    .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let delivery = Arc::new(delivery);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let delivery = Arc::clone(&delivery);
+        async move { Ok::<_, Error>(delivery.handle(event.payload).await) }
+    }))
+    .await
+}

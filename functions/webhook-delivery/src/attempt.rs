@@ -1,0 +1,225 @@
+//! One delivery attempt: a signed POST and what came of it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use shared::deliveries::excerpt;
+use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+
+use crate::client::Blocked;
+
+/// At most this much of a response body is read.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Why an attempt got no acceptable response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A response arrived with a non-2xx status (redirects included).
+    Status,
+    /// Connect or total timeout.
+    Timeout,
+    /// The connection could not be made or broke (refused, reset, TLS).
+    Connect,
+    /// The SSRF guard refused the target.
+    Blocked,
+    /// Anything else about building or sending the request.
+    Request,
+}
+
+impl FailureKind {
+    /// The error class recorded in the attempt log and the message history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Blocked => "blocked_address",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// The response status, if one arrived.
+    pub status: Option<u16>,
+    /// Set unless the status was 2xx.
+    pub failure: Option<FailureKind>,
+    /// A `Retry-After` from a 429 or 503, in the future.
+    pub retry_after: Option<Duration>,
+    /// Time to the response or the error.
+    pub duration: Duration,
+    /// The start of the response body (or the error text).
+    pub excerpt: Option<String>,
+}
+
+impl AttemptResult {
+    /// Whether the receiver accepted the event.
+    pub fn delivered(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// Whether the receiver answered `410 Gone`.
+    pub fn gone(&self) -> bool {
+        self.status == Some(StatusCode::GONE.as_u16())
+    }
+
+    /// The attempt refused before sending.
+    pub fn blocked(at: DateTime<Utc>, reason: &Blocked) -> Self {
+        Self {
+            at,
+            status: None,
+            failure: Some(FailureKind::Blocked),
+            retry_after: None,
+            duration: Duration::ZERO,
+            excerpt: Some(reason.to_string()),
+        }
+    }
+}
+
+/// The signed request of one attempt.
+#[derive(Debug)]
+pub struct SignedRequest<'a> {
+    /// Target URL.
+    pub url: &'a url::Url,
+    /// `webhook-id`: the idempotency key.
+    pub id: &'a str,
+    /// `webhook-timestamp` (unix seconds).
+    pub timestamp: i64,
+    /// `webhook-signature`.
+    pub signature: String,
+    /// The exact payload bytes that were signed.
+    pub body: Bytes,
+}
+
+/// POSTs `request` and classifies the outcome. Never fails: every problem
+/// is an [`AttemptResult`] with a [`FailureKind`].
+pub async fn send(client: &reqwest::Client, request: SignedRequest<'_>) -> AttemptResult {
+    let at = Utc::now();
+    let started = Instant::now();
+    let mut timestamp = itoa::Buffer::new();
+    let sent = client
+        .post(request.url.clone())
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(HEADER_ID, request.id)
+        .header(HEADER_TIMESTAMP, timestamp.format(request.timestamp))
+        .header(HEADER_SIGNATURE, request.signature)
+        .body(request.body)
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(response) => response,
+        Err(err) => {
+            return AttemptResult {
+                at,
+                status: None,
+                failure: Some(classify(&err)),
+                retry_after: None,
+                duration: started.elapsed(),
+                excerpt: Some(error_text(&err)),
+            };
+        }
+    };
+    let status = response.status();
+    let retry_after = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
+    .then(|| response.headers().get(RETRY_AFTER))
+    .flatten()
+    .and_then(|v| v.to_str().ok())
+    .and_then(|v| parse_retry_after(v, at));
+    let mut body = Vec::new();
+    // The status decides the outcome; a body that breaks off or times out
+    // only shortens the excerpt.
+    while body.len() < MAX_RESPONSE_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_RESPONSE_BODY - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    AttemptResult {
+        at,
+        status: Some(status.as_u16()),
+        failure: (!status.is_success()).then_some(FailureKind::Status),
+        retry_after,
+        duration: started.elapsed(),
+        excerpt: excerpt(&body),
+    }
+}
+
+fn classify(err: &reqwest::Error) -> FailureKind {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<Blocked>() {
+            return FailureKind::Blocked;
+        }
+        source = e.source();
+    }
+    if err.is_timeout() {
+        FailureKind::Timeout
+    } else if err.is_connect() || err.is_request() || err.is_body() {
+        FailureKind::Connect
+    } else {
+        FailureKind::Request
+    }
+}
+
+/// The error and its causes on one line, for the attempt log.
+fn error_text(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text.truncate(shared::deliveries::MAX_EXCERPT);
+    text
+}
+
+/// `Retry-After` as seconds or an HTTP date, if it lies in the future.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    (when - now).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_dates() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 22 Nov 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now),
+            None
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

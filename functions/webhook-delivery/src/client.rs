@@ -1,0 +1,194 @@
+//! The HTTP client deliveries use, built once per instance.
+//!
+//! rustls only, no redirects, no proxies, bounded timeouts, and a DNS
+//! resolver that drops every non-public address (unless the configured
+//! allow-list permits it), so a target name re-pointed at an internal host
+//! after registration (DNS rebinding) can't reach it. IP-literal hosts never
+//! reach a resolver: [`check_target`] judges them before the request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use shared::allow_list::AllowList;
+use shared::ip_guard;
+use url::{Host, Url};
+
+use crate::config::DeliveryConfig;
+
+/// `user-agent` of every delivery.
+pub const USER_AGENT: &str = concat!("JobWebhooks/", env!("CARGO_PKG_VERSION"));
+
+/// A target is refused by the SSRF guard.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Blocked {
+    /// Every address the name resolves to is non-public.
+    #[error("{host} resolves only to non-public addresses")]
+    NonPublicName {
+        /// The host name.
+        host: String,
+    },
+    /// The URL's host is a non-public IP literal.
+    #[error("{ip} is not a public address ({range})")]
+    NonPublicIp {
+        /// The address.
+        ip: IpAddr,
+        /// Which range it lies in.
+        range: &'static str,
+    },
+    /// The scheme is neither https nor (with an allow-list) http.
+    #[error("scheme {0} is not allowed")]
+    Scheme(String),
+}
+
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The extra CA file could not be read.
+    #[error("cannot read TARGET_EXTRA_CA_FILE {path}: {source}")]
+    ReadCa {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The extra CA file holds no usable certificate.
+    #[error("TARGET_EXTRA_CA_FILE {path} is not a PEM certificate: {source}")]
+    ParseCa {
+        /// The file.
+        path: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// reqwest refused the settings.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+fn permitted(ip: IpAddr, allow: &AllowList) -> Result<(), &'static str> {
+    match ip_guard::non_public_reason(ip) {
+        Some(range) if !allow.permits(ip) => Err(range),
+        _ => Ok(()),
+    }
+}
+
+/// Checks what the resolver can't see: the scheme, and IP-literal hosts.
+pub fn check_target(url: &Url, allow: &AllowList) -> Result<(), Blocked> {
+    match url.scheme() {
+        "https" => {}
+        "http" if !allow.is_empty() => {}
+        other => return Err(Blocked::Scheme(other.to_owned())),
+    }
+    let ip = match url.host() {
+        Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    permitted(ip, allow).map_err(|range| Blocked::NonPublicIp { ip, range })
+}
+
+/// Resolves with the system resolver and keeps only permitted addresses.
+#[derive(Debug, Clone)]
+pub struct GuardedResolver {
+    allow: Arc<AllowList>,
+}
+
+impl GuardedResolver {
+    /// A resolver admitting public addresses and those in `allow`.
+    pub fn new(allow: AllowList) -> Self {
+        Self {
+            allow: Arc::new(allow),
+        }
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = Arc::clone(&self.allow);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let kept: Vec<SocketAddr> = resolved
+                .filter(|addr| permitted(addr.ip(), &allow).is_ok())
+                .collect();
+            if kept.is_empty() {
+                return Err(Box::new(Blocked::NonPublicName { host }) as _);
+            }
+            Ok(Box::new(kept.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Builds the delivery client from the configuration.
+pub fn build(config: &DeliveryConfig) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .user_agent(USER_AGENT)
+        .dns_resolver(Arc::new(GuardedResolver::new(config.allow_list.clone())));
+    if let Some(file) = &config.extra_ca_file {
+        let path = file.display().to_string();
+        let pem = std::fs::read(file).map_err(|source| ClientError::ReadCa {
+            path: path.clone(),
+            source,
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|source| ClientError::ParseCa { path, source })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(ClientError::Build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(u: &str) -> Url {
+        Url::parse(u).unwrap()
+    }
+
+    #[test]
+    fn ip_literals_and_schemes_are_judged_before_sending() {
+        let none = AllowList::default();
+        assert_eq!(check_target(&url("https://93.184.216.34/x"), &none), Ok(()));
+        assert_eq!(check_target(&url("https://example.com/x"), &none), Ok(()));
+        assert!(matches!(
+            check_target(&url("https://127.0.0.1/x"), &none),
+            Err(Blocked::NonPublicIp {
+                range: "loopback",
+                ..
+            })
+        ));
+        assert!(check_target(&url("https://[::ffff:10.0.0.1]/"), &none).is_err());
+        assert_eq!(
+            check_target(&url("http://example.com/"), &none),
+            Err(Blocked::Scheme("http".into()))
+        );
+        let loopback = AllowList::parse("127.0.0.0/8").unwrap();
+        assert_eq!(check_target(&url("http://127.0.0.1:9/"), &loopback), Ok(()));
+        assert!(check_target(&url("http://10.1.1.1/"), &loopback).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_drops_non_public_addresses() {
+        let guarded = GuardedResolver::new(AllowList::default());
+        let err = guarded
+            .resolve("localhost".parse().unwrap())
+            .await
+            .err()
+            .expect("localhost is refused");
+        assert!(err.to_string().contains("non-public"), "{err}");
+        let open = GuardedResolver::new(AllowList::parse("127.0.0.0/8,::1").unwrap());
+        let addrs: Vec<_> = open
+            .resolve("localhost".parse().unwrap())
+            .await
+            .expect("allowed")
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+}

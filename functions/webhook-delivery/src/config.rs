@@ -1,0 +1,72 @@
+//! Configuration of the delivery function, read once at cold start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shared::allow_list::AllowList;
+use shared::config::{self, ConfigError};
+use shared::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+
+/// Settings of the delivery function.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// `SUBSCRIPTIONS_TABLE`: the subscriptions table (read before each
+    /// attempt; written only to archive on `410 Gone`).
+    pub subscriptions_table: String,
+    /// `DELIVERIES_TABLE`: the attempt log.
+    pub deliveries_table: String,
+    /// `RETRY_QUEUE_URL`: where later attempts are queued.
+    pub retry_queue_url: String,
+    /// `DEAD_LETTER_QUEUE_URL`: where exhausted and malformed messages go.
+    pub dead_letter_queue_url: String,
+    /// `RETRY_SCHEDULE` (default `5s,5m,30m,2h,5h,10h,10h`): delays between
+    /// attempts.
+    pub schedule: RetrySchedule,
+    /// `DELIVERY_CONCURRENCY` (default 16): POSTs in flight per invocation.
+    pub concurrency: usize,
+    /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 5): how long a subscription
+    /// read is reused inside a warm instance.
+    pub cache_ttl: Duration,
+    /// `CONNECT_TIMEOUT_MS` (default 5000).
+    pub connect_timeout: Duration,
+    /// `REQUEST_TIMEOUT_MS` (default 15000): the whole attempt, body included.
+    pub request_timeout: Duration,
+    /// `TARGET_ALLOW_LIST` (default empty): non-public networks deliveries
+    /// may reach. For local development and tests only.
+    pub allow_list: AllowList,
+    /// `TARGET_EXTRA_CA_FILE` (default none): a PEM file of extra trusted
+    /// root certificates, for receivers with self-signed certificates in
+    /// local development and tests.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl DeliveryConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let schedule_text =
+            config::optional("RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
+        let schedule = RetrySchedule::parse(&schedule_text)
+            .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
+        let millis = |var, default| {
+            config::parse_in_range(var, default, 100u64, 60_000).map(Duration::from_millis)
+        };
+        Ok(Self {
+            subscriptions_table: config::required("SUBSCRIPTIONS_TABLE")?,
+            deliveries_table: config::required("DELIVERIES_TABLE")?,
+            retry_queue_url: config::required("RETRY_QUEUE_URL")?,
+            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
+            schedule,
+            concurrency: config::parse_in_range("DELIVERY_CONCURRENCY", 16usize, 1, 256)?,
+            cache_ttl: Duration::from_secs(config::parse_in_range(
+                "SUBSCRIPTION_CACHE_TTL_SECONDS",
+                5u64,
+                0,
+                300,
+            )?),
+            connect_timeout: millis("CONNECT_TIMEOUT_MS", 5_000)?,
+            request_timeout: millis("REQUEST_TIMEOUT_MS", 15_000)?,
+            allow_list: AllowList::from_env()?,
+            extra_ca_file: config::optional("TARGET_EXTRA_CA_FILE").map(PathBuf::from),
+        })
+    }
+}

@@ -1,0 +1,423 @@
+//! The SQS handler: one attempt per message, then delivered, retried,
+//! dead-lettered or dropped.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use shared::allow_list::AllowList;
+use shared::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
+use shared::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
+use shared::metrics::Metrics;
+use shared::retry::RetrySchedule;
+use shared::signing::{Signer, signature_header};
+use shared::store::SubscriptionStore;
+use shared::subscription::Subscription;
+use url::Url;
+
+use crate::attempt::{self, AttemptResult, FailureKind, SignedRequest};
+use crate::cache::SubscriptionCache;
+use crate::client::{self, ClientError};
+use crate::config::DeliveryConfig;
+use crate::queues::Queues;
+
+/// Reason recorded on subscriptions archived by a `410 Gone`.
+pub const GONE_REASON: &str = "endpoint answered 410 Gone";
+
+/// A message due within this margin is attempted rather than deferred again.
+const DUE_SLACK: chrono::Duration = chrono::Duration::seconds(1);
+
+/// What happened to the messages of one invocation.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// Accepted with a 2xx.
+    pub delivered: u64,
+    /// Attempts that got no 2xx (including 410).
+    pub failed_attempts: u64,
+    /// Re-queued on the RetryQueue for a later attempt.
+    pub retried: u64,
+    /// Moved to the DeadLetterQueue after the last attempt.
+    pub dead_lettered: u64,
+    /// Dropped because the subscription is archived or gone.
+    pub dropped: u64,
+    /// Subscriptions archived after `410 Gone`.
+    pub gone: u64,
+    /// Not yet due, re-queued to wait.
+    pub deferred: u64,
+    /// Unreadable messages moved to the DeadLetterQueue.
+    pub malformed: u64,
+    /// Messages reported in `batchItemFailures`.
+    pub failures: u64,
+    /// Attempt-log writes that failed (the attempt itself stands).
+    pub log_errors: u64,
+    /// Attempt durations, milliseconds.
+    pub latencies_ms: Vec<f64>,
+}
+
+impl Tally {
+    /// The invocation's EMF metrics.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics::new();
+        m.count("Delivered", self.delivered)
+            .count("FailedAttempts", self.failed_attempts)
+            .count("Retried", self.retried)
+            .count("DeadLettered", self.dead_lettered)
+            .count("Dropped", self.dropped)
+            .count("Gone", self.gone)
+            .count("Deferred", self.deferred)
+            .count("Malformed", self.malformed)
+            .count("BatchItemFailures", self.failures)
+            .count("AttemptLogErrors", self.log_errors)
+            .milliseconds("AttemptLatency", &self.latencies_ms);
+        m
+    }
+}
+
+/// The message stays on its queue and comes back (Lambda reports it in
+/// `batchItemFailures`); the reason was logged where it happened.
+struct Retry;
+
+/// The delivery function: everything built once per instance.
+#[derive(Debug)]
+pub struct Delivery {
+    http: reqwest::Client,
+    store: SubscriptionStore,
+    log: DeliveryLog,
+    queues: Queues,
+    cache: SubscriptionCache,
+    schedule: RetrySchedule,
+    allow: AllowList,
+    concurrency: usize,
+}
+
+impl Delivery {
+    /// Builds the function's state; fails when the HTTP client can't be
+    /// built from the configuration.
+    pub fn new(
+        config: &DeliveryConfig,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            http: client::build(config)?,
+            store: SubscriptionStore::new(dynamodb.clone(), config.subscriptions_table.clone()),
+            log: DeliveryLog::new(dynamodb, config.deliveries_table.clone()),
+            queues: Queues::new(
+                sqs,
+                config.retry_queue_url.clone(),
+                config.dead_letter_queue_url.clone(),
+            ),
+            cache: SubscriptionCache::new(config.cache_ttl),
+            schedule: config.schedule.clone(),
+            allow: config.allow_list.clone(),
+            concurrency: config.concurrency,
+        })
+    }
+
+    /// Handles one invocation and emits its metrics.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let (response, tally) = self.process(event).await;
+        tally.metrics().emit("webhook-delivery");
+        response
+    }
+
+    /// Handles one invocation: the messages to leave on the queue, and
+    /// what happened.
+    pub async fn process(&self, event: SqsEvent) -> (SqsBatchResponse, Tally) {
+        let tally = Mutex::new(Tally::default());
+        let failed: Vec<String> = futures::stream::iter(event.records.iter())
+            .map(|record| async {
+                match self.deliver(record, &tally).await {
+                    Ok(()) => None,
+                    Err(Retry) => Some(record.message_id.clone().unwrap_or_default()),
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .filter_map(|failed| async move { failed })
+            .collect()
+            .await;
+        let mut tally = tally.into_inner().expect("tally lock");
+        tally.failures = failed.len() as u64;
+        let mut response = SqsBatchResponse::default();
+        response.set_failures(failed);
+        (response, tally)
+    }
+
+    async fn deliver(&self, record: &SqsMessage, tally: &Mutex<Tally>) -> Result<(), Retry> {
+        let count = |f: fn(&mut Tally)| f(&mut tally.lock().expect("tally lock"));
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        let body = record.body.as_deref().unwrap_or("");
+        let Some(mut msg) = DeliveryMessage::parse(body) else {
+            tracing::warn!(message_id, "malformed delivery message: dead-lettering it");
+            self.queues
+                .dead_letter(body, DeadLetterReason::Malformed)
+                .await
+                .map_err(|e| {
+                    tracing::error!(message_id, error = %e, "could not dead-letter a malformed message");
+                    Retry
+                })?;
+            count(|t| t.malformed += 1);
+            return Ok(());
+        };
+        let (key, subscription_id) = (msg.idempotency_key.clone(), msg.subscription_id.clone());
+        let (key, subscription_id) = (key.as_str(), subscription_id.as_str());
+
+        let now = Utc::now();
+        if let Some(not_before) = msg.not_before
+            && not_before > now + DUE_SLACK
+        {
+            let wait = (not_before - now).to_std().unwrap_or_default();
+            self.queues.retry(&msg, wait).await.map_err(|e| {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
+                Retry
+            })?;
+            count(|t| t.deferred += 1);
+            return Ok(());
+        }
+
+        let sub = self
+            .cache
+            .get(&msg.company_id, subscription_id, &self.store)
+            .await
+            .map_err(|e| {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not read the subscription");
+                Retry
+            })?;
+        let Some(sub) = sub.filter(|s| !s.is_archived()) else {
+            tracing::info!(
+                idempotency_key = key,
+                subscription_id,
+                event_type = %msg.event_type,
+                "subscription archived or deleted: event dropped"
+            );
+            count(|t| t.dropped += 1);
+            return Ok(());
+        };
+
+        let result = self.attempt(&sub, &msg).await;
+        let log_written = self.record(log_entry(&msg, &result));
+        let settled = async {
+            if result.delivered() {
+                tracing::info!(
+                    idempotency_key = key,
+                    subscription_id,
+                    attempt = msg.attempt,
+                    status = result.status,
+                    duration_ms = result.duration.as_millis() as u64,
+                    "delivered"
+                );
+                return Ok(Settled::Delivered);
+            }
+            tracing::warn!(
+                idempotency_key = key,
+                subscription_id,
+                attempt = msg.attempt,
+                status = result.status,
+                error = result.failure.map(FailureKind::as_str),
+                duration_ms = result.duration.as_millis() as u64,
+                "attempt failed"
+            );
+            if result.gone() {
+                return self.archive_gone(&sub, key).await.map(|()| Settled::Gone);
+            }
+            self.reschedule(&mut msg, &result).await
+        };
+        let (logged, settled) = tokio::join!(log_written, settled);
+        let mut t = tally.lock().expect("tally lock");
+        t.latencies_ms.push(result.duration.as_secs_f64() * 1000.0);
+        if !result.delivered() {
+            t.failed_attempts += 1;
+        }
+        if !logged {
+            t.log_errors += 1;
+        }
+        match settled? {
+            Settled::Delivered => t.delivered += 1,
+            Settled::Gone => t.gone += 1,
+            Settled::Retried => t.retried += 1,
+            Settled::DeadLettered => t.dead_lettered += 1,
+        }
+        Ok(())
+    }
+
+    /// Signs and POSTs the payload (or refuses a blocked target).
+    async fn attempt(&self, sub: &Subscription, msg: &DeliveryMessage) -> AttemptResult {
+        let now = Utc::now();
+        let url = match Url::parse(&sub.url) {
+            Ok(url) => url,
+            Err(e) => {
+                return AttemptResult {
+                    at: now,
+                    status: None,
+                    failure: Some(FailureKind::Request),
+                    retry_after: None,
+                    duration: Duration::ZERO,
+                    excerpt: Some(format!("stored URL does not parse: {e}")),
+                };
+            }
+        };
+        if let Err(blocked) = client::check_target(&url, &self.allow) {
+            return AttemptResult::blocked(now, &blocked);
+        }
+        let body = msg.payload.get().as_bytes();
+        let signers: Vec<Signer> = sub
+            .signing_secrets(now)
+            .into_iter()
+            .map(Signer::for_secret)
+            .collect();
+        let timestamp = now.timestamp();
+        let signature = signature_header(&signers, &msg.idempotency_key, timestamp, body);
+        let request = SignedRequest {
+            url: &url,
+            id: &msg.idempotency_key,
+            timestamp,
+            signature,
+            body: Bytes::copy_from_slice(body),
+        };
+        attempt::send(&self.http, request).await
+    }
+
+    /// Writes the attempt log entry; `false` (logged) when that failed.
+    async fn record(&self, entry: AttemptLog) -> bool {
+        match self.log.record(&entry).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(
+                    idempotency_key = %entry.idempotency_key,
+                    subscription_id = %entry.subscription_id,
+                    error = %e,
+                    "could not write the attempt log"
+                );
+                false
+            }
+        }
+    }
+
+    async fn archive_gone(&self, sub: &Subscription, key: &str) -> Result<(), Retry> {
+        let subscription_id = sub.subscription_id.as_str();
+        match self
+            .store
+            .archive(&sub.company_id, subscription_id, GONE_REASON, Utc::now())
+            .await
+        {
+            Ok(archived) => {
+                tracing::warn!(
+                    idempotency_key = key,
+                    subscription_id,
+                    "endpoint answered 410 Gone: subscription archived"
+                );
+                if let Some(archived) = archived {
+                    self.cache.update(archived);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not archive after 410 Gone");
+                Err(Retry)
+            }
+        }
+    }
+
+    /// Queues the next attempt, or dead-letters after the last one.
+    async fn reschedule(
+        &self,
+        msg: &mut DeliveryMessage,
+        result: &AttemptResult,
+    ) -> Result<Settled, Retry> {
+        msg.record(AttemptRecord {
+            attempt: msg.attempt,
+            at: result.at,
+            status: result.status,
+            error: result
+                .failure
+                .filter(|f| *f != FailureKind::Status)
+                .map(|f| f.as_str().to_owned()),
+        });
+        let key = msg.idempotency_key.as_str();
+        let subscription_id = msg.subscription_id.as_str();
+        match self
+            .schedule
+            .next_delay_random(msg.attempt, result.retry_after)
+        {
+            Some(delay) => {
+                let not_before =
+                    result.at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                let next = msg.next_attempt(not_before);
+                let wait = (not_before - Utc::now()).to_std().unwrap_or_default();
+                self.queues.retry(&next, wait).await.map_err(|e| {
+                    tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not queue the retry");
+                    Retry
+                })?;
+                tracing::info!(
+                    idempotency_key = key,
+                    subscription_id,
+                    next_attempt = next.attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "retry scheduled"
+                );
+                Ok(Settled::Retried)
+            }
+            None => {
+                self.queues
+                    .dead_letter(&msg.to_body(), DeadLetterReason::Exhausted)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not dead-letter");
+                        Retry
+                    })?;
+                tracing::warn!(
+                    idempotency_key = key,
+                    subscription_id,
+                    attempts = msg.attempt,
+                    "retries exhausted: moved to the dead-letter queue"
+                );
+                Ok(Settled::DeadLettered)
+            }
+        }
+    }
+}
+
+/// The attempt-log entry of one attempt.
+fn log_entry(msg: &DeliveryMessage, result: &AttemptResult) -> AttemptLog {
+    let outcome = if result.delivered() {
+        Outcome::Delivered
+    } else if result.gone() {
+        Outcome::Gone
+    } else {
+        Outcome::Failed
+    };
+    AttemptLog {
+        company_id: msg.company_id.clone(),
+        attempt_id: AttemptLog::attempt_id(
+            &msg.subscription_id,
+            result.at,
+            &msg.idempotency_key,
+            msg.attempt,
+        ),
+        subscription_id: msg.subscription_id.clone(),
+        idempotency_key: msg.idempotency_key.clone(),
+        event_type: msg.event_type.clone(),
+        attempt: msg.attempt,
+        at: result.at,
+        outcome,
+        status_code: result.status,
+        error: result
+            .failure
+            .filter(|f| *f != FailureKind::Status)
+            .map(|f| f.as_str().to_owned()),
+        duration_ms: result.duration.as_millis() as u64,
+        response_excerpt: result.excerpt.clone(),
+        expires_at: (result.at + RETENTION).timestamp(),
+    }
+}
+
+/// How a message left the handler.
+enum Settled {
+    Delivered,
+    Gone,
+    Retried,
+    DeadLettered,
+}
