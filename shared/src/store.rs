@@ -413,7 +413,10 @@ impl SubscriptionStore {
             .send()
             .await;
         match result {
-            Ok(out) => out.attributes.map(|item| self.decode_item(item)).transpose(),
+            Ok(out) => out
+                .attributes
+                .map(|item| self.decode_item(item))
+                .transpose(),
             Err(err)
                 if err
                     .as_service_error()

@@ -11,13 +11,17 @@ use test_support::emulator;
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let client = emulator::dynamodb().await;
+    let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
     let table = emulator::fresh_table(&client, "SubscriptionsTable").await;
     let config = ApiConfig {
         table,
+        deliveries_table: emulator::fresh_table(&client, "DeliveriesTable").await,
+        delivery_queue_url: emulator::fresh_queue(&sqs, "DeliveryQueue").await,
         company_claim: "company_id".to_owned(),
         cursors: CursorCodec::new(b"gateway-test-cursor-signing-key-0123456789").unwrap(),
+        allow_list: Default::default(),
     };
-    let app = Arc::new(App::new(config, client));
+    let app = Arc::new(App::new(config, client, sqs));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

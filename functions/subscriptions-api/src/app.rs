@@ -5,6 +5,7 @@ use std::time::Instant;
 use http::StatusCode;
 use http::header::ALLOW;
 use lambda_http::{Body, Request, Response};
+use shared::deliveries::DeliveryLog;
 use shared::store::SubscriptionStore;
 
 use crate::auth;
@@ -13,19 +14,32 @@ use crate::error::ApiError;
 use crate::routes::{self, Operation, Resolution};
 use crate::views;
 
-/// The subscriptions API: configuration plus the store, built once per
-/// process and shared by every request.
+/// The subscriptions API: configuration plus the stores and the delivery
+/// queue client, built once per process and shared by every request.
 #[derive(Debug, Clone)]
 pub struct App {
     pub(crate) config: ApiConfig,
     pub(crate) store: SubscriptionStore,
+    pub(crate) deliveries: DeliveryLog,
+    pub(crate) sqs: aws_sdk_sqs::Client,
 }
 
 impl App {
-    /// An app over `client` with `config`.
-    pub fn new(config: ApiConfig, client: aws_sdk_dynamodb::Client) -> Self {
-        let store = SubscriptionStore::new(client, config.table.clone());
-        Self { config, store }
+    /// An app over the DynamoDB client `dynamo` and the SQS client `sqs`,
+    /// with `config`.
+    pub fn new(
+        config: ApiConfig,
+        dynamo: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Self {
+        let store = SubscriptionStore::new(dynamo.clone(), config.table.clone());
+        let deliveries = DeliveryLog::new(dynamo, config.deliveries_table.clone());
+        Self {
+            config,
+            store,
+            deliveries,
+            sqs,
+        }
     }
 
     /// Handles one request. Never fails: errors become JSON responses.
@@ -94,6 +108,8 @@ impl App {
             Operation::UpdateWebhook => self.update(&company, id, req).await,
             Operation::ArchiveWebhook => self.archive(&company, id).await,
             Operation::RotateSecret => self.rotate(&company, id, req).await,
+            Operation::ListDeliveries => self.list_deliveries(&company, id, req).await,
+            Operation::SendTestEvent => self.send_test_event(&company, id, req).await,
         }
     }
 }

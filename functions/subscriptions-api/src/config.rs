@@ -1,5 +1,6 @@
 //! Configuration of the subscriptions API, read once at cold start.
 
+use shared::allow_list::AllowList;
 use shared::config::{self, ConfigError};
 use shared::cursor::{CursorCodec, MIN_KEY_LEN};
 
@@ -8,17 +9,28 @@ use shared::cursor::{CursorCodec, MIN_KEY_LEN};
 pub struct ApiConfig {
     /// `SUBSCRIPTIONS_TABLE`: the DynamoDB subscriptions table.
     pub table: String,
+    /// `DELIVERIES_TABLE`: the delivery attempt log, read by
+    /// `GET /webhooks/{id}/deliveries`.
+    pub deliveries_table: String,
+    /// `DELIVERY_QUEUE_URL`: the queue `POST /webhooks/{id}/test` sends
+    /// test events to.
+    pub delivery_queue_url: String,
     /// `COMPANY_CLAIM`: the authorizer claim that holds the company id
     /// (default `company_id`).
     pub company_claim: String,
     /// `CURSOR_SIGNING_KEY`: at least 32 bytes, signs pagination cursors.
     pub cursors: CursorCodec,
+    /// `TARGET_ALLOW_LIST`: non-public networks that target URLs may use
+    /// (local development only; empty by default).
+    pub allow_list: AllowList,
 }
 
 impl ApiConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let table = config::required("SUBSCRIPTIONS_TABLE")?;
+        let deliveries_table = config::required("DELIVERIES_TABLE")?;
+        let delivery_queue_url = config::required("DELIVERY_QUEUE_URL")?;
         let company_claim =
             config::optional("COMPANY_CLAIM").unwrap_or_else(|| "company_id".to_owned());
         let key = config::required("CURSOR_SIGNING_KEY")?;
@@ -28,10 +40,19 @@ impl ApiConfig {
                 format!("must be at least {MIN_KEY_LEN} bytes long"),
             )
         })?;
+        let allow_list = AllowList::from_env()?;
+        if !allow_list.is_empty() {
+            tracing::warn!(
+                "TARGET_ALLOW_LIST is set: non-public targets in it are accepted (local development only)"
+            );
+        }
         Ok(Self {
             table,
+            deliveries_table,
+            delivery_queue_url,
             company_claim,
             cursors,
+            allow_list,
         })
     }
 }

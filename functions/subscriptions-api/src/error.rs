@@ -61,6 +61,15 @@ impl ApiError {
         )
     }
 
+    /// 409 for a test event to an archived subscription.
+    pub fn archived_receives_nothing() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "subscription_archived",
+            "the webhook subscription is archived and receives no events",
+        )
+    }
+
     /// The JSON response.
     pub fn into_response(self) -> Response<Body> {
         #[derive(serde::Serialize)]
@@ -97,6 +106,15 @@ impl From<ValidationError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        Self::store(e, "subscription store")
+    }
+}
+
+impl ApiError {
+    /// The response to a failure of `store` (named in the log): `409` for
+    /// a lost concurrent write, `503` when DynamoDB is unreachable, `500`
+    /// for an unreadable item. Server errors are logged here.
+    pub fn store(e: StoreError, store: &'static str) -> Self {
         match e {
             StoreError::VersionConflict(_) => Self::new(
                 StatusCode::CONFLICT,
@@ -104,15 +122,11 @@ impl From<StoreError> for ApiError {
                 "the webhook subscription was changed concurrently; retry the request",
             ),
             StoreError::Dynamo { .. } => {
-                tracing::error!(error = %e, "subscription store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service is temporarily unavailable; retry the request",
-                )
+                tracing::error!(error = %e, store, "store unavailable");
+                Self::unavailable()
             }
             StoreError::Mapping { .. } => {
-                tracing::error!(error = %e, "subscription store returned an unreadable item");
+                tracing::error!(error = %e, store, "store returned an unreadable item");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
@@ -120,5 +134,15 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+
+    /// 503: a dependency (DynamoDB, SQS) could not be reached. The caller
+    /// logs the cause.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; retry the request",
+        )
     }
 }

@@ -9,8 +9,11 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod delivery_log;
 pub mod error;
+pub mod query;
 pub mod routes;
+pub mod test_event;
 pub mod views;
 pub mod webhooks;
 

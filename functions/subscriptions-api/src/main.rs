@@ -11,7 +11,11 @@ async fn main() -> Result<(), Error> {
     let config = ApiConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
-    let app = Arc::new(App::new(config, aws_sdk_dynamodb::Client::new(&sdk)));
+    let app = Arc::new(App::new(
+        config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+    ));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(app.handle(req).await) }

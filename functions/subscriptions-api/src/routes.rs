@@ -18,6 +18,10 @@ pub enum Operation {
     ArchiveWebhook,
     /// `POST /webhooks/{id}/rotate-secret`
     RotateSecret,
+    /// `GET /webhooks/{id}/deliveries`
+    ListDeliveries,
+    /// `POST /webhooks/{id}/test`
+    SendTestEvent,
     /// `GET /job-types`
     ListJobTypes,
 }
@@ -86,6 +90,18 @@ pub const ROUTES: &[Route] = &[
         "/webhooks/{id}/rotate-secret",
         Operation::RotateSecret,
         "rotateWebhookSecret",
+    ),
+    route(
+        Method::GET,
+        "/webhooks/{id}/deliveries",
+        Operation::ListDeliveries,
+        "listDeliveries",
+    ),
+    route(
+        Method::POST,
+        "/webhooks/{id}/test",
+        Operation::SendTestEvent,
+        "sendTestEvent",
     ),
     route(
         Method::GET,
@@ -169,6 +185,17 @@ mod tests {
         assert_eq!(
             resolve(&Method::PUT, "/webhooks/x"),
             Resolution::MethodNotAllowed(vec![Method::GET, Method::PATCH, Method::DELETE])
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/webhooks/sub_1/deliveries"),
+            Resolution::Found {
+                operation: Operation::ListDeliveries,
+                id: Some("sub_1")
+            }
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/webhooks/sub_1/test"),
+            Resolution::MethodNotAllowed(vec![Method::POST])
         );
         assert_eq!(resolve(&Method::GET, "/webhooks/x/y"), Resolution::NotFound);
         assert_eq!(resolve(&Method::GET, "/"), Resolution::NotFound);

@@ -5,6 +5,7 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Response};
 use serde::Serialize;
+use shared::deliveries::{AttemptLog, Outcome};
 use shared::filters::Filters;
 use shared::jobs::{JOB_TYPES, JobState, JobType};
 use shared::subscription::{Subscription, SubscriptionStatus};
@@ -91,6 +92,74 @@ pub struct ListView<'a> {
     pub data: Vec<SubscriptionView<'a>>,
     /// Cursor of the next page, `null` on the last one.
     pub next_cursor: Option<String>,
+}
+
+/// One delivery attempt as `GET /webhooks/{id}/deliveries` shows it.
+#[derive(Debug, Serialize)]
+pub struct AttemptView<'a> {
+    /// Opaque, stable id of the attempt, unique within the company. It is
+    /// the log's sort key, which (unlike `{idempotency_key}#{attempt}`)
+    /// stays unique when a redriven event starts again at attempt 1.
+    pub id: &'a str,
+    /// The event's idempotency key (`webhook-id` header).
+    pub idempotency_key: &'a str,
+    /// The event type, e.g. `job.completed` or `webhook.test`.
+    pub event_type: &'a str,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When the attempt started.
+    pub at: String,
+    /// `delivered`, `failed` or `gone`.
+    pub outcome: Outcome,
+    /// HTTP status of the response, when one arrived.
+    pub status_code: Option<u16>,
+    /// Error class when no acceptable response arrived.
+    pub error: Option<&'a str>,
+    /// Time to the response or the error, in milliseconds.
+    pub duration_ms: u64,
+    /// The start of the response body.
+    pub response_excerpt: Option<&'a str>,
+}
+
+impl<'a> AttemptView<'a> {
+    /// The view of a logged attempt.
+    pub fn of(log: &'a AttemptLog) -> Self {
+        Self {
+            id: &log.attempt_id,
+            idempotency_key: &log.idempotency_key,
+            event_type: &log.event_type,
+            attempt: log.attempt,
+            at: timestamp(log.at),
+            outcome: log.outcome,
+            status_code: log.status_code,
+            error: log.error.as_deref(),
+            duration_ms: log.duration_ms,
+            response_excerpt: log.response_excerpt.as_deref(),
+        }
+    }
+}
+
+/// A page of delivery attempts.
+#[derive(Debug, Serialize)]
+pub struct AttemptListView<'a> {
+    /// The attempts, newest first.
+    pub data: Vec<AttemptView<'a>>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// Cursor of the next page, `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// The answer of `POST /webhooks/{id}/test`.
+#[derive(Debug, Serialize)]
+pub struct TestEventView<'a> {
+    /// The test event's idempotency key (its `webhook-id`), to find it in
+    /// the delivery log.
+    pub idempotency_key: &'a str,
+    /// Always `webhook.test`.
+    pub event_type: &'static str,
+    /// Always `queued`: the event is on the delivery queue.
+    pub status: &'static str,
 }
 
 #[derive(Serialize)]

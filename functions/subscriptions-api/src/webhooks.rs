@@ -6,6 +6,7 @@ use http::header::{ETAG, IF_MATCH, LOCATION};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
+use shared::allow_list::AllowList;
 use shared::filters::{Filters, FiltersInput};
 use shared::store::{CreateOutcome, IdempotencyClaim, StoreError};
 use shared::subscription::{
@@ -18,12 +19,13 @@ use shared::validation::ValidationError;
 use crate::app::App;
 use crate::body;
 use crate::error::ApiError;
+use crate::query;
 use crate::views::{ListView, SubscriptionView, json_response};
 
 /// Default page size of `GET /webhooks`.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page size of `GET /webhooks`.
-pub const MAX_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = query::MAX_PAGE_SIZE;
 /// How long an `Idempotency-Key` of `POST /webhooks` is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
 /// Longest accepted `Idempotency-Key`.
@@ -68,7 +70,9 @@ struct RotateRequest {
     grace_period_seconds: Option<i64>,
 }
 
-fn check_url(raw: &str) -> Result<String, ValidationError> {
+/// Checks a target URL; `allow` (empty in production) admits listed
+/// non-public networks for local development.
+fn check_url(raw: &str, allow: &AllowList) -> Result<String, ValidationError> {
     let code = |rejection: &UrlRejection| match rejection {
         UrlRejection::TooLong { .. } => "url_too_long",
         UrlRejection::Malformed(_) => "invalid_url",
@@ -78,7 +82,7 @@ fn check_url(raw: &str) -> Result<String, ValidationError> {
         | UrlRejection::NonPublicIp { .. }
         | UrlRejection::LocalName { .. } => "url_not_allowed",
     };
-    url_guard::check_target_url(raw)
+    url_guard::check_target_url_with(raw, allow)
         .map(String::from)
         .map_err(|r| ValidationError::field(code(&r), "url", r.to_string()))
 }
@@ -153,7 +157,9 @@ fn precondition_failed(current: u64) -> ApiError {
 }
 
 impl App {
-    async fn load(&self, company: &str, id: &str) -> Result<Subscription, ApiError> {
+    /// The caller's subscription `id`: `404` when it is missing, malformed
+    /// or another company's.
+    pub(crate) async fn load(&self, company: &str, id: &str) -> Result<Subscription, ApiError> {
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());
         }
@@ -210,7 +216,7 @@ impl App {
         let raw = body::raw(req)?;
         let input: CreateRequest = body::decode(raw)?;
         let new = NewSubscription {
-            url: check_url(&input.url)?,
+            url: check_url(&input.url, &self.config.allow_list)?,
             description: check_description(input.description)?,
             filters: check_filters(input.filters)?,
         };
@@ -259,29 +265,8 @@ impl App {
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
         let params = req.query_string_parameters();
-        for (name, _) in params.iter() {
-            if !matches!(name, "limit" | "cursor" | "status") {
-                return Err(ApiError::bad_request(
-                    "unknown_parameter",
-                    format!("unknown query parameter {name:?}; allowed: limit, cursor, status"),
-                )
-                .with_field(name.to_owned()));
-            }
-        }
-        let limit = match params.first("limit") {
-            None => DEFAULT_PAGE_SIZE,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
-                        format!("limit must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                    )
-                    .with_field("limit")
-                })?,
-        };
+        query::only(&params, &["limit", "cursor", "status"])?;
+        let limit = query::limit(&params, DEFAULT_PAGE_SIZE)?;
         let status = match params.first("status") {
             None => None,
             Some(raw) => Some(SubscriptionStatus::parse(raw).ok_or_else(|| {
@@ -299,9 +284,7 @@ impl App {
                 self.config
                     .cursors
                     .decode(company, cursor, filter)
-                    .map_err(|e| {
-                        ApiError::bad_request("invalid_cursor", e.to_string()).with_field("cursor")
-                    })?
+                    .map_err(|e| query::invalid_cursor(e.to_string()))?
                     .after,
             ),
         };
@@ -352,7 +335,7 @@ impl App {
                     ApiError::bad_request("invalid_type", "url can't be null").with_field("url")
                 );
             }
-            Some(Some(raw)) => Some(check_url(&raw)?),
+            Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list)?),
         };
         let description = input.description.map(check_description).transpose()?;
         let filters = match input.filters {

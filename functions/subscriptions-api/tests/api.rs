@@ -2,91 +2,15 @@
 //! class of client error, pagination, tenant isolation, idempotent create,
 //! concurrent updates and secret rotation.
 
+mod common;
+
 use std::collections::HashSet;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use common::{Fixture, error_of};
 use serde_json::{Value, json};
-use shared::cursor::CursorCodec;
-use shared::store::SubscriptionStore;
-use subscriptions_api::{ApiConfig, App};
 use test_support::api::ApiRequest;
-use test_support::emulator;
-
-const CURSOR_KEY: &[u8] = b"integration-test-cursor-signing-key-0123456789";
-
-struct Fixture {
-    app: App,
-    store: SubscriptionStore,
-}
-
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Value,
-}
-
-impl Fixture {
-    async fn new() -> Self {
-        Self::with_claim("company_id").await
-    }
-
-    async fn with_claim(claim: &str) -> Self {
-        let client = emulator::dynamodb().await;
-        let table = emulator::fresh_table(&client, "SubscriptionsTable").await;
-        let config = ApiConfig {
-            table: table.clone(),
-            company_claim: claim.to_owned(),
-            cursors: CursorCodec::new(CURSOR_KEY).unwrap(),
-        };
-        Self {
-            app: App::new(config, client.clone()),
-            store: SubscriptionStore::new(client, table),
-        }
-    }
-
-    async fn call(&self, req: ApiRequest) -> Reply {
-        self.call_request(req.build()).await
-    }
-
-    async fn call_request(&self, req: lambda_http::Request) -> Reply {
-        let response = self.app.handle(req).await;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = match response.body() {
-            lambda_http::Body::Empty => Value::Null,
-            other => serde_json::from_slice(other.as_ref()).expect("response is JSON"),
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn create(&self, company: &str, body: Value) -> Value {
-        let r = self
-            .call(ApiRequest::new("POST", "/webhooks", company).json(&body))
-            .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        r.body
-    }
-
-    async fn create_default(&self, company: &str) -> Value {
-        self.create(company, json!({"url": "https://hooks.example.com/jobs"}))
-            .await
-    }
-}
-
-fn error_of(r: &Reply) -> (u16, &str, Option<&str>) {
-    let e = &r.body["error"];
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{}",
-        r.body
-    );
-    (r.status, e["code"].as_str().unwrap(), e["field"].as_str())
-}
 
 fn ts(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()

@@ -11,8 +11,11 @@ use test_support::runtime_api::{Outcome, RuntimeApi};
 use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_subscriptions-api");
+const CURSOR_KEY: &str = "smoke-test-cursor-signing-key-0123456789";
 
-fn function(runtime: &RuntimeApi, table: Option<&str>) -> Child {
+/// Starts the binary with the Lambda and emulator settings plus `config`
+/// (the function's own variables).
+fn function(runtime: &RuntimeApi, config: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(BINARY);
     cmd.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
@@ -24,16 +27,10 @@ fn function(runtime: &RuntimeApi, table: Option<&str>) -> Child {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env(
-            "CURSOR_SIGNING_KEY",
-            "smoke-test-cursor-signing-key-0123456789",
-        )
+        .envs(config.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(table) = table {
-        cmd.env("SUBSCRIPTIONS_TABLE", table);
-    }
     cmd.spawn().expect("the function binary starts")
 }
 
@@ -56,10 +53,21 @@ fn response(outcome: Option<Outcome>) -> (u16, Value) {
 
 #[tokio::test]
 async fn binary_boots_and_answers_api_gateway_events() {
-    let client = emulator::dynamodb().await;
+    let sdk = emulator::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = emulator::fresh_table(&client, "SubscriptionsTable").await;
+    let deliveries = emulator::fresh_table(&client, "DeliveriesTable").await;
+    let queue = emulator::fresh_queue(&aws_sdk_sqs::Client::new(&sdk), "DeliveryQueue").await;
     let runtime = RuntimeApi::start().await;
-    let _child = function(&runtime, Some(&table));
+    let _child = function(
+        &runtime,
+        &[
+            ("SUBSCRIPTIONS_TABLE", &table),
+            ("DELIVERIES_TABLE", &deliveries),
+            ("DELIVERY_QUEUE_URL", &queue),
+            ("CURSOR_SIGNING_KEY", CURSOR_KEY),
+        ],
+    );
     assert!(
         runtime.first_poll(Duration::from_secs(20)).await.is_some(),
         "the function asked the Runtime API for work"
@@ -97,13 +105,34 @@ async fn binary_boots_and_answers_api_gateway_events() {
 
 #[tokio::test]
 async fn missing_configuration_stops_the_cold_start_with_a_clear_error() {
-    let runtime = RuntimeApi::start().await;
-    let child = function(&runtime, None);
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("the function exits")
-        .expect("exit status");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("SUBSCRIPTIONS_TABLE"), "{stderr}");
+    let complete = [
+        ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable"),
+        ("DELIVERIES_TABLE", "DeliveriesTable"),
+        (
+            "DELIVERY_QUEUE_URL",
+            "http://127.0.0.1:9/000000000000/DeliveryQueue",
+        ),
+        ("CURSOR_SIGNING_KEY", CURSOR_KEY),
+    ];
+    let mut cases: Vec<(String, Vec<(&str, &str)>)> = complete
+        .iter()
+        .map(|(missing, _)| {
+            let rest = complete.iter().filter(|(v, _)| v != missing).copied();
+            ((*missing).to_owned(), rest.collect())
+        })
+        .collect();
+    let mut bad_list = complete.to_vec();
+    bad_list.push(("TARGET_ALLOW_LIST", "localhost"));
+    cases.push(("TARGET_ALLOW_LIST".to_owned(), bad_list));
+    for (var, config) in cases {
+        let runtime = RuntimeApi::start().await;
+        let child = function(&runtime, &config);
+        let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("the function exits")
+            .expect("exit status");
+        assert!(!output.status.success(), "{var}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&var), "{var}: {stderr}");
+    }
 }

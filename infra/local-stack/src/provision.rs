@@ -107,3 +107,34 @@ pub async fn ensure_table(
     }
     Err(fail("table did not become active".to_owned()))
 }
+
+/// Creating a queue failed.
+#[derive(Debug, thiserror::Error)]
+#[error("creating queue {queue} in the local emulator: {message}")]
+pub struct QueueProvisionError {
+    /// Queue name.
+    pub queue: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Creates the standard SQS queue `name` unless it exists and returns its
+/// URL. `CreateQueue` answers an existing queue of the same name with its
+/// URL, so this is idempotent.
+pub async fn ensure_queue(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<String, QueueProvisionError> {
+    let fail = |message: String| QueueProvisionError {
+        queue: name.to_owned(),
+        message,
+    };
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .queue_url
+        .ok_or_else(|| fail("CreateQueue returned no queue URL".to_owned()))
+}

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use shared::allow_list::AllowList;
 use shared::config::{self, ConfigError};
 use shared::cursor::CursorCodec;
 use subscriptions_api::{ApiConfig, App};
@@ -12,6 +13,10 @@ use crate::{gateway, jwt, provision};
 
 /// Local logical id of the subscriptions table; also its local name.
 pub const SUBSCRIPTIONS_TABLE: &str = "SubscriptionsTable";
+/// Logical id of the delivery attempt log; also its local name.
+pub const DELIVERIES_TABLE: &str = "DeliveriesTable";
+/// Logical id of the delivery queue; also its local name.
+pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset. Not a secret.
 const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-secret";
 
@@ -47,22 +52,28 @@ impl LocalConfig {
     }
 }
 
-/// Creates the template's tables in the emulator and builds the API.
+/// Creates the API's tables and queue in the emulator and builds the API.
 pub async fn build_app(config: &LocalConfig) -> Result<App, Box<dyn std::error::Error>> {
     let sdk = config::aws_sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let template = Template::load(&template::default_path())?;
-    let spec = template.table(SUBSCRIPTIONS_TABLE)?;
-    provision::ensure_table(&dynamo, &spec, SUBSCRIPTIONS_TABLE).await?;
+    for table in [SUBSCRIPTIONS_TABLE, DELIVERIES_TABLE] {
+        provision::ensure_table(&dynamo, &template.table(table)?, table).await?;
+    }
+    let delivery_queue_url = provision::ensure_queue(&sqs, DELIVERY_QUEUE).await?;
     let key = config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
     let cursors = CursorCodec::new(key.as_bytes())
         .ok_or_else(|| ConfigError::new("CURSOR_SIGNING_KEY", "must be at least 32 bytes long"))?;
     let api = ApiConfig {
         table: SUBSCRIPTIONS_TABLE.to_owned(),
+        deliveries_table: DELIVERIES_TABLE.to_owned(),
+        delivery_queue_url,
         company_claim: config.company_claim.clone(),
         cursors,
+        allow_list: AllowList::from_env()?,
     };
-    Ok(App::new(api, dynamo))
+    Ok(App::new(api, dynamo, sqs))
 }
 
 /// Runs the local stack until Ctrl-C.

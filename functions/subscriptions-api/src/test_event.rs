@@ -1,0 +1,99 @@
+//! `POST /webhooks/{id}/test`: a `webhook.test` event for one
+//! subscription, queued on the DeliveryQueue like any other event.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use chrono::Utc;
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use shared::message::{self, TEST_EVENT_TYPE};
+
+use crate::app::App;
+use crate::body;
+use crate::error::ApiError;
+use crate::views::{TestEventView, json_response};
+
+/// The optional body: nothing, or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {}
+
+/// The test event could not be put on the delivery queue.
+#[derive(Debug, thiserror::Error)]
+#[error("SQS SendMessage to {queue_url} for subscription {subscription_id} failed: {message}")]
+pub struct EnqueueError {
+    /// The delivery queue.
+    pub queue_url: String,
+    /// The target subscription.
+    pub subscription_id: String,
+    /// The test event's idempotency key.
+    pub idempotency_key: String,
+    /// The SDK's error with its context.
+    pub message: String,
+}
+
+impl From<EnqueueError> for ApiError {
+    fn from(e: EnqueueError) -> Self {
+        tracing::error!(
+            error = %e,
+            idempotency_key = %e.idempotency_key,
+            "test event not queued"
+        );
+        ApiError::unavailable()
+    }
+}
+
+impl App {
+    pub(crate) async fn send_test_event(
+        &self,
+        company: &str,
+        id: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ApiError> {
+        let raw = body::raw(req)?;
+        if !raw.iter().all(u8::is_ascii_whitespace) {
+            let TestRequest {} = body::decode(raw)?;
+        }
+        let sub = self.load(company, id).await?;
+        if sub.is_archived() {
+            return Err(ApiError::archived_receives_nothing());
+        }
+        let (key, message_body) =
+            message::test_event_message(company, &sub.subscription_id, Utc::now());
+        self.enqueue(&sub.subscription_id, &key, message_body)
+            .await?;
+        tracing::info!(
+            subscription_id = %sub.subscription_id,
+            idempotency_key = %key,
+            "test event queued"
+        );
+        let view = TestEventView {
+            idempotency_key: &key,
+            event_type: TEST_EVENT_TYPE,
+            status: "queued",
+        };
+        Ok(json_response(StatusCode::ACCEPTED, &view))
+    }
+
+    async fn enqueue(
+        &self,
+        subscription_id: &str,
+        idempotency_key: &str,
+        message_body: String,
+    ) -> Result<(), EnqueueError> {
+        let queue_url = &self.config.delivery_queue_url;
+        self.sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(message_body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| EnqueueError {
+                queue_url: queue_url.clone(),
+                subscription_id: subscription_id.to_owned(),
+                idempotency_key: idempotency_key.to_owned(),
+                message: DisplayErrorContext(&e).to_string(),
+            })
+    }
+}

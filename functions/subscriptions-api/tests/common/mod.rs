@@ -1,0 +1,137 @@
+//! The app under test against the local AWS emulator, shared by the API
+//! test files: fresh tables and a fresh delivery queue per fixture.
+
+// Each test file uses its own subset of the helpers.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use shared::allow_list::AllowList;
+use shared::cursor::CursorCodec;
+use shared::deliveries::DeliveryLog;
+use shared::store::SubscriptionStore;
+use subscriptions_api::{ApiConfig, App};
+use test_support::api::ApiRequest;
+use test_support::emulator;
+
+pub const CURSOR_KEY: &[u8] = b"integration-test-cursor-signing-key-0123456789";
+
+pub struct Fixture {
+    pub app: App,
+    pub store: SubscriptionStore,
+    pub log: DeliveryLog,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The fresh delivery queue (the app's, unless a test pointed it
+    /// elsewhere).
+    pub queue_url: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with_claim(claim: &str) -> Self {
+        Self::with(|c| c.company_claim = claim.to_owned()).await
+    }
+
+    pub async fn with_allow_list(list: &str) -> Self {
+        let list = AllowList::parse(list).expect("valid allow-list");
+        Self::with(|c| c.allow_list = list).await
+    }
+
+    /// A fixture whose configuration `tweak` adjusts before the app is
+    /// built.
+    pub async fn with(tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
+        let deliveries = emulator::fresh_table(&dynamo, "DeliveriesTable").await;
+        let queue_url = emulator::fresh_queue(&sqs, "DeliveryQueue").await;
+        let mut config = ApiConfig {
+            table: table.clone(),
+            deliveries_table: deliveries.clone(),
+            delivery_queue_url: queue_url.clone(),
+            company_claim: "company_id".to_owned(),
+            cursors: CursorCodec::new(CURSOR_KEY).unwrap(),
+            allow_list: AllowList::default(),
+        };
+        tweak(&mut config);
+        Self {
+            app: App::new(config, dynamo.clone(), sqs.clone()),
+            store: SubscriptionStore::new(dynamo.clone(), table),
+            log: DeliveryLog::new(dynamo, deliveries),
+            sqs,
+            queue_url,
+        }
+    }
+
+    pub async fn call(&self, req: ApiRequest) -> Reply {
+        self.call_request(req.build()).await
+    }
+
+    pub async fn call_request(&self, req: lambda_http::Request) -> Reply {
+        let response = self.app.handle(req).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.body() {
+            lambda_http::Body::Empty => Value::Null,
+            other => serde_json::from_slice(other.as_ref()).expect("response is JSON"),
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn create(&self, company: &str, body: Value) -> Value {
+        let r = self
+            .call(ApiRequest::new("POST", "/webhooks", company).json(&body))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    pub async fn create_default(&self, company: &str) -> Value {
+        self.create(company, json!({"url": "https://hooks.example.com/jobs"}))
+            .await
+    }
+
+    /// Every message on the fixture's delivery queue, received (and so
+    /// hidden) once.
+    pub async fn queued(&self) -> Vec<String> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("ReceiveMessage on the emulator");
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.body.expect("message body"))
+            .collect()
+    }
+}
+
+/// Status, code and field of an error reply, after checking it has a
+/// message.
+pub fn error_of(r: &Reply) -> (u16, &str, Option<&str>) {
+    let e = &r.body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.body
+    );
+    (r.status, e["code"].as_str().unwrap(), e["field"].as_str())
+}
