@@ -7,6 +7,8 @@
 //!   them to the function.
 //! - [`runtime_api`]: a Lambda Runtime API on loopback, to run a built
 //!   function binary the way Lambda does.
+//! - [`receiver`]: a programmable webhook receiver (HTTP or HTTPS) on
+//!   loopback: scripted replies, drops, hangs, and what it received.
 //!
 //! Sample events live in `tests/events/`.
 
@@ -16,6 +18,7 @@ pub mod cpu;
 pub mod emulator;
 pub mod fake_sqs;
 pub mod http_server;
+pub mod receiver;
 pub mod runtime_api;
 
 /// Path of a sample event in `tests/events/`.

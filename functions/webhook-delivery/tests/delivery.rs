@@ -1,0 +1,712 @@
+//! The delivery function against the local AWS emulator and real loopback
+//! receivers (plain HTTP, and HTTPS with a certificate made by the test).
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use chrono::Utc;
+use shared::allow_list::AllowList;
+use shared::deliveries::{AttemptLog, DeliveryLog, Outcome};
+use shared::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message};
+use shared::retry::RetrySchedule;
+use shared::signing::{self, key_bytes};
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::aws_proxy::AwsProxy;
+use test_support::emulator;
+use test_support::receiver::{Received, Receiver, Reply};
+use webhook_delivery::handler::GONE_REASON;
+use webhook_delivery::{Delivery, DeliveryConfig, Tally};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Fixture {
+    config: DeliveryConfig,
+    store: SubscriptionStore,
+    log: DeliveryLog,
+    sqs: aws_sdk_sqs::Client,
+    dynamo: aws_sdk_dynamodb::Client,
+    company: String,
+}
+
+/// A queued message as Lambda hands it over.
+struct Queued {
+    body: String,
+    reason: Option<String>,
+}
+
+impl Fixture {
+    /// Fresh tables and queues; loopback receivers allowed; a compressed
+    /// schedule of three attempts with no waits.
+    async fn new() -> Self {
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let config = DeliveryConfig {
+            subscriptions_table: emulator::fresh_table(&dynamo, "SubscriptionsTable").await,
+            deliveries_table: emulator::fresh_table(&dynamo, "DeliveriesTable").await,
+            retry_queue_url: emulator::fresh_queue(&sqs, "retry").await,
+            dead_letter_queue_url: emulator::fresh_queue(&sqs, "dlq").await,
+            schedule: RetrySchedule::parse("0s,0s").unwrap(),
+            concurrency: 8,
+            cache_ttl: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            allow_list: AllowList::parse("127.0.0.0/8,::1").unwrap(),
+            extra_ca_file: None,
+        };
+        Self {
+            store: SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone()),
+            log: DeliveryLog::new(dynamo.clone(), config.deliveries_table.clone()),
+            config,
+            sqs,
+            dynamo,
+            company: emulator::unique_name("acme"),
+        }
+    }
+
+    /// Trusts the certificate of an HTTPS receiver.
+    fn trust(&mut self, receiver: &Receiver) {
+        let path =
+            std::env::temp_dir().join(format!("{}.pem", emulator::unique_name("receiver-ca")));
+        std::fs::write(&path, receiver.ca_pem().expect("an https receiver")).unwrap();
+        self.config.extra_ca_file = Some(path);
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery::new(&self.config, self.dynamo.clone(), self.sqs.clone()).unwrap()
+    }
+
+    async fn subscribe(&self, url: &str) -> Subscription {
+        let sub = Subscription::create(
+            &self.company,
+            NewSubscription {
+                url: url.to_owned(),
+                description: None,
+                filters: Default::default(),
+            },
+            Utc::now(),
+        );
+        self.store.create(&sub, None).await.unwrap();
+        sub
+    }
+
+    /// A first-attempt test event for `sub`, as an SQS record.
+    fn event_for(&self, sub: &Subscription) -> (String, SqsMessage) {
+        let (key, body) = test_event_message(&self.company, &sub.subscription_id, Utc::now());
+        (key, record(&body))
+    }
+
+    async fn receive(&self, queue: &str) -> Vec<Queued> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let mut queued = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            self.sqs
+                .delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+            queued.push(Queued {
+                reason: m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(DEAD_LETTER_REASON_ATTRIBUTE))
+                    .and_then(|v| v.string_value.clone()),
+                body: m.body.unwrap(),
+            });
+        }
+        queued
+    }
+
+    async fn retries(&self) -> Vec<DeliveryMessage> {
+        self.receive(&self.config.retry_queue_url)
+            .await
+            .iter()
+            .map(|q| DeliveryMessage::parse(&q.body).expect("retries are delivery messages"))
+            .collect()
+    }
+
+    /// Awaits `n` retries, long-polling the retry queue (they may be
+    /// delayed).
+    async fn wait_for_retries(&self, n: usize) -> Vec<DeliveryMessage> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        while got.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} retries arrived",
+                got.len()
+            );
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.config.retry_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                got.push(DeliveryMessage::parse(m.body().unwrap_or_default()).unwrap());
+            }
+        }
+        got
+    }
+
+    async fn dead_letters(&self) -> Vec<Queued> {
+        self.receive(&self.config.dead_letter_queue_url).await
+    }
+
+    async fn attempts(&self, sub: &Subscription) -> Vec<AttemptLog> {
+        self.log
+            .list(&self.company, &sub.subscription_id, 100, None)
+            .await
+            .unwrap()
+            .items
+    }
+}
+
+fn record(body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(uuid::Uuid::new_v4().to_string());
+    m.body = Some(body.to_owned());
+    m
+}
+
+fn event(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+async fn run(delivery: &Delivery, records: Vec<SqsMessage>) -> (Vec<String>, Tally) {
+    let (response, tally) = delivery.process(event(records)).await;
+    let failed = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    (failed, tally)
+}
+
+/// Verifies a received request's signature with `secret`.
+fn verifies(req: &Received, secret: &str) -> bool {
+    let key = key_bytes(secret);
+    signing::verify(
+        &[&key],
+        req.header("webhook-id").unwrap_or_default(),
+        req.header("webhook-timestamp").unwrap_or_default(),
+        req.header("webhook-signature").unwrap_or_default(),
+        &req.body,
+        Utc::now().timestamp(),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_signed_event_reaches_an_https_receiver_and_is_logged() {
+    let receiver = Receiver::https().await;
+    let mut fx = Fixture::new().await;
+    fx.trust(&receiver);
+    let sub = fx.subscribe(&receiver.url("/hooks")).await;
+    let (key, rec) = fx.event_for(&sub);
+    let expected_body = DeliveryMessage::parse(rec.body.as_deref().unwrap())
+        .unwrap()
+        .payload
+        .get()
+        .to_owned();
+
+    let (failed, tally) = run(&fx.delivery(), vec![rec]).await;
+
+    assert!(failed.is_empty());
+    assert_eq!((tally.delivered, tally.failed_attempts), (1, 0));
+    let got = receiver.wait_for(1, WAIT).await;
+    let req = &got[0];
+    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/hooks"));
+    assert_eq!(req.header("webhook-id"), Some(key.as_str()));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert!(
+        req.header("user-agent")
+            .unwrap()
+            .starts_with("JobWebhooks/")
+    );
+    assert_eq!(
+        req.body_text(),
+        expected_body,
+        "the payload is posted byte for byte"
+    );
+    assert!(verifies(req, sub.secret.expose()), "signature verifies");
+    assert!(verifies(req, &sub.secret.standard_webhooks_form()));
+    assert_eq!(
+        req.header("webhook-signature").unwrap().split(' ').count(),
+        1,
+        "one secret, one signature"
+    );
+    let log = fx.attempts(&sub).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, Outcome::Delivered);
+    assert_eq!((log[0].status_code, log[0].attempt), (Some(200), 1));
+    assert_eq!(log[0].idempotency_key, key);
+    assert_eq!(log[0].event_type, "webhook.test");
+    assert!(fx.retries().await.is_empty() && fx.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_https_receiver_is_refused_unless_its_certificate_is_trusted() {
+    let receiver = Receiver::https().await;
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (_, rec) = fx.event_for(&sub);
+    let (failed, tally) = run(&fx.delivery(), vec![rec]).await;
+    assert!(failed.is_empty());
+    assert_eq!((tally.delivered, tally.retried), (0, 1));
+    let log = fx.attempts(&sub).await;
+    assert_eq!(log[0].error.as_deref(), Some("connect"));
+}
+
+#[tokio::test]
+async fn a_500_is_retried_through_the_retry_queue_and_then_delivered() {
+    let receiver = Receiver::http().await;
+    receiver.script([Reply::status(500).body("database down"), Reply::status(204)]);
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (key, rec) = fx.event_for(&sub);
+    let delivery = fx.delivery();
+
+    let (failed, tally) = run(&delivery, vec![rec]).await;
+    assert!(failed.is_empty(), "acknowledged once the retry is queued");
+    assert_eq!((tally.failed_attempts, tally.retried), (1, 1));
+    let retries = fx.retries().await;
+    assert_eq!(retries.len(), 1);
+    let retry = &retries[0];
+    assert_eq!(
+        (retry.attempt, retry.idempotency_key.as_str()),
+        (2, key.as_str())
+    );
+    assert!(retry.not_before.is_some());
+    assert_eq!(retry.history.len(), 1);
+    assert_eq!(retry.history[0].status, Some(500));
+
+    let (failed, tally) = run(&delivery, vec![record(&retry.to_body())]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.delivered, 1);
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    assert_eq!(got[0].body, got[1].body, "retries carry the same event");
+    let mut log = fx.attempts(&sub).await;
+    log.sort_by_key(|a| a.attempt);
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].outcome, log[0].status_code),
+        (Outcome::Failed, Some(500))
+    );
+    assert_eq!(log[0].response_excerpt.as_deref(), Some("database down"));
+    assert_eq!((log[1].outcome, log[1].attempt), (Outcome::Delivered, 2));
+}
+
+#[tokio::test]
+async fn timeouts_refused_connections_and_redirects_are_failed_attempts() {
+    let hanging = Receiver::http().await;
+    hanging.set_policy(|_| Reply::Hang);
+    let redirecting = Receiver::http().await;
+    redirecting.set_policy(|_| Reply::status(302).header("location", "/elsewhere"));
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut fx = Fixture::new().await;
+    fx.config.request_timeout = Duration::from_millis(500);
+    let timeout_sub = fx.subscribe(&hanging.url("/")).await;
+    let redirect_sub = fx.subscribe(&redirecting.url("/")).await;
+    let refused_sub = fx.subscribe(&format!("http://127.0.0.1:{closed}/")).await;
+    let records = [&timeout_sub, &redirect_sub, &refused_sub]
+        .map(|s| fx.event_for(s).1)
+        .to_vec();
+
+    let (failed, tally) = run(&fx.delivery(), records).await;
+
+    assert!(failed.is_empty());
+    assert_eq!((tally.failed_attempts, tally.retried), (3, 3));
+    let error_of = |log: Vec<AttemptLog>| (log[0].error.clone(), log[0].status_code);
+    assert_eq!(
+        error_of(fx.attempts(&timeout_sub).await),
+        (Some("timeout".into()), None)
+    );
+    assert_eq!(
+        error_of(fx.attempts(&refused_sub).await),
+        (Some("connect".into()), None)
+    );
+    assert_eq!(
+        error_of(fx.attempts(&redirect_sub).await),
+        (None, Some(302))
+    );
+    let redirects = redirecting.received();
+    assert_eq!(redirects.len(), 1, "the redirect is not followed");
+    assert_eq!(redirects[0].path, "/");
+    assert_eq!(fx.retries().await.len(), 3);
+}
+
+#[tokio::test]
+async fn gone_archives_the_subscription_and_later_events_are_dropped() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(410));
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let delivery = fx.delivery();
+
+    let (failed, tally) = run(&delivery, vec![fx.event_for(&sub).1]).await;
+    assert!(failed.is_empty());
+    assert_eq!((tally.gone, tally.retried, tally.dead_lettered), (1, 0, 0));
+    let stored = fx
+        .store
+        .get(&fx.company, &sub.subscription_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.is_archived());
+    assert_eq!(stored.archived_reason.as_deref(), Some(GONE_REASON));
+    assert_eq!(stored.version, sub.version + 1);
+    assert_eq!(fx.attempts(&sub).await[0].outcome, Outcome::Gone);
+
+    let (failed, tally) = run(&delivery, vec![fx.event_for(&sub).1]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.dropped, 1);
+    assert_eq!(receiver.received().len(), 1, "nothing more is posted");
+    assert!(fx.retries().await.is_empty() && fx.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn events_of_deleted_subscriptions_are_dropped() {
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe("https://hooks.example.com/").await;
+    fx.store
+        .archive(
+            &fx.company,
+            &sub.subscription_id,
+            "deleted by API",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let ghost = Subscription::create(
+        &fx.company,
+        NewSubscription {
+            url: "https://hooks.example.com/".into(),
+            description: None,
+            filters: Default::default(),
+        },
+        Utc::now(),
+    );
+    let (failed, tally) = run(
+        &fx.delivery(),
+        vec![fx.event_for(&sub).1, fx.event_for(&ghost).1],
+    )
+    .await;
+    assert!(failed.is_empty());
+    assert_eq!((tally.dropped, tally.failed_attempts), (2, 0));
+    assert!(fx.retries().await.is_empty() && fx.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn retry_after_on_429_and_503_is_honoured_within_one_to_two_delays() {
+    let polite = Receiver::http().await;
+    polite.set_policy(|_| Reply::status(429).header("retry-after", "3"));
+    let greedy = Receiver::http().await;
+    greedy.set_policy(|_| Reply::status(503).header("retry-after", "3600"));
+    let mut fx = Fixture::new().await;
+    fx.config.schedule = RetrySchedule::parse("2s").unwrap();
+    let polite_sub = fx.subscribe(&polite.url("/")).await;
+    let greedy_sub = fx.subscribe(&greedy.url("/")).await;
+    let records = vec![fx.event_for(&polite_sub).1, fx.event_for(&greedy_sub).1];
+
+    let (failed, tally) = run(&fx.delivery(), records).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.retried, 2);
+    assert!(
+        fx.retries().await.is_empty(),
+        "retries are delayed in the queue, not visible at once"
+    );
+    let retries = fx.wait_for_retries(2).await;
+    for (sub, expected) in [(&polite_sub, 3), (&greedy_sub, 4)] {
+        let retry = retries
+            .iter()
+            .find(|r| r.subscription_id == sub.subscription_id)
+            .unwrap();
+        let at = fx.attempts(sub).await[0].at;
+        let wait = retry.not_before.unwrap() - at;
+        assert_eq!(wait.num_seconds(), expected, "{}", sub.subscription_id);
+    }
+}
+
+#[tokio::test]
+async fn after_the_last_attempt_the_event_is_dead_lettered_with_its_history() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|n| {
+        if n % 2 == 0 {
+            Reply::status(500)
+        } else {
+            Reply::Drop
+        }
+    });
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (key, first) = fx.event_for(&sub);
+    let delivery = fx.delivery();
+
+    let mut records = vec![first];
+    for attempt in 1..=3 {
+        let (failed, tally) = run(&delivery, records).await;
+        assert!(failed.is_empty());
+        assert_eq!(tally.failed_attempts, 1, "attempt {attempt}");
+        records = fx
+            .retries()
+            .await
+            .iter()
+            .map(|m| record(&m.to_body()))
+            .collect();
+        if attempt < 3 {
+            assert_eq!((tally.retried, records.len()), (1, 1));
+        } else {
+            assert_eq!((tally.dead_lettered, records.len()), (1, 0));
+        }
+    }
+
+    let dead = fx.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason.as_deref(), Some("exhausted"));
+    let msg = DeliveryMessage::parse(&dead[0].body).unwrap();
+    assert_eq!(
+        (msg.idempotency_key.as_str(), msg.attempt),
+        (key.as_str(), 3)
+    );
+    let history: Vec<_> = msg
+        .history
+        .iter()
+        .map(|h| (h.attempt, h.status, h.error.as_deref()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            (1, Some(500), None),
+            (2, None, Some("connect")),
+            (3, Some(500), None)
+        ]
+    );
+    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(fx.attempts(&sub).await.len(), 3);
+}
+
+#[tokio::test]
+async fn malformed_messages_go_to_the_dead_letter_queue_untouched() {
+    let fx = Fixture::new().await;
+    let bodies = [
+        "not json",
+        r#"{"v":1}"#,
+        r#"{"v":7,"company_id":"a","subscription_id":"s","idempotency_key":"k","event_type":"t","attempt":1,"payload":{}}"#,
+        "",
+    ];
+    let records: Vec<SqsMessage> = bodies.iter().map(|b| record(b)).collect();
+    let (failed, tally) = run(&fx.delivery(), records).await;
+    assert!(failed.is_empty(), "poison never loops");
+    assert_eq!(tally.malformed, 4);
+    let mut dead: Vec<(String, Option<String>)> = fx
+        .dead_letters()
+        .await
+        .into_iter()
+        .map(|q| (q.body, q.reason))
+        .collect();
+    dead.sort();
+    let mut expected: Vec<(String, Option<String>)> = bodies
+        .iter()
+        .map(|b| {
+            let b = if b.is_empty() { "(empty)" } else { b };
+            (b.to_string(), Some("malformed".to_owned()))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(dead, expected);
+}
+
+#[tokio::test]
+async fn without_the_allow_list_a_name_resolving_to_loopback_is_refused() {
+    let receiver = Receiver::https().await;
+    let mut fx = Fixture::new().await;
+    fx.trust(&receiver);
+    fx.config.allow_list = AllowList::default();
+    let by_name = fx
+        .subscribe(&format!("https://localhost:{}/", receiver.port()))
+        .await;
+    let by_ip = fx.subscribe(&receiver.url("/")).await;
+    let plain = fx.subscribe("http://hooks.example.com/").await;
+    let records = [&by_name, &by_ip, &plain]
+        .map(|s| fx.event_for(s).1)
+        .to_vec();
+
+    let (failed, tally) = run(&fx.delivery(), records).await;
+
+    assert!(failed.is_empty());
+    assert_eq!((tally.failed_attempts, tally.retried), (3, 3));
+    for sub in [&by_name, &by_ip, &plain] {
+        let log = fx.attempts(sub).await;
+        assert_eq!(
+            log[0].error.as_deref(),
+            Some("blocked_address"),
+            "{}",
+            sub.url
+        );
+    }
+    let name_log = fx.attempts(&by_name).await;
+    assert!(
+        name_log[0]
+            .response_excerpt
+            .as_deref()
+            .unwrap()
+            .contains("non-public"),
+        "{name_log:?}"
+    );
+    assert!(receiver.received().is_empty(), "nothing reached loopback");
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
+    let receiver = Receiver::http().await;
+    let mut fx = Fixture::new().await;
+    fx.config.cache_ttl = Duration::ZERO;
+    let mut sub = fx.subscribe(&receiver.url("/")).await;
+    let old = sub.secret.expose().to_owned();
+    let version = sub.version;
+    sub.rotate_secret(chrono::Duration::hours(1), Utc::now());
+    sub.version += 1;
+    fx.store.replace(&sub, version).await.unwrap();
+    let new = sub.secret.expose().to_owned();
+    let delivery = fx.delivery();
+
+    run(&delivery, vec![fx.event_for(&sub).1]).await;
+    let during = &receiver.wait_for(1, WAIT).await[0];
+    assert_eq!(
+        during
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert!(verifies(during, &old) && verifies(during, &new));
+
+    let version = sub.version;
+    sub.previous_secret_expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    sub.version += 1;
+    fx.store.replace(&sub, version).await.unwrap();
+    run(&delivery, vec![fx.event_for(&sub).1]).await;
+    let after = &receiver.wait_for(2, WAIT).await[1];
+    assert_eq!(
+        after
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        1
+    );
+    assert!(verifies(after, &new));
+    assert!(!verifies(after, &old));
+}
+
+#[tokio::test]
+async fn messages_not_yet_due_wait_on_the_retry_queue_without_an_attempt() {
+    let receiver = Receiver::http().await;
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (_, rec) = fx.event_for(&sub);
+    let msg = DeliveryMessage::parse(rec.body.as_deref().unwrap()).unwrap();
+    let later = msg.next_attempt(Utc::now() + chrono::Duration::hours(3));
+
+    let (failed, tally) = run(&fx.delivery(), vec![record(&later.to_body())]).await;
+
+    assert!(failed.is_empty());
+    assert_eq!((tally.deferred, tally.failed_attempts), (1, 0));
+    assert!(receiver.received().is_empty());
+    let attrs = fx
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&fx.config.retry_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attrs
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        })
+        .cloned();
+    assert_eq!(
+        delayed.as_deref(),
+        Some("1"),
+        "re-sent with the longest SQS delay"
+    );
+}
+
+#[tokio::test]
+async fn a_message_whose_retry_cannot_be_queued_is_reported_and_not_acknowledged() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(500));
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.fail_requests("AmazonSQS.SendMessage", 1000);
+    let sdk = emulator::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let delivery = Delivery::new(&fx.config, fx.dynamo.clone(), sqs).unwrap();
+    let (_, failing) = fx.event_for(&sub);
+    let garbage = record("garbage");
+    let ids = vec![
+        failing.message_id.clone().unwrap(),
+        garbage.message_id.clone().unwrap(),
+    ];
+
+    let (mut failed, tally) = run(&delivery, vec![failing, garbage]).await;
+
+    failed.sort();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(failed, ids, "both stay on their queue for SQS to redeliver");
+    assert_eq!(tally.failures, 2);
+    assert!(fx.retries().await.is_empty() && fx.dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn subscription_read_failures_leave_the_message_on_the_queue() {
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe("https://hooks.example.com/").await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.fail_requests("DynamoDB_20120810.GetItem", 1000);
+    let sdk = emulator::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let delivery = Delivery::new(&fx.config, dynamo, fx.sqs.clone()).unwrap();
+    let (_, rec) = fx.event_for(&sub);
+    let id = rec.message_id.clone().unwrap();
+    let (failed, tally) = run(&delivery, vec![rec]).await;
+    assert_eq!(failed, vec![id]);
+    assert_eq!((tally.failed_attempts, tally.dropped), (0, 0));
+}
