@@ -1,0 +1,3 @@
+//! Delivery throughput (placeholder; see BENCHMARKS.md).
+
+fn main() {}
