@@ -227,23 +227,30 @@ impl Ingest {
         &self,
         found: &[Found],
     ) -> HashMap<String, Result<Arc<Vec<Subscription>>, StoreError>> {
-        let mut companies: Vec<&str> = found
+        let mut companies: Vec<String> = found
             .iter()
-            .map(|f| f.transition.company_id.as_str())
+            .map(|f| f.transition.company_id.clone())
             .collect();
         companies.sort_unstable();
         companies.dedup();
+        // Owned ids into an async fn: a closure over borrowed ones makes the
+        // handler's future not `Send` (rust-lang/rust#102211).
         futures::stream::iter(companies)
-            .map(|company| async move {
-                let result = self.cache.active(company, &self.store).await;
-                if let Err(e) = &result {
-                    tracing::error!(company_id = company, error = %e, "subscription lookup failed");
-                }
-                (company.to_owned(), result)
-            })
+            .map(|company| self.lookup_one(company))
             .buffer_unordered(LOOKUP_CONCURRENCY)
             .collect()
             .await
+    }
+
+    async fn lookup_one(
+        &self,
+        company: String,
+    ) -> (String, Result<Arc<Vec<Subscription>>, StoreError>) {
+        let result = self.cache.active(&company, &self.store).await;
+        if let Err(e) = &result {
+            tracing::error!(company_id = %company, error = %e, "subscription lookup failed");
+        }
+        (company, result)
     }
 
     /// Adds the messages of one transition; false when the event can't be
@@ -308,4 +315,13 @@ impl Ingest {
         );
         false
     }
+}
+
+/// Compile-time check: the handler's future is `Send`, so runners (the
+/// local stack) can spawn it on a multi-threaded runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn process_is_send(ingest: &'static Ingest, event: Value) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(ingest.process(event));
 }

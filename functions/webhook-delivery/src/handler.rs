@@ -128,22 +128,27 @@ impl Delivery {
     /// what happened.
     pub async fn process(&self, event: SqsEvent) -> (SqsBatchResponse, Tally) {
         let tally = Mutex::new(Tally::default());
-        let failed: Vec<String> = futures::stream::iter(event.records.iter())
-            .map(|record| async {
-                match self.deliver(record, &tally).await {
-                    Ok(()) => None,
-                    Err(Retry) => Some(record.message_id.clone().unwrap_or_default()),
-                }
-            })
+        // Owned records into an async fn: a closure over borrowed records
+        // makes the whole future not `Send` (rust-lang/rust#102211).
+        let outcomes: Vec<Option<String>> = futures::stream::iter(event.records)
+            .map(|record| self.deliver_reporting(record, &tally))
             .buffer_unordered(self.concurrency)
-            .filter_map(|failed| async move { failed })
             .collect()
             .await;
+        let failed: Vec<String> = outcomes.into_iter().flatten().collect();
         let mut tally = tally.into_inner().expect("tally lock");
         tally.failures = failed.len() as u64;
         let mut response = SqsBatchResponse::default();
         response.set_failures(failed);
         (response, tally)
+    }
+
+    /// [`Self::deliver`], returning the message id when it stays on the queue.
+    async fn deliver_reporting(&self, record: SqsMessage, tally: &Mutex<Tally>) -> Option<String> {
+        match self.deliver(&record, tally).await {
+            Ok(()) => None,
+            Err(Retry) => Some(record.message_id.unwrap_or_default()),
+        }
     }
 
     async fn deliver(&self, record: &SqsMessage, tally: &Mutex<Tally>) -> Result<(), Retry> {
@@ -420,4 +425,13 @@ enum Settled {
     Gone,
     Retried,
     DeadLettered,
+}
+
+/// Compile-time check: the handler's future is `Send`, so runners (the
+/// local stack) can spawn it on a multi-threaded runtime.
+#[cfg(test)]
+#[allow(dead_code)]
+fn process_is_send(d: &'static Delivery, e: SqsEvent) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(d.process(e));
 }
