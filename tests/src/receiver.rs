@@ -131,7 +131,7 @@ impl Received {
     }
 }
 
-type Policy = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+type Policy = Arc<dyn Fn(usize, &Received) -> Reply + Send + Sync>;
 
 struct Inner {
     received: Vec<Received>,
@@ -263,7 +263,17 @@ impl Receiver {
     /// receiver got (scripted ones included). The default answers
     /// `Reply::status(200)`.
     pub fn set_policy(&self, policy: impl Fn(usize) -> Reply + Send + Sync + 'static) {
-        self.state.lock().policy = Arc::new(policy);
+        self.state.lock().policy = Arc::new(move |index, _| policy(index));
+    }
+
+    /// Like [`set_policy`](Self::set_policy), with the request itself, so a
+    /// receiver can answer by content (verify a signature, record what it
+    /// accepted).
+    pub fn set_handler(
+        &self,
+        handler: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) {
+        self.state.lock().policy = Arc::new(handler);
     }
 
     /// Every request received so far, in order of arrival, including those
@@ -307,7 +317,7 @@ fn new_state() -> Arc<State> {
         inner: Mutex::new(Inner {
             received: Vec::new(),
             script: VecDeque::new(),
-            policy: Arc::new(|_| Reply::status(200)),
+            policy: Arc::new(|_, _| Reply::status(200)),
         }),
         count: watch::Sender::new(0),
     })
@@ -376,7 +386,7 @@ async fn handle(
     };
     let (index, scripted, policy) = {
         let mut inner = state.lock();
-        inner.received.push(received);
+        inner.received.push(received.clone());
         let index = inner.received.len() - 1;
         (index, inner.script.pop_front(), Arc::clone(&inner.policy))
     };
@@ -386,7 +396,7 @@ async fn handle(
         grew
     });
     // The policy runs outside the lock: it may panic or take its time.
-    match scripted.unwrap_or_else(|| policy(index)) {
+    match scripted.unwrap_or_else(|| policy(index, &received)) {
         Reply::Respond {
             status,
             headers,

@@ -3,8 +3,12 @@
 //! - `local-stack up`: provisions the local AWS emulator from `template.yaml`
 //!   and serves the API on 127.0.0.1:3000.
 //! - `local-stack token COMPANY`: prints a development bearer token.
+//! - `local-stack simulate COMPANY [JOBS]`: writes JOBS (default 5)
+//!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
+//!   default `JobsTable`), printing each state change. `SIMULATE_SEED`
+//!   reproduces a run, `SIMULATE_PAUSE_MS` paces it (default 300).
 
-use local_stack::{jwt, up};
+use local_stack::{jwt, simulate, up};
 
 #[tokio::main]
 async fn main() {
@@ -27,8 +31,23 @@ async fn main() {
             println!("{}", jwt::dev_token(company, &claim));
             Ok(())
         }
+        ["simulate", company, jobs @ ..] if jobs.len() <= 1 => {
+            let Some(jobs) = jobs.first().map_or(Some(5), |n| n.parse::<usize>().ok()) else {
+                eprintln!("local-stack simulate: JOBS must be a whole number");
+                std::process::exit(2);
+            };
+            match simulate::CliConfig::from_env() {
+                Ok(config) => simulate::run_cli(&config, company, jobs)
+                    .await
+                    .map(drop)
+                    .map_err(Into::into),
+                Err(e) => Err(e.into()),
+            }
+        }
         _ => {
-            eprintln!("usage: local-stack up | local-stack token COMPANY");
+            eprintln!(
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS]"
+            );
             std::process::exit(2);
         }
     };

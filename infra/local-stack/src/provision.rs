@@ -1,4 +1,4 @@
-//! Creates the template's tables in the local AWS emulator.
+//! Creates the template's tables and queues in the local AWS emulator.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -6,6 +6,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
+
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::template::{KeyAttribute, TableSpec};
 
@@ -118,23 +120,49 @@ pub struct QueueProvisionError {
     pub message: String,
 }
 
-/// Creates the standard SQS queue `name` unless it exists and returns its
-/// URL. `CreateQueue` answers an existing queue of the same name with its
-/// URL, so this is idempotent.
+/// Creates the standard SQS queue `name` with `attributes` (e.g.
+/// `VisibilityTimeout`, `RedrivePolicy`) unless it exists, and returns its
+/// URL. `CreateQueue` answers an existing queue of the same name and
+/// attributes with its URL, so this is idempotent.
 pub async fn ensure_queue(
     client: &aws_sdk_sqs::Client,
     name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<String, QueueProvisionError> {
+    let fail = |message: String| QueueProvisionError {
+        queue: name.to_owned(),
+        message,
+    };
+    let mut create = client.create_queue().queue_name(name);
+    for (attribute, value) in attributes {
+        create = create.attributes(attribute.clone(), value);
+    }
+    create
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
+        .queue_url
+        .ok_or_else(|| fail("CreateQueue returned no queue URL".to_owned()))
+}
+
+/// The ARN of the queue at `url`.
+pub async fn queue_arn(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    url: &str,
 ) -> Result<String, QueueProvisionError> {
     let fail = |message: String| QueueProvisionError {
         queue: name.to_owned(),
         message,
     };
     client
-        .create_queue()
-        .queue_name(name)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
         .map_err(|e| fail(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?
-        .queue_url
-        .ok_or_else(|| fail("CreateQueue returned no queue URL".to_owned()))
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| fail("GetQueueAttributes returned no QueueArn".to_owned()))
 }

@@ -103,6 +103,34 @@ impl Template {
             })
     }
 
+    /// The body of resource `logical_id`.
+    pub fn resource(&self, logical_id: &str) -> Result<&Value, TemplateError> {
+        self.root
+            .get("Resources")
+            .and_then(|r| r.get(logical_id))
+            .ok_or_else(|| TemplateError::Shape {
+                resource: logical_id.to_owned(),
+                problem: "no such resource in the template".to_owned(),
+            })
+    }
+
+    /// `value` with a `!Ref` to a parameter replaced by the parameter's
+    /// default; other values as they are.
+    pub fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        if let Value::Tagged(tagged) = value
+            && tagged.tag == "Ref"
+            && let Some(name) = tagged.value.as_str()
+            && let Some(default) = self
+                .root
+                .get("Parameters")
+                .and_then(|p| p.get(name))
+                .and_then(|p| p.get("Default"))
+        {
+            return default;
+        }
+        value
+    }
+
     /// Every `AWS::DynamoDB::Table` of the template.
     pub fn tables(&self) -> Result<Vec<TableSpec>, TemplateError> {
         self.resources_of_type("AWS::DynamoDB::Table")

@@ -61,7 +61,7 @@ pub async fn build_app(config: &LocalConfig) -> Result<App, Box<dyn std::error::
     for table in [SUBSCRIPTIONS_TABLE, DELIVERIES_TABLE] {
         provision::ensure_table(&dynamo, &template.table(table)?, table).await?;
     }
-    let delivery_queue_url = provision::ensure_queue(&sqs, DELIVERY_QUEUE).await?;
+    let delivery_queue_url = provision::ensure_queue(&sqs, DELIVERY_QUEUE, &[]).await?;
     let key = config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
     let cursors = CursorCodec::new(key.as_bytes())
         .ok_or_else(|| ConfigError::new("CURSOR_SIGNING_KEY", "must be at least 32 bytes long"))?;

@@ -1,0 +1,222 @@
+//! Drives an SQS queue into the delivery handler the way Lambda's SQS event
+//! source mapping does: up to `MaximumConcurrency` pollers each receive a
+//! batch of up to `BatchSize` messages, invoke the handler with the SQS
+//! event, and delete only the messages not reported in
+//! `batchItemFailures`. Failed messages are left to SQS: they come back
+//! after the queue's visibility timeout, and after `maxReceiveCount`
+//! receives the redrive policy moves them to the dead-letter queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use tokio::sync::watch;
+use webhook_delivery::Delivery;
+
+use crate::stream_runner::pause;
+use crate::wiring::QueueSource;
+
+/// Long-poll wait of each receive, seconds.
+const RECEIVE_WAIT_SECONDS: i32 = 1;
+
+/// One queue's runner.
+#[derive(Debug, Clone)]
+pub struct QueueRunner {
+    /// The event source's settings from the template.
+    pub source: QueueSource,
+    /// The queue's URL.
+    pub queue_url: String,
+    /// The queue's ARN, written into the records.
+    pub queue_arn: String,
+    /// Region written into the records.
+    pub region: String,
+    /// Pollers actually run: the template's maximum concurrency, capped for
+    /// one machine.
+    pub pollers: usize,
+}
+
+impl QueueRunner {
+    /// Runs the pollers until `shutdown` turns true; batches in progress
+    /// are finished.
+    pub async fn run(
+        self,
+        delivery: Arc<Delivery>,
+        sqs: aws_sdk_sqs::Client,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let this = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..this.pollers.max(1) {
+            let (this, delivery, sqs, shutdown) = (
+                Arc::clone(&this),
+                Arc::clone(&delivery),
+                sqs.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move { this.poll_loop(&delivery, &sqs, shutdown).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn poll_loop(
+        &self,
+        delivery: &Delivery,
+        sqs: &aws_sdk_sqs::Client,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let received = tokio::select! {
+                r = self.receive(sqs) => r,
+                _ = shutdown.changed() => return,
+            };
+            let messages = match received {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(queue = %self.source.queue, error = %e, "receive failed; retrying");
+                    if !pause(Duration::from_secs(1), &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            let event = self.event(&messages);
+            let (response, tally) = delivery.process(event).await;
+            let failed: HashSet<String> = response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
+            tracing::info!(
+                queue = %self.source.queue,
+                messages = messages.len(),
+                delivered = tally.delivered,
+                retried = tally.retried,
+                dead_lettered = tally.dead_lettered,
+                dropped = tally.dropped,
+                deferred = tally.deferred,
+                left_on_queue = failed.len(),
+                "queue batch -> delivery"
+            );
+            self.delete_done(sqs, &messages, &failed).await;
+        }
+    }
+
+    /// One batch: up to `BatchSize` (at most 10 per receive) messages,
+    /// gathered for at most the batching window.
+    async fn receive(&self, sqs: &aws_sdk_sqs::Client) -> Result<Vec<Message>, String> {
+        let size = self.source.batch_size.clamp(1, 10_000);
+        let deadline = tokio::time::Instant::now() + self.source.batching_window;
+        let mut messages = Vec::new();
+        loop {
+            let want = (size - messages.len()).min(10) as i32;
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(want)
+                .wait_time_seconds(RECEIVE_WAIT_SECONDS)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|e| DisplayErrorContext(e).to_string())?;
+            messages.extend(out.messages.unwrap_or_default());
+            if messages.len() >= size || tokio::time::Instant::now() >= deadline {
+                return Ok(messages);
+            }
+            if messages.is_empty() {
+                return Ok(messages);
+            }
+        }
+    }
+
+    /// The SQS event Lambda would build for `messages`.
+    fn event(&self, messages: &[Message]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = messages
+            .iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.receipt_handle = m.receipt_handle.clone();
+                record.body = m.body.clone();
+                record.md5_of_body = m.md5_of_body.clone();
+                record.attributes = m
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                    .collect::<HashMap<_, _>>();
+                record.message_attributes = m
+                    .message_attributes
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        let mut attribute = SqsMessageAttribute::default();
+                        attribute.string_value = v.string_value.clone();
+                        attribute.data_type = Some(v.data_type.clone());
+                        (k.clone(), attribute)
+                    })
+                    .collect();
+                record.event_source = Some("aws:sqs".to_owned());
+                record.event_source_arn = Some(self.queue_arn.clone());
+                record.aws_region = Some(self.region.clone());
+                record
+            })
+            .collect();
+        event
+    }
+
+    /// Deletes the messages the handler did not report as failed.
+    async fn delete_done(
+        &self,
+        sqs: &aws_sdk_sqs::Client,
+        messages: &[Message],
+        failed: &HashSet<String>,
+    ) {
+        let done: Vec<&Message> = messages
+            .iter()
+            .filter(|m| !failed.contains(m.message_id.as_deref().unwrap_or_default()))
+            .collect();
+        for chunk in done.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let result = sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) if !out.failed.is_empty() => tracing::warn!(
+                    queue = %self.source.queue,
+                    failed = out.failed.len(),
+                    "some deletes failed; those messages will be delivered again"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    queue = %self.source.queue,
+                    error = %DisplayErrorContext(e),
+                    "delete failed; those messages will be delivered again"
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Drives the jobs table's stream into the ingest handler the way Lambda's
+//! DynamoDB event source mapping does: batches of up to `BatchSize`
+//! records gathered for at most the batching window, one shard at a time,
+//! in order. When the handler reports `batchItemFailures`, the shard is
+//! re-read from the first failed record (later records wait); after
+//! `MaximumRetryAttempts` the batch's metadata goes to the on-failure queue
+//! and the shard moves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use job_events_ingest::Ingest;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::stream::{StreamReader, StreamRecord, lambda_event};
+use crate::wiring::StreamSource;
+
+/// How often an idle stream is polled.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// Settings of the stream runner.
+#[derive(Debug, Clone)]
+pub struct StreamRunner {
+    /// The mapping's settings from the template.
+    pub source: StreamSource,
+    /// Region written into the records.
+    pub region: String,
+    /// Where given-up batches are reported (the on-failure destination).
+    pub on_failure_queue_url: Option<String>,
+}
+
+/// Sleeps for `d` unless shutdown is signalled first; `false` on shutdown.
+pub(crate) async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+impl StreamRunner {
+    /// Runs until `shutdown` turns true; the batch in progress is finished.
+    pub async fn run(
+        self,
+        mut reader: StreamReader,
+        ingest: Arc<Ingest>,
+        sqs: aws_sdk_sqs::Client,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut attempts: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let batch = match self.gather(&mut reader, &mut shutdown).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the jobs stream failed; retrying");
+                    if !pause(Duration::from_secs(1), &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                if !pause(IDLE_POLL, &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            let event = lambda_event(
+                batch.iter().map(|r| &r.record),
+                reader.stream_arn(),
+                &self.region,
+            );
+            let (response, stats) = ingest.process(event).await;
+            let failed = response
+                .batch_item_failures
+                .first()
+                .and_then(|f| f.item_identifier.clone());
+            tracing::info!(
+                records = stats.records,
+                transitions = stats.transitions,
+                enqueued = stats.enqueued,
+                failed = failed.is_some(),
+                "stream batch -> ingest"
+            );
+            let Some(sequence) = failed else {
+                attempts = 0;
+                continue;
+            };
+            let Some(position) = batch.iter().position(|r| r.sequence_number() == sequence) else {
+                tracing::error!(%sequence, "ingest reported a record that is not in the batch; moving on");
+                attempts = 0;
+                continue;
+            };
+            attempts += 1;
+            if attempts > self.source.max_retries {
+                self.give_up(&sqs, &batch[position..], reader.stream_arn())
+                    .await;
+                attempts = 0;
+                continue;
+            }
+            let shard = batch[position].shard_id.clone();
+            if let Err(e) = reader.rewind_to(&shard, &sequence).await {
+                tracing::error!(error = %e, "cannot rewind the stream");
+            }
+            let backoff = Duration::from_millis(100 * 2u64.pow(attempts.min(6)));
+            if !pause(backoff, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// One batch: polls until `batch_size` records of one shard arrived or
+    /// the batching window since the first record has passed.
+    async fn gather(
+        &self,
+        reader: &mut StreamReader,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<StreamRecord>, crate::stream::StreamError> {
+        let size = self.source.batch_size.max(1);
+        let mut batch = reader.poll(size).await?;
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let deadline = Instant::now() + self.source.batching_window;
+        while batch.len() < size && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !pause(left.min(IDLE_POLL), shutdown).await {
+                break;
+            }
+            let more = reader.poll(size - batch.len()).await?;
+            if more
+                .first()
+                .is_some_and(|r| r.shard_id != batch[0].shard_id)
+            {
+                // Another shard's records: Lambda never mixes shards in one
+                // batch. Re-read them next time.
+                let first = &more[0];
+                reader
+                    .rewind_to(&first.shard_id.clone(), first.sequence_number())
+                    .await?;
+                break;
+            }
+            batch.extend(more);
+        }
+        Ok(batch)
+    }
+
+    /// Reports the records Lambda would give up on to the on-failure queue
+    /// (their metadata, as Lambda does) and moves past them.
+    async fn give_up(&self, sqs: &aws_sdk_sqs::Client, records: &[StreamRecord], stream_arn: &str) {
+        let first = records.first().map(StreamRecord::sequence_number);
+        let last = records.last().map(StreamRecord::sequence_number);
+        tracing::error!(
+            records = records.len(),
+            first_sequence = first,
+            "stream batch failed after its retries; reported to the on-failure queue"
+        );
+        let Some(url) = &self.on_failure_queue_url else {
+            return;
+        };
+        let body = serde_json::json!({
+            "requestContext": {"condition": "RetryAttemptsExhausted"},
+            "DDBStreamBatchInfo": {
+                "shardId": records.first().map(|r| r.shard_id.as_str()),
+                "startSequenceNumber": first,
+                "endSequenceNumber": last,
+                "batchSize": records.len(),
+                "streamArn": stream_arn,
+            }
+        });
+        if let Err(e) = sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body.to_string())
+            .send()
+            .await
+        {
+            tracing::error!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "cannot report to the on-failure queue");
+        }
+    }
+}

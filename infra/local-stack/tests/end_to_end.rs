@@ -1,0 +1,403 @@
+//! The whole pipeline through the local runner, against the local AWS
+//! emulator and real loopback receivers: job items written to the jobs
+//! table travel the stream, the ingest handler, the delivery queues and the
+//! delivery handler to receivers that fail about 30 % of attempts (errors,
+//! timeouts, dropped connections), plus one receiver that is always down.
+//! Nothing may be lost: every expected (subscription, transition) pair is
+//! received and verified at least once, or, for the down receiver, sits in
+//! the dead-letter queue.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use chrono::Utc;
+use local_stack::pipeline::{Pipeline, PipelineConfig};
+use local_stack::simulate::{self, Simulator, Transition};
+use local_stack::stack;
+use local_stack::stream::StartPosition;
+use local_stack::template::{self, Template};
+use serde_json::Value;
+use shared::allow_list::AllowList;
+use shared::cursor::CursorCodec;
+use shared::filters::{Filters, FiltersInput};
+use shared::message::DeliveryMessage;
+use shared::retry::RetrySchedule;
+use shared::signing;
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::emulator;
+use test_support::receiver::{Received, Receiver, Reply};
+
+const COMPANIES: usize = 20;
+const JOBS_PER_COMPANY: usize = 20;
+const FLAKY_RECEIVERS: usize = 4;
+const FAILURE_RATE: f64 = 0.3;
+/// Twelve attempts a second apart: an event of a receiver that fails 30 %
+/// of attempts at random is dead-lettered with probability 0.3^12 ≈ 5e-7.
+const SCHEDULE: &str = "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s";
+const DEADLINE: Duration = Duration::from_secs(600);
+
+/// One event: which subscription, which job, which state.
+type EventId = (String, String, String);
+
+#[derive(Default)]
+struct Accepted {
+    /// Verified events answered 2xx, with their `webhook-id`.
+    events: Vec<(EventId, String)>,
+    /// Requests whose signature did not verify.
+    bad_signatures: usize,
+}
+
+struct Ledger {
+    secrets: Mutex<HashMap<String, String>>,
+    accepted: Mutex<Accepted>,
+    changed: tokio::sync::Notify,
+}
+
+impl Ledger {
+    /// Verifies a request; returns the event it carries.
+    fn verify(&self, req: &Received) -> Option<EventId> {
+        let payload: Value = serde_json::from_slice(&req.body).ok()?;
+        let sub = payload["subscription_id"].as_str()?.to_owned();
+        let secret = self.secrets.lock().unwrap().get(&sub)?.clone();
+        let key = signing::key_bytes(&secret);
+        signing::verify(
+            &[&key],
+            req.header("webhook-id")?,
+            req.header("webhook-timestamp")?,
+            req.header("webhook-signature")?,
+            &req.body,
+            Utc::now().timestamp(),
+        )
+        .ok()?;
+        let data = &payload["data"];
+        Some((
+            sub,
+            data["job_id"].as_str()?.to_owned(),
+            data["state"].as_str()?.to_owned(),
+        ))
+    }
+}
+
+/// A receiver that fails about 30 % of attempts: a 500, a hang past the
+/// delivery timeout, or a dropped connection, a third each.
+async fn flaky(ledger: &Arc<Ledger>, seed: u64) -> Receiver {
+    let receiver = Receiver::http().await;
+    let rng = Mutex::new(fastrand::Rng::with_seed(seed));
+    let ledger = Arc::clone(ledger);
+    receiver.set_handler(move |_, req| {
+        let roll = rng.lock().unwrap().f64();
+        if roll < FAILURE_RATE / 3.0 {
+            return Reply::status(500);
+        }
+        if roll < 2.0 * FAILURE_RATE / 3.0 {
+            return Reply::Hang;
+        }
+        if roll < FAILURE_RATE {
+            return Reply::Drop;
+        }
+        let Some(event) = ledger.verify(req) else {
+            ledger.accepted.lock().unwrap().bad_signatures += 1;
+            return Reply::status(401);
+        };
+        let id = req.header("webhook-id").unwrap_or_default().to_owned();
+        ledger.accepted.lock().unwrap().events.push((event, id));
+        ledger.changed.notify_waiters();
+        Reply::status(204)
+    });
+    receiver
+}
+
+/// Subscriptions with varied filters for one company.
+fn filters_for(i: usize, jobs: &[simulate::PlannedJob]) -> Vec<FiltersInput> {
+    let some_ids: Vec<String> = jobs.iter().step_by(3).map(|j| j.job_id.clone()).collect();
+    let input = |job_ids: Option<Vec<String>>, types: Option<&[&str]>, states: Option<&[&str]>| {
+        FiltersInput {
+            job_ids,
+            job_types: types.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            states: states.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+        }
+    };
+    let types: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.job_type)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(3)
+        .collect();
+    match i % 4 {
+        0 => vec![input(None, None, None)],
+        1 => vec![
+            input(None, None, Some(&["completed", "failed", "cancelled"])),
+            input(None, Some(&types), None),
+        ],
+        2 => vec![input(Some(some_ids), None, Some(&["running", "completed"]))],
+        _ => vec![
+            input(None, Some(&types[..1]), Some(&["failed", "running"])),
+            input(None, None, None),
+        ],
+    }
+}
+
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    attrs
+        .attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_lost() {
+    let sdk = emulator::sdk_config().await;
+    let template = Template::load(&template::default_path()).unwrap();
+    let pipeline = Pipeline::build(
+        &sdk,
+        &template,
+        PipelineConfig {
+            prefix: format!("{}-", emulator::unique_name("e2e")),
+            region: "us-east-1".to_owned(),
+            retry_schedule: Some(RetrySchedule::parse(SCHEDULE).unwrap()),
+            allow_list: AllowList::parse("127.0.0.0/8").unwrap(),
+            extra_ca_file: None,
+            max_pollers: 4,
+            request_timeout: Duration::from_millis(1500),
+            company_claim: "company_id".to_owned(),
+            cursors: CursorCodec::new(&[7u8; 32]).unwrap(),
+            stream_start: StartPosition::Latest,
+        },
+    )
+    .await
+    .unwrap();
+    let res = pipeline.resources.clone();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
+
+    let ledger = Arc::new(Ledger {
+        secrets: Mutex::new(HashMap::new()),
+        accepted: Mutex::new(Accepted::default()),
+        changed: tokio::sync::Notify::new(),
+    });
+    let mut receivers = Vec::new();
+    for i in 0..FLAKY_RECEIVERS {
+        receivers.push(flaky(&ledger, 1000 + i as u64).await);
+    }
+    let down_url = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/down", listener.local_addr().unwrap())
+    };
+
+    // 20 companies, their planned jobs, and subscriptions with varied
+    // filters; the last company's subscriptions point at the down receiver.
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut plans = Vec::new();
+    let mut subs: Vec<(Subscription, bool)> = Vec::new();
+    for c in 0..COMPANIES {
+        let company = format!("company-{c:02}-{}", emulator::unique_name("e2e"));
+        let jobs = simulate::plan(&company, JOBS_PER_COMPANY, &mut rng);
+        let down = c == COMPANIES - 1;
+        for filters in filters_for(c, &jobs) {
+            let url = if down {
+                down_url.clone()
+            } else {
+                receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/hooks/{c}"))
+            };
+            let sub = Subscription::create(
+                &company,
+                NewSubscription {
+                    url,
+                    description: None,
+                    filters: filters.validate().unwrap(),
+                },
+                Utc::now(),
+            );
+            store.create(&sub, None).await.unwrap();
+            ledger
+                .secrets
+                .lock()
+                .unwrap()
+                .insert(sub.subscription_id.clone(), sub.secret.expose().to_owned());
+            subs.push((sub, down));
+        }
+        plans.push(jobs);
+    }
+
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut runners = pipeline.start(shutdown).await.unwrap();
+
+    // Write every job's transitions to the jobs table, as the platform would.
+    let simulator = Simulator::new(dynamo.clone(), res.table(stack::JOBS_TABLE));
+    let mut transitions: Vec<Transition> = Vec::new();
+    for jobs in &plans {
+        transitions.extend(simulator.run_plan(jobs, &mut rng).await.unwrap());
+    }
+    assert!(
+        transitions.len() >= 1000,
+        "{} transitions",
+        transitions.len()
+    );
+
+    // What must arrive where.
+    let matches = |f: &Filters, t: &Transition| f.matches(&t.job_id, &t.job_type, t.state);
+    let mut expected_delivered = BTreeSet::new();
+    let mut expected_dead = BTreeSet::new();
+    for t in &transitions {
+        for (sub, down) in subs.iter().filter(|(s, _)| s.company_id == t.company_id) {
+            if matches(&sub.filters, t) {
+                let id = (
+                    sub.subscription_id.clone(),
+                    t.job_id.clone(),
+                    t.state.as_str().to_owned(),
+                );
+                if *down {
+                    expected_dead.insert(id);
+                } else {
+                    expected_delivered.insert(id);
+                }
+            }
+        }
+    }
+    assert!(!expected_dead.is_empty());
+
+    // Await: every expected event accepted, every down event dead-lettered.
+    let started = Instant::now();
+    let mut dead: Vec<DeliveryMessage> = Vec::new();
+    loop {
+        let delivered: BTreeSet<EventId> = ledger
+            .accepted
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect();
+        let dead_ids: BTreeSet<EventId> = dead.iter().map(event_of).collect();
+        if delivered.is_superset(&expected_delivered) && dead_ids.is_superset(&expected_dead) {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after {DEADLINE:?}: {} of {} delivered, {} of {} dead-lettered",
+            delivered.intersection(&expected_delivered).count(),
+            expected_delivered.len(),
+            dead_ids.intersection(&expected_dead).count(),
+            expected_dead.len(),
+        );
+        // Long-poll the dead-letter queue; that is also the pace of this loop.
+        let out = sqs
+            .receive_message()
+            .queue_url(res.queue_url(stack::DEAD_LETTER_QUEUE))
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            dead.push(
+                DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
+            );
+            sqs.delete_message()
+                .queue_url(res.queue_url(stack::DEAD_LETTER_QUEUE))
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    // Nothing unexpected, nothing stuck, nothing lost.
+    let accepted = std::mem::take(&mut *ledger.accepted.lock().unwrap());
+    let unique: BTreeSet<&String> = accepted.events.iter().map(|(_, id)| id).collect();
+    let delivered: BTreeSet<EventId> = accepted.events.iter().map(|(e, _)| e.clone()).collect();
+    let dead_ids: BTreeSet<EventId> = dead.iter().map(event_of).collect();
+    println!(
+        "end-to-end: {} transitions over {COMPANIES} companies, {} subscriptions; \
+         expected {} deliveries + {} dead letters; delivered {} ({} unique webhook-ids, {} duplicates); \
+         dead-lettered {} ({} duplicates); bad signatures {}; {:.1} s",
+        transitions.len(),
+        subs.len(),
+        expected_delivered.len(),
+        expected_dead.len(),
+        accepted.events.len(),
+        unique.len(),
+        accepted.events.len() - unique.len(),
+        dead.len(),
+        dead.len()
+            - dead
+                .iter()
+                .map(|m| &m.idempotency_key)
+                .collect::<BTreeSet<_>>()
+                .len(),
+        accepted.bad_signatures,
+        started.elapsed().as_secs_f64(),
+    );
+    assert_eq!(
+        delivered, expected_delivered,
+        "no event missing, none unexpected"
+    );
+    assert_eq!(
+        unique.len(),
+        expected_delivered.len(),
+        "one webhook-id per event"
+    );
+    assert_eq!(
+        dead_ids, expected_dead,
+        "the down receiver's events, all dead-lettered"
+    );
+    // At-least-once: a re-processed stream record or a redelivered message
+    // may dead-letter an event twice, but always under the same key.
+    let dead_keys: BTreeSet<&str> = dead.iter().map(|m| m.idempotency_key.as_str()).collect();
+    assert_eq!(
+        dead_keys.len(),
+        expected_dead.len(),
+        "one idempotency key per event"
+    );
+    assert!(
+        dead.iter()
+            .all(|m| m.history.len() == 12 && m.attempt == 12)
+    );
+    assert_eq!(accepted.bad_signatures, 0);
+
+    stop.send(true).unwrap();
+    while runners.join_next().await.is_some() {}
+    for queue in [
+        stack::DELIVERY_QUEUE,
+        stack::RETRY_QUEUE,
+        stack::DEAD_LETTER_QUEUE,
+        stack::INGEST_FAILURE_QUEUE,
+    ] {
+        assert_eq!(
+            queue_depth(&sqs, res.queue_url(queue)).await,
+            0,
+            "{queue} is empty"
+        );
+    }
+}
+
+fn event_of(m: &DeliveryMessage) -> EventId {
+    let payload: Value = serde_json::from_str(m.payload.get()).unwrap();
+    (
+        m.subscription_id.clone(),
+        payload["data"]["job_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        payload["data"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
