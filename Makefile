@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test lint tools token build clean bench bench-ingest
+.PHONY: run simulate test lint tools token build clean bench bench-ingest
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
 tools: $(VENV)/.installed
@@ -17,10 +17,21 @@ $(VENV)/.installed: infra/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
 	touch $@
 
-## Start the emulator, create the tables from template.yaml, serve the API on 127.0.0.1:3000
+# `make run` puts the emulator on a fixed loopback port so `make simulate`
+# in another terminal finds it.
+LOCAL_EMULATOR_PORT ?= 4599
+LOCAL_AWS = AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCAL_EMULATOR_PORT) AWS_ACCESS_KEY_ID=local \
+	AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+
+## The whole service locally: emulator, API on 127.0.0.1:3000, stream and queue
+## runners, demo receiver on 127.0.0.1:3001, and a short demo. Ctrl-C stops.
 run: tools
 	cargo build --quiet -p local-stack
-	infra/with-emulator.sh target/debug/local-stack up
+	EMULATOR_PORT=$(LOCAL_EMULATOR_PORT) infra/with-emulator.sh target/debug/local-stack up
+
+## While `make run` serves: simulate jobs, e.g. make simulate COMPANY=acme JOBS=5
+simulate:
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- simulate $(or $(COMPANY),demo-company) $(or $(JOBS),3)
 
 ## Lint everything, then run all tests against the emulator
 test: lint
@@ -36,9 +47,21 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest
+bench: bench-ingest bench-cold-start
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
+
+.PHONY: bench-cold-start
+## Cold start and size of each function's release binary. Builds them first:
+## `cargo bench` leaves unstripped builds at the same paths.
+bench-cold-start:
+	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery -p dlq-redrive
+	cargo bench --quiet -p test-support --bench cold_start
+
+## Build every function for Lambda (arm64) as template.yaml declares: sam build with
+## cargo-lambda and zig from the venv on PATH. Artifacts in .aws-sam/build/
+build: tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build
 
 ## Print a development bearer token: make token COMPANY=acme
 token:

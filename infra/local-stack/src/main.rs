@@ -1,7 +1,9 @@
 //! `local-stack`: the webhooks service on one machine.
 //!
-//! - `local-stack up`: provisions the local AWS emulator from `template.yaml`
-//!   and serves the API on 127.0.0.1:3000.
+//! - `local-stack up`: provisions the local AWS emulator from `template.yaml`,
+//!   serves the API on 127.0.0.1:3000, drives the jobs stream and the
+//!   delivery queues into the functions, runs a verifying demo receiver on
+//!   127.0.0.1:3001 and plays a short demo.
 //! - `local-stack token COMPANY`: prints a development bearer token.
 //! - `local-stack simulate COMPANY [JOBS]`: writes JOBS (default 5)
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
@@ -58,7 +60,9 @@ async fn main() {
 }
 
 fn init_logs() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,aws_config=warn".to_owned());
+    // The runners' batch lines and the demo's output; handlers' own lines
+    // at warn and above (RUST_LOG=info shows every delivery).
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,local_stack=info".to_owned());
     tracing_subscriber::fmt()
         .compact()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

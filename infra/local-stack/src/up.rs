@@ -1,137 +1,245 @@
-//! `local-stack up`: provision the emulator, serve the API, show it working.
+//! `local-stack up`: the whole service on one machine. Provisions the
+//! template's tables and queues in the local AWS emulator, serves the API
+//! on 127.0.0.1:3000, drives the jobs stream and the delivery queues into
+//! the function handlers, runs a verifying demo receiver on
+//! 127.0.0.1:3001, and plays a short demo.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::allow_list::AllowList;
 use shared::config::{self, ConfigError};
 use shared::cursor::CursorCodec;
-use subscriptions_api::{ApiConfig, App};
+use shared::retry::RetrySchedule;
+use shared::store::SubscriptionStore;
 
+use crate::demo_receiver::{self, DemoReceiver};
+use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::simulate::Simulator;
+use crate::stream::StartPosition;
 use crate::template::{self, Template};
-use crate::{gateway, jwt, provision};
+use crate::{gateway, jwt, stack};
 
-/// Local logical id of the subscriptions table; also its local name.
-pub const SUBSCRIPTIONS_TABLE: &str = "SubscriptionsTable";
-/// Logical id of the delivery attempt log; also its local name.
-pub const DELIVERIES_TABLE: &str = "DeliveriesTable";
-/// Logical id of the delivery queue; also its local name.
-pub const DELIVERY_QUEUE: &str = "DeliveryQueue";
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset. Not a secret.
 const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-secret";
+/// Company of the demo.
+pub const DEMO_COMPANY: &str = "demo-company";
+/// Local default of `TARGET_ALLOW_LIST`: loopback receivers.
+const LOCAL_ALLOW_LIST: &str = "127.0.0.0/8,::1";
 
 /// Settings of the local stack, from the environment.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     /// `LOCAL_API_ADDR`, default `127.0.0.1:3000`.
     pub api_addr: SocketAddr,
+    /// `LOCAL_RECEIVER_ADDR`, default `127.0.0.1:3001`.
+    pub receiver_addr: SocketAddr,
     /// `COMPANY_CLAIM`, default `company_id`.
     pub company_claim: String,
     /// `LOCAL_DEMO=0` skips the start-up demo.
     pub demo: bool,
+    /// `RETRY_SCHEDULE`, default the template's.
+    pub retry_schedule: Option<RetrySchedule>,
+    /// `TARGET_ALLOW_LIST`, default loopback.
+    pub allow_list: AllowList,
+    /// `LOCAL_MAX_POLLERS` (default 2): pollers per queue.
+    pub max_pollers: usize,
+    /// `CURSOR_SIGNING_KEY`, default a fixed local key.
+    pub cursors: CursorCodec,
+}
+
+fn loopback(var: &'static str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let addr = config::parse_or(var, default)?;
+    if !addr.ip().is_loopback() {
+        return Err(ConfigError::new(
+            var,
+            "the local stack only listens on loopback addresses",
+        ));
+    }
+    Ok(addr)
 }
 
 impl LocalConfig {
     /// Reads the settings; the emulator endpoint must be configured.
     pub fn from_env() -> Result<Self, ConfigError> {
         config::required("AWS_ENDPOINT_URL")?;
-        let api_addr =
-            config::parse_or("LOCAL_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
-        if !api_addr.ip().is_loopback() {
-            return Err(ConfigError::new(
-                "LOCAL_API_ADDR",
-                "the local stack only listens on loopback addresses",
-            ));
-        }
+        let retry_schedule = config::optional("RETRY_SCHEDULE")
+            .map(|s| RetrySchedule::parse(&s))
+            .transpose()
+            .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
+        let allow_text = config::optional(shared::allow_list::ENV_VAR)
+            .unwrap_or_else(|| LOCAL_ALLOW_LIST.to_owned());
+        let allow_list = AllowList::parse(&allow_text)
+            .map_err(|e| ConfigError::new(shared::allow_list::ENV_VAR, e.to_string()))?;
+        let key =
+            config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
+        let cursors = CursorCodec::new(key.as_bytes()).ok_or_else(|| {
+            ConfigError::new("CURSOR_SIGNING_KEY", "must be at least 32 bytes long")
+        })?;
         Ok(Self {
-            api_addr,
+            api_addr: loopback("LOCAL_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
+            receiver_addr: loopback(demo_receiver::ADDR_VAR, demo_receiver::DEFAULT_ADDR)?,
             company_claim: config::optional("COMPANY_CLAIM")
                 .unwrap_or_else(|| "company_id".to_owned()),
             demo: config::optional("LOCAL_DEMO").as_deref() != Some("0"),
+            retry_schedule,
+            allow_list,
+            max_pollers: config::parse_in_range("LOCAL_MAX_POLLERS", 2usize, 1, 16)?,
+            cursors,
         })
     }
 }
 
-/// Creates the API's tables and queue in the emulator and builds the API.
-pub async fn build_app(config: &LocalConfig) -> Result<App, Box<dyn std::error::Error>> {
-    let sdk = config::aws_sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let template = Template::load(&template::default_path())?;
-    for table in [SUBSCRIPTIONS_TABLE, DELIVERIES_TABLE] {
-        provision::ensure_table(&dynamo, &template.table(table)?, table).await?;
-    }
-    let delivery_queue_url = provision::ensure_queue(&sqs, DELIVERY_QUEUE, &[]).await?;
-    let key = config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
-    let cursors = CursorCodec::new(key.as_bytes())
-        .ok_or_else(|| ConfigError::new("CURSOR_SIGNING_KEY", "must be at least 32 bytes long"))?;
-    let api = ApiConfig {
-        table: SUBSCRIPTIONS_TABLE.to_owned(),
-        deliveries_table: DELIVERIES_TABLE.to_owned(),
-        delivery_queue_url,
-        company_claim: config.company_claim.clone(),
-        cursors,
-        allow_list: AllowList::from_env()?,
-    };
-    Ok(App::new(api, dynamo, sqs))
-}
-
 /// Runs the local stack until Ctrl-C.
 pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let app = Arc::new(build_app(&config).await?);
+    let sdk = config::aws_sdk_config().await;
+    let template = Template::load(&template::default_path())?;
+    let pipeline = Pipeline::build(
+        &sdk,
+        &template,
+        PipelineConfig {
+            prefix: String::new(),
+            region: sdk
+                .region()
+                .map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
+            retry_schedule: config.retry_schedule.clone(),
+            allow_list: config.allow_list.clone(),
+            extra_ca_file: config::optional("TARGET_EXTRA_CA_FILE").map(Into::into),
+            max_pollers: config.max_pollers,
+            request_timeout: Duration::from_secs(15),
+            company_claim: config.company_claim.clone(),
+            cursors: config.cursors.clone(),
+            stream_start: StartPosition::Latest,
+        },
+    )
+    .await?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
     let listener = tokio::net::TcpListener::bind(config.api_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.api_addr))?;
-    let base = format!("http://{}", config.api_addr);
-    let token = jwt::dev_token("demo-company", &config.company_claim);
-    tracing::info!(api = %base, "subscriptions API listening (local mode: bearer tokens are decoded, NOT verified)");
-    let server = tokio::spawn(gateway::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }));
-    if config.demo {
-        demo(&base, &token).await?;
-    }
-    println!(
-        "\nTry it (local tokens are not verified; make token COMPANY=acme prints one for another company):\n"
+    let api = tokio::spawn(gateway::serve(
+        listener,
+        Arc::clone(&pipeline.app),
+        stopped(shutdown.clone()),
+    ));
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = SubscriptionStore::new(
+        dynamo.clone(),
+        pipeline.resources.table(stack::SUBSCRIPTIONS_TABLE),
     );
+    let receiver = DemoReceiver::bind(config.receiver_addr, store).await?;
+    let receiver_url = receiver.url();
+    let receiver_log = receiver.log();
+    let receiver_task = tokio::spawn(receiver.serve(stopped(shutdown.clone())));
+    let mut runners = pipeline.start(shutdown.clone()).await?;
+
+    let base = format!("http://{}", config.api_addr);
+    let token = jwt::dev_token(DEMO_COMPANY, &config.company_claim);
+    println!("\nThe webhooks service is running locally (tokens are decoded, NOT verified):");
+    println!("  API            {base}");
+    println!("  demo receiver  {receiver_url}  (verifies signatures, prints events)");
+    println!(
+        "  jobs table     {}",
+        pipeline.resources.table(stack::JOBS_TABLE)
+    );
+    if config.demo {
+        let simulator = Simulator::new(dynamo, pipeline.resources.table(stack::JOBS_TABLE))
+            .with_pause(Duration::from_millis(300))
+            .with_observer(|t| println!("   jobs table: {t}"));
+        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &receiver_log).await {
+            println!("\nThe demo did not complete: {e}");
+        }
+    }
+    println!("\nTry it (make token COMPANY=acme prints a token for another company):\n");
     println!("  export TOKEN={token}");
-    println!("  curl -s {base}/job-types -H \"authorization: Bearer $TOKEN\"");
-    println!("\nServing on {base}. Ctrl-C stops.");
-    server.await??;
-    tracing::info!("stopped");
+    println!("  curl -s {base}/webhooks -H \"authorization: Bearer $TOKEN\"");
+    println!("  make simulate COMPANY={DEMO_COMPANY} JOBS=3");
+    println!("\nServing. Ctrl-C stops.");
+
+    let _ = tokio::signal::ctrl_c().await;
+    println!("\nStopping: finishing the batches in hand...");
+    let _ = stop.send(true);
+    while runners.join_next().await.is_some() {}
+    api.await??;
+    receiver_task.await??;
+    println!("Stopped.");
     Ok(())
 }
 
-/// Creates, reads and lists a subscription over HTTP, printing each step.
-async fn demo(base: &str, token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// Subscribes the demo receiver, simulates three jobs, and shows the
+/// verified events arriving, then a test event and the delivery log.
+async fn demo(
+    base: &str,
+    token: &str,
+    receiver_url: &str,
+    simulator: &Simulator,
+    receiver_log: &demo_receiver::ReceiverLog,
+) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     let auth = format!("Bearer {token}");
+    println!("\n1. POST /webhooks: subscribe the demo receiver to every job of {DEMO_COMPANY}");
     let created: serde_json::Value = http
         .post(format!("{base}/webhooks"))
         .header("authorization", &auth)
         .json(&serde_json::json!({
-            "url": "https://example.com/webhooks/jobs",
-            "description": "demo: failed and completed materialize-view jobs",
-            "filters": { "job_types": ["materialize-view"], "states": ["completed", "failed"] }
+            "url": receiver_url,
+            "description": "demo receiver",
         }))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
     println!(
-        "\nPOST /webhooks created:\n{}",
-        serde_json::to_string_pretty(&created)?
+        "   created {id}; its signing secret came back in this one response (not printed here)"
     );
-    let listed: serde_json::Value = http
-        .get(format!("{base}/webhooks?limit=5&status=active"))
+
+    println!("\n2. The platform runs three jobs (written to the jobs table):");
+    let mut rng = fastrand::Rng::new();
+    let jobs = crate::simulate::plan(DEMO_COMPANY, 3, &mut rng);
+    let transitions = simulator.run_plan(&jobs, &mut rng).await?;
+
+    println!(
+        "\n3. Each state change travels stream -> ingest -> DeliveryQueue -> delivery -> receiver:"
+    );
+    receiver_log
+        .wait_for(transitions.len(), Duration::from_secs(60))
+        .await?;
+
+    println!("\n4. POST /webhooks/{id}/test sends a webhook.test event:");
+    http.post(format!("{base}/webhooks/{id}/test"))
+        .header("authorization", &auth)
+        .send()
+        .await?
+        .error_for_status()?;
+    receiver_log
+        .wait_for(transitions.len() + 1, Duration::from_secs(30))
+        .await?;
+
+    let log: serde_json::Value = http
+        .get(format!("{base}/webhooks/{id}/deliveries?limit=3"))
         .header("authorization", &auth)
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let count = listed["data"].as_array().map_or(0, Vec::len);
-    println!("GET /webhooks?status=active: {count} active subscription(s) for demo-company");
+    println!("\n5. GET /webhooks/{id}/deliveries?limit=3 (the attempt log, newest first):");
+    for attempt in log["data"].as_array().into_iter().flatten() {
+        println!(
+            "   {} attempt {} -> {} {} in {} ms",
+            attempt["event_type"].as_str().unwrap_or("?"),
+            attempt["attempt"],
+            attempt["outcome"].as_str().unwrap_or("?"),
+            attempt["status_code"],
+            attempt["duration_ms"],
+        );
+    }
     Ok(())
 }
