@@ -710,3 +710,69 @@ async fn subscription_read_failures_leave_the_message_on_the_queue() {
     assert_eq!(failed, vec![id]);
     assert_eq!((tally.failed_attempts, tally.dropped), (0, 0));
 }
+
+#[tokio::test]
+async fn redriven_dead_letters_are_delivered_and_only_the_chosen_ones_move() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(503));
+    let mut fx = Fixture::new().await;
+    fx.config.schedule = RetrySchedule::parse("").unwrap();
+    fx.config.cache_ttl = Duration::ZERO;
+    let chosen = fx.subscribe(&receiver.url("/chosen")).await;
+    let other = fx.subscribe(&receiver.url("/other")).await;
+    let delivery = fx.delivery();
+    let records = vec![fx.event_for(&chosen).1, fx.event_for(&other).1];
+    let (failed, tally) = run(&delivery, records).await;
+    assert!(failed.is_empty());
+    assert_eq!(
+        tally.dead_lettered, 2,
+        "a single-attempt schedule dead-letters at once"
+    );
+
+    // The endpoint recovers; the operator redrives one subscription.
+    receiver.set_policy(|_| Reply::status(200));
+    let delivery_queue = emulator::fresh_queue(&fx.sqs, "delivery").await;
+    let redriver = dlq_redrive::Redriver::new(
+        &dlq_redrive::RedriveConfig {
+            dead_letter_queue_url: fx.config.dead_letter_queue_url.clone(),
+            delivery_queue_url: delivery_queue.clone(),
+        },
+        fx.sqs.clone(),
+    );
+    let request = dlq_redrive::request::RedriveRequest::from_event(
+        serde_json::json!({"subscription_id": chosen.subscription_id}),
+    )
+    .unwrap();
+    let report = redriver
+        .run(
+            &request,
+            std::time::Instant::now() + Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!((report.moved, report.skipped), (1, 1), "{report:?}");
+
+    let moved = fx.receive(&delivery_queue).await;
+    assert_eq!(moved.len(), 1);
+    let msg = DeliveryMessage::parse(&moved[0].body).unwrap();
+    assert_eq!(
+        (msg.subscription_id.as_str(), msg.attempt),
+        (chosen.subscription_id.as_str(), 1)
+    );
+    let (failed, tally) = run(&delivery, vec![record(&moved[0].body)]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.delivered, 1);
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(got[2].path, "/chosen");
+    let left = fx.dead_letters().await;
+    assert_eq!(
+        left.len(),
+        1,
+        "the other subscription's event stays dead-lettered"
+    );
+    assert_eq!(
+        DeliveryMessage::parse(&left[0].body)
+            .unwrap()
+            .subscription_id,
+        other.subscription_id
+    );
+}
