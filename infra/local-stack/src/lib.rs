@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod pipeline;
 pub mod provision;
 pub mod queue_runner;
+pub mod redrive;
 pub mod simulate;
 pub mod stack;
 pub mod stream;

@@ -9,8 +9,10 @@
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
 //!   default `JobsTable`), printing each state change. `SIMULATE_SEED`
 //!   reproduces a run, `SIMULATE_PAUSE_MS` paces it (default 300).
+//! - `local-stack redrive [JSON]`: the dead-letter redrive function against
+//!   the local queues, with the function's input.
 
-use local_stack::{jwt, simulate, up};
+use local_stack::{jwt, redrive, simulate, up};
 
 #[tokio::main]
 async fn main() {
@@ -46,9 +48,18 @@ async fn main() {
                 Err(e) => Err(e.into()),
             }
         }
+        ["redrive", request @ ..] if request.len() <= 1 => {
+            match redrive::run(request.first().copied().unwrap_or_default()).await {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
         _ => {
             eprintln!(
-                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS]"
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}']"
             );
             std::process::exit(2);
         }
