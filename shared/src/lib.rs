@@ -20,5 +20,6 @@ pub mod signing;
 pub mod store;
 pub mod subscription;
 pub mod telemetry;
+pub mod ttl_cache;
 pub mod url_guard;
 pub mod validation;

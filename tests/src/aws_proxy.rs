@@ -84,6 +84,9 @@ struct State {
     counts: Mutex<HashMap<String, usize>>,
     rules: Mutex<Vec<ActiveRule>>,
     request_faults: Mutex<HashMap<String, usize>>,
+    /// Held while forwarding when requests go one at a time.
+    serial: tokio::sync::Mutex<()>,
+    one_at_a_time: std::sync::atomic::AtomicBool,
 }
 
 /// A running proxy; its server stops when it is dropped.
@@ -119,6 +122,8 @@ impl AwsProxy {
             counts: Mutex::default(),
             rules: Mutex::default(),
             request_faults: Mutex::default(),
+            serial: tokio::sync::Mutex::new(()),
+            one_at_a_time: std::sync::atomic::AtomicBool::new(false),
         });
         let server = tokio::spawn(crate::http_server::serve(
             listener,
@@ -171,6 +176,18 @@ impl AwsProxy {
         *lock(&self.state.request_faults)
             .entry(target.to_owned())
             .or_default() += times;
+    }
+
+    /// Forwards one request at a time from now on. The emulator runs
+    /// requests on parallel threads without isolating them, so concurrent
+    /// conditional writes (and transactions) to one item can all succeed
+    /// there, which DynamoDB never allows; serialising them restores the
+    /// guarantee tests of concurrent callers rely on, while the callers
+    /// themselves still run concurrently.
+    pub fn one_at_a_time(&self) {
+        self.state
+            .one_at_a_time
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Removes every fault rule and pending request failure.
@@ -357,6 +374,14 @@ fn split_entries(state: &State, entries: Vec<Value>) -> (Vec<Value>, Vec<Value>)
 
 /// Sends the request to the upstream and returns its answer as it is.
 async fn forward(state: &State, request: &Received) -> Answer {
+    let _turn = if state
+        .one_at_a_time
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        Some(state.serial.lock().await)
+    } else {
+        None
+    };
     let url = format!("{}{}", state.upstream, request.path_and_query);
     let mut headers = request.headers.clone();
     for name in &HOP_HEADERS {

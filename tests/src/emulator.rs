@@ -67,3 +67,50 @@ pub async fn fresh_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> String {
         .queue_url
         .expect("the emulator returns the queue URL")
 }
+
+/// Receives up to ten messages from `queue_url`, long-polling up to
+/// `wait_seconds` for the first, with their message attributes, and
+/// deletes them from the queue.
+pub async fn take(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait_seconds: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let messages = client
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("ReceiveMessage on the emulator")
+        .messages
+        .unwrap_or_default();
+    for m in &messages {
+        client
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(m.receipt_handle().expect("a receipt handle"))
+            .send()
+            .await
+            .expect("DeleteMessage on the emulator");
+    }
+    messages
+}
+
+/// Every message on `queue_url` now, received and deleted: [`take`]s until
+/// a receive comes back empty.
+pub async fn drain(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut out = Vec::new();
+    loop {
+        let messages = take(client, queue_url, 0).await;
+        if messages.is_empty() {
+            return out;
+        }
+        out.extend(messages);
+    }
+}

@@ -2,9 +2,13 @@
 //!
 //! Runs a function binary the way Lambda does: the binary polls
 //! `GET /2018-06-01/runtime/invocation/next` for events and posts each
-//! outcome back. Tests push events with [`RuntimeApi::invoke`].
+//! outcome back. Tests start the binary with [`boot`] (or
+//! [`function_command`]) and push events with [`RuntimeApi::invoke`];
+//! [`failed_cold_start`] and [`assert_cold_start_names`] check
+//! configurations that must not start.
 
 use std::collections::{HashMap, VecDeque};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +20,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
 const PREFIX: &str = "/2018-06-01/runtime";
+
+/// The AWS endpoint when the emulator is not running: a loopback port
+/// nothing listens on, for functions that fail before calling AWS.
+const NO_EMULATOR: &str = "http://127.0.0.1:9";
+
+/// How long a function may take to finish (or give up) its cold start.
+const COLD_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How an invocation ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +122,108 @@ impl RuntimeApi {
             .push_back((id, event));
         self.state.queued.notify_one();
         tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    }
+}
+
+/// The function binary at `binary` as Lambda starts it under `runtime`:
+/// nothing inherited, the Lambda variables of a function called `name`, the
+/// emulator's endpoint (a dead loopback port when `AWS_ENDPOINT_URL` is
+/// unset) with test credentials, output discarded, killed when dropped.
+/// Callers add the function's own variables.
+pub fn function_command(binary: &str, runtime: &RuntimeApi, name: &str) -> tokio::process::Command {
+    let endpoint = match std::env::var_os("AWS_ENDPOINT_URL") {
+        Some(_) => crate::emulator::endpoint(),
+        None => NO_EMULATOR.to_owned(),
+    };
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the function `name` at `binary` with `config` (its own
+/// variables) under a fresh Runtime API and waits until it asks for work.
+/// The function runs until the returned process is dropped.
+pub async fn boot(
+    binary: &str,
+    name: &str,
+    config: &[(&str, &str)],
+) -> (RuntimeApi, tokio::process::Child) {
+    let runtime = RuntimeApi::start().await;
+    let child = function_command(binary, &runtime, name)
+        .envs(config.iter().copied())
+        .spawn()
+        .expect("the function binary starts");
+    assert!(
+        runtime.first_poll(COLD_START_TIMEOUT).await.is_some(),
+        "the function never asked the Runtime API for work"
+    );
+    (runtime, child)
+}
+
+/// Starts the function `name` at `binary` with `config` (its own
+/// variables) under a fresh Runtime API, checks that it exits unsuccessfully
+/// without ever asking for work, and returns what it wrote (stdout, then
+/// stderr).
+pub async fn failed_cold_start(binary: &str, name: &str, config: &[(&str, &str)]) -> String {
+    let runtime = RuntimeApi::start().await;
+    let child = function_command(binary, &runtime, name)
+        .envs(config.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the function binary starts");
+    let output = tokio::time::timeout(COLD_START_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the function exits")
+        .expect("exit status");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the cold start succeeded: {logs}");
+    assert!(
+        runtime.first_poll(Duration::ZERO).await.is_none(),
+        "the function asked for work: {logs}"
+    );
+    logs
+}
+
+/// Checks that the function's cold start fails naming the variable at
+/// fault: once without each variable of `complete` (a configuration that
+/// would start), and once with each of `bad` added to `complete`.
+pub async fn assert_cold_start_names(
+    binary: &str,
+    name: &str,
+    complete: &[(&str, &str)],
+    bad: &[(&str, &str)],
+) {
+    for (missing, _) in complete {
+        let config: Vec<(&str, &str)> = complete
+            .iter()
+            .filter(|(var, _)| var != missing)
+            .copied()
+            .collect();
+        let logs = failed_cold_start(binary, name, &config).await;
+        assert!(logs.contains(missing), "without {missing}: {logs}");
+    }
+    for &(var, value) in bad {
+        let mut config = complete.to_vec();
+        config.push((var, value));
+        let logs = failed_cold_start(binary, name, &config).await;
+        assert!(logs.contains(var), "{var}={value}: {logs}");
     }
 }
 

@@ -59,30 +59,11 @@ fn entries(bodies: &[String]) -> Vec<SendMessageBatchRequestEntry> {
 
 /// Bodies of every message on the queue, read and deleted.
 async fn drain(client: &aws_sdk_sqs::Client, queue: &str) -> BTreeSet<String> {
-    let mut bodies = BTreeSet::new();
-    loop {
-        let out = client
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return bodies;
-        }
-        for m in messages {
-            bodies.insert(m.body.expect("body"));
-            client
-                .delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle.expect("receipt handle"))
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
+    emulator::drain(client, queue)
+        .await
+        .into_iter()
+        .map(|m| m.body.expect("body"))
+        .collect()
 }
 
 fn ids(list: impl IntoIterator<Item = String>) -> BTreeSet<String> {

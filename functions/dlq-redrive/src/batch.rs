@@ -135,111 +135,120 @@ pub fn chunks(sizes: &[usize]) -> Vec<Vec<usize>> {
     chunks
 }
 
-/// Sends `bodies` to `queue_url`; returns the positions SQS accepted.
-pub async fn send(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Vec<usize> {
-    let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
-    let mut accepted = Vec::with_capacity(bodies.len());
-    for chunk in chunks(&sizes) {
-        accepted.extend(
-            with_retries("SendMessageBatch", chunk, |indices| async move {
-                let entries = indices
-                    .iter()
-                    .map(|&i| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(entry_id(i))
-                            .message_body(&bodies[i])
-                            .build()
-                            .expect("id and body are set")
-                    })
-                    .collect();
-                client
-                    .send_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map(|out| answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed))
-                    .map_err(|e| DisplayErrorContext(e).to_string())
-            })
-            .await,
-        );
-    }
-    accepted
+/// Runs `call` for positions `0..sizes.len()` in [`chunks`] of them, each
+/// with [`with_retries`] and at most `concurrency` chunks in flight; returns
+/// the accepted positions, chunk by chunk in order when `concurrency` is 1.
+async fn batched<F, Fut>(
+    operation: &'static str,
+    sizes: &[usize],
+    concurrency: usize,
+    call: F,
+) -> Vec<usize>
+where
+    F: Fn(Vec<usize>) -> Fut,
+    Fut: Future<Output = Result<Answer, String>>,
+{
+    futures::stream::iter(chunks(sizes))
+        .map(|chunk| with_retries(operation, chunk, &call))
+        .buffer_unordered(concurrency)
+        .concat()
+        .await
 }
 
-/// Deletes the messages with these receipt handles from `queue_url`;
-/// returns the positions SQS deleted.
+/// Sends `bodies` to `queue_url`, one chunk after the other; returns the
+/// positions SQS accepted.
+pub async fn send(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Vec<usize> {
+    let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+    batched("SendMessageBatch", &sizes, 1, |indices| async move {
+        let entries = indices
+            .iter()
+            .map(|&i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(entry_id(i))
+                    .message_body(&bodies[i])
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map(|out| answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed))
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    })
+    .await
+}
+
+/// Deletes the messages with these receipt handles from `queue_url`, one
+/// chunk after the other; returns the positions SQS deleted.
 pub async fn delete(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
     receipts: &[String],
 ) -> Vec<usize> {
-    let mut deleted = Vec::with_capacity(receipts.len());
-    for chunk in chunks(&vec![0; receipts.len()]) {
-        deleted.extend(
-            with_retries("DeleteMessageBatch", chunk, |indices| async move {
-                let entries = indices
-                    .iter()
-                    .map(|&i| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(entry_id(i))
-                            .receipt_handle(&receipts[i])
-                            .build()
-                            .expect("id and receipt handle are set")
-                    })
-                    .collect();
-                client
-                    .delete_message_batch()
-                    .queue_url(queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map(|out| answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed))
-                    .map_err(|e| DisplayErrorContext(e).to_string())
-            })
-            .await,
-        );
-    }
-    deleted
+    batched(
+        "DeleteMessageBatch",
+        &vec![0; receipts.len()],
+        1,
+        |indices| async move {
+            let entries = indices
+                .iter()
+                .map(|&i| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(entry_id(i))
+                        .receipt_handle(&receipts[i])
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map(|out| answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed))
+                .map_err(|e| DisplayErrorContext(e).to_string())
+        },
+    )
+    .await
 }
 
 /// Makes the messages with these receipt handles visible again at once
-/// (visibility timeout 0); returns how many SQS released.
+/// (visibility timeout 0), [`RELEASE_CONCURRENCY`] chunks at a time;
+/// returns how many SQS released.
 pub async fn release(client: &aws_sdk_sqs::Client, queue_url: &str, receipts: &[String]) -> usize {
-    futures::stream::iter(chunks(&vec![0; receipts.len()]))
-        .map(|chunk| {
-            with_retries(
-                "ChangeMessageVisibilityBatch",
-                chunk,
-                |indices| async move {
-                    let entries = indices
-                        .iter()
-                        .map(|&i| {
-                            ChangeMessageVisibilityBatchRequestEntry::builder()
-                                .id(entry_id(i))
-                                .receipt_handle(&receipts[i])
-                                .visibility_timeout(0)
-                                .build()
-                                .expect("id and receipt handle are set")
-                        })
-                        .collect();
-                    client
-                        .change_message_visibility_batch()
-                        .queue_url(queue_url)
-                        .set_entries(Some(entries))
-                        .send()
-                        .await
-                        .map(|out| {
-                            answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed)
-                        })
-                        .map_err(|e| DisplayErrorContext(e).to_string())
-                },
-            )
-        })
-        .buffer_unordered(RELEASE_CONCURRENCY)
-        .map(|released| released.len())
-        .fold(0, |total, n| async move { total + n })
-        .await
+    batched(
+        "ChangeMessageVisibilityBatch",
+        &vec![0; receipts.len()],
+        RELEASE_CONCURRENCY,
+        |indices| async move {
+            let entries = indices
+                .iter()
+                .map(|&i| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(entry_id(i))
+                        .receipt_handle(&receipts[i])
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map(|out| answer(out.successful.iter().map(|s| s.id.as_str()), &out.failed))
+                .map_err(|e| DisplayErrorContext(e).to_string())
+        },
+    )
+    .await
+    .len()
 }
 
 #[cfg(test)]
@@ -299,6 +308,16 @@ mod tests {
             *calls.lock().unwrap(),
             [vec![0, 1, 2, 3], vec![2, 3], vec![3]]
         );
+    }
+
+    #[tokio::test]
+    async fn batched_calls_cover_every_chunk() {
+        let accept_all = |indices: Vec<usize>| async move { Ok((indices, vec![])) };
+        let sequential = batched("Test", &[1; 23], 1, accept_all).await;
+        assert_eq!(sequential, (0..23).collect::<Vec<_>>(), "in order");
+        let mut concurrent = batched("Test", &[1; 23], 8, accept_all).await;
+        concurrent.sort_unstable();
+        assert_eq!(concurrent, sequential);
     }
 
     #[tokio::test]

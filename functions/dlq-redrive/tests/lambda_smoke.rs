@@ -3,43 +3,20 @@
 //! invalid request with an `InvalidRequest` error, and refuses to start
 //! without its configuration.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use test_support::emulator;
-use test_support::runtime_api::{Outcome, RuntimeApi};
-use tokio::process::Command;
+use test_support::runtime_api::{self, Outcome};
 
-/// The binary with the Lambda environment and `vars`, nothing inherited.
-fn lambda(runtime: &RuntimeApi, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dlq-redrive"));
-    command
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dlq-redrive")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_ENDPOINT_URL", emulator::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .envs(vars.iter().copied())
-        .kill_on_drop(true);
-    command
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_dlq-redrive");
+const NAME: &str = "dlq-redrive";
 
-async fn receive_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
-    sqs.receive_message()
-        .queue_url(queue_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
+/// Bodies of the messages on the queue (up to ten), taken off it.
+async fn take_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
+    emulator::take(sqs, queue_url, 1)
         .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
         .into_iter()
         .map(|m| m.body.unwrap())
         .collect()
@@ -79,19 +56,15 @@ async fn binary_boots_and_redrives_the_sample_event() {
             .unwrap();
     }
 
-    let runtime = RuntimeApi::start().await;
-    let _child = lambda(
-        &runtime,
+    let (runtime, _child) = runtime_api::boot(
+        BINARY,
+        NAME,
         &[
             ("DEAD_LETTER_QUEUE_URL", &dlq),
             ("DELIVERY_QUEUE_URL", &delivery),
         ],
     )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    assert!(runtime.first_poll(Duration::from_secs(20)).await.is_some());
+    .await;
 
     let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
     assert_eq!(
@@ -101,14 +74,14 @@ async fn binary_boots_and_redrives_the_sample_event() {
             "failed": 0, "not_deleted": 0, "dry_run": false, "stopped": "queue_empty"
         })))
     );
-    let moved = receive_bodies(&sqs, &delivery).await;
+    let moved = take_bodies(&sqs, &delivery).await;
     assert_eq!(moved.len(), 1);
     let moved = DeliveryMessage::parse(&moved[0]).unwrap();
     assert_eq!(
         (moved.idempotency_key.as_str(), moved.attempt),
         (key.as_str(), 1)
     );
-    assert_eq!(receive_bodies(&sqs, &dlq).await, [other]);
+    assert_eq!(take_bodies(&sqs, &dlq).await, [other]);
 
     let outcome = runtime
         .invoke(json!({"dryRun": true}), Duration::from_secs(30))
@@ -123,28 +96,14 @@ async fn binary_boots_and_redrives_the_sample_event() {
 
 #[tokio::test]
 async fn binary_without_its_queue_url_fails_to_start_and_names_the_variable() {
-    let runtime = RuntimeApi::start().await;
-    let child = lambda(&runtime, &[("DELIVERY_QUEUE_URL", "http://127.0.0.1:1/q")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("the binary exits")
-        .unwrap();
-    assert!(!output.status.success());
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let logs = runtime_api::failed_cold_start(
+        BINARY,
+        NAME,
+        &[("DELIVERY_QUEUE_URL", "http://127.0.0.1:1/q")],
+    )
+    .await;
     assert!(
         logs.contains("configuration variable DEAD_LETTER_QUEUE_URL: must be set"),
         "{logs}"
-    );
-    assert!(
-        runtime.first_poll(Duration::ZERO).await.is_none(),
-        "it never asked for work"
     );
 }

@@ -163,32 +163,11 @@ impl Fixture {
 
     /// Every message on the delivery queue, removed from it.
     async fn drain(&self) -> Vec<DeliveryMessage> {
-        let mut out = Vec::new();
-        loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .send()
-                .await
-                .unwrap();
-            let messages = received.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for m in messages {
-                out.push(serde_json::from_str(m.body().unwrap()).expect("a delivery message"));
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        emulator::drain(&self.sqs, &self.queue_url)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).expect("a delivery message"))
+            .collect()
     }
 }
 

@@ -2,7 +2,6 @@
 //! answers the sample stream event with the messages on the queue, and
 //! answers garbage with an empty checkpoint instead of an error.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -10,8 +9,7 @@ use shared::filters::Filters;
 use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
-use test_support::runtime_api::{Outcome, RuntimeApi};
-use tokio::process::Command;
+use test_support::runtime_api::{self, Outcome};
 
 #[tokio::test]
 async fn binary_boots_and_enqueues_the_sample_stream_event() {
@@ -34,25 +32,15 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
         .unwrap();
     let queue_url = emulator::fresh_queue(&sqs, "smoke").await;
 
-    let runtime = RuntimeApi::start().await;
-    let _child = Command::new(env!("CARGO_BIN_EXE_job-events-ingest"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "job-events-ingest")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_ENDPOINT_URL", emulator::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("SUBSCRIPTIONS_TABLE", &table)
-        .env("DELIVERY_QUEUE_URL", &queue_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    assert!(runtime.first_poll(Duration::from_secs(20)).await.is_some());
+    let (runtime, _child) = runtime_api::boot(
+        env!("CARGO_BIN_EXE_job-events-ingest"),
+        "job-events-ingest",
+        &[
+            ("SUBSCRIPTIONS_TABLE", &table),
+            ("DELIVERY_QUEUE_URL", &queue_url),
+        ],
+    )
+    .await;
 
     let text =
         std::fs::read_to_string(test_support::event_path("dynamodb-stream-jobs.json")).unwrap();
@@ -62,15 +50,7 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
         outcome,
         Some(Outcome::Response(json!({"batchItemFailures": []})))
     );
-    let received = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let received = emulator::take(&sqs, &queue_url, 0).await;
     let mut types: Vec<String> = received
         .iter()
         .map(|m| {

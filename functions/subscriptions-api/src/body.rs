@@ -69,6 +69,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Decodes an optional JSON body: `T::default()` when there is none (or it
+/// is only white space), else as [`decode`] does.
+pub fn decode_optional<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    decode(bytes)
+}
+
 fn decode_error(path: &str, err: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     if matches!(
@@ -167,5 +176,26 @@ mod tests {
         assert_eq!(err(r#"{"url": "x"} trailing"#).code, "malformed_json");
         assert_eq!(err("  ").code, "missing_body");
         assert_eq!(err("[]").code, "invalid_type");
+    }
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Options {
+        #[serde(default)]
+        grace: Option<u32>,
+    }
+
+    #[test]
+    fn optional_bodies_default_when_absent() {
+        let decode = |json: &str| decode_optional::<Options>(json.as_bytes());
+        assert_eq!(decode("").unwrap(), Options::default());
+        assert_eq!(decode(" \n").unwrap(), Options::default());
+        assert_eq!(decode("{}").unwrap(), Options::default());
+        assert_eq!(
+            decode(r#"{"grace": 5}"#).unwrap(),
+            Options { grace: Some(5) }
+        );
+        assert_eq!(decode(r#"{"other": 5}"#).unwrap_err().code, "unknown_field");
+        assert_eq!(decode("[]").unwrap_err().code, "invalid_type");
     }
 }

@@ -407,12 +407,7 @@ impl App {
         id: &str,
         req: &Request,
     ) -> Result<Response<Body>, ApiError> {
-        let raw = body::raw(req)?;
-        let input: RotateRequest = if raw.iter().all(u8::is_ascii_whitespace) {
-            RotateRequest::default()
-        } else {
-            body::decode(raw)?
-        };
+        let input: RotateRequest = body::decode_optional(body::raw(req)?)?;
         let grace = match input.grace_period_seconds {
             None => DEFAULT_ROTATION_GRACE,
             Some(secs) if (0..=MAX_ROTATION_GRACE.num_seconds()).contains(&secs) => {

@@ -10,7 +10,10 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use common::{Fixture, error_of};
 use serde_json::{Value, json};
+use subscriptions_api::App;
 use test_support::api::ApiRequest;
+use test_support::aws_proxy::AwsProxy;
+use test_support::emulator;
 
 fn ts(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
@@ -66,13 +69,7 @@ async fn create_returns_the_secret_once_in_both_forms() {
                 .json(&json!({"description": "x"})),
         )
         .await;
-    let archive = f
-        .call(ApiRequest::new(
-            "DELETE",
-            &format!("/webhooks/{id}"),
-            "acme",
-        ))
-        .await;
+    let archive = f.archive("acme", &id).await;
     for body in [&get.body, &list.body, &patch.body, &archive.body] {
         let text = body.to_string();
         assert!(!text.contains(secret), "secret leaked: {text}");
@@ -401,13 +398,7 @@ async fn pagination_walks_every_item_once_newest_first() {
     f.create_default("globex").await;
     // Archive two so the status filter has something to skip.
     for id in [&created[1], &created[4]] {
-        let r = f
-            .call(ApiRequest::new(
-                "DELETE",
-                &format!("/webhooks/{id}"),
-                "acme",
-            ))
-            .await;
+        let r = f.archive("acme", id).await;
         assert_eq!(r.status, 200);
     }
 
@@ -515,22 +506,18 @@ async fn cursors_are_tamper_proof_and_bound_to_company_and_filter() {
 #[tokio::test]
 async fn list_rejects_bad_parameters() {
     let f = Fixture::new().await;
-    for (query, code, field) in [
-        ("limit=0", "invalid_parameter", "limit"),
-        ("limit=101", "invalid_parameter", "limit"),
-        ("limit=ten", "invalid_parameter", "limit"),
-        ("status=deleted", "invalid_parameter", "status"),
-        ("page=2", "unknown_parameter", "page"),
-    ] {
-        let r = f
-            .call(ApiRequest::new(
-                "GET",
-                &format!("/webhooks?{query}"),
-                "acme",
-            ))
-            .await;
-        assert_eq!(error_of(&r), (400, code, Some(field)), "{query}");
-    }
+    f.assert_bad_queries(
+        "acme",
+        "/webhooks",
+        &[
+            ("limit=0", "invalid_parameter", "limit"),
+            ("limit=101", "invalid_parameter", "limit"),
+            ("limit=ten", "invalid_parameter", "limit"),
+            ("status=deleted", "invalid_parameter", "status"),
+            ("page=2", "unknown_parameter", "page"),
+        ],
+    )
+    .await;
     let r = f
         .call(ApiRequest::new(
             "GET",
@@ -612,9 +599,28 @@ async fn idempotent_create_replays_the_original() {
     }
 }
 
+/// Points the fixture's app at the emulator through a proxy that forwards
+/// one call at a time. DynamoDB isolates a conditional write or transaction
+/// from concurrent writes to its items; the emulator does not (it checks
+/// conditions and writes on parallel threads), so tests of racing callers
+/// serialise its calls while the requests still race through the handler.
+async fn serialise_emulator(f: &mut Fixture) -> AwsProxy {
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.one_at_a_time();
+    let sdk = emulator::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    f.app = App::new(f.config.clone(), dynamo, f.sqs.clone());
+    proxy
+}
+
 #[tokio::test]
 async fn concurrent_creates_with_one_key_make_one_subscription() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
+    let _proxy = serialise_emulator(&mut f).await;
     let body = json!({"url": "https://hooks.example.com/race"});
     let calls = (0..8).map(|_| {
         f.call(
@@ -714,7 +720,8 @@ async fn patch_updates_clears_and_validates() {
 
 #[tokio::test]
 async fn concurrent_patches_never_lose_a_write() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
+    let _proxy = serialise_emulator(&mut f).await;
     let s = f.create_default("acme").await;
     let id = s["id"].as_str().unwrap().to_owned();
     let path = format!("/webhooks/{id}");

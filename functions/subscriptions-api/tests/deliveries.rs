@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::{Fixture, error_of};
+use common::{Fixture, Reply, error_of};
 use serde_json::{Value, json};
 use shared::deliveries::{AttemptLog, Outcome, RETENTION};
 use shared::message::{DeliveryMessage, TEST_EVENT_TYPE};
@@ -47,6 +47,11 @@ fn deliveries_path(id: &str, query: &str) -> String {
     format!("/webhooks/{id}/deliveries{query}")
 }
 
+/// `company`'s `GET /webhooks/{id}/deliveries{query}`.
+async fn deliveries(f: &Fixture, company: &str, id: &str, query: &str) -> Reply {
+    f.get(company, &deliveries_path(id, query)).await
+}
+
 /// Walks every page of `id`'s log with `limit`, returning the attempt ids
 /// and, per page, its size and `has_more`.
 async fn walk(
@@ -63,13 +68,7 @@ async fn walk(
         if let Some(c) = &cursor {
             query.push_str(&format!("&cursor={c}"));
         }
-        let r = f
-            .call(ApiRequest::new(
-                "GET",
-                &deliveries_path(id, &query),
-                company,
-            ))
-            .await;
+        let r = deliveries(f, company, id, &query).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let data = r.body["data"].as_array().unwrap();
         let has_more = r.body["has_more"].as_bool().unwrap();
@@ -114,18 +113,29 @@ async fn seed(f: &Fixture, company: &str, id: &str, other: &str) -> Vec<AttemptL
     seeded
 }
 
+/// `company`'s `POST /webhooks/{id}/test` without a body.
+async fn test_event(f: &Fixture, company: &str, id: &str) -> Reply {
+    f.call(ApiRequest::new(
+        "POST",
+        &format!("/webhooks/{id}/test"),
+        company,
+    ))
+    .await
+}
+
+/// Two new subscriptions of acme, the first with the five attempts of
+/// [`seed`] and the second with the noise: their ids and the five.
+async fn seeded_pair(f: &Fixture) -> (String, String, Vec<AttemptLog>) {
+    let id = f.create_id("acme").await;
+    let other = f.create_id("acme").await;
+    let seeded = seed(f, "acme", &id, &other).await;
+    (id, other, seeded)
+}
+
 #[tokio::test]
 async fn deliveries_are_listed_newest_first_across_pages() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let seeded = seed(&f, "acme", &id, &other).await;
+    let (id, other, seeded) = seeded_pair(&f).await;
     let expected: Vec<String> = seeded.iter().map(|a| a.attempt_id.clone()).collect();
 
     let (ids, pages) = walk(&f, "acme", &id, 2).await;
@@ -139,9 +149,7 @@ async fn deliveries_are_listed_newest_first_across_pages() {
     assert_eq!(pages, [(5, false)], "an exact fit has no empty last page");
 
     // Default page size holds everything; every field of the view.
-    let r = f
-        .call(ApiRequest::new("GET", &deliveries_path(&id, ""), "acme"))
-        .await;
+    let r = deliveries(&f, "acme", &id, "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["has_more"], false);
     assert_eq!(r.body["next_cursor"], Value::Null);
@@ -176,13 +184,8 @@ async fn deliveries_are_listed_newest_first_across_pages() {
 #[tokio::test]
 async fn a_subscription_without_attempts_has_an_empty_log() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = f
-        .call(ApiRequest::new("GET", &deliveries_path(&id, ""), "acme"))
-        .await;
+    let id = f.create_id("acme").await;
+    let r = deliveries(&f, "acme", &id, "").await;
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
@@ -193,22 +196,8 @@ async fn a_subscription_without_attempts_has_an_empty_log() {
 #[tokio::test]
 async fn archived_subscriptions_still_list_their_log() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let seeded = seed(&f, "acme", &id, &other).await;
-    let r = f
-        .call(ApiRequest::new(
-            "DELETE",
-            &format!("/webhooks/{id}"),
-            "acme",
-        ))
-        .await;
+    let (id, _, seeded) = seeded_pair(&f).await;
+    let r = f.archive("acme", &id).await;
     assert_eq!(r.body["status"], "archived");
     let (ids, _) = walk(&f, "acme", &id, 3).await;
     assert_eq!(ids.len(), seeded.len());
@@ -217,22 +206,8 @@ async fn archived_subscriptions_still_list_their_log() {
 #[tokio::test]
 async fn another_companys_log_is_a_404_like_a_missing_id() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    seed(&f, "acme", &id, &other).await;
-    let missing = f
-        .call(ApiRequest::new(
-            "GET",
-            &deliveries_path(&shared::subscription::new_subscription_id(), ""),
-            "acme",
-        ))
-        .await;
+    let (id, _, _) = seeded_pair(&f).await;
+    let missing = deliveries(&f, "acme", &shared::subscription::new_subscription_id(), "").await;
     assert_eq!(error_of(&missing), (404, "not_found", None));
     for (company, path) in [
         ("globex", deliveries_path(&id, "")),
@@ -240,7 +215,7 @@ async fn another_companys_log_is_a_404_like_a_missing_id() {
         ("acme", deliveries_path("sub_0", "")),
         ("acme", deliveries_path("evt_0", "")),
     ] {
-        let r = f.call(ApiRequest::new("GET", &path, company)).await;
+        let r = f.get(company, &path).await;
         assert_eq!(r.status, 404, "{company} {path}");
         assert_eq!(r.body, missing.body, "indistinguishable from a missing id");
     }
@@ -249,38 +224,16 @@ async fn another_companys_log_is_a_404_like_a_missing_id() {
 #[tokio::test]
 async fn deliveries_cursors_are_tamper_proof_and_bound_to_the_subscription() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, other, _) = seeded_pair(&f).await;
     f.create_default("acme").await;
-    seed(&f, "acme", &id, &other).await;
-    let first = f
-        .call(ApiRequest::new(
-            "GET",
-            &deliveries_path(&id, "?limit=1"),
-            "acme",
-        ))
-        .await;
+    let first = deliveries(&f, "acme", &id, "?limit=1").await;
     let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
-    let ok = f
-        .call(ApiRequest::new(
-            "GET",
-            &deliveries_path(&id, &format!("?limit=1&cursor={cursor}")),
-            "acme",
-        ))
-        .await;
+    let ok = deliveries(&f, "acme", &id, &format!("?limit=1&cursor={cursor}")).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_ne!(ok.body["data"][0]["id"], first.body["data"][0]["id"]);
 
     // A cursor of the subscriptions list is no deliveries cursor.
-    let list = f
-        .call(ApiRequest::new("GET", "/webhooks?limit=1", "acme"))
-        .await;
+    let list = f.get("acme", "/webhooks?limit=1").await;
     let list_cursor = list.body["next_cursor"].as_str().unwrap().to_owned();
 
     let (payload, tag) = cursor.split_once('.').unwrap();
@@ -294,13 +247,7 @@ async fn deliveries_cursors_are_tamper_proof_and_bound_to_the_subscription() {
         (&other, cursor.clone()),
         (&id, list_cursor.clone()),
     ] {
-        let r = f
-            .call(ApiRequest::new(
-                "GET",
-                &deliveries_path(target, &format!("?cursor={bad}")),
-                "acme",
-            ))
-            .await;
+        let r = deliveries(&f, "acme", target, &format!("?cursor={bad}")).await;
         assert_eq!(
             error_of(&r),
             (400, "invalid_cursor", Some("cursor")),
@@ -308,46 +255,27 @@ async fn deliveries_cursors_are_tamper_proof_and_bound_to_the_subscription() {
         );
     }
     // And the other way round.
-    let r = f
-        .call(ApiRequest::new(
-            "GET",
-            &format!("/webhooks?cursor={cursor}"),
-            "acme",
-        ))
-        .await;
+    let r = f.get("acme", &format!("/webhooks?cursor={cursor}")).await;
     assert_eq!(error_of(&r), (400, "invalid_cursor", Some("cursor")));
 }
 
 #[tokio::test]
 async fn deliveries_reject_bad_parameters() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for (query, code, field) in [
-        ("limit=0", "invalid_parameter", "limit"),
-        ("limit=101", "invalid_parameter", "limit"),
-        ("limit=ten", "invalid_parameter", "limit"),
-        ("limit=-1", "invalid_parameter", "limit"),
-        ("status=active", "unknown_parameter", "status"),
-    ] {
-        let r = f
-            .call(ApiRequest::new(
-                "GET",
-                &deliveries_path(&id, &format!("?{query}")),
-                "acme",
-            ))
-            .await;
-        assert_eq!(error_of(&r), (400, code, Some(field)), "{query}");
-    }
-    let r = f
-        .call(ApiRequest::new(
-            "GET",
-            &deliveries_path(&id, "?limit=100"),
-            "acme",
-        ))
-        .await;
+    let id = f.create_id("acme").await;
+    f.assert_bad_queries(
+        "acme",
+        &deliveries_path(&id, ""),
+        &[
+            ("limit=0", "invalid_parameter", "limit"),
+            ("limit=101", "invalid_parameter", "limit"),
+            ("limit=ten", "invalid_parameter", "limit"),
+            ("limit=-1", "invalid_parameter", "limit"),
+            ("status=active", "unknown_parameter", "status"),
+        ],
+    )
+    .await;
+    let r = deliveries(&f, "acme", &id, "?limit=100").await;
     assert_eq!(r.status, 200);
     let r = f
         .call(ApiRequest::new("POST", &deliveries_path(&id, ""), "acme"))
@@ -359,17 +287,8 @@ async fn deliveries_reject_bad_parameters() {
 #[tokio::test]
 async fn test_route_queues_one_webhook_test_message() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = f
-        .call(ApiRequest::new(
-            "POST",
-            &format!("/webhooks/{id}/test"),
-            "acme",
-        ))
-        .await;
+    let id = f.create_id("acme").await;
+    let r = test_event(&f, "acme", &id).await;
     assert_eq!(r.status, 202, "{}", r.body);
     let key = r.body["idempotency_key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("evt_"), "{key}");
@@ -406,23 +325,11 @@ async fn test_route_queues_one_webhook_test_message() {
 #[tokio::test]
 async fn test_route_refuses_foreign_archived_and_bad_requests_without_queueing() {
     let f = Fixture::new().await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = f.create_id("acme").await;
     let path = format!("/webhooks/{id}/test");
-    let missing = f
-        .call(ApiRequest::new(
-            "POST",
-            &format!(
-                "/webhooks/{}/test",
-                shared::subscription::new_subscription_id()
-            ),
-            "acme",
-        ))
-        .await;
+    let missing = test_event(&f, "acme", &shared::subscription::new_subscription_id()).await;
     assert_eq!(error_of(&missing), (404, "not_found", None));
-    let foreign = f.call(ApiRequest::new("POST", &path, "globex")).await;
+    let foreign = test_event(&f, "globex", &id).await;
     assert_eq!(foreign.status, 404);
     assert_eq!(
         foreign.body, missing.body,
@@ -456,15 +363,9 @@ async fn test_route_refuses_foreign_archived_and_bad_requests_without_queueing()
         .await;
     assert_eq!(error_of(&r), (415, "unsupported_media_type", None));
 
-    let r = f
-        .call(ApiRequest::new(
-            "DELETE",
-            &format!("/webhooks/{id}"),
-            "acme",
-        ))
-        .await;
+    let r = f.archive("acme", &id).await;
     assert_eq!(r.status, 200);
-    let r = f.call(ApiRequest::new("POST", &path, "acme")).await;
+    let r = test_event(&f, "acme", &id).await;
     assert_eq!(error_of(&r), (409, "subscription_archived", None));
 
     assert!(f.queued().await.is_empty(), "nothing was queued");
@@ -477,17 +378,8 @@ async fn test_route_answers_503_when_the_queue_is_unreachable() {
         test_support::emulator::endpoint()
     );
     let f = Fixture::with(|c| c.delivery_queue_url = missing_queue).await;
-    let id = f.create_default("acme").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = f
-        .call(ApiRequest::new(
-            "POST",
-            &format!("/webhooks/{id}/test"),
-            "acme",
-        ))
-        .await;
+    let id = f.create_id("acme").await;
+    let r = test_event(&f, "acme", &id).await;
     assert_eq!(error_of(&r), (503, "unavailable", None));
 }
 

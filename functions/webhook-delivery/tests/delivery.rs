@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::Utc;
 use shared::allow_list::AllowList;
 use shared::deliveries::{AttemptLog, DeliveryLog, Outcome};
@@ -99,36 +98,18 @@ impl Fixture {
     }
 
     async fn receive(&self, queue: &str) -> Vec<Queued> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .wait_time_seconds(0)
-            .send()
+        emulator::take(&self.sqs, queue, 0)
             .await
-            .unwrap();
-        let mut queued = Vec::new();
-        for m in out.messages.unwrap_or_default() {
-            self.sqs
-                .delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
-            queued.push(Queued {
+            .into_iter()
+            .map(|m| Queued {
                 reason: m
                     .message_attributes
                     .as_ref()
                     .and_then(|a| a.get(DEAD_LETTER_REASON_ATTRIBUTE))
                     .and_then(|v| v.string_value.clone()),
                 body: m.body.unwrap(),
-            });
-        }
-        queued
+            })
+            .collect()
     }
 
     async fn retries(&self) -> Vec<DeliveryMessage> {

@@ -2,7 +2,6 @@
 //! delivers the sample SQS event to a real receiver with a verifiable
 //! signature, and fails its cold start naming a missing variable.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,25 +11,10 @@ use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
 use test_support::receiver::Receiver;
-use test_support::runtime_api::{Outcome, RuntimeApi};
-use tokio::process::Command;
+use test_support::runtime_api::{self, Outcome};
 
-fn function(runtime: &RuntimeApi) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webhook-delivery"));
-    cmd.env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime.address())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "webhook-delivery")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_ENDPOINT_URL", emulator::endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_webhook-delivery");
+const NAME: &str = "webhook-delivery";
 
 #[tokio::test]
 async fn binary_delivers_the_sample_sqs_event() {
@@ -60,22 +44,21 @@ async fn binary_delivers_the_sample_sqs_event() {
         .await
         .unwrap();
 
-    let runtime = RuntimeApi::start().await;
-    let _child = function(&runtime)
-        .env("SUBSCRIPTIONS_TABLE", &subscriptions)
-        .env("DELIVERIES_TABLE", &deliveries)
-        .env(
-            "RETRY_QUEUE_URL",
-            emulator::fresh_queue(&sqs, "retry").await,
-        )
-        .env(
-            "DEAD_LETTER_QUEUE_URL",
-            emulator::fresh_queue(&sqs, "dlq").await,
-        )
-        .env("TARGET_ALLOW_LIST", "127.0.0.0/8")
-        .spawn()
-        .unwrap();
-    assert!(runtime.first_poll(Duration::from_secs(20)).await.is_some());
+    let retry_queue = emulator::fresh_queue(&sqs, "retry").await;
+    let dead_letter_queue = emulator::fresh_queue(&sqs, "dlq").await;
+
+    let (runtime, _child) = runtime_api::boot(
+        BINARY,
+        NAME,
+        &[
+            ("SUBSCRIPTIONS_TABLE", &subscriptions),
+            ("DELIVERIES_TABLE", &deliveries),
+            ("RETRY_QUEUE_URL", &retry_queue),
+            ("DEAD_LETTER_QUEUE_URL", &dead_letter_queue),
+            ("TARGET_ALLOW_LIST", "127.0.0.0/8"),
+        ],
+    )
+    .await;
 
     let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
     assert_eq!(
@@ -112,42 +95,11 @@ async fn cold_start_fails_naming_a_missing_or_bad_variable() {
             "http://127.0.0.1:9/000000000000/DeadLetterQueue",
         ),
     ];
-    let mut cases: Vec<(&str, Vec<(&str, &str)>)> = complete
-        .iter()
-        .map(|(missing, _)| {
-            let rest = complete.iter().filter(|(v, _)| v != missing).copied();
-            (*missing, rest.collect())
-        })
-        .collect();
-    for bad in [
+    let bad = [
         ("RETRY_SCHEDULE", "5s,soon"),
         ("TARGET_ALLOW_LIST", "localhost"),
         ("TARGET_EXTRA_CA_FILE", "/nonexistent/ca.pem"),
         ("DELIVERY_CONCURRENCY", "0"),
-    ] {
-        let mut config = complete.to_vec();
-        config.push(bad);
-        cases.push((bad.0, config));
-    }
-    for (var, config) in cases {
-        let runtime = RuntimeApi::start().await;
-        let mut cmd = function(&runtime);
-        cmd.envs(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let output = tokio::time::timeout(
-            Duration::from_secs(20),
-            cmd.spawn().unwrap().wait_with_output(),
-        )
-        .await
-        .expect("the function exits")
-        .expect("exit status");
-        assert!(!output.status.success(), "{var}");
-        let logs = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(logs.contains(var), "{var}: {logs}");
-    }
+    ];
+    runtime_api::assert_cold_start_names(BINARY, NAME, &complete, &bad).await;
 }

@@ -297,24 +297,10 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             expected_dead.len(),
         );
         // Long-poll the dead-letter queue; that is also the pace of this loop.
-        let out = sqs
-            .receive_message()
-            .queue_url(res.queue_url(stack::DEAD_LETTER_QUEUE))
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
+        for m in emulator::take(&sqs, res.queue_url(stack::DEAD_LETTER_QUEUE), 1).await {
             dead.push(
                 DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
             );
-            sqs.delete_message()
-                .queue_url(res.queue_url(stack::DEAD_LETTER_QUEUE))
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .unwrap();
         }
     }
 

@@ -17,6 +17,8 @@ pub const CURSOR_KEY: &[u8] = b"integration-test-cursor-signing-key-0123456789";
 
 pub struct Fixture {
     pub app: App,
+    /// The app's configuration, to build another app on the same tables.
+    pub config: ApiConfig,
     pub store: SubscriptionStore,
     pub log: DeliveryLog,
     pub sqs: aws_sdk_sqs::Client,
@@ -64,7 +66,8 @@ impl Fixture {
         };
         tweak(&mut config);
         Self {
-            app: App::new(config, dynamo.clone(), sqs.clone()),
+            app: App::new(config.clone(), dynamo.clone(), sqs.clone()),
+            config,
             store: SubscriptionStore::new(dynamo.clone(), table),
             log: DeliveryLog::new(dynamo, deliveries),
             sqs,
@@ -102,6 +105,41 @@ impl Fixture {
     pub async fn create_default(&self, company: &str) -> Value {
         self.create(company, json!({"url": "https://hooks.example.com/jobs"}))
             .await
+    }
+
+    /// The id of a new default subscription of `company`.
+    pub async fn create_id(&self, company: &str) -> String {
+        let created = self.create_default(company).await;
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// `company`'s `GET {path}`.
+    pub async fn get(&self, company: &str, path: &str) -> Reply {
+        self.call(ApiRequest::new("GET", path, company)).await
+    }
+
+    /// `company`'s `DELETE /webhooks/{id}`.
+    pub async fn archive(&self, company: &str, id: &str) -> Reply {
+        self.call(ApiRequest::new(
+            "DELETE",
+            &format!("/webhooks/{id}"),
+            company,
+        ))
+        .await
+    }
+
+    /// Checks that `company`'s `GET {path}?{query}` is a 400 with the code
+    /// and field of each `(query, code, field)`.
+    pub async fn assert_bad_queries(
+        &self,
+        company: &str,
+        path: &str,
+        cases: &[(&str, &str, &str)],
+    ) {
+        for &(query, code, field) in cases {
+            let r = self.get(company, &format!("{path}?{query}")).await;
+            assert_eq!(error_of(&r), (400, code, Some(field)), "{query}");
+        }
     }
 
     /// Every message on the fixture's delivery queue, received (and so
