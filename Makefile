@@ -51,9 +51,18 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-cold-start
+bench: bench-ingest bench-cold-start bench-latency bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
+
+.PHONY: bench-delivery bench-signing
+## Deliveries/s of one delivery instance against a bare reqwest loop (fast loopback fakes, no emulator).
+bench-delivery:
+	cargo bench --quiet -p webhook-delivery --bench delivery
+
+## Standard Webhooks signatures/s for 1 KiB bodies on one core.
+bench-signing:
+	cargo bench --quiet -p shared --bench signing
 
 .PHONY: bench-cold-start
 ## Cold start and size of each function's release binary. Builds them first:
@@ -61,6 +70,11 @@ bench-ingest: tools
 bench-cold-start:
 	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery -p dlq-redrive
 	cargo bench --quiet -p test-support --bench cold_start
+
+.PHONY: bench-latency
+## End-to-end latency through the local runner: job item write -> verified receipt.
+bench-latency: tools
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench latency
 
 ## Build every function for Lambda (arm64) as template.yaml declares: sam build with
 ## cargo-lambda and zig from the venv on PATH. Artifacts in .aws-sam/build/

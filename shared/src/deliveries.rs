@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -144,6 +144,67 @@ impl DeliveryLog {
             .await
             .map_err(|e| self.err("PutItem", e))?;
         Ok(())
+    }
+
+    /// Records many attempts with `BatchWriteItem` (25 per call, calls in
+    /// parallel; items DynamoDB leaves unprocessed are retried with
+    /// backoff). Returns how many could not be written.
+    pub async fn record_all(&self, entries: &[AttemptLog]) -> usize {
+        const PER_CALL: usize = 25;
+        const ATTEMPTS: u32 = 4;
+        let calls = entries.chunks(PER_CALL).map(|chunk| async move {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for entry in chunk {
+                match to_item(entry) {
+                    Ok(item) => pending.push(
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(item))
+                                    .build()
+                                    .expect("the item is set"),
+                            )
+                            .build(),
+                    ),
+                    Err(e) => tracing::error!(
+                        attempt_id = %entry.attempt_id,
+                        error = %e,
+                        "attempt log entry could not be mapped"
+                    ),
+                }
+            }
+            let mut unmapped = chunk.len() - pending.len();
+            for attempt in 0..ATTEMPTS {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                match self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        pending = out
+                            .unprocessed_items
+                            .and_then(|mut u| u.remove(&self.table))
+                            .unwrap_or_default();
+                    }
+                    Err(e) => tracing::warn!(
+                        table = %self.table,
+                        error = %DisplayErrorContext(e),
+                        "BatchWriteItem of attempt log entries failed"
+                    ),
+                }
+            }
+            unmapped += pending.len();
+            unmapped
+        });
+        futures::future::join_all(calls).await.into_iter().sum()
     }
 
     /// Up to `limit` attempts of one subscription, newest first, after the

@@ -16,6 +16,7 @@ pub mod api;
 pub mod aws_proxy;
 pub mod cpu;
 pub mod emulator;
+pub mod fake_endpoints;
 pub mod fake_sqs;
 pub mod http_server;
 pub mod receiver;

@@ -76,6 +76,14 @@ impl Tally {
     }
 }
 
+/// What the deliveries of one invocation collect.
+#[derive(Default)]
+struct Batch {
+    tally: Mutex<Tally>,
+    /// Attempt-log entries, written together at the end.
+    log: Mutex<Vec<AttemptLog>>,
+}
+
 /// The message stays on its queue and comes back (Lambda reports it in
 /// `batchItemFailures`); the reason was logged where it happened.
 struct Retry;
@@ -127,16 +135,21 @@ impl Delivery {
     /// Handles one invocation: the messages to leave on the queue, and
     /// what happened.
     pub async fn process(&self, event: SqsEvent) -> (SqsBatchResponse, Tally) {
-        let tally = Mutex::new(Tally::default());
+        let batch = Batch::default();
         // Owned records into an async fn: a closure over borrowed records
         // makes the whole future not `Send` (rust-lang/rust#102211).
         let outcomes: Vec<Option<String>> = futures::stream::iter(event.records)
-            .map(|record| self.deliver_reporting(record, &tally))
+            .map(|record| self.deliver_reporting(record, &batch))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
         let failed: Vec<String> = outcomes.into_iter().flatten().collect();
-        let mut tally = tally.into_inner().expect("tally lock");
+        // The batch's attempts in one BatchWriteItem rather than a PutItem
+        // each: the SDK's per-call cost is most of an attempt's CPU.
+        let entries = batch.log.into_inner().expect("log lock");
+        let unlogged = self.log.record_all(&entries).await;
+        let mut tally = batch.tally.into_inner().expect("tally lock");
+        tally.log_errors = unlogged as u64;
         tally.failures = failed.len() as u64;
         let mut response = SqsBatchResponse::default();
         response.set_failures(failed);
@@ -144,14 +157,15 @@ impl Delivery {
     }
 
     /// [`Self::deliver`], returning the message id when it stays on the queue.
-    async fn deliver_reporting(&self, record: SqsMessage, tally: &Mutex<Tally>) -> Option<String> {
-        match self.deliver(&record, tally).await {
+    async fn deliver_reporting(&self, record: SqsMessage, batch: &Batch) -> Option<String> {
+        match self.deliver(&record, batch).await {
             Ok(()) => None,
             Err(Retry) => Some(record.message_id.unwrap_or_default()),
         }
     }
 
-    async fn deliver(&self, record: &SqsMessage, tally: &Mutex<Tally>) -> Result<(), Retry> {
+    async fn deliver(&self, record: &SqsMessage, batch: &Batch) -> Result<(), Retry> {
+        let tally = &batch.tally;
         let count = |f: fn(&mut Tally)| f(&mut tally.lock().expect("tally lock"));
         let message_id = record.message_id.as_deref().unwrap_or("");
         let body = record.body.as_deref().unwrap_or("");
@@ -203,7 +217,11 @@ impl Delivery {
         };
 
         let result = self.attempt(&sub, &msg).await;
-        let log_written = self.record(log_entry(&msg, &result));
+        batch
+            .log
+            .lock()
+            .expect("log lock")
+            .push(log_entry(&msg, &result));
         let settled = async {
             if result.delivered() {
                 tracing::info!(
@@ -230,14 +248,11 @@ impl Delivery {
             }
             self.reschedule(&mut msg, &result).await
         };
-        let (logged, settled) = tokio::join!(log_written, settled);
+        let settled = settled.await;
         let mut t = tally.lock().expect("tally lock");
         t.latencies_ms.push(result.duration.as_secs_f64() * 1000.0);
         if !result.delivered() {
             t.failed_attempts += 1;
-        }
-        if !logged {
-            t.log_errors += 1;
         }
         match settled? {
             Settled::Delivered => t.delivered += 1,
@@ -283,22 +298,6 @@ impl Delivery {
             body: Bytes::copy_from_slice(body),
         };
         attempt::send(&self.http, request).await
-    }
-
-    /// Writes the attempt log entry; `false` (logged) when that failed.
-    async fn record(&self, entry: AttemptLog) -> bool {
-        match self.log.record(&entry).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(
-                    idempotency_key = %entry.idempotency_key,
-                    subscription_id = %entry.subscription_id,
-                    error = %e,
-                    "could not write the attempt log"
-                );
-                false
-            }
-        }
     }
 
     async fn archive_gone(&self, sub: &Subscription, key: &str) -> Result<(), Retry> {

@@ -757,3 +757,28 @@ async fn redriven_dead_letters_are_delivered_and_only_the_chosen_ones_move() {
         other.subscription_id
     );
 }
+
+#[tokio::test]
+async fn an_attempt_log_outage_is_counted_and_never_repeats_a_delivery() {
+    let receiver = Receiver::http().await;
+    let fx = Fixture::new().await;
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.fail_requests("DynamoDB_20120810.BatchWriteItem", 1000);
+    let sdk = emulator::sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(proxy.endpoint())
+            .build(),
+    );
+    let delivery = Delivery::new(&fx.config, dynamo, fx.sqs.clone()).unwrap();
+    let records = vec![fx.event_for(&sub).1, fx.event_for(&sub).1];
+
+    let (failed, tally) = run(&delivery, records).await;
+
+    assert!(failed.is_empty(), "delivered events are acknowledged");
+    assert_eq!((tally.delivered, tally.log_errors), (2, 2));
+    assert!(proxy.calls("DynamoDB_20120810.BatchWriteItem") >= 1);
+    assert_eq!(receiver.received().len(), 2);
+    assert!(fx.attempts(&sub).await.is_empty());
+}

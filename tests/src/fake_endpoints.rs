@@ -1,0 +1,260 @@
+//! Minimal, fast endpoints on loopback for benchmarks that measure our side
+//! rather than the emulator or the receiver:
+//!
+//! - [`FakeAws`]: one AWS JSON 1.0 endpoint answering DynamoDB (`GetItem`
+//!   from items it was given, `PutItem` and `BatchWriteItem` accepted and
+//!   counted) and SQS
+//!   (`SendMessage`, `SendMessageBatch` accepted at once), told apart by
+//!   `x-amz-target`.
+//! - [`FastReceiver`]: a webhook receiver answering every request with
+//!   `200` and an empty body at once.
+//!
+//! Each runs on its own runtime thread so its work is not counted as the
+//! caller's CPU time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+/// Binds a free loopback port and serves it with `handler` on a runtime of
+/// `threads` worker threads running on threads of its own; returns
+/// `http://127.0.0.1:PORT`.
+fn spawn_server<S, F, Fut>(threads: usize, state: Arc<S>, handler: F) -> String
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            crate::http_server::serve(listener, state, handler).await;
+        });
+    });
+    endpoint
+}
+
+/// Counts of what a [`FakeAws`] endpoint received.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// SQS `SendMessageBatch` calls.
+    pub batches: AtomicUsize,
+    /// Entries across those calls.
+    pub entries: AtomicUsize,
+    /// SQS `SendMessage` calls.
+    pub messages: AtomicUsize,
+    /// DynamoDB `GetItem` calls.
+    pub get_items: AtomicUsize,
+    /// DynamoDB `PutItem` calls.
+    pub put_items: AtomicUsize,
+    /// DynamoDB `BatchWriteItem` calls.
+    pub batch_writes: AtomicUsize,
+    /// Items written across those calls.
+    pub batch_written: AtomicUsize,
+    /// Calls of any other operation (answered with a 400 error).
+    pub unknown: AtomicUsize,
+}
+
+#[derive(Default)]
+struct AwsState {
+    counts: Counts,
+    /// DynamoDB items (attribute values in DynamoDB JSON) by table.
+    tables: RwLock<HashMap<String, Vec<serde_json::Map<String, Value>>>>,
+}
+
+/// A running fake AWS endpoint (DynamoDB and SQS, AWS JSON 1.0).
+pub struct FakeAws {
+    endpoint: String,
+    state: Arc<AwsState>,
+}
+
+impl FakeAws {
+    /// Starts the endpoint on a free loopback port, served by its own
+    /// two-thread runtime.
+    pub fn start() -> Self {
+        let state = Arc::new(AwsState::default());
+        let endpoint = spawn_server(2, Arc::clone(&state), |state, req| async move {
+            answer(&state, req).await
+        });
+        Self { endpoint, state }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What it received so far.
+    pub fn counts(&self) -> &Counts {
+        &self.state.counts
+    }
+
+    /// Stores `value` in `table`, serialised as DynamoDB does it
+    /// (`serde_dynamo`, as the service's stores write items); `GetItem`
+    /// returns it for a key whose attributes all match.
+    ///
+    /// # Panics
+    /// When `value` does not serialise to an item.
+    pub fn insert_item<T: serde::Serialize>(&self, table: &str, value: &T) {
+        let item: serde_dynamo::Item = serde_dynamo::to_item(value).expect("value is an item");
+        let Value::Object(item) = serde_json::to_value(item).expect("item serialises") else {
+            unreachable!("an item is a map");
+        };
+        self.state
+            .tables
+            .write()
+            .expect("tables lock")
+            .entry(table.to_owned())
+            .or_default()
+            .push(item);
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    response
+}
+
+fn get_item(state: &AwsState, request: &Value) -> Value {
+    let (Some(table), Some(key)) = (request["TableName"].as_str(), request["Key"].as_object())
+    else {
+        return json!({});
+    };
+    let tables = state.tables.read().expect("tables lock");
+    let found = tables.get(table).and_then(|items| {
+        items.iter().find(|item| {
+            key.iter()
+                .all(|(name, value)| item.get(name) == Some(value))
+        })
+    });
+    match found {
+        Some(item) => json!({ "Item": item }),
+        None => json!({}),
+    }
+}
+
+async fn answer(state: &AwsState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let counts = &state.counts;
+    let reply = match target.as_str() {
+        "DynamoDB_20120810.GetItem" => {
+            counts.get_items.fetch_add(1, Ordering::Relaxed);
+            get_item(state, &request)
+        }
+        "DynamoDB_20120810.PutItem" => {
+            counts.put_items.fetch_add(1, Ordering::Relaxed);
+            json!({})
+        }
+        "DynamoDB_20120810.BatchWriteItem" => {
+            let items: usize = request["RequestItems"].as_object().map_or(0, |tables| {
+                tables
+                    .values()
+                    .filter_map(Value::as_array)
+                    .map(Vec::len)
+                    .sum()
+            });
+            counts.batch_writes.fetch_add(1, Ordering::Relaxed);
+            counts.batch_written.fetch_add(items, Ordering::Relaxed);
+            json!({"UnprocessedItems": {}})
+        }
+        "AmazonSQS.SendMessage" => {
+            counts.messages.fetch_add(1, Ordering::Relaxed);
+            json!({
+                "MessageId": uuid::Uuid::new_v4().to_string(),
+                "MD5OfMessageBody": "00000000000000000000000000000000",
+            })
+        }
+        "AmazonSQS.SendMessageBatch" => {
+            let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+            counts.batches.fetch_add(1, Ordering::Relaxed);
+            counts.entries.fetch_add(entries.len(), Ordering::Relaxed);
+            let successful: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "Id": e["Id"],
+                        "MessageId": uuid::Uuid::new_v4().to_string(),
+                        "MD5OfMessageBody": "00000000000000000000000000000000",
+                    })
+                })
+                .collect();
+            json!({ "Successful": successful, "Failed": [] })
+        }
+        other => {
+            counts.unknown.fetch_add(1, Ordering::Relaxed);
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({
+                    "__type": "UnknownOperationException",
+                    "message": format!("the fake endpoint does not answer {other:?}"),
+                }),
+            );
+        }
+    };
+    json_response(StatusCode::OK, &reply)
+}
+
+/// A running webhook receiver that answers `200` with an empty body.
+pub struct FastReceiver {
+    endpoint: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FastReceiver {
+    /// Starts the receiver on a free loopback port, served by its own
+    /// runtime of `threads` worker threads.
+    pub fn start(threads: usize) -> Self {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let endpoint = spawn_server(threads, Arc::clone(&requests), |requests, req| async move {
+            requests.fetch_add(1, Ordering::Relaxed);
+            // Read the body so the connection stays reusable.
+            let _ = req.into_body().collect().await;
+            Response::new(Full::new(Bytes::new()))
+        });
+        Self { endpoint, requests }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
