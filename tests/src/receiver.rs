@@ -269,10 +269,7 @@ impl Receiver {
     /// Like [`set_policy`](Self::set_policy), with the request itself, so a
     /// receiver can answer by content (verify a signature, record what it
     /// accepted).
-    pub fn set_handler(
-        &self,
-        handler: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
-    ) {
+    pub fn set_handler(&self, handler: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) {
         self.state.lock().policy = Arc::new(handler);
     }
 
