@@ -69,12 +69,36 @@ where
 }
 
 /// The AWS SDK configuration from the standard provider chain (region,
-/// credentials, and `AWS_ENDPOINT_URL` for the local emulator). Load it once
-/// per process and build every client from it.
+/// credentials, and `AWS_ENDPOINT_URL` for the local emulator), with
+/// [`sdk_http_client`]. Load it once per process and build every client
+/// from it.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sdk_http_client())
         .load()
         .await
+}
+
+/// The HTTP client of every AWS SDK config: the SDK's default client
+/// (hyper, rustls, the system's root certificates, proxies from the
+/// environment) with rustls on ring instead of aws-lc, so a binary carries
+/// one crypto library (ring: signing, reqwest). The workspace builds the SDK
+/// without its `default-https-client` feature, so a config loaded without
+/// this client fails every request ("No HTTP client was available").
+pub fn sdk_http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig};
+    // What `aws_smithy_runtime`'s default HTTPS client does, with ring.
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[cfg(test)]

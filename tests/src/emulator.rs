@@ -18,9 +18,11 @@ pub fn endpoint() -> String {
     })
 }
 
-/// SDK configuration for the emulator with static test credentials.
+/// SDK configuration for the emulator with static test credentials and
+/// the functions' HTTP client ([`shared::config::sdk_http_client`]).
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared::config::sdk_http_client())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -204,8 +204,8 @@ impl Receiver {
         ])
         .expect("self-signed certificate");
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
-        // Explicit provider: both ring and aws-lc-rs are compiled into the
-        // workspace, so the process-wide default is ambiguous.
+        // Explicit provider: no process-wide default is installed, and the
+        // workspace's TLS is ring throughout.
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

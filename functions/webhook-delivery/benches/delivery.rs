@@ -448,6 +448,7 @@ fn main() {
         .expect("handler runtime");
     runtime.block_on(async {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(shared::config::sdk_http_client())
             .endpoint_url(aws.endpoint())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
