@@ -77,6 +77,26 @@ impl Fixture {
         Delivery::new(&self.config, self.dynamo.clone(), self.sqs.clone()).unwrap()
     }
 
+    /// A delivery handler whose AWS calls go through a proxy that fails
+    /// every request with the `x-amz-target` `target`.
+    async fn delivery_failing(&self, target: &str) -> (AwsProxy, Delivery) {
+        let proxy = AwsProxy::start(emulator::endpoint());
+        proxy.fail_requests(target, 1000);
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        let delivery = Delivery::new(&self.config, dynamo, sqs).unwrap();
+        (proxy, delivery)
+    }
+
     async fn subscribe(&self, url: &str) -> Subscription {
         let sub = Subscription::create(
             &self.company,
@@ -646,15 +666,7 @@ async fn a_message_whose_retry_cannot_be_queued_is_reported_and_not_acknowledged
     receiver.set_policy(|_| Reply::status(500));
     let fx = Fixture::new().await;
     let sub = fx.subscribe(&receiver.url("/")).await;
-    let proxy = AwsProxy::start(emulator::endpoint());
-    proxy.fail_requests("AmazonSQS.SendMessage", 1000);
-    let sdk = emulator::sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&sdk)
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    let delivery = Delivery::new(&fx.config, fx.dynamo.clone(), sqs).unwrap();
+    let (_proxy, delivery) = fx.delivery_failing("AmazonSQS.SendMessage").await;
     let (_, failing) = fx.event_for(&sub);
     let garbage = record("garbage");
     let ids = vec![
@@ -676,15 +688,7 @@ async fn a_message_whose_retry_cannot_be_queued_is_reported_and_not_acknowledged
 async fn subscription_read_failures_leave_the_message_on_the_queue() {
     let fx = Fixture::new().await;
     let sub = fx.subscribe("https://hooks.example.com/").await;
-    let proxy = AwsProxy::start(emulator::endpoint());
-    proxy.fail_requests("DynamoDB_20120810.GetItem", 1000);
-    let sdk = emulator::sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    let delivery = Delivery::new(&fx.config, dynamo, fx.sqs.clone()).unwrap();
+    let (_proxy, delivery) = fx.delivery_failing("DynamoDB_20120810.GetItem").await;
     let (_, rec) = fx.event_for(&sub);
     let id = rec.message_id.clone().unwrap();
     let (failed, tally) = run(&delivery, vec![rec]).await;
@@ -763,15 +767,9 @@ async fn an_attempt_log_outage_is_counted_and_never_repeats_a_delivery() {
     let receiver = Receiver::http().await;
     let fx = Fixture::new().await;
     let sub = fx.subscribe(&receiver.url("/")).await;
-    let proxy = AwsProxy::start(emulator::endpoint());
-    proxy.fail_requests("DynamoDB_20120810.BatchWriteItem", 1000);
-    let sdk = emulator::sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    let delivery = Delivery::new(&fx.config, dynamo, fx.sqs.clone()).unwrap();
+    let (proxy, delivery) = fx
+        .delivery_failing("DynamoDB_20120810.BatchWriteItem")
+        .await;
     let records = vec![fx.event_for(&sub).1, fx.event_for(&sub).1];
 
     let (failed, tally) = run(&delivery, records).await;
