@@ -58,6 +58,8 @@ pub struct Counts {
     pub batches: AtomicUsize,
     /// Entries across those calls.
     pub entries: AtomicUsize,
+    /// Request body bytes across those calls.
+    pub batch_bytes: AtomicUsize,
     /// SQS `SendMessage` calls.
     pub messages: AtomicUsize,
     /// DynamoDB `GetItem` calls.
@@ -202,6 +204,7 @@ async fn answer(state: &AwsState, req: Request<Incoming>) -> Response<Full<Bytes
             let entries = request["Entries"].as_array().cloned().unwrap_or_default();
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.entries.fetch_add(entries.len(), Ordering::Relaxed);
+            counts.batch_bytes.fetch_add(body.len(), Ordering::Relaxed);
             let successful: Vec<Value> = entries
                 .iter()
                 .map(|e| {

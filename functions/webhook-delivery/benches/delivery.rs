@@ -13,9 +13,11 @@
 //! headers, in the same batches at the same concurrency
 //! (`buffer_unordered`), with a client from the same builder; its headers
 //! (signatures included) are computed before the clock starts. A third
-//! loop does what the handler cannot skip: the same POSTs, each batch
-//! followed by its attempt-log `BatchWriteItem` (entries built before the
-//! clock starts, written with the SDK client the handler uses). The three alternate on
+//! loop signs each POST inline, as the handler must (the signing floor).
+//! A fourth does everything the handler cannot skip: the inline-signed
+//! POSTs, each batch followed by its attempt-log `BatchWriteItem` (entries
+//! built before the clock starts, written with the SDK client the handler
+//! uses). The four alternate on
 //! the same current-thread runtime, and the medians are reported: wall
 //! time, deliveries/s, and the thread's CPU time (user + system) per
 //! delivery. A second set of rounds runs with the production JSON log
@@ -67,6 +69,9 @@ struct Bare {
     id: String,
     timestamp: String,
     signature: String,
+    /// What the signing loops sign with, inline.
+    signers: Vec<Signer>,
+    unix_timestamp: i64,
     body: Bytes,
     /// The attempt-log entry of this POST, for the loop that writes it.
     entry: AttemptLog,
@@ -210,6 +215,8 @@ fn bare_requests(subs: &[Subscription], bodies: &[String], batch: usize) -> Vec<
                 entry,
                 url: url::Url::parse(&sub.url).expect("url"),
                 signature: signature_header(&signers, &msg.idempotency_key, timestamp, payload),
+                signers,
+                unix_timestamp: timestamp,
                 id: msg.idempotency_key,
                 timestamp: timestamp.to_string(),
                 body: Bytes::copy_from_slice(payload),
@@ -245,25 +252,42 @@ async fn run_handler(delivery: &Delivery, events: &[SqsEvent], expected: usize) 
     Run { wall, cpu }
 }
 
-/// The bare loop; with `log`, each batch's POSTs are followed by their
-/// attempt-log write, as the handler does.
+/// What a bare loop does besides POSTing.
+#[derive(Clone, Copy)]
+enum Extra {
+    /// Nothing: signatures computed before the clock starts.
+    None,
+    /// Signs each POST inline.
+    Sign,
+    /// Signs inline and writes each batch's attempt log.
+    SignAndLog,
+}
+
+/// A bare loop: each batch's POSTs at `concurrency`, plus `extra`.
 async fn run_bare(
     http: &reqwest::Client,
-    log: Option<&DeliveryLog>,
+    log: &DeliveryLog,
+    extra: Extra,
     batches: &[Vec<Bare>],
     concurrency: usize,
 ) -> Run {
+    let sign = !matches!(extra, Extra::None);
     let cpu0 = thread_cpu_time();
     let started = Instant::now();
     for batch in batches {
         let statuses: Vec<u16> = futures::stream::iter(batch)
             .map(|r| async move {
+                let signature = if sign {
+                    signature_header(&r.signers, &r.id, r.unix_timestamp, &r.body)
+                } else {
+                    r.signature.clone()
+                };
                 let response = http
                     .post(r.url.clone())
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .header(HEADER_ID, r.id.as_str())
                     .header(HEADER_TIMESTAMP, r.timestamp.as_str())
-                    .header(HEADER_SIGNATURE, r.signature.as_str())
+                    .header(HEADER_SIGNATURE, signature)
                     .body(r.body.clone())
                     .send()
                     .await
@@ -276,7 +300,7 @@ async fn run_bare(
             .collect()
             .await;
         assert!(statuses.iter().all(|&s| s == 200), "bare POST failed");
-        if let Some(log) = log {
+        if matches!(extra, Extra::SignAndLog) {
             let entries: Vec<AttemptLog> = batch.iter().map(|r| r.entry.clone()).collect();
             assert_eq!(log.record_all(&entries).await, 0, "attempt log");
         }
@@ -286,11 +310,12 @@ async fn run_bare(
     Run { wall, cpu }
 }
 
-/// Runs of the three loops, taken in turn.
+/// Runs of the four loops, taken in turn.
 #[derive(Default)]
 struct Rounds {
     handler: Vec<Run>,
     bare: Vec<Run>,
+    signed: Vec<Run>,
     logged: Vec<Run>,
 }
 
@@ -313,7 +338,8 @@ impl Rounds {
         [
             ("handler", &self.handler),
             ("bare POST loop", &self.bare),
-            ("bare POST + attempt-log BatchWriteItem loop", &self.logged),
+            ("bare POST + signing loop", &self.signed),
+            ("bare POST + signing + attempt-log BatchWriteItem loop", &self.logged),
         ]
         .into_iter()
         .map(|(name, runs)| {
@@ -337,7 +363,7 @@ impl Rounds {
     }
 }
 
-/// `rounds` rounds of the three loops, in a rotating order so that none
+/// `rounds` rounds of the four loops, in a rotating order so that none
 /// always follows another.
 async fn run_rounds(
     delivery: &Delivery,
@@ -351,17 +377,15 @@ async fn run_rounds(
     let messages = bare.iter().map(Vec::len).sum();
     let mut result = Rounds::default();
     for round in 0..rounds {
-        for turn in 0..3 {
-            match (round + turn) % 3 {
+        for turn in 0..4 {
+            let bare_loop = |extra| run_bare(http, log, extra, bare, concurrency);
+            match (round + turn) % 4 {
                 0 => result
                     .handler
                     .push(run_handler(delivery, events, messages).await),
-                1 => result
-                    .bare
-                    .push(run_bare(http, None, bare, concurrency).await),
-                _ => result
-                    .logged
-                    .push(run_bare(http, Some(log), bare, concurrency).await),
+                1 => result.bare.push(bare_loop(Extra::None).await),
+                2 => result.signed.push(bare_loop(Extra::Sign).await),
+                _ => result.logged.push(bare_loop(Extra::SignAndLog).await),
             }
         }
     }
@@ -484,7 +508,7 @@ fn main() {
             }
         }
         let started = Instant::now();
-        run_bare(&http, None, &bare, concurrency).await;
+        run_bare(&http, &log, Extra::None, &bare, concurrency).await;
         let plain = run_rounds(&delivery, &events, &http, &log, &bare, concurrency, rounds).await;
         let logged = {
             let _logs = tracing::subscriber::set_default(json_logs_to_sink());
