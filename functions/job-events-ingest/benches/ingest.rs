@@ -6,6 +6,9 @@
 //! fast loopback endpoint that accepts everything at once, then on the
 //! emulator. The handler runs on one thread; its CPU time is that thread's
 //! user + system time, so waiting on the network is not counted.
+//! Beside the fast runs, a floor: SHA-256 of as many bytes as their
+//! `SendMessageBatch` request bodies carried, the payload hash SigV4 must
+//! compute for every request whatever the client.
 //!
 //! moto's SendMessageBatch slows down linearly with the depth of the queue
 //! (seconds per call past a few thousand messages), so the emulator runs use
