@@ -39,13 +39,15 @@ use futures::StreamExt;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::json;
 use shared::allow_list::AllowList;
-use shared::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
+use shared::deliveries::{AttemptLog, DeliveryLog};
 use shared::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use shared::retry::RetrySchedule;
 use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, signature_header};
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::cpu::thread_cpu_time;
 use test_support::fake_endpoints::{FakeAws, FastReceiver};
+use webhook_delivery::attempt::AttemptResult;
+use webhook_delivery::handler::log_entry;
 use webhook_delivery::{Delivery, DeliveryConfig, client};
 
 const SUBSCRIPTIONS: usize = 10;
@@ -191,26 +193,17 @@ fn bare_requests(subs: &[Subscription], bodies: &[String], batch: usize) -> Vec<
                 .map(Signer::for_secret)
                 .collect();
             let payload = msg.payload.get().as_bytes();
-            let entry = AttemptLog {
-                company_id: msg.company_id.clone(),
-                attempt_id: AttemptLog::attempt_id(
-                    &msg.subscription_id,
-                    now,
-                    &msg.idempotency_key,
-                    msg.attempt,
-                ),
-                subscription_id: msg.subscription_id.clone(),
-                idempotency_key: msg.idempotency_key.clone(),
-                event_type: msg.event_type.clone(),
-                attempt: msg.attempt,
-                at: now,
-                outcome: Outcome::Delivered,
-                status_code: Some(200),
-                error: None,
-                duration_ms: 1,
-                response_excerpt: None,
-                expires_at: (now + RETENTION).timestamp(),
-            };
+            let entry = log_entry(
+                &msg,
+                &AttemptResult {
+                    at: now,
+                    status: Some(200),
+                    failure: None,
+                    retry_after: None,
+                    duration: Duration::from_millis(1),
+                    excerpt: None,
+                },
+            );
             Bare {
                 entry,
                 url: url::Url::parse(&sub.url).expect("url"),

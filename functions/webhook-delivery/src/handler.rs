@@ -385,7 +385,7 @@ impl Delivery {
 }
 
 /// The attempt-log entry of one attempt.
-fn log_entry(msg: &DeliveryMessage, result: &AttemptResult) -> AttemptLog {
+pub fn log_entry(msg: &DeliveryMessage, result: &AttemptResult) -> AttemptLog {
     let outcome = if result.delivered() {
         Outcome::Delivered
     } else if result.gone() {
