@@ -56,6 +56,19 @@ impl AllowList {
         let ip = ip.to_canonical();
         self.nets.iter().any(|&(net, len)| in_net(ip, net, len))
     }
+
+    /// Whether there is at least one address and every one lies in a listed
+    /// network: the rule for plain-`http` targets given by name.
+    pub fn permits_all(&self, ips: impl IntoIterator<Item = IpAddr>) -> bool {
+        let mut any = false;
+        for ip in ips {
+            if !self.permits(ip) {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
 }
 
 fn parse_net(entry: &str) -> Option<(IpAddr, u8)> {
@@ -101,6 +114,15 @@ mod tests {
                 .unwrap()
                 .permits("8.8.8.8".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn permits_all_needs_every_address_inside_and_at_least_one() {
+        let list = AllowList::parse("127.0.0.0/8").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(list.permits_all([ip("127.0.0.1"), ip("127.0.0.2")]));
+        assert!(!list.permits_all([ip("127.0.0.1"), ip("93.184.216.34")]));
+        assert!(!list.permits_all([]));
     }
 
     #[test]

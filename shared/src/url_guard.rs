@@ -52,6 +52,12 @@ pub enum UrlRejection {
     /// The host is a name that resolves only inside private networks.
     #[error("URL host {host} is a local or single-label name, not a public domain name")]
     LocalName { host: String },
+    /// Plain `http` to a host outside the allow-list's networks.
+    #[error(
+        "URL scheme must be https: plain http is allowed only for hosts inside TARGET_ALLOW_LIST \
+         networks, and {host} is not one"
+    )]
+    PlainHttp { host: String },
 }
 
 /// Checks that `raw` is an acceptable webhook target and returns it parsed
@@ -101,24 +107,57 @@ pub fn check_target_url(raw: &str) -> Result<Url, UrlRejection> {
     Ok(url)
 }
 
-/// [`check_target_url`], except that with a non-empty allow-list (local
-/// development and tests only) plain `http` is accepted, IP literals in the
-/// allow-list pass, and `localhost` passes when the list permits 127.0.0.1.
-pub fn check_target_url_with(raw: &str, allow: &AllowList) -> Result<Url, UrlRejection> {
+/// [`check_target_url`], except that a non-empty allow-list (local
+/// development and tests only) admits the hosts it lists:
+///
+/// - `https` to an IP literal in a listed network, or to `localhost` when the
+///   list permits 127.0.0.1;
+/// - plain `http` only to a host inside the listed networks: an IP literal
+///   in one of them, or a name that resolves (now) only into them. Any other
+///   `http` target keeps the https rule ([`UrlRejection::PlainHttp`]).
+///
+/// Delivery applies the same rule to the addresses a plain-`http` name
+/// resolves to at delivery time, so a name re-pointed elsewhere later is
+/// refused there.
+pub async fn check_target_url_with(raw: &str, allow: &AllowList) -> Result<Url, UrlRejection> {
     if allow.is_empty() {
         return check_target_url(raw);
     }
     match check_target_url(raw) {
         Err(UrlRejection::NotHttps { scheme }) if scheme == "http" => {
-            // Re-check the rest of the rules as if it were https.
+            // Every other rule as if it were https; then the plain-http rule.
             let https = format!("https{}", &raw["http".len()..]);
-            match check_target_url(&https) {
-                Ok(_) => Url::parse(raw).map_err(|e| UrlRejection::Malformed(e.to_string())),
-                Err(rejection) => allowed_anyway(raw, rejection, allow),
+            let url = match check_target_url(&https) {
+                Ok(_) => Url::parse(raw).map_err(|e| UrlRejection::Malformed(e.to_string()))?,
+                Err(rejection) => allowed_anyway(raw, rejection, allow)?,
+            };
+            if plain_http_permitted(&url, allow).await {
+                Ok(url)
+            } else {
+                Err(UrlRejection::PlainHttp {
+                    host: url.host_str().unwrap_or_default().to_owned(),
+                })
             }
         }
         Err(rejection) => allowed_anyway(raw, rejection, allow),
         ok => ok,
+    }
+}
+
+/// Whether plain `http` may reach `url`'s host: an IP literal inside
+/// `allow`, or a name whose every resolved address lies inside `allow`.
+pub async fn plain_http_permitted(url: &Url, allow: &AllowList) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(v4)) => allow.permits(IpAddr::V4(v4)),
+        Some(Host::Ipv6(v6)) => allow.permits(IpAddr::V6(v6)),
+        Some(Host::Domain(name)) => {
+            let port = url.port_or_known_default().unwrap_or(80);
+            match tokio::net::lookup_host((name, port)).await {
+                Ok(addrs) => allow.permits_all(addrs.map(|a| a.ip())),
+                Err(_) => false,
+            }
+        }
+        None => false,
     }
 }
 
@@ -179,28 +218,74 @@ fn check_domain(host: &str) -> Result<(), UrlRejection> {
 mod tests {
     use super::*;
 
+    fn with(raw: &str, allow: &AllowList) -> Result<Url, UrlRejection> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(check_target_url_with(raw, allow))
+    }
+
     #[test]
     fn allow_list_admits_listed_loopback_targets_only() {
-        let loopback = AllowList::parse("127.0.0.0/8").unwrap();
+        let loopback = AllowList::parse("127.0.0.0/8,::1").unwrap();
         for ok in [
             "http://127.0.0.1:8080/hook",
+            "http://127.9.9.9/hook",
+            "http://[::1]:9000/",
             "https://127.0.0.1:8443/hook",
             "http://localhost:9000/",
-            "http://example.com/hook",
+            "https://localhost:9443/",
+            "https://example.com/hook",
         ] {
-            assert!(check_target_url_with(ok, &loopback).is_ok(), "{ok}");
+            assert!(with(ok, &loopback).is_ok(), "{ok}");
         }
         for bad in [
             "http://10.0.0.1/",
+            "https://10.0.0.1/",
             "ftp://127.0.0.1/",
             "http://user:pw@127.0.0.1/",
             "http://printer.local/",
         ] {
-            assert!(check_target_url_with(bad, &loopback).is_err(), "{bad}");
+            assert!(with(bad, &loopback).is_err(), "{bad}");
         }
         let none = AllowList::default();
-        assert!(check_target_url_with("http://127.0.0.1/", &none).is_err());
-        assert!(check_target_url_with("https://127.0.0.1/", &none).is_err());
+        assert!(with("http://127.0.0.1/", &none).is_err());
+        assert!(with("https://127.0.0.1/", &none).is_err());
+    }
+
+    #[test]
+    fn plain_http_needs_a_host_inside_the_listed_networks() {
+        let loopback = AllowList::parse("127.0.0.0/8,::1").unwrap();
+        // Public IP literals and names that do not resolve only into the
+        // list keep the https rule, even with an allow-list.
+        for (raw, host) in [
+            ("http://93.184.216.34/h", "93.184.216.34"),
+            ("http://[2606:4700:4700::1111]/h", "[2606:4700:4700::1111]"),
+            ("http://example.com/h", "example.com"),
+            ("http://no-such-host.invalid/h", "no-such-host.invalid"),
+        ] {
+            assert_eq!(
+                with(raw, &loopback),
+                Err(UrlRejection::PlainHttp { host: host.into() }),
+                "{raw}"
+            );
+        }
+        // https to the same public hosts is fine.
+        assert!(with("https://93.184.216.34/h", &loopback).is_ok());
+        // A name resolving partly outside the list is refused: localhost
+        // resolves to 127.0.0.1 here, so a list without loopback refuses it.
+        let other = AllowList::parse("10.0.0.0/8").unwrap();
+        assert_eq!(
+            with("http://localhost:9000/", &other),
+            Err(UrlRejection::LocalName {
+                host: "localhost".into()
+            })
+        );
+        assert!(matches!(
+            with("http://127.0.0.1:9000/", &other),
+            Err(UrlRejection::NonPublicIp { .. })
+        ));
     }
 
     fn non_public(ip: &str, range: &'static str) -> UrlRejection {

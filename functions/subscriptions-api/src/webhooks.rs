@@ -66,23 +66,24 @@ struct UpdateRequest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "body::integer")]
     grace_period_seconds: Option<i64>,
 }
 
 /// Checks a target URL; `allow` (empty in production) admits listed
 /// non-public networks for local development.
-fn check_url(raw: &str, allow: &AllowList) -> Result<String, ValidationError> {
+async fn check_url(raw: &str, allow: &AllowList) -> Result<String, ValidationError> {
     let code = |rejection: &UrlRejection| match rejection {
         UrlRejection::TooLong { .. } => "url_too_long",
         UrlRejection::Malformed(_) => "invalid_url",
-        UrlRejection::NotHttps { .. } => "url_not_https",
+        UrlRejection::NotHttps { .. } | UrlRejection::PlainHttp { .. } => "url_not_https",
         UrlRejection::UserInfo => "url_has_credentials",
         UrlRejection::MissingHost
         | UrlRejection::NonPublicIp { .. }
         | UrlRejection::LocalName { .. } => "url_not_allowed",
     };
     url_guard::check_target_url_with(raw, allow)
+        .await
         .map(String::from)
         .map_err(|r| ValidationError::field(code(&r), "url", r.to_string()))
 }
@@ -216,7 +217,7 @@ impl App {
         let raw = body::raw(req)?;
         let input: CreateRequest = body::decode(raw)?;
         let new = NewSubscription {
-            url: check_url(&input.url, &self.config.allow_list)?,
+            url: check_url(&input.url, &self.config.allow_list).await?,
             description: check_description(input.description)?,
             filters: check_filters(input.filters)?,
         };
@@ -278,7 +279,7 @@ impl App {
             })?),
         };
         let filter = status.map(SubscriptionStatus::as_str);
-        let after = match params.first("cursor") {
+        let after = match query::cursor(&params) {
             None => None,
             Some(cursor) => Some(
                 self.config
@@ -335,7 +336,7 @@ impl App {
                     ApiError::bad_request("invalid_type", "url can't be null").with_field("url")
                 );
             }
-            Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list)?),
+            Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list).await?),
         };
         let description = input.description.map(check_description).transpose()?;
         let filters = match input.filters {

@@ -419,3 +419,48 @@ async fn the_allow_list_admits_listed_non_public_targets() {
         .await;
     assert_eq!(error_of(&r), (400, "url_not_allowed", Some("url")));
 }
+
+#[tokio::test]
+async fn with_an_allow_list_plain_http_is_only_for_hosts_inside_it() {
+    let local = Fixture::with_allow_list("127.0.0.0/8,::1").await;
+    let create =
+        |url: &str| ApiRequest::new("POST", "/webhooks", "acme").json(&json!({ "url": url }));
+    // Outside the listed networks plain http keeps the https rule: a public
+    // IP literal, a public name, a name that does not resolve.
+    for url in [
+        "http://93.184.216.34/hook",
+        "http://example.com/h",
+        "http://no-such-host.invalid/h",
+    ] {
+        let r = local.call(create(url)).await;
+        assert_eq!(error_of(&r), (400, "url_not_https", Some("url")), "{url}");
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("TARGET_ALLOW_LIST"),
+            "{}",
+            r.body
+        );
+    }
+    // https to public hosts is unaffected; listed hosts may use plain http,
+    // by address or by a name that resolves only into the list.
+    for url in [
+        "https://example.com/h",
+        "http://127.0.0.1:9/x",
+        "http://[::1]:9/x",
+        "http://localhost:9/x",
+    ] {
+        let r = local.call(create(url)).await;
+        assert_eq!(r.status, 201, "{url}: {}", r.body);
+    }
+    // The same rule on PATCH.
+    let id = local.create_id("acme").await;
+    let r = local
+        .call(
+            ApiRequest::new("PATCH", &format!("/webhooks/{id}"), "acme")
+                .json(&json!({"url": "http://example.com/h"})),
+        )
+        .await;
+    assert_eq!(error_of(&r), (400, "url_not_https", Some("url")));
+}

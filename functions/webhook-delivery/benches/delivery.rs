@@ -477,7 +477,12 @@ fn main() {
         let delivery = Delivery::new(&config, dynamodb.clone(), aws_sdk_sqs::Client::new(&sdk))
             .expect("delivery");
         let log = DeliveryLog::new(dynamodb, DELIVERIES_TABLE);
-        let http = client::build(&config).expect("bare client");
+        // The receiver is plain http on loopback: the allow-listed client.
+        let receiver_url = url::Url::parse(receiver.endpoint()).expect("receiver URL");
+        let http = client::build(&config)
+            .expect("bare client")
+            .for_url(&receiver_url)
+            .clone();
         let counts = aws.counts();
         let calls = || {
             (

@@ -1,10 +1,13 @@
-//! The HTTP client deliveries use, built once per instance.
+//! The HTTP clients deliveries use, built once per instance.
 //!
 //! rustls only, no redirects, no proxies, bounded timeouts, and a DNS
 //! resolver that drops every non-public address (unless the configured
 //! allow-list permits it), so a target name re-pointed at an internal host
-//! after registration (DNS rebinding) can't reach it. IP-literal hosts never
-//! reach a resolver: [`check_target`] judges them before the request.
+//! after registration (DNS rebinding) can't reach it. Plain `http` (only
+//! with an allow-list, for local development) has a client of its own whose
+//! resolver keeps only the allow-listed addresses: a name that resolves
+//! anywhere else is refused. IP-literal hosts never reach a resolver:
+//! [`check_target`] judges them before the request.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,6 +31,15 @@ pub enum Blocked {
         /// The host name.
         host: String,
     },
+    /// A plain-`http` target's name resolves outside the allow-list.
+    #[error("{host} does not resolve only into TARGET_ALLOW_LIST networks: plain http refused")]
+    PlainHttpName {
+        /// The host name.
+        host: String,
+    },
+    /// A plain-`http` target's IP literal is outside the allow-list.
+    #[error("{0} is outside TARGET_ALLOW_LIST: plain http refused")]
+    PlainHttpIp(IpAddr),
     /// The URL's host is a non-public IP literal.
     #[error("{ip} is not a public address ({range})")]
     NonPublicIp {
@@ -73,24 +85,38 @@ fn permitted(ip: IpAddr, allow: &AllowList) -> Result<(), &'static str> {
 }
 
 /// Checks what the resolver can't see: the scheme, and IP-literal hosts.
+/// Plain `http` needs a non-empty allow-list, and an IP literal in it.
 pub fn check_target(url: &Url, allow: &AllowList) -> Result<(), Blocked> {
-    match url.scheme() {
-        "https" => {}
-        "http" if !allow.is_empty() => {}
+    let plain = match url.scheme() {
+        "https" => false,
+        "http" if !allow.is_empty() => true,
         other => return Err(Blocked::Scheme(other.to_owned())),
-    }
+    };
     let ip = match url.host() {
         Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
         _ => return Ok(()),
     };
+    if plain && !allow.permits(ip) {
+        return Err(Blocked::PlainHttpIp(ip));
+    }
     permitted(ip, allow).map_err(|range| Blocked::NonPublicIp { ip, range })
+}
+
+/// Which resolved addresses a [`GuardedResolver`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Public addresses and those in the allow-list (https).
+    PublicOrListed,
+    /// Only addresses in the allow-list, and only when all are (plain http).
+    ListedOnly,
 }
 
 /// Resolves with the system resolver and keeps only permitted addresses.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     allow: Arc<AllowList>,
+    keep: Keep,
 }
 
 impl GuardedResolver {
@@ -98,17 +124,35 @@ impl GuardedResolver {
     pub fn new(allow: AllowList) -> Self {
         Self {
             allow: Arc::new(allow),
+            keep: Keep::PublicOrListed,
+        }
+    }
+
+    /// A resolver for plain-`http` targets: a name resolves only when every
+    /// address it has lies in `allow`.
+    pub fn listed_only(allow: AllowList) -> Self {
+        Self {
+            allow: Arc::new(allow),
+            keep: Keep::ListedOnly,
         }
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow = Arc::clone(&self.allow);
+        let (allow, keep) = (Arc::clone(&self.allow), self.keep);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if keep == Keep::ListedOnly {
+                if !allow.permits_all(resolved.iter().map(SocketAddr::ip)) {
+                    return Err(Box::new(Blocked::PlainHttpName { host }) as _);
+                }
+                return Ok(Box::new(resolved.into_iter()) as Addrs);
+            }
             let kept: Vec<SocketAddr> = resolved
+                .into_iter()
                 .filter(|addr| permitted(addr.ip(), &allow).is_ok())
                 .collect();
             if kept.is_empty() {
@@ -119,8 +163,43 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Builds the delivery client from the configuration.
-pub fn build(config: &DeliveryConfig) -> Result<reqwest::Client, ClientError> {
+/// The delivery clients: one for https, and with an allow-list one for
+/// plain http whose resolver admits only allow-listed addresses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    https: reqwest::Client,
+    plain_http: Option<reqwest::Client>,
+}
+
+impl Clients {
+    /// The client for `url`'s scheme: plain http gets its own client when
+    /// there is an allow-list ([`check_target`] refuses it otherwise).
+    pub fn for_url(&self, url: &Url) -> &reqwest::Client {
+        match (&self.plain_http, url.scheme()) {
+            (Some(plain), "http") => plain,
+            _ => &self.https,
+        }
+    }
+}
+
+/// Builds the delivery clients from the configuration.
+pub fn build(config: &DeliveryConfig) -> Result<Clients, ClientError> {
+    let https = build_one(config, GuardedResolver::new(config.allow_list.clone()))?;
+    let plain_http = if config.allow_list.is_empty() {
+        None
+    } else {
+        Some(build_one(
+            config,
+            GuardedResolver::listed_only(config.allow_list.clone()),
+        )?)
+    };
+    Ok(Clients { https, plain_http })
+}
+
+fn build_one(
+    config: &DeliveryConfig,
+    resolver: GuardedResolver,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -128,7 +207,7 @@ pub fn build(config: &DeliveryConfig) -> Result<reqwest::Client, ClientError> {
         .timeout(config.request_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .user_agent(USER_AGENT)
-        .dns_resolver(Arc::new(GuardedResolver::new(config.allow_list.clone())));
+        .dns_resolver(Arc::new(resolver));
     if let Some(file) = &config.extra_ca_file {
         let path = file.display().to_string();
         let pem = std::fs::read(file).map_err(|source| ClientError::ReadCa {
@@ -172,6 +251,34 @@ mod tests {
         let loopback = AllowList::parse("127.0.0.0/8").unwrap();
         assert_eq!(check_target(&url("http://127.0.0.1:9/"), &loopback), Ok(()));
         assert!(check_target(&url("http://10.1.1.1/"), &loopback).is_err());
+        // Plain http keeps the https rule outside the listed networks.
+        assert_eq!(
+            check_target(&url("http://93.184.216.34/x"), &loopback),
+            Err(Blocked::PlainHttpIp("93.184.216.34".parse().unwrap()))
+        );
+        assert_eq!(
+            check_target(&url("https://93.184.216.34/x"), &loopback),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_plain_http_resolver_admits_only_names_inside_the_list() {
+        let loopback = AllowList::parse("127.0.0.0/8,::1").unwrap();
+        let plain = GuardedResolver::listed_only(loopback);
+        let addrs: Vec<_> = plain
+            .resolve("localhost".parse().unwrap())
+            .await
+            .expect("localhost is inside the list")
+            .collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+        let elsewhere = GuardedResolver::listed_only(AllowList::parse("10.0.0.0/8").unwrap());
+        let err = elsewhere
+            .resolve("localhost".parse().unwrap())
+            .await
+            .err()
+            .expect("localhost is outside 10.0.0.0/8");
+        assert!(err.to_string().contains("plain http refused"), "{err}");
     }
 
     #[tokio::test]

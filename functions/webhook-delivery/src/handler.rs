@@ -91,7 +91,7 @@ struct Retry;
 /// The delivery function: everything built once per instance.
 #[derive(Debug)]
 pub struct Delivery {
-    http: reqwest::Client,
+    http: client::Clients,
     store: SubscriptionStore,
     log: DeliveryLog,
     queues: Queues,
@@ -297,7 +297,7 @@ impl Delivery {
             signature,
             body: Bytes::copy_from_slice(body),
         };
-        attempt::send(&self.http, request).await
+        attempt::send(self.http.for_url(&url), request).await
     }
 
     async fn archive_gone(&self, sub: &Subscription, key: &str) -> Result<(), Retry> {

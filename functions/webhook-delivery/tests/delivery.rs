@@ -157,10 +157,12 @@ impl Fixture {
                 .queue_url(&self.config.retry_queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .send()
                 .await
                 .unwrap();
             for m in out.messages.unwrap_or_default() {
+                emulator::assert_grouped_by_company(&m);
                 got.push(DeliveryMessage::parse(m.body().unwrap_or_default()).unwrap());
             }
         }
@@ -579,6 +581,56 @@ async fn without_the_allow_list_a_name_resolving_to_loopback_is_refused() {
         "{name_log:?}"
     );
     assert!(receiver.received().is_empty(), "nothing reached loopback");
+}
+
+#[tokio::test]
+async fn plain_http_reaches_only_hosts_inside_the_allow_list() {
+    let receiver = Receiver::http().await;
+    let mut fx = Fixture::new().await;
+    // 127.0.0.1 only: `localhost` may also resolve to ::1, outside the list.
+    fx.config.allow_list = AllowList::parse("127.0.0.1/32").unwrap();
+    let listed = fx.subscribe(&receiver.url("/")).await;
+    // Stored before the rules changed, or re-pointed since: plain http to a
+    // public address, and to a name that does not resolve only into the list.
+    let public = fx.subscribe("http://93.184.216.34/hook").await;
+    let elsewhere = fx
+        .subscribe(&format!("http://localhost:{}/", receiver.port()))
+        .await;
+    fx.config.allow_list = AllowList::parse("127.0.0.2/32").unwrap();
+    let moved = fx.delivery();
+    fx.config.allow_list = AllowList::parse("127.0.0.1/32").unwrap();
+
+    let (failed, tally) = run(
+        &fx.delivery(),
+        vec![fx.event_for(&listed).1, fx.event_for(&public).1],
+    )
+    .await;
+    assert!(failed.is_empty());
+    assert_eq!((tally.delivered, tally.failed_attempts), (1, 1));
+    let public_log = fx.attempts(&public).await;
+    assert_eq!(public_log[0].error.as_deref(), Some("blocked_address"));
+    assert!(
+        public_log[0]
+            .response_excerpt
+            .as_deref()
+            .unwrap()
+            .contains("plain http refused"),
+        "{public_log:?}"
+    );
+
+    // With 127.0.0.2 listed, a name resolving to 127.0.0.1 is refused at
+    // delivery, before any connection.
+    let before = receiver.received().len();
+    let (failed, tally) = run(&moved, vec![fx.event_for(&elsewhere).1]).await;
+    assert!(failed.is_empty());
+    assert_eq!((tally.delivered, tally.failed_attempts), (0, 1));
+    let log = fx.attempts(&elsewhere).await;
+    assert_eq!(log[0].error.as_deref(), Some("blocked_address"), "{log:?}");
+    assert_eq!(
+        receiver.received().len(),
+        before,
+        "nothing reached the receiver"
+    );
 }
 
 #[tokio::test]
