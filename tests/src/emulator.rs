@@ -70,9 +70,35 @@ pub async fn fresh_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> String {
         .expect("the emulator returns the queue URL")
 }
 
+/// The `MessageGroupId` SQS holds for a received message (receive with the
+/// `MessageGroupId` or `All` system attribute names).
+pub fn message_group(m: &aws_sdk_sqs::types::Message) -> Option<&str> {
+    m.attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+        .map(String::as_str)
+}
+
+/// Asserts that a message on the DeliveryQueue or RetryQueue carries
+/// `MessageGroupId` = the `company_id` of its delivery message, the key of
+/// SQS fair queues.
+///
+/// # Panics
+/// When the body is not a delivery message or the group is missing or
+/// another company's.
+pub fn assert_grouped_by_company(m: &aws_sdk_sqs::types::Message) {
+    let body = m.body().unwrap_or_default();
+    let msg = shared::message::DeliveryMessage::parse(body).expect("a delivery message");
+    assert_eq!(
+        message_group(m),
+        Some(msg.company_id.as_str()),
+        "MessageGroupId of {}",
+        msg.idempotency_key
+    );
+}
+
 /// Receives up to ten messages from `queue_url`, long-polling up to
-/// `wait_seconds` for the first, with their message attributes, and
-/// deletes them from the queue.
+/// `wait_seconds` for the first, with their message attributes and system
+/// attributes, and deletes them from the queue.
 pub async fn take(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -84,6 +110,7 @@ pub async fn take(
         .max_number_of_messages(10)
         .wait_time_seconds(wait_seconds)
         .message_attribute_names("All")
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
         .send()
         .await
         .expect("ReceiveMessage on the emulator")

@@ -155,17 +155,32 @@ where
         .await
 }
 
-/// Sends `bodies` to `queue_url`, one chunk after the other; returns the
+/// A message to send to the delivery queue.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `MessageGroupId`: the company, so the standard queue is fair across
+    /// companies.
+    pub group: String,
+    /// The message body.
+    pub body: String,
+}
+
+/// Sends `messages` to `queue_url`, one chunk after the other; returns the
 /// positions SQS accepted.
-pub async fn send(client: &aws_sdk_sqs::Client, queue_url: &str, bodies: &[String]) -> Vec<usize> {
-    let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+pub async fn send(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[Outgoing],
+) -> Vec<usize> {
+    let sizes: Vec<usize> = messages.iter().map(|m| m.body.len()).collect();
     batched("SendMessageBatch", &sizes, 1, |indices| async move {
         let entries = indices
             .iter()
             .map(|&i| {
                 SendMessageBatchRequestEntry::builder()
                     .id(entry_id(i))
-                    .message_body(&bodies[i])
+                    .message_group_id(&messages[i].group)
+                    .message_body(&messages[i].body)
                     .build()
                     .expect("id and body are set")
             })

@@ -193,11 +193,14 @@ impl Redriver {
     /// Sends the redriven bodies, then deletes from the DLQ exactly the
     /// messages whose send was accepted.
     async fn move_back(&self, taken: Vec<Taken>, report: &mut RedriveReport, held: &mut Held) {
-        let bodies: Vec<String> = taken
+        let outgoing: Vec<batch::Outgoing> = taken
             .iter()
-            .map(|t| t.message.clone().redriven().to_body())
+            .map(|t| batch::Outgoing {
+                group: t.message.company_id.clone(),
+                body: t.message.clone().redriven().to_body(),
+            })
             .collect();
-        let sent = batch::send(&self.sqs, &self.delivery_queue_url, &bodies).await;
+        let sent = batch::send(&self.sqs, &self.delivery_queue_url, &outgoing).await;
         let receipts: Vec<String> = sent.iter().map(|&i| taken[i].receipt.clone()).collect();
         let deleted: Vec<usize> = batch::delete(&self.sqs, &self.dead_letter_queue_url, &receipts)
             .await

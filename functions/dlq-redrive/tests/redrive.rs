@@ -138,6 +138,7 @@ impl Fixture {
                 .visibility_timeout(60)
                 .wait_time_seconds(1)
                 .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .send()
                 .await
                 .unwrap()
@@ -166,6 +167,7 @@ impl Fixture {
     async fn delivered(&self) -> BTreeMap<String, DeliveryMessage> {
         let mut out = BTreeMap::new();
         for m in self.visible(&self.config.delivery_queue_url).await {
+            test_support::emulator::assert_grouped_by_company(&m);
             let d = DeliveryMessage::parse(m.body().unwrap()).expect("a delivery message");
             assert!(
                 out.insert(d.idempotency_key.clone(), d).is_none(),

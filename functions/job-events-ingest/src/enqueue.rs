@@ -1,8 +1,10 @@
 //! Sending delivery messages with `SendMessageBatch`: chunks of at most ten
 //! entries (and the batch size limit), sent concurrently, failed entries
-//! retried with backoff.
+//! retried with backoff. Every entry carries `MessageGroupId` = its company,
+//! which makes the standard DeliveryQueue a fair queue across companies.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -17,6 +19,8 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub struct Outgoing {
     /// Index of the stream record in the batch.
     pub record: usize,
+    /// The company the event belongs to: the message's `MessageGroupId`.
+    pub company: Arc<str>,
     /// Message body.
     pub body: String,
 }
@@ -118,6 +122,7 @@ impl Enqueuer {
                 .map(|(id, m)| {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
+                        .message_group_id(&*m.company)
                         .message_body(m.body.clone())
                         .build()
                         .expect("id and body are set")
@@ -183,6 +188,7 @@ mod tests {
             .enumerate()
             .map(|(record, n)| Outgoing {
                 record,
+                company: Arc::from("acme"),
                 body: "x".repeat(*n),
             })
             .collect()

@@ -166,7 +166,10 @@ impl Fixture {
         emulator::drain(&self.sqs, &self.queue_url)
             .await
             .iter()
-            .map(|m| serde_json::from_str(m.body().unwrap()).expect("a delivery message"))
+            .map(|m| {
+                emulator::assert_grouped_by_company(m);
+                serde_json::from_str(m.body().unwrap()).expect("a delivery message")
+            })
             .collect()
     }
 }

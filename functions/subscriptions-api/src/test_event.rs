@@ -57,7 +57,7 @@ impl App {
         }
         let (key, message_body) =
             message::test_event_message(company, &sub.subscription_id, Utc::now());
-        self.enqueue(&sub.subscription_id, &key, message_body)
+        self.enqueue(company, &sub.subscription_id, &key, message_body)
             .await?;
         tracing::info!(
             subscription_id = %sub.subscription_id,
@@ -74,6 +74,7 @@ impl App {
 
     async fn enqueue(
         &self,
+        company: &str,
         subscription_id: &str,
         idempotency_key: &str,
         message_body: String,
@@ -82,6 +83,8 @@ impl App {
         self.sqs
             .send_message()
             .queue_url(queue_url)
+            // SQS fair queues: the company is the message group.
+            .message_group_id(company)
             .message_body(message_body)
             .send()
             .await

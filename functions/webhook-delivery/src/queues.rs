@@ -46,6 +46,8 @@ impl Queues {
         self.client
             .send_message()
             .queue_url(&self.retry_url)
+            // SQS fair queues: one company's retries don't hold back others'.
+            .message_group_id(&msg.company_id)
             .message_body(msg.to_body())
             .delay_seconds(delay)
             .send()

@@ -151,13 +151,17 @@ impl Fixture {
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(0)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .send()
             .await
             .expect("ReceiveMessage on the emulator");
         out.messages
             .unwrap_or_default()
             .into_iter()
-            .map(|m| m.body.expect("message body"))
+            .map(|m| {
+                test_support::emulator::assert_grouped_by_company(&m);
+                m.body.expect("message body")
+            })
             .collect()
     }
 }
