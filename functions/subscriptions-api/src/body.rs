@@ -69,6 +69,29 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Deserializes an optional JSON integer the way JSON Schema counts them: a
+/// number with no fractional part, so `759.0` is 759 (as the OpenAPI
+/// document's `type: integer` promises), while `759.5` is refused.
+pub fn integer<'de, D>(de: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let Some(n) = Option::<serde_json::Number>::deserialize(de)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::invalid_type(
+            serde::de::Unexpected::Other(&format!("number {n}")),
+            &"an integer",
+        )),
+    }
+}
+
 /// Decodes an optional JSON body: `T::default()` when there is none (or it
 /// is only white space), else as [`decode`] does.
 pub fn decode_optional<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -147,6 +170,30 @@ mod tests {
 
     fn err(json: &str) -> ApiError {
         decode::<Outer>(json.as_bytes()).unwrap_err()
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    struct Seconds {
+        #[serde(default, deserialize_with = "integer")]
+        n: Option<i64>,
+    }
+
+    #[test]
+    fn integers_with_a_zero_fraction_are_integers() {
+        let n = |json: &str| decode::<Seconds>(json.as_bytes()).map(|s| s.n);
+        assert_eq!(n(r#"{"n": 759}"#), Ok(Some(759)));
+        assert_eq!(n(r#"{"n": 759.0}"#), Ok(Some(759)));
+        assert_eq!(n(r#"{"n": -3e2}"#), Ok(Some(-300)));
+        assert_eq!(n(r#"{"n": null}"#), Ok(None));
+        assert_eq!(n("{}"), Ok(None));
+        for bad in [r#"{"n": 759.5}"#, r#"{"n": 1e300}"#, r#"{"n": "7"}"#] {
+            let e = n(bad).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("invalid_type", Some("n")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl App {
         // Archived subscriptions keep their log; only ownership matters.
         let sub = self.load(company, id).await?;
         let scope = cursor_scope(company, &sub.subscription_id);
-        let after = match params.first("cursor") {
+        let after = match query::cursor(&params) {
             None => None,
             Some(cursor) => Some(
                 self.config

@@ -44,6 +44,12 @@ pub fn limit(params: &QueryMap, default: usize) -> Result<usize, ApiError> {
     }
 }
 
+/// The `cursor` parameter; an empty one (`cursor=`, as clients send for the
+/// first page) is the same as none.
+pub fn cursor(params: &QueryMap) -> Option<&str> {
+    params.first("cursor").filter(|c| !c.is_empty())
+}
+
 /// `400 invalid_cursor` naming the `cursor` parameter.
 pub fn invalid_cursor(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_cursor", message).with_field("cursor")
@@ -80,5 +86,12 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn an_empty_cursor_is_the_first_page() {
+        assert_eq!(cursor(&params("cursor=")), None);
+        assert_eq!(cursor(&params("limit=5")), None);
+        assert_eq!(cursor(&params("cursor=abc")), Some("abc"));
     }
 }
