@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:
 #   make run    start the service locally (emulator + API on 127.0.0.1:3000) and show it working
-#   make test   lint, validate the template and the OpenAPI document, run every test
+#   make test   lint, validate the template and the OpenAPI document, fuzz the API, run every test
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := .venv
@@ -37,11 +37,21 @@ simulate:
 redrive:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- redrive '$(REQUEST)'
 
-## Lint everything, then run all tests against the emulator
-test: lint
+## Lint everything, fuzz the API against its OpenAPI document, then run all
+## tests against the emulator
+test: lint fuzz
 	mkdir -p target
 	infra/with-emulator.sh cargo test --workspace 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log
+
+.PHONY: fuzz
+## Contract fuzzing: schemathesis (every check, stateful phase) against the
+## local API with functions/subscriptions-api/openapi.yaml; fails on any
+## disagreement. Settings and the reasoned exceptions: infra/schemathesis.toml.
+fuzz: tools
+	mkdir -p target
+	cargo build --quiet -p local-stack
+	infra/with-emulator.sh infra/fuzz-api.sh 2>&1 | tee target/fuzz-output.log
 
 lint: tools
 	cargo fmt --all -- --check
@@ -51,7 +61,7 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-cold-start bench-latency bench-delivery bench-signing
+bench: bench-ingest bench-cold-start bench-latency bench-cost bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
 
@@ -70,6 +80,12 @@ bench-signing:
 bench-cold-start:
 	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery -p dlq-redrive
 	cargo bench --quiet -p test-support --bench cold_start
+
+.PHONY: bench-cost
+## $ per million delivered webhooks on AWS: the end-to-end workload with every
+## AWS request counted and priced (infra/aws-prices.yaml).
+bench-cost: tools
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench cost
 
 .PHONY: bench-latency
 ## End-to-end latency through the local runner: job item write -> verified receipt.

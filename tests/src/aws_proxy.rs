@@ -4,7 +4,9 @@
 //! count the AWS API calls it makes ([`AwsProxy::calls`]) and to inject
 //! faults: failed entries in SQS `SendMessageBatch` answers
 //! ([`AwsProxy::fail_entries`]) and whole requests answered with HTTP 500
-//! ([`AwsProxy::fail_requests`]).
+//! ([`AwsProxy::fail_requests`]). An observer ([`AwsProxy::observe`]) sees
+//! every call with both bodies, e.g. to meter billing units
+//! ([`crate::metering`]).
 //!
 //! The SDK talks to both SQS and DynamoDB with the AWS JSON 1.0 protocol: a
 //! `POST /` whose `x-amz-target` header names the operation (for example
@@ -78,8 +80,12 @@ impl ActiveRule {
     }
 }
 
+/// Sees every call that crossed the proxy.
+type Observer = Arc<dyn Fn(crate::metering::Call<'_>) + Send + Sync>;
+
 struct State {
     upstream: String,
+    observer: Mutex<Option<Observer>>,
     http: reqwest::Client,
     counts: Mutex<HashMap<String, usize>>,
     rules: Mutex<Vec<ActiveRule>>,
@@ -115,6 +121,7 @@ impl AwsProxy {
         let listener = tokio::net::TcpListener::from_std(listener).expect("inside a Tokio runtime");
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_owned(),
+            observer: Mutex::default(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .build()
@@ -188,6 +195,13 @@ impl AwsProxy {
         self.state
             .one_at_a_time
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Calls `observer` with every call that has an `x-amz-target`, after
+    /// its answer (injected faults included), with the request as the
+    /// client sent it.
+    pub fn observe(&self, observer: impl Fn(crate::metering::Call<'_>) + Send + Sync + 'static) {
+        *lock(&self.state.observer) = Some(Arc::new(observer));
     }
 
     /// Removes every fault rule and pending request failure.
@@ -266,10 +280,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let answer = match target {
+    let sent = request.body.clone();
+    let answer = match &target {
         Some(target) => {
             *lock(&state.counts).entry(target.clone()).or_default() += 1;
-            if take_request_fault(state, &target) {
+            if take_request_fault(state, target) {
                 Answer::json(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &json!({"__type": "InternalError", "message": "injected"}),
@@ -282,6 +297,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         }
         None => forward(state, &request).await,
     };
+    let observer = lock(&state.observer).clone();
+    if let (Some(observer), Some(target)) = (observer, &target) {
+        observer(crate::metering::Call {
+            target,
+            request: &sent,
+            response: &answer.body,
+            ok: answer.status.is_success(),
+        });
+    }
     answer.into_response()
 }
 

@@ -7,6 +7,8 @@
 //!   them to the function.
 //! - [`runtime_api`]: a Lambda Runtime API on loopback, to run a built
 //!   function binary the way Lambda does.
+//! - [`aws_proxy`] and [`metering`]: a proxy in front of the emulator that
+//!   counts calls, injects faults and meters billing units.
 //! - [`receiver`]: a programmable webhook receiver (HTTP or HTTPS) on
 //!   loopback: scripted replies, drops, hangs, and what it received.
 //!
@@ -19,6 +21,7 @@ pub mod emulator;
 pub mod fake_endpoints;
 pub mod fake_sqs;
 pub mod http_server;
+pub mod metering;
 pub mod receiver;
 pub mod runtime_api;
 

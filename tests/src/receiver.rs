@@ -129,6 +129,37 @@ impl Received {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The job event this request carries, as (subscription, job, state),
+    /// when its Standard Webhooks signature verifies now with the key
+    /// `key_of` gives for the payload's subscription.
+    pub fn verified_job_event(
+        &self,
+        key_of: impl FnOnce(&str) -> Option<Vec<u8>>,
+    ) -> Option<(String, String, String)> {
+        let payload: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        let sub = payload["subscription_id"].as_str()?;
+        let key = key_of(sub)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        shared::signing::verify(
+            &[key.as_slice()],
+            self.header("webhook-id")?,
+            self.header("webhook-timestamp")?,
+            self.header("webhook-signature")?,
+            &self.body,
+            now,
+        )
+        .ok()?;
+        let data = &payload["data"];
+        Some((
+            sub.to_owned(),
+            data["job_id"].as_str()?.to_owned(),
+            data["state"].as_str()?.to_owned(),
+        ))
+    }
 }
 
 type Policy = Arc<dyn Fn(usize, &Received) -> Reply + Send + Sync>;

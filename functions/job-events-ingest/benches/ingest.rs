@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use job_events_ingest::{Ingest, IngestConfig};
 use serde_json::{Value, json};
 use shared::filters::FiltersInput;
@@ -213,6 +215,49 @@ fn payload_hash_floor(bodies: usize, bytes: usize) -> Run {
     }
 }
 
+/// The SDK's own cost per `SendMessageBatch`: as many calls as the warm run
+/// made, each with ten one-byte bodies (with `MessageGroupId`), through the
+/// same client to the same fast endpoint. What ingest spends beyond this
+/// is per byte (escaping, hashing, copying the bodies) or its own work.
+async fn sdk_call_floor(sqs: &aws_sdk_sqs::Client, queue_url: &str, calls: usize) -> Run {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let entries: Vec<SendMessageBatchRequestEntry> = (0..10)
+        .map(|i| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_group_id("company-000")
+                .message_body("x")
+                .build()
+                .expect("id and body are set")
+        })
+        .collect();
+    let cpu0 = thread_cpu_time();
+    let started = Instant::now();
+    let sent: Vec<_> = futures::stream::iter(0..calls)
+        .map(|_| {
+            sqs.send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries.clone()))
+                .send()
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let cpu = thread_cpu_time() - cpu0;
+    assert!(
+        sent.iter().all(Result::is_ok),
+        "the fast endpoint accepts every call"
+    );
+    Run {
+        records: RECORDS,
+        wall: started.elapsed(),
+        cpu,
+        queries: 0,
+        batches: calls,
+        enqueued: calls * 10,
+    }
+}
+
 fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by_key(|r| r.cpu);
     runs.swap_remove(runs.len() / 2)
@@ -286,6 +331,11 @@ fn main() {
         println!(
             "{}",
             payload_hash_floor(warm.batches, bytes).row("floor: SHA-256 of the same request bodies only")
+        );
+        let floor = sdk_call_floor(&sqs_at(fake.endpoint()), &queue_url, warm.batches).await;
+        println!(
+            "{}",
+            floor.row("floor: the SDK's SendMessageBatch alone, ten 1-byte bodies per call")
         );
 
         if std::env::var("INGEST_BENCH").as_deref() == Ok("fast") {

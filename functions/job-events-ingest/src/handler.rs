@@ -52,6 +52,20 @@ pub struct BatchStats {
     pub failed_records: usize,
 }
 
+impl BatchStats {
+    /// The invocation's EMF metrics.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics::new();
+        m.count("StreamRecords", self.records as u64)
+            .count("Transitions", self.transitions as u64)
+            .count("MalformedRecords", self.malformed as u64)
+            .count("MessagesEnqueued", self.enqueued as u64)
+            .count("TrimmedEvents", self.trimmed as u64)
+            .count("FailedRecords", self.failed_records as u64);
+        m
+    }
+}
+
 /// The ingest function: configuration, store, cache and queue client,
 /// built once per process.
 #[derive(Debug)]
@@ -103,14 +117,7 @@ impl Ingest {
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "stream batch processed"
         );
-        Metrics::new()
-            .count("StreamRecords", stats.records as u64)
-            .count("Transitions", stats.transitions as u64)
-            .count("MalformedRecords", stats.malformed as u64)
-            .count("MessagesEnqueued", stats.enqueued as u64)
-            .count("TrimmedEvents", stats.trimmed as u64)
-            .count("FailedRecords", stats.failed_records as u64)
-            .emit("job-events-ingest");
+        stats.metrics().emit("job-events-ingest");
         response
     }
 
@@ -296,6 +303,7 @@ impl Ingest {
                 );
             }
             let mut first_body = Some(first_body);
+            let company: std::sync::Arc<str> = std::sync::Arc::from(t.company_id.as_str());
             for sub in matching {
                 let body = first_body.take().unwrap_or_else(|| {
                     let key = message::idempotency_key(&sub.subscription_id, &f.event_id);
@@ -303,6 +311,7 @@ impl Ingest {
                 });
                 out.push(Outgoing {
                     record: f.index,
+                    company: std::sync::Arc::clone(&company),
                     body,
                 });
             }

@@ -27,26 +27,18 @@
 //! Run: `make bench-latency` (or `infra/with-emulator.sh cargo bench -p
 //! local-stack --bench latency`). Prints Markdown tables for BENCHMARKS.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use local_stack::pipeline::{Pipeline, PipelineConfig, STREAM_MAPPING};
-use local_stack::simulate::{self, PlannedJob, Simulator, Transition};
+use local_stack::pipeline::{Pipeline, STREAM_MAPPING};
+use local_stack::simulate::{Simulator, Transition};
 use local_stack::stack;
-use local_stack::stream::StartPosition;
-use local_stack::template::{self, Template};
+use local_stack::template::Template;
 use local_stack::wiring;
-use serde_json::Value;
-use shared::allow_list::AllowList;
-use shared::cursor::CursorCodec;
-use shared::filters::FiltersInput;
-use shared::signing;
 use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
-use test_support::receiver::{Received, Receiver, Reply};
+use test_support::receiver::Reply;
 use tracing::Instrument;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -54,11 +46,14 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter};
 
-const COMPANIES: usize = 20;
-const JOBS_PER_COMPANY: usize = 20;
+mod workload;
+
+use workload::{Ledger, POLLERS};
+
+/// (job, state): one transition.
+type TransitionId = (String, String);
+
 const RECEIVERS: usize = 4;
-/// Queue pollers per delivery queue, as in the end-to-end test.
-const POLLERS: usize = 4;
 /// How long the last events may take to arrive after the last write.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(180);
 /// Name of the span the simulator's writes run in, to tell its SDK calls
@@ -198,98 +193,6 @@ fn install_tracing() {
     .expect("no other tracing subscriber");
 }
 
-// ------------------------------------------------------------ receivers --
-
-/// (subscription, job, state).
-type EventId = (String, String, String);
-/// (job, state): one transition.
-type TransitionId = (String, String);
-
-#[derive(Default)]
-struct Ledger {
-    secrets: HashMap<String, Vec<u8>>,
-    /// First verified receipt of each event.
-    first: HashMap<EventId, Instant>,
-    requests: usize,
-    bad_signatures: usize,
-}
-
-fn verified_event(ledger: &Ledger, req: &Received) -> Option<EventId> {
-    let payload: Value = serde_json::from_slice(&req.body).ok()?;
-    let sub = payload["subscription_id"].as_str()?;
-    let key = ledger.secrets.get(sub)?;
-    signing::verify(
-        &[key.as_slice()],
-        req.header("webhook-id")?,
-        req.header("webhook-timestamp")?,
-        req.header("webhook-signature")?,
-        &req.body,
-        Utc::now().timestamp(),
-    )
-    .ok()?;
-    let data = &payload["data"];
-    Some((
-        sub.to_owned(),
-        data["job_id"].as_str()?.to_owned(),
-        data["state"].as_str()?.to_owned(),
-    ))
-}
-
-/// A receiver that verifies every request and answers 204 (401 when the
-/// signature does not verify).
-async fn healthy_receiver(ledger: &Arc<Mutex<Ledger>>) -> Receiver {
-    let receiver = Receiver::http().await;
-    let ledger = Arc::clone(ledger);
-    receiver.set_handler(move |_, req| {
-        let mut ledger = ledger.lock().unwrap();
-        ledger.requests += 1;
-        let Some(event) = verified_event(&ledger, req) else {
-            ledger.bad_signatures += 1;
-            return Reply::status(401);
-        };
-        let now = Instant::now();
-        ledger.first.entry(event).or_insert(now);
-        Reply::status(204)
-    });
-    receiver
-}
-
-/// One or two subscriptions per company with varied filters: everything;
-/// final states, or a few job types; every third job in two states; failed
-/// and running jobs of one type.
-fn subscription_filters(c: usize, jobs: &[PlannedJob]) -> Vec<FiltersInput> {
-    let strings = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
-    let types: BTreeSet<&str> = jobs.iter().map(|j| j.job_type).collect();
-    let types: Vec<&str> = types.into_iter().take(3).collect();
-    let every_third = jobs.iter().step_by(3).map(|j| j.job_id.clone()).collect();
-    match c % 4 {
-        0 => vec![FiltersInput::default()],
-        1 => vec![
-            FiltersInput {
-                states: strings(&["completed", "failed", "cancelled"]),
-                ..Default::default()
-            },
-            FiltersInput {
-                job_types: strings(&types),
-                ..Default::default()
-            },
-        ],
-        2 => vec![FiltersInput {
-            job_ids: Some(every_third),
-            states: strings(&["running", "completed"]),
-            ..Default::default()
-        }],
-        _ => vec![
-            FiltersInput {
-                job_types: strings(&types[..1]),
-                states: strings(&["failed", "running"]),
-                ..Default::default()
-            },
-            FiltersInput::default(),
-        ],
-    }
-}
-
 // -------------------------------------------------------------- one run --
 
 struct RunResult {
@@ -315,47 +218,12 @@ struct RunResult {
     calls: BTreeMap<String, Vec<f64>>,
 }
 
-/// The repository's template with the stream mapping's batching window
-/// replaced by `seconds`.
-fn template_with_window(seconds: Option<u64>) -> Template {
-    let path = template::default_path();
-    let Some(seconds) = seconds else {
-        return Template::load(&path).expect("template.yaml loads");
-    };
-    let text = std::fs::read_to_string(&path).expect("template.yaml reads");
-    let mut root: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml parses");
-    let props = root["Resources"][STREAM_MAPPING]["Properties"]
-        .as_mapping_mut()
-        .expect("the stream mapping has properties");
-    props.insert(
-        "MaximumBatchingWindowInSeconds".into(),
-        serde_yaml::Value::from(seconds),
-    );
-    Template::parse(&serde_yaml::to_string(&root).expect("template serialises"))
-        .expect("modified template parses")
-}
-
 async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
     let sdk = emulator::sdk_config().await;
     let unique = emulator::unique_name("lat");
-    let pipeline = Pipeline::build(
-        &sdk,
-        template,
-        PipelineConfig {
-            prefix: format!("{unique}-"),
-            region: "us-east-1".to_owned(),
-            retry_schedule: None,
-            allow_list: AllowList::parse("127.0.0.0/8").unwrap(),
-            extra_ca_file: None,
-            max_pollers: POLLERS,
-            request_timeout: Duration::from_secs(5),
-            company_claim: "company_id".to_owned(),
-            cursors: CursorCodec::new(&[7u8; 32]).unwrap(),
-            stream_start: StartPosition::Latest,
-        },
-    )
-    .await
-    .expect("pipeline builds");
+    let pipeline = Pipeline::build(&sdk, template, workload::pipeline_config(&unique, None))
+        .await
+        .expect("pipeline builds");
     let res = pipeline.resources.clone();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
@@ -363,36 +231,13 @@ async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut receivers = Vec::new();
     for _ in 0..RECEIVERS {
-        receivers.push(healthy_receiver(&ledger).await);
+        receivers.push(workload::receiver(&ledger, |_| Reply::status(204), |_| true).await);
     }
 
     // The same plans in every run (one seed); fresh company names keep the
     // job ids apart.
     let mut rng = fastrand::Rng::with_seed(42);
-    let mut plans = Vec::new();
-    let mut subs: Vec<Subscription> = Vec::new();
-    for c in 0..COMPANIES {
-        let company = format!("company-{c:02}-{unique}");
-        let jobs = simulate::plan(&company, JOBS_PER_COMPANY, &mut rng);
-        for filters in subscription_filters(c, &jobs) {
-            let url = receivers[subs.len() % RECEIVERS].url(&format!("/hooks/{c}"));
-            let new = NewSubscription {
-                url,
-                description: None,
-                filters: filters.validate().expect("valid filters"),
-            };
-            let sub = Subscription::create(&company, new, Utc::now());
-            store.create(&sub, None).await.expect("subscription stored");
-            let key = signing::key_bytes(sub.secret.expose());
-            ledger
-                .lock()
-                .unwrap()
-                .secrets
-                .insert(sub.subscription_id.clone(), key);
-            subs.push(sub);
-        }
-        plans.push(jobs);
-    }
+    let (plans, subs) = workload::subscribe(&store, &ledger, &receivers, &unique, &mut rng).await;
 
     *PROBE.lock().unwrap() = Some(ProbeData::default());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
@@ -424,15 +269,7 @@ async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
     let write_seconds = started.elapsed().as_secs_f64();
     assert!(transitions.len() >= 1000, "{}", transitions.len());
 
-    let mut expected: BTreeSet<EventId> = BTreeSet::new();
-    for t in &transitions {
-        for sub in subs.iter().filter(|s| s.company_id == t.company_id) {
-            if sub.filters.matches(&t.job_id, &t.job_type, t.state) {
-                let state = t.state.as_str().to_owned();
-                expected.insert((sub.subscription_id.clone(), t.job_id.clone(), state));
-            }
-        }
-    }
+    let expected = workload::expected_events(&transitions, &subs);
 
     let drain_started = Instant::now();
     loop {
@@ -689,7 +526,7 @@ async fn main() {
     );
     let mut runs = Vec::new();
     for window in [None, Some(0)] {
-        let template = template_with_window(window);
+        let template = workload::template_with_window(window);
         let source = wiring::stream_source(&template, STREAM_MAPPING).expect("stream mapping");
         let label = match window {
             None => format!("{} s (template)", source.batching_window.as_secs()),

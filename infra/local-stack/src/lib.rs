@@ -14,6 +14,7 @@
 
 pub mod demo_receiver;
 pub mod gateway;
+pub mod invocations;
 pub mod jwt;
 pub mod pipeline;
 pub mod provision;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use webhook_delivery::{Delivery, DeliveryConfig};
 
+use crate::invocations::Invocations;
 use crate::queue_runner::QueueRunner;
 use crate::stack::{self, Resources, StackError};
 use crate::stream::{StartPosition, StreamError, StreamReader};
@@ -86,6 +87,7 @@ pub struct Pipeline {
     ingest: Arc<Ingest>,
     delivery: Arc<Delivery>,
     runners: (StreamRunner, Vec<QueueRunner>),
+    invocations: Arc<Invocations>,
     sdk: SdkConfig,
     stream_start: StartPosition,
 }
@@ -178,8 +180,10 @@ impl Pipeline {
             sqs.clone(),
         )?;
 
+        let invocations = Arc::new(Invocations::default());
         let stream_source = wiring::stream_source(template, STREAM_MAPPING)?;
         let stream_runner = StreamRunner {
+            invocations: Arc::clone(&invocations),
             on_failure_queue_url: stream_source.on_failure_queue.as_deref().map(&queue),
             source: stream_source,
             region: config.region.clone(),
@@ -192,6 +196,7 @@ impl Pipeline {
                 .map_err(StackError::from)?;
             queue_runners.push(QueueRunner {
                 pollers: source.max_concurrency.min(config.max_pollers),
+                invocations: Arc::clone(&invocations),
                 source,
                 queue_url,
                 queue_arn,
@@ -204,9 +209,15 @@ impl Pipeline {
             ingest: Arc::new(ingest),
             delivery: Arc::new(delivery),
             runners: (stream_runner, queue_runners),
+            invocations,
             sdk: sdk.clone(),
             stream_start: config.stream_start,
         })
+    }
+
+    /// The handler invocations the runners made so far, with durations.
+    pub fn invocations(&self) -> &Invocations {
+        &self.invocations
     }
 
     /// Starts the stream runner and the queue runners; they stop when

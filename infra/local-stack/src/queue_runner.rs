@@ -16,6 +16,7 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemA
 use tokio::sync::watch;
 use webhook_delivery::Delivery;
 
+use crate::invocations::Invocations;
 use crate::stream_runner::pause;
 use crate::wiring::QueueSource;
 
@@ -36,6 +37,8 @@ pub struct QueueRunner {
     /// Pollers actually run: the template's maximum concurrency, capped for
     /// one machine.
     pub pollers: usize,
+    /// Where each invocation of the handler is recorded.
+    pub invocations: Arc<Invocations>,
 }
 
 impl QueueRunner {
@@ -89,7 +92,13 @@ impl QueueRunner {
                 continue;
             }
             let event = self.event(&messages);
+            let invoked = std::time::Instant::now();
             let (response, tally) = delivery.process(event).await;
+            self.invocations.record(
+                crate::pipeline::DELIVERY_FUNCTION,
+                invoked.elapsed(),
+                &tally.metrics(),
+            );
             let failed: HashSet<String> = response
                 .batch_item_failures
                 .into_iter()

@@ -13,6 +13,7 @@ use job_events_ingest::Ingest;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::invocations::Invocations;
 use crate::stream::{StreamReader, StreamRecord, lambda_event};
 use crate::wiring::StreamSource;
 
@@ -28,6 +29,8 @@ pub struct StreamRunner {
     pub region: String,
     /// Where given-up batches are reported (the on-failure destination).
     pub on_failure_queue_url: Option<String>,
+    /// Where each invocation of the handler is recorded.
+    pub invocations: Arc<Invocations>,
 }
 
 /// Sleeps for `d` unless shutdown is signalled first; `false` on shutdown.
@@ -76,7 +79,13 @@ impl StreamRunner {
                 reader.stream_arn(),
                 &self.region,
             );
+            let invoked = std::time::Instant::now();
             let (response, stats) = ingest.process(event).await;
+            self.invocations.record(
+                crate::pipeline::INGEST_FUNCTION,
+                invoked.elapsed(),
+                &stats.metrics(),
+            );
             let failed = response
                 .batch_item_failures
                 .first()

@@ -59,25 +59,10 @@ struct Ledger {
 impl Ledger {
     /// Verifies a request; returns the event it carries.
     fn verify(&self, req: &Received) -> Option<EventId> {
-        let payload: Value = serde_json::from_slice(&req.body).ok()?;
-        let sub = payload["subscription_id"].as_str()?.to_owned();
-        let secret = self.secrets.lock().unwrap().get(&sub)?.clone();
-        let key = signing::key_bytes(&secret);
-        signing::verify(
-            &[&key],
-            req.header("webhook-id")?,
-            req.header("webhook-timestamp")?,
-            req.header("webhook-signature")?,
-            &req.body,
-            Utc::now().timestamp(),
-        )
-        .ok()?;
-        let data = &payload["data"];
-        Some((
-            sub,
-            data["job_id"].as_str()?.to_owned(),
-            data["state"].as_str()?.to_owned(),
-        ))
+        req.verified_job_event(|sub| {
+            let secret = self.secrets.lock().unwrap().get(sub)?.clone();
+            Some(signing::key_bytes(&secret))
+        })
     }
 }
 

@@ -1,0 +1,655 @@
+//! What a million webhooks cost on AWS: the end-to-end workload through the
+//! local runner, every AWS request counted, multiplied by list prices.
+//!
+//! The pipeline's SDK clients (the functions' and the event source
+//! mappings' stand-ins, the runners) talk to the emulator through the
+//! counting proxy (`test_support::aws_proxy`), which meters each request in
+//! billing units (`test_support::metering`): SQS requests in 64 KiB chunks,
+//! DynamoDB read and write request units from the item sizes on the wire.
+//! The runners record every handler invocation and its duration
+//! (`local_stack::invocations`), billed per started millisecond at the
+//! template's memory size. Log bytes are the functions' JSON log lines
+//! (`tracing`, production format) plus each invocation's EMF metric line.
+//! Prices come from `infra/aws-prices.yaml` (us-east-1, arm64, on demand).
+//!
+//! Scenarios, each on fresh resources with the workload of the latency
+//! benchmark (20 companies, ~1,300 job transitions, 30 subscriptions with
+//! varied filters, four receivers that verify every signature):
+//!
+//! - **healthy**: receivers answer 204 after `COST_RECEIVER_MS` (default
+//!   100 ms, a typical endpoint), with the template's stream batching
+//!   window, and again with the window at 0;
+//! - **30 % failing**: each attempt is answered 500 with probability 0.3
+//!   (seeded), else 204;
+//! - **down**: every attempt is answered 503, so every event takes all
+//!   eight attempts and lands in the dead-letter queue (today's behaviour;
+//!   the failing-endpoints issue parks them instead).
+//!
+//! Retries run on a compressed schedule (seven 1 s delays: the template's
+//! eight attempts). In production the longer delays are chains of re-sends
+//! through the RetryQueue (SQS delays stop at 15 minutes): those extra hops
+//! are added from the retries counted, at the per-message queue and
+//! invocation cost the run measured (line "chained re-sends").
+//!
+//! Not per event, so left out of the per-million figures and printed
+//! apart: empty receives while queues are idle (the local runner's polling
+//! is not Lambda's), EMF custom metrics (billed per metric-month), the API.
+//!
+//! Run: `make bench-cost` (or `infra/with-emulator.sh cargo bench -p
+//! local-stack --bench cost`). Prints Markdown tables for BENCHMARKS.md.
+
+mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use local_stack::invocations::InvocationStats;
+use local_stack::pipeline::{DELIVERY_FUNCTION, INGEST_FUNCTION, Pipeline};
+use local_stack::simulate::{Simulator, Transition};
+use local_stack::stack;
+use local_stack::template::Template;
+use serde::Deserialize;
+use serde_json::Value;
+use shared::retry::RetrySchedule;
+use shared::store::SubscriptionStore;
+use test_support::aws_proxy::AwsProxy;
+use test_support::emulator;
+use test_support::metering::{Dimension, Meter, Usage};
+use test_support::receiver::Reply;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, filter};
+use workload::{COMPANIES, JOBS_PER_COMPANY, Ledger, POLLERS};
+
+const RECEIVERS: usize = 4;
+/// The template's eight attempts, a second apart.
+const COMPRESSED_SCHEDULE: &str = "1s,1s,1s,1s,1s,1s,1s";
+/// SQS's longest delay: a longer wait between attempts is a chain of sends.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------- prices --
+
+#[derive(Deserialize)]
+struct PriceFile {
+    region: String,
+    checked: String,
+    prices: BTreeMap<String, Price>,
+}
+
+#[derive(Deserialize)]
+struct Price {
+    usd: f64,
+    per: f64,
+    #[allow(dead_code)]
+    unit: String,
+    source: String,
+}
+
+impl PriceFile {
+    fn load() -> Self {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../aws-prices.yaml");
+        let text = std::fs::read_to_string(path).expect("infra/aws-prices.yaml reads");
+        serde_yaml::from_str(&text).expect("infra/aws-prices.yaml parses")
+    }
+
+    /// Dollars for `quantity` of `key`.
+    fn cost(&self, key: &str, quantity: f64) -> f64 {
+        let p = self
+            .prices
+            .get(key)
+            .unwrap_or_else(|| panic!("price {key} in infra/aws-prices.yaml"));
+        quantity * p.usd / p.per
+    }
+}
+
+// ------------------------------------------------------------------ logs --
+
+/// Bytes of JSON log lines the functions wrote.
+static LOG_BYTES: AtomicU64 = AtomicU64::new(0);
+
+struct CountingSink;
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG_BYTES.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The functions' log lines (INFO and up, production JSON format) to the
+/// counting sink; the runners' and the benchmark's own lines are not the
+/// functions' and are left out. Warnings also go to stderr.
+fn install_tracing() {
+    let functions = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_target(true)
+        .with_writer(|| CountingSink)
+        .with_filter(filter::filter_fn(|m| {
+            *m.level() <= tracing::Level::INFO
+                && !m.target().starts_with("local_stack")
+                && !m.target().starts_with("cost")
+        }));
+    let warnings = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter::filter_fn(|m| {
+            *m.level() <= tracing::Level::WARN && m.target().starts_with("local_stack")
+        }));
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::registry()
+            .with(functions)
+            .with(warnings),
+    )
+    .expect("no other tracing subscriber");
+}
+
+// ------------------------------------------------------------- scenarios --
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Receivers {
+    Healthy,
+    Flaky,
+    Down,
+}
+
+struct Scenario {
+    label: &'static str,
+    receivers: Receivers,
+    window: Option<u64>,
+}
+
+/// What one run counted.
+struct RunResult {
+    label: &'static str,
+    events: usize,
+    delivered: usize,
+    dead_lettered: usize,
+    attempts: usize,
+    usage: BTreeMap<String, (Dimension, Usage)>,
+    invocations: BTreeMap<String, InvocationStats>,
+    /// Retries sent, by the attempt they carry.
+    retries_by_attempt: BTreeMap<u32, u64>,
+    log_bytes: u64,
+    seconds: f64,
+}
+
+/// Labels SQS receives that came back empty apart: idle polling.
+fn metering_label(target: &str, response: &[u8]) -> String {
+    if target == "AmazonSQS.ReceiveMessage" {
+        let answer: Value = serde_json::from_slice(response).unwrap_or(Value::Null);
+        let empty = answer["Messages"].as_array().is_none_or(Vec::is_empty);
+        if empty {
+            return format!("{target} (empty)");
+        }
+    }
+    target.to_owned()
+}
+
+async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
+    let upstream = emulator::sdk_config().await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    let meter = Meter::default();
+    let retries: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();
+    {
+        let (meter, retries) = (meter.clone(), Arc::clone(&retries));
+        proxy.observe(move |call| {
+            let label = metering_label(call.target, call.response);
+            meter.record_as(&label, call);
+            if call.target == "AmazonSQS.SendMessage" {
+                let request: Value = serde_json::from_slice(call.request).unwrap_or(Value::Null);
+                let is_retry = request["QueueUrl"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("RetryQueue"));
+                let body: Value = request["MessageBody"]
+                    .as_str()
+                    .and_then(|b| serde_json::from_str(b).ok())
+                    .unwrap_or(Value::Null);
+                if let (true, Some(attempt)) = (is_retry, body["attempt"].as_u64()) {
+                    *retries.lock().unwrap().entry(attempt as u32).or_default() += 1;
+                }
+            }
+        });
+    }
+    let sdk = upstream.to_builder().endpoint_url(proxy.endpoint()).build();
+    let unique = emulator::unique_name("cost");
+    let template: Template = workload::template_with_window(scenario.window);
+    let pipeline = Pipeline::build(
+        &sdk,
+        &template,
+        workload::pipeline_config(
+            &unique,
+            Some(RetrySchedule::parse(COMPRESSED_SCHEDULE).unwrap()),
+        ),
+    )
+    .await
+    .expect("pipeline builds");
+    let res = pipeline.resources.clone();
+    // Set-up and the platform's own job writes go straight to the emulator.
+    let dynamo = aws_sdk_dynamodb::Client::new(&upstream);
+    let sqs = aws_sdk_sqs::Client::new(&upstream);
+    let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut receivers = Vec::new();
+    for r in 0..RECEIVERS {
+        let rng = Mutex::new(fastrand::Rng::with_seed(100 + r as u64));
+        let kind = scenario.receivers;
+        let fails = Arc::new(move |_n: usize| match kind {
+            Receivers::Healthy => false,
+            Receivers::Down => true,
+            Receivers::Flaky => rng.lock().unwrap().f64() < 0.3,
+        });
+        // One draw per request: the reply and the ledger see the same one.
+        let decided: Arc<Mutex<BTreeMap<usize, bool>>> = Arc::default();
+        let (d1, d2, f) = (
+            Arc::clone(&decided),
+            Arc::clone(&decided),
+            Arc::clone(&fails),
+        );
+        let status = match kind {
+            Receivers::Down => 503,
+            _ => 500,
+        };
+        let receiver = workload::receiver(
+            &ledger,
+            move |n| {
+                let failed = d1.lock().unwrap().remove(&n).unwrap_or(false);
+                let reply = if failed {
+                    Reply::status(status)
+                } else {
+                    Reply::status(204)
+                };
+                reply.after(receiver_delay)
+            },
+            move |n| {
+                let failed = f(n);
+                d2.lock().unwrap().insert(n, failed);
+                !failed
+            },
+        )
+        .await;
+        receivers.push(receiver);
+    }
+
+    let mut rng = fastrand::Rng::with_seed(42);
+    let (plans, subs) = workload::subscribe(&store, &ledger, &receivers, &unique, &mut rng).await;
+
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut runners = pipeline.start(shutdown).await.expect("runners start");
+    // Count from here: provisioning and start-up are not per event.
+    meter.reset();
+    pipeline.invocations().reset();
+    LOG_BYTES.store(0, Ordering::Relaxed);
+
+    let started = Instant::now();
+    let simulator = Simulator::new(dynamo.clone(), res.table(stack::JOBS_TABLE))
+        .with_pause(Duration::from_millis(10));
+    let mut transitions: Vec<Transition> = Vec::new();
+    for jobs in &plans {
+        transitions.extend(
+            simulator
+                .run_plan(jobs, &mut rng)
+                .await
+                .expect("jobs written"),
+        );
+    }
+    let expected = workload::expected_events(&transitions, &subs);
+
+    // Done when every event is delivered (or, with the receivers down,
+    // dead-lettered) and both delivery queues are empty.
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    let dlq = res.queue_url(stack::DEAD_LETTER_QUEUE).to_owned();
+    let queues = [
+        res.queue_url(stack::DELIVERY_QUEUE).to_owned(),
+        res.queue_url(stack::RETRY_QUEUE).to_owned(),
+    ];
+    let dead_lettered = loop {
+        let delivered = {
+            let ledger = ledger.lock().unwrap();
+            expected
+                .iter()
+                .filter(|e| ledger.first.contains_key(*e))
+                .count()
+        };
+        let dead = queue_depth(&sqs, &dlq).await;
+        let in_flight = {
+            let mut n = 0;
+            for q in &queues {
+                n += queue_depth(&sqs, q).await;
+            }
+            n
+        };
+        if delivered + dead >= expected.len() && in_flight == 0 {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {delivered} delivered and {dead} dead-lettered of {} events, {in_flight} in the queues",
+            scenario.label,
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    stop.send(true).unwrap();
+    while runners.join_next().await.is_some() {}
+
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert_eq!(ledger.bad_signatures, 0, "every request verifies");
+    let delivered = expected
+        .iter()
+        .filter(|e| ledger.first.contains_key(*e))
+        .count();
+    drop(receivers);
+    let retries_by_attempt = std::mem::take(&mut *retries.lock().unwrap());
+    RunResult {
+        label: scenario.label,
+        events: expected.len(),
+        delivered,
+        dead_lettered,
+        attempts: ledger.requests,
+        usage: meter.usage(),
+        invocations: pipeline.invocations().snapshot(),
+        retries_by_attempt,
+        log_bytes: LOG_BYTES.load(Ordering::Relaxed),
+        seconds,
+    }
+}
+
+/// Visible, in-flight and delayed messages on a queue.
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("GetQueueAttributes on the emulator");
+    out.attributes()
+        .into_iter()
+        .flatten()
+        .map(|(_, v)| v.parse::<usize>().unwrap_or(0))
+        .sum()
+}
+
+// ------------------------------------------------------------------ cost --
+
+/// One line of the bill.
+struct Line {
+    item: String,
+    quantity: f64,
+    unit: &'static str,
+    usd: f64,
+}
+
+/// The memory size (MB) the template gives a function.
+fn memory_mb(template: &serde_yaml::Value, function: &str) -> f64 {
+    template["Resources"][function]["Properties"]["MemorySize"]
+        .as_f64()
+        .or_else(|| template["Globals"]["Function"]["MemorySize"].as_f64())
+        .unwrap_or(128.0)
+}
+
+/// The production schedule's hops for the retries counted: a retry carrying
+/// attempt `a` waits the schedule's delay before it, in ceil(delay / 15 min)
+/// sends. Returns the hops beyond the one each retry made in the run.
+fn extra_hops(retries: &BTreeMap<u32, u64>, schedule: &RetrySchedule) -> f64 {
+    retries
+        .iter()
+        .map(|(&attempt, &n)| {
+            let delay = schedule
+                .base_delay(attempt.saturating_sub(1))
+                .unwrap_or_default();
+            let hops = delay.as_secs().div_ceil(MAX_QUEUE_DELAY.as_secs()).max(1);
+            (hops - 1) as f64 * n as f64
+        })
+        .sum()
+}
+
+fn bill(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (function, label) in [
+        (INGEST_FUNCTION, "job-events-ingest"),
+        (DELIVERY_FUNCTION, "webhook-delivery"),
+    ] {
+        let stats = r.invocations.get(function).copied().unwrap_or_default();
+        lines.push(Line {
+            item: format!("Lambda requests: {label}"),
+            quantity: stats.count as f64,
+            unit: "invocations",
+            usd: prices.cost("lambda_requests", stats.count as f64),
+        });
+        let gb_s = stats.billed_ms as f64 / 1000.0 * memory_mb(template, function) / 1024.0;
+        lines.push(Line {
+            item: format!(
+                "Lambda duration: {label} ({:.1} ms per invocation, {} MB)",
+                stats.billed_ms as f64 / stats.count.max(1) as f64,
+                memory_mb(template, function)
+            ),
+            quantity: gb_s,
+            unit: "GB-s",
+            usd: prices.cost("lambda_arm64_gb_second", gb_s),
+        });
+    }
+    for (target, (dimension, usage)) in &r.usage {
+        let (key, unit) = match dimension {
+            Dimension::SqsRequests => ("sqs_standard_requests", "requests"),
+            Dimension::DynamoWrites => ("dynamodb_on_demand_writes", "WRU"),
+            Dimension::DynamoReads => ("dynamodb_on_demand_reads", "RRU"),
+            Dimension::Free => continue,
+        };
+        if target.ends_with("(empty)") {
+            continue;
+        }
+        lines.push(Line {
+            item: format!("{target} ({} calls)", usage.calls),
+            quantity: usage.units,
+            unit,
+            usd: prices.cost(key, usage.units),
+        });
+    }
+    let metric_bytes: u64 = r.invocations.values().map(|s| s.metric_log_bytes).sum();
+    let log_gb = (r.log_bytes + metric_bytes) as f64 / 1e9;
+    lines.push(Line {
+        item: format!(
+            "CloudWatch Logs: {} B of function logs + {} B of EMF lines",
+            r.log_bytes, metric_bytes
+        ),
+        quantity: log_gb,
+        unit: "GB",
+        usd: prices.cost("cloudwatch_logs_ingestion", log_gb),
+    });
+
+    // Chained re-sends at the production schedule: each extra hop is one
+    // SendMessage plus one message's share of the receives, deletes and
+    // invocations measured on the RetryQueue path.
+    let schedule = RetrySchedule::parse("5s,5m,30m,2h,5h,10h,10h").unwrap();
+    let hops = extra_hops(&r.retries_by_attempt, &schedule);
+    if hops > 0.0 {
+        // Messages handed to the delivery function: first attempts and retries.
+        let received = (r.events as u64 + r.retries_by_attempt.values().sum::<u64>()) as f64;
+        let per_message = |item: &str| -> f64 {
+            lines
+                .iter()
+                .filter(|l| l.item.starts_with(item))
+                .map(|l| l.usd)
+                .sum::<f64>()
+                / received.max(1.0)
+        };
+        // A hop that only waits POSTs nothing: its invocation time is left out.
+        let hop_cost = prices.cost("sqs_standard_requests", 1.0)
+            + per_message("AmazonSQS.ReceiveMessage")
+            + per_message("AmazonSQS.DeleteMessageBatch")
+            + per_message("Lambda requests: webhook-delivery");
+        lines.push(Line {
+            item: "chained re-sends at the production schedule (computed)".to_owned(),
+            quantity: hops,
+            unit: "hops",
+            usd: hops * hop_cost,
+        });
+    }
+    lines
+}
+
+fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) {
+    println!();
+    println!(
+        "Prices: {} list prices checked {} (infra/aws-prices.yaml). Per million = \
+         per million delivered events; for the down receiver, per million events.",
+        prices.region, prices.checked
+    );
+    let eventbridge = prices.cost("eventbridge_custom_events", 1e6)
+        + prices.cost("eventbridge_api_destinations", 1e6);
+    let svix = prices.cost("svix_overage", 1e6);
+    println!();
+    println!(
+        "| scenario | events | delivered | attempts | dead-lettered | $ per million | \
+         largest line item | EventBridge API destinations | Svix overage |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    let mut bills = Vec::new();
+    for r in runs {
+        let lines = bill(r, prices, template);
+        let per = if r.delivered > 0 {
+            r.delivered
+        } else {
+            r.events
+        };
+        let total: f64 = lines.iter().map(|l| l.usd).sum();
+        let largest = lines
+            .iter()
+            .max_by(|a, b| a.usd.total_cmp(&b.usd))
+            .map(|l| format!("{} ({:.0} %)", l.item, 100.0 * l.usd / total))
+            .unwrap_or_default();
+        println!(
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {:.2} | {:.0} |",
+            r.label,
+            r.events,
+            r.delivered,
+            r.attempts,
+            r.dead_lettered,
+            total / per as f64 * 1e6,
+            largest,
+            eventbridge,
+            svix
+        );
+        bills.push((r, lines, per));
+    }
+    for (r, lines, per) in bills {
+        println!();
+        println!(
+            "{}: {} events, {} delivered, {} attempts, {:.1} s; per million {}:",
+            r.label,
+            r.events,
+            r.delivered,
+            r.attempts,
+            r.seconds,
+            if r.delivered > 0 {
+                "delivered"
+            } else {
+                "events"
+            }
+        );
+        println!();
+        println!("| line item | quantity per million | unit | $ per million |");
+        println!("| --- | ---: | --- | ---: |");
+        let scale = 1e6 / per as f64;
+        let total: f64 = lines.iter().map(|l| l.usd).sum();
+        for l in &lines {
+            println!(
+                "| {} | {:.1} | {} | {:.4} |",
+                l.item,
+                l.quantity * scale,
+                l.unit,
+                l.usd * scale
+            );
+        }
+        println!("| **total** | | | **{:.3}** |", total * scale);
+        let idle: Vec<String> = r
+            .usage
+            .iter()
+            .filter(|(t, _)| t.ends_with("(empty)"))
+            .map(|(t, (_, u))| format!("{t}: {} calls", u.calls))
+            .collect();
+        if !idle.is_empty() {
+            println!();
+            println!(
+                "Left out (idle polling of the local runner): {}",
+                idle.join(", ")
+            );
+        }
+    }
+    println!();
+    println!("Sources:");
+    for (key, p) in &prices.prices {
+        println!("- {key}: ${} per {} ({})", p.usd, p.per, p.source);
+    }
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    install_tracing();
+    let receiver_delay = Duration::from_millis(setting("COST_RECEIVER_MS", 100));
+    let only = std::env::var("COST_SCENARIOS").unwrap_or_default();
+    let scenarios = [
+        Scenario {
+            label: "healthy",
+            receivers: Receivers::Healthy,
+            window: None,
+        },
+        Scenario {
+            label: "healthy, stream batching window 0 s",
+            receivers: Receivers::Healthy,
+            window: Some(0),
+        },
+        Scenario {
+            label: "30 % of attempts failing",
+            receivers: Receivers::Flaky,
+            window: None,
+        },
+        Scenario {
+            label: "receiver down (8 attempts, then the DLQ)",
+            receivers: Receivers::Down,
+            window: None,
+        },
+    ];
+    let prices = PriceFile::load();
+    let template_text = std::fs::read_to_string(local_stack::template::default_path())
+        .expect("template.yaml reads");
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&template_text).expect("template parses");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runs: Vec<RunResult> = scenarios
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_empty() || only.split(',').any(|o| o == i.to_string()))
+        .map(|(_, s)| {
+            eprintln!("cost: {} ...", s.label);
+            runtime.block_on(run(s, receiver_delay))
+        })
+        .collect();
+    println!(
+        "Receivers answer after {} ms; {POLLERS} pollers per delivery queue; {} companies × {} jobs.",
+        receiver_delay.as_millis(),
+        COMPANIES,
+        JOBS_PER_COMPANY
+    );
+    report(&runs, &prices, &template);
+}

@@ -1,0 +1,208 @@
+//! The workload the end-to-end benchmarks share: 20 companies with one or
+//! two subscriptions each (varied filters), simulated jobs, and loopback
+//! receivers that verify every request's signature and note the first
+//! verified receipt of each event.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use local_stack::pipeline::{PipelineConfig, STREAM_MAPPING};
+use local_stack::simulate::{self, PlannedJob, Transition};
+use local_stack::stream::StartPosition;
+use local_stack::template::{self, Template};
+use shared::allow_list::AllowList;
+use shared::cursor::CursorCodec;
+use shared::filters::FiltersInput;
+use shared::retry::RetrySchedule;
+use shared::signing;
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::receiver::{Received, Receiver, Reply};
+
+/// Queue pollers per delivery queue, as in the end-to-end test.
+pub const POLLERS: usize = 4;
+
+/// The local settings of a benchmark run on fresh resources named after
+/// `unique`: loopback receivers, [`POLLERS`] pollers, 5 s delivery timeout.
+pub fn pipeline_config(unique: &str, retry_schedule: Option<RetrySchedule>) -> PipelineConfig {
+    PipelineConfig {
+        prefix: format!("{unique}-"),
+        region: "us-east-1".to_owned(),
+        retry_schedule,
+        allow_list: AllowList::parse("127.0.0.0/8").unwrap(),
+        extra_ca_file: None,
+        max_pollers: POLLERS,
+        request_timeout: Duration::from_secs(5),
+        company_claim: "company_id".to_owned(),
+        cursors: CursorCodec::new(&[7u8; 32]).unwrap(),
+        stream_start: StartPosition::Latest,
+    }
+}
+
+/// Companies in the workload.
+pub const COMPANIES: usize = 20;
+/// Simulated jobs per company.
+pub const JOBS_PER_COMPANY: usize = 20;
+
+/// (subscription, job, state).
+pub type EventId = (String, String, String);
+
+/// What the receivers saw.
+#[derive(Default)]
+pub struct Ledger {
+    /// HMAC key of each subscription.
+    pub secrets: HashMap<String, Vec<u8>>,
+    /// First verified, accepted receipt of each event.
+    pub first: HashMap<EventId, Instant>,
+    /// Requests received, accepted or not.
+    pub requests: usize,
+    /// Requests whose signature did not verify.
+    pub bad_signatures: usize,
+}
+
+impl Ledger {
+    /// Notes the subscription's signing key.
+    pub fn add(&mut self, sub: &Subscription) {
+        self.secrets.insert(
+            sub.subscription_id.clone(),
+            signing::key_bytes(sub.secret.expose()),
+        );
+    }
+}
+
+/// The event a request carries, when its signature verifies.
+pub fn verified_event(ledger: &Ledger, req: &Received) -> Option<EventId> {
+    req.verified_job_event(|sub| ledger.secrets.get(sub).cloned())
+}
+
+/// A receiver that verifies every request (401 when the signature does not
+/// verify) and answers with `reply`, given the request's number; a 2xx
+/// reply counts as the event's receipt.
+pub async fn receiver(
+    ledger: &Arc<Mutex<Ledger>>,
+    reply: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    accepts: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> Receiver {
+    let receiver = Receiver::http().await;
+    let ledger = Arc::clone(ledger);
+    receiver.set_handler(move |n, req| {
+        let mut ledger = ledger.lock().unwrap();
+        ledger.requests += 1;
+        let Some(event) = verified_event(&ledger, req) else {
+            ledger.bad_signatures += 1;
+            return Reply::status(401);
+        };
+        if accepts(n) {
+            let now = Instant::now();
+            ledger.first.entry(event).or_insert(now);
+        }
+        reply(n)
+    });
+    receiver
+}
+
+/// Each company's planned jobs and subscriptions ([`subscription_filters`]),
+/// the subscriptions spread over `receivers`, stored, and their keys noted in
+/// `ledger`. Company names end in `unique`, so runs keep their job ids apart
+/// while one seed gives every run the same plans.
+pub async fn subscribe(
+    store: &SubscriptionStore,
+    ledger: &Mutex<Ledger>,
+    receivers: &[Receiver],
+    unique: &str,
+    rng: &mut fastrand::Rng,
+) -> (Vec<Vec<PlannedJob>>, Vec<Subscription>) {
+    let mut plans = Vec::new();
+    let mut subs: Vec<Subscription> = Vec::new();
+    for c in 0..COMPANIES {
+        let company = format!("company-{c:02}-{unique}");
+        let jobs = simulate::plan(&company, JOBS_PER_COMPANY, rng);
+        for filters in subscription_filters(c, &jobs) {
+            let url = receivers[subs.len() % receivers.len()].url(&format!("/hooks/{c}"));
+            let new = NewSubscription {
+                url,
+                description: None,
+                filters: filters.validate().expect("valid filters"),
+            };
+            let sub = Subscription::create(&company, new, Utc::now());
+            store.create(&sub, None).await.expect("subscription stored");
+            ledger.lock().unwrap().add(&sub);
+            subs.push(sub);
+        }
+        plans.push(jobs);
+    }
+    (plans, subs)
+}
+
+/// One or two subscriptions per company with varied filters: everything;
+/// final states, or a few job types; every third job in two states; failed
+/// and running jobs of one type.
+pub fn subscription_filters(c: usize, jobs: &[PlannedJob]) -> Vec<FiltersInput> {
+    let strings = |v: &[&str]| Some(v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    let types: BTreeSet<&str> = jobs.iter().map(|j| j.job_type).collect();
+    let types: Vec<&str> = types.into_iter().take(3).collect();
+    let every_third = jobs.iter().step_by(3).map(|j| j.job_id.clone()).collect();
+    match c % 4 {
+        0 => vec![FiltersInput::default()],
+        1 => vec![
+            FiltersInput {
+                states: strings(&["completed", "failed", "cancelled"]),
+                ..Default::default()
+            },
+            FiltersInput {
+                job_types: strings(&types),
+                ..Default::default()
+            },
+        ],
+        2 => vec![FiltersInput {
+            job_ids: Some(every_third),
+            states: strings(&["running", "completed"]),
+            ..Default::default()
+        }],
+        _ => vec![
+            FiltersInput {
+                job_types: strings(&types[..1]),
+                states: strings(&["failed", "running"]),
+                ..Default::default()
+            },
+            FiltersInput::default(),
+        ],
+    }
+}
+
+/// The events the transitions make for the subscriptions.
+pub fn expected_events(transitions: &[Transition], subs: &[Subscription]) -> BTreeSet<EventId> {
+    let mut expected = BTreeSet::new();
+    for t in transitions {
+        for sub in subs.iter().filter(|s| s.company_id == t.company_id) {
+            if sub.filters.matches(&t.job_id, &t.job_type, t.state) {
+                let state = t.state.as_str().to_owned();
+                expected.insert((sub.subscription_id.clone(), t.job_id.clone(), state));
+            }
+        }
+    }
+    expected
+}
+
+/// The repository's template with the stream mapping's batching window
+/// (the `StreamBatchingWindowSeconds` parameter) set to `seconds`, or as it
+/// is.
+pub fn template_with_window(seconds: Option<u64>) -> Template {
+    let path = template::default_path();
+    let Some(seconds) = seconds else {
+        return Template::load(&path).expect("template.yaml loads");
+    };
+    let text = std::fs::read_to_string(&path).expect("template.yaml reads");
+    let mut root: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let props = root["Resources"][STREAM_MAPPING]["Properties"]
+        .as_mapping_mut()
+        .expect("the stream mapping has properties");
+    props.insert(
+        "MaximumBatchingWindowInSeconds".into(),
+        serde_yaml::Value::from(seconds),
+    );
+    Template::parse(&serde_yaml::to_string(&root).expect("template serialises"))
+        .expect("modified template parses")
+}
