@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Contract fuzzing: runs the local API (local-stack up, no demo) on free
-# loopback ports and points schemathesis at it with the API's OpenAPI
-# document and infra/schemathesis.toml. Exits with schemathesis's status:
-# non-zero when any answer disagrees with the document.
+# Contract fuzzing: runs the local API (local-stack up, no demo, no runners:
+# nothing the fuzzer creates is delivered anywhere) on free loopback ports
+# and points schemathesis at it with the API's OpenAPI document and
+# infra/schemathesis.toml. Exits with schemathesis's status: non-zero when
+# any answer disagrees with the document.
 #
 #   infra/with-emulator.sh infra/fuzz-api.sh
 #
@@ -21,7 +22,7 @@ api_port="$(free_port)"
 receiver_port="$(free_port)"
 log="$root/target/fuzz-api-stack.log"
 
-LOCAL_DEMO=0 LOCAL_API_ADDR="127.0.0.1:$api_port" LOCAL_RECEIVER_ADDR="127.0.0.1:$receiver_port" \
+LOCAL_DEMO=0 LOCAL_RUNNERS=0 LOCAL_API_ADDR="127.0.0.1:$api_port" LOCAL_RECEIVER_ADDR="127.0.0.1:$receiver_port" \
   "$bin" up >"$log" 2>&1 &
 stack_pid=$!
 stop() { kill -INT "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true; }

@@ -151,6 +151,30 @@ pub fn test_event_message(
     (key, body)
 }
 
+/// Longest `MessageGroupId` SQS accepts.
+pub const MAX_GROUP_ID_LEN: usize = 128;
+
+/// The `MessageGroupId` of a company's messages on the DeliveryQueue and the
+/// RetryQueue (SQS fair queues): the company id itself when SQS accepts it
+/// as a group id (1 to 128 ASCII letters, digits and punctuation), else a
+/// stable `h-` + hex SHA-256 of it, so company ids with spaces, non-ASCII
+/// characters or more than 128 bytes group just as well.
+pub fn group_id(company_id: &str) -> std::borrow::Cow<'_, str> {
+    let valid = (1..=MAX_GROUP_ID_LEN).contains(&company_id.len())
+        && company_id.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        return std::borrow::Cow::Borrowed(company_id);
+    }
+    let digest = Sha256::digest(company_id.as_bytes());
+    let mut id = String::with_capacity(2 + 64);
+    id.push_str("h-");
+    for b in digest {
+        id.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        id.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    std::borrow::Cow::Owned(id)
+}
+
 /// The deterministic idempotency key of the event that a stream record
 /// (`event_id`) produces for a subscription: a re-processed record yields
 /// the same key.
@@ -236,6 +260,26 @@ pub fn job_data(data: &JobEventData<'_>) -> Box<RawValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_ids_are_the_company_when_sqs_accepts_it_else_a_stable_hash() {
+        assert_eq!(group_id("acme"), "acme");
+        assert_eq!(group_id("company-00_x.y:z"), "company-00_x.y:z");
+        let long = "a".repeat(MAX_GROUP_ID_LEN);
+        assert_eq!(group_id(&long), long.as_str());
+        for odd in [
+            "Acme Corp",
+            "ünïcode",
+            &"a".repeat(MAX_GROUP_ID_LEN + 1),
+            "",
+        ] {
+            let g = group_id(odd);
+            assert!(g.starts_with("h-") && g.len() == 66, "{odd:?}: {g}");
+            assert!(g.bytes().all(|b| b.is_ascii_graphic()));
+            assert_eq!(g, group_id(odd), "stable");
+        }
+        assert_ne!(group_id("Acme Corp"), group_id("Acme  Corp"));
+    }
 
     #[test]
     fn idempotency_keys_are_deterministic_and_distinct() {

@@ -144,17 +144,22 @@ pub async fn check_target_url_with(raw: &str, allow: &AllowList) -> Result<Url, 
     }
 }
 
+/// How long the creation-time check waits for a name to resolve; a name
+/// that does not resolve in time is refused like one that does not resolve.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Whether plain `http` may reach `url`'s host: an IP literal inside
 /// `allow`, or a name whose every resolved address lies inside `allow`.
-pub async fn plain_http_permitted(url: &Url, allow: &AllowList) -> bool {
+async fn plain_http_permitted(url: &Url, allow: &AllowList) -> bool {
     match url.host() {
         Some(Host::Ipv4(v4)) => allow.permits(IpAddr::V4(v4)),
         Some(Host::Ipv6(v6)) => allow.permits(IpAddr::V6(v6)),
         Some(Host::Domain(name)) => {
             let port = url.port_or_known_default().unwrap_or(80);
-            match tokio::net::lookup_host((name, port)).await {
-                Ok(addrs) => allow.permits_all(addrs.map(|a| a.ip())),
-                Err(_) => false,
+            match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((name, port))).await
+            {
+                Ok(Ok(addrs)) => allow.permits_all(addrs.map(|a| a.ip())),
+                _ => false,
             }
         }
         None => false,
@@ -273,8 +278,9 @@ mod tests {
         }
         // https to the same public hosts is fine.
         assert!(with("https://93.184.216.34/h", &loopback).is_ok());
-        // A name resolving partly outside the list is refused: localhost
-        // resolves to 127.0.0.1 here, so a list without loopback refuses it.
+        // Local-only names and non-public literals outside the list keep
+        // their own rules: `localhost` passes only when the list holds
+        // 127.0.0.1, before any lookup.
         let other = AllowList::parse("10.0.0.0/8").unwrap();
         assert_eq!(
             with("http://localhost:9000/", &other),

@@ -79,8 +79,8 @@ pub fn message_group(m: &aws_sdk_sqs::types::Message) -> Option<&str> {
 }
 
 /// Asserts that a message on the DeliveryQueue or RetryQueue carries
-/// `MessageGroupId` = the `company_id` of its delivery message, the key of
-/// SQS fair queues.
+/// `MessageGroupId` = the group of the `company_id` of its delivery message
+/// ([`shared::message::group_id`]), the key of SQS fair queues.
 ///
 /// # Panics
 /// When the body is not a delivery message or the group is missing or
@@ -90,7 +90,7 @@ pub fn assert_grouped_by_company(m: &aws_sdk_sqs::types::Message) {
     let msg = shared::message::DeliveryMessage::parse(body).expect("a delivery message");
     assert_eq!(
         message_group(m),
-        Some(msg.company_id.as_str()),
+        Some(shared::message::group_id(&msg.company_id).as_ref()),
         "MessageGroupId of {}",
         msg.idempotency_key
     );

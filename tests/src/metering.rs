@@ -12,11 +12,12 @@
 //!   ([`item_size`]).
 //! - DynamoDB Streams reads by a Lambda event source mapping are free.
 //!
-//! Sizes come from the JSON that crosses the wire. Two are estimates, said
-//! where they are made: `UpdateItem` and `DeleteItem` are billed on the
-//! stored item, which the request does not show (the request's own key and
-//! values are used), and a `Query` with a filter is billed on the items it
-//! examined, not only those it returned.
+//! Sizes come from the JSON that crosses the wire. Some are estimates, said
+//! where they are made: `UpdateItem`, `DeleteItem`, the deletes of a
+//! `BatchWriteItem` and the non-`Put` parts of a `TransactWriteItems` are
+//! billed on the stored item, which the request does not show (the
+//! request's own key and values are used), and a `Query` with a filter is
+//! billed on the items it examined, not only those it returned.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -90,11 +91,25 @@ fn read_units(bytes: usize, consistent: bool) -> f64 {
     if consistent { units } else { units / 2.0 }
 }
 
+/// The dimension a DynamoDB operation is billed in.
+fn dynamodb_dimension(operation: &str) -> Dimension {
+    match operation {
+        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems" => {
+            Dimension::DynamoWrites
+        }
+        "GetItem" | "BatchGetItem" | "Query" | "Scan" | "TransactGetItems" => {
+            Dimension::DynamoReads
+        }
+        _ => Dimension::Free,
+    }
+}
+
 fn dynamodb_units(operation: &str, call: Call<'_>) -> (Dimension, f64) {
     if !call.ok {
         // A refused request consumes no capacity (a failed condition still
-        // does, but the benchmark's workloads have none to speak of).
-        return (Dimension::Free, 0.0);
+        // does, but the benchmark's workloads have none to speak of); its
+        // dimension stays the operation's, so the label keeps it.
+        return (dynamodb_dimension(operation), 0.0);
     }
     let request = json(call.request);
     let consistent = request["ConsistentRead"].as_bool().unwrap_or(false);
@@ -310,6 +325,17 @@ mod tests {
             1 + 3 + (1 + 1 + 1)
         );
         assert_eq!(item_size(&Value::Null), 0);
+    }
+
+    #[test]
+    fn a_failed_call_keeps_its_operation_s_dimension() {
+        let failed = Call {
+            target: "DynamoDB_20120810.BatchWriteItem",
+            request: b"{}",
+            response: b"{}",
+            ok: false,
+        };
+        assert_eq!(units(failed), (Dimension::DynamoWrites, 0.0));
     }
 
     #[test]

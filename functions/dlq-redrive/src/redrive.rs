@@ -196,7 +196,7 @@ impl Redriver {
         let outgoing: Vec<batch::Outgoing> = taken
             .iter()
             .map(|t| batch::Outgoing {
-                group: t.message.company_id.clone(),
+                group: shared::message::group_id(&t.message.company_id).into_owned(),
                 body: t.message.clone().redriven().to_body(),
             })
             .collect();

@@ -19,8 +19,9 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub struct Outgoing {
     /// Index of the stream record in the batch.
     pub record: usize,
-    /// The company the event belongs to: the message's `MessageGroupId`.
-    pub company: Arc<str>,
+    /// The message's `MessageGroupId`: [`shared::message::group_id`] of the
+    /// event's company.
+    pub group: Arc<str>,
     /// Message body.
     pub body: String,
 }
@@ -122,7 +123,7 @@ impl Enqueuer {
                 .map(|(id, m)| {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
-                        .message_group_id(&*m.company)
+                        .message_group_id(&*m.group)
                         .message_body(m.body.clone())
                         .build()
                         .expect("id and body are set")
@@ -188,7 +189,7 @@ mod tests {
             .enumerate()
             .map(|(record, n)| Outgoing {
                 record,
-                company: Arc::from("acme"),
+                group: Arc::from("acme"),
                 body: "x".repeat(*n),
             })
             .collect()

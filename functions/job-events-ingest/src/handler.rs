@@ -303,7 +303,8 @@ impl Ingest {
                 );
             }
             let mut first_body = Some(first_body);
-            let company: std::sync::Arc<str> = std::sync::Arc::from(t.company_id.as_str());
+            let group: std::sync::Arc<str> =
+                std::sync::Arc::from(message::group_id(&t.company_id).as_ref());
             for sub in matching {
                 let body = first_body.take().unwrap_or_else(|| {
                     let key = message::idempotency_key(&sub.subscription_id, &f.event_id);
@@ -311,7 +312,7 @@ impl Ingest {
                 });
                 out.push(Outgoing {
                     record: f.index,
-                    company: std::sync::Arc::clone(&company),
+                    group: std::sync::Arc::clone(&group),
                     body,
                 });
             }

@@ -84,7 +84,7 @@ impl App {
             .send_message()
             .queue_url(queue_url)
             // SQS fair queues: the company is the message group.
-            .message_group_id(company)
+            .message_group_id(message::group_id(company))
             .message_body(message_body)
             .send()
             .await

@@ -139,14 +139,28 @@ fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    let tag = text.trim_start_matches("W/").trim_matches('"');
-    tag.parse().map(Some).map_err(|_| {
+    parse_version_tag(text).map(Some).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_if_match",
             "If-Match must be the ETag of the subscription, e.g. \"3\"",
         )
         .with_field("If-Match")
     })
+}
+
+/// The version in an entity tag as the OpenAPI document describes it:
+/// `"3"`, `W/"3"` or a bare `3`, with 1 to 19 digits.
+fn parse_version_tag(text: &str) -> Option<u64> {
+    let quoted = text
+        .strip_prefix("W/")
+        .unwrap_or(text)
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'));
+    let digits = quoted.unwrap_or(text);
+    if !(1..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn precondition_failed(current: u64) -> ApiError {
@@ -452,4 +466,29 @@ fn request_fingerprint(raw: &[u8]) -> String {
         .unwrap_or_else(|_| raw.to_vec());
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version_tag;
+
+    #[test]
+    fn version_tags_are_exactly_the_documented_shapes() {
+        for (tag, version) in [("\"3\"", 3), ("W/\"3\"", 3), ("3", 3), ("\"0\"", 0)] {
+            assert_eq!(parse_version_tag(tag), Some(version), "{tag}");
+        }
+        for bad in [
+            "",
+            "+5",
+            "\"5",
+            "W/5",
+            " 5",
+            "\"\"",
+            "\"-1\"",
+            "x",
+            "12345678901234567890",
+        ] {
+            assert_eq!(parse_version_tag(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -138,27 +138,43 @@ impl GuardedResolver {
     }
 }
 
+/// The addresses of `host` a resolver with `keep` may connect to.
+fn kept_addresses(
+    host: &str,
+    resolved: Vec<SocketAddr>,
+    allow: &AllowList,
+    keep: Keep,
+) -> Result<Vec<SocketAddr>, Blocked> {
+    if keep == Keep::ListedOnly {
+        if !allow.permits_all(resolved.iter().map(SocketAddr::ip)) {
+            return Err(Blocked::PlainHttpName {
+                host: host.to_owned(),
+            });
+        }
+        return Ok(resolved);
+    }
+    let kept: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|addr| permitted(addr.ip(), allow).is_ok())
+        .collect();
+    if kept.is_empty() {
+        return Err(Blocked::NonPublicName {
+            host: host.to_owned(),
+        });
+    }
+    Ok(kept)
+}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let (allow, keep) = (Arc::clone(&self.allow), self.keep);
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if keep == Keep::ListedOnly {
-                if !allow.permits_all(resolved.iter().map(SocketAddr::ip)) {
-                    return Err(Box::new(Blocked::PlainHttpName { host }) as _);
-                }
-                return Ok(Box::new(resolved.into_iter()) as Addrs);
+            let host = name.as_str();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+            match kept_addresses(host, resolved, &allow, keep) {
+                Ok(kept) => Ok(Box::new(kept.into_iter()) as Addrs),
+                Err(blocked) => Err(Box::new(blocked) as _),
             }
-            let kept: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|addr| permitted(addr.ip(), &allow).is_ok())
-                .collect();
-            if kept.is_empty() {
-                return Err(Box::new(Blocked::NonPublicName { host }) as _);
-            }
-            Ok(Box::new(kept.into_iter()) as Addrs)
         })
     }
 }
@@ -260,6 +276,38 @@ mod tests {
             check_target(&url("https://93.184.216.34/x"), &loopback),
             Ok(())
         );
+    }
+
+    #[test]
+    fn plain_http_names_must_resolve_only_into_the_list() {
+        let addr = |s: &str| SocketAddr::new(s.parse().unwrap(), 0);
+        let (public, inside) = (addr("93.184.216.34"), addr("127.0.0.1"));
+        let loopback = AllowList::parse("127.0.0.0/8").unwrap();
+        let plain = |resolved: Vec<SocketAddr>| {
+            kept_addresses("h.test", resolved, &loopback, Keep::ListedOnly)
+        };
+        assert_eq!(plain(vec![inside]), Ok(vec![inside]));
+        // A public address, alone or beside a listed one, is refused for
+        // plain http, where https would connect to it.
+        for resolved in [vec![public], vec![inside, public], vec![]] {
+            assert_eq!(
+                plain(resolved.clone()),
+                Err(Blocked::PlainHttpName {
+                    host: "h.test".into()
+                }),
+                "{resolved:?}"
+            );
+        }
+        let https = kept_addresses(
+            "h.test",
+            vec![inside, public],
+            &loopback,
+            Keep::PublicOrListed,
+        );
+        assert_eq!(https, Ok(vec![inside, public]));
+        let none = AllowList::default();
+        let https = kept_addresses("h.test", vec![inside, public], &none, Keep::PublicOrListed);
+        assert_eq!(https, Ok(vec![public]));
     }
 
     #[tokio::test]

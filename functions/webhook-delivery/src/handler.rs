@@ -172,7 +172,7 @@ impl Delivery {
         let Some(mut msg) = DeliveryMessage::parse(body) else {
             tracing::warn!(message_id, "malformed delivery message: dead-lettering it");
             self.queues
-                .dead_letter(body, DeadLetterReason::Malformed)
+                .dead_letter(body, DeadLetterReason::Malformed, None)
                 .await
                 .map_err(|e| {
                     tracing::error!(message_id, error = %e, "could not dead-letter a malformed message");
@@ -366,7 +366,11 @@ impl Delivery {
             }
             None => {
                 self.queues
-                    .dead_letter(&msg.to_body(), DeadLetterReason::Exhausted)
+                    .dead_letter(
+                        &msg.to_body(),
+                        DeadLetterReason::Exhausted,
+                        Some(&msg.company_id),
+                    )
                     .await
                     .map_err(|e| {
                         tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not dead-letter");

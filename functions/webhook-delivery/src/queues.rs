@@ -47,7 +47,7 @@ impl Queues {
             .send_message()
             .queue_url(&self.retry_url)
             // SQS fair queues: one company's retries don't hold back others'.
-            .message_group_id(&msg.company_id)
+            .message_group_id(shared::message::group_id(&msg.company_id))
             .message_body(msg.to_body())
             .delay_seconds(delay)
             .send()
@@ -59,11 +59,14 @@ impl Queues {
         Ok(())
     }
 
-    /// Puts `body` on the DeadLetterQueue, tagged with `reason`.
+    /// Puts `body` on the DeadLetterQueue, tagged with `reason`, grouped by
+    /// its company when known (so SQS's own redrive back to the fair queues
+    /// keeps the group).
     pub async fn dead_letter(
         &self,
         body: &str,
         reason: DeadLetterReason,
+        company_id: Option<&str>,
     ) -> Result<(), QueueError> {
         let attribute = MessageAttributeValue::builder()
             .data_type("String")
@@ -75,6 +78,7 @@ impl Queues {
         self.client
             .send_message()
             .queue_url(&self.dead_letter_url)
+            .set_message_group_id(company_id.map(|c| shared::message::group_id(c).into_owned()))
             .message_body(body)
             .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, attribute)
             .send()

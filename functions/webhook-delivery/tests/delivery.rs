@@ -626,6 +626,15 @@ async fn plain_http_reaches_only_hosts_inside_the_allow_list() {
     assert_eq!((tally.delivered, tally.failed_attempts), (0, 1));
     let log = fx.attempts(&elsewhere).await;
     assert_eq!(log[0].error.as_deref(), Some("blocked_address"), "{log:?}");
+    // Refused by the plain-http client's resolver, not the https one's.
+    assert!(
+        log[0]
+            .response_excerpt
+            .as_deref()
+            .unwrap()
+            .contains("does not resolve only into TARGET_ALLOW_LIST"),
+        "{log:?}"
+    );
     assert_eq!(
         receiver.received().len(),
         before,

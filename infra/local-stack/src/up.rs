@@ -39,6 +39,10 @@ pub struct LocalConfig {
     pub company_claim: String,
     /// `LOCAL_DEMO=0` skips the start-up demo.
     pub demo: bool,
+    /// `LOCAL_RUNNERS=0` serves the API only: no stream or queue runners,
+    /// so nothing is delivered (the contract fuzzer's setting). Needs
+    /// `LOCAL_DEMO=0`.
+    pub runners: bool,
     /// `RETRY_SCHEDULE`, default the template's.
     pub retry_schedule: Option<RetrySchedule>,
     /// `TARGET_ALLOW_LIST`, default loopback.
@@ -83,10 +87,20 @@ impl LocalConfig {
             company_claim: config::optional("COMPANY_CLAIM")
                 .unwrap_or_else(|| "company_id".to_owned()),
             demo: config::optional("LOCAL_DEMO").as_deref() != Some("0"),
+            runners: config::optional("LOCAL_RUNNERS").as_deref() != Some("0"),
             retry_schedule,
             allow_list,
             max_pollers: config::parse_in_range("LOCAL_MAX_POLLERS", 2usize, 1, 16)?,
             cursors,
+        })
+        .and_then(|c: Self| {
+            if c.demo && !c.runners {
+                return Err(ConfigError::new(
+                    "LOCAL_RUNNERS",
+                    "LOCAL_RUNNERS=0 delivers nothing, so the demo can't run: set LOCAL_DEMO=0 too",
+                ));
+            }
+            Ok(c)
         })
     }
 }
@@ -136,7 +150,12 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let receiver_url = receiver.url();
     let receiver_log = receiver.log();
     let receiver_task = tokio::spawn(receiver.serve(stopped(shutdown.clone())));
-    let mut runners = pipeline.start(shutdown.clone()).await?;
+    let mut runners = if config.runners {
+        pipeline.start(shutdown.clone()).await?
+    } else {
+        println!("\nLOCAL_RUNNERS=0: the API only; nothing is ingested or delivered.");
+        tokio::task::JoinSet::new()
+    };
 
     let base = format!("http://{}", config.api_addr);
     let token = jwt::dev_token(DEMO_COMPANY, &config.company_claim);
