@@ -20,6 +20,7 @@ bin="$root/target/debug/local-stack"
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api_port="$(free_port)"
 receiver_port="$(free_port)"
+while [ "$receiver_port" = "$api_port" ]; do receiver_port="$(free_port)"; done
 log="$root/target/fuzz-api-stack.log"
 
 LOCAL_DEMO=0 LOCAL_RUNNERS=0 LOCAL_API_ADDR="127.0.0.1:$api_port" LOCAL_RECEIVER_ADDR="127.0.0.1:$receiver_port" \
