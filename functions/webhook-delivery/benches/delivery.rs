@@ -405,15 +405,10 @@ impl std::io::Write for CountingSink {
 /// The production JSON log format (`shared::telemetry`), written to a
 /// counting sink.
 fn json_logs_to_sink() -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_current_span(false)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(true)
-        .with_writer(|| CountingSink)
-        .finish()
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(shared::telemetry::json_layer(|| CountingSink))
 }
 
 fn main() {

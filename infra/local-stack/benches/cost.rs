@@ -130,14 +130,8 @@ impl std::io::Write for CountingSink {
 /// counting sink; the runners' and the benchmark's own lines are not the
 /// functions' and are left out. Warnings also go to stderr.
 fn install_tracing() {
-    let functions = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(false)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(true)
-        .with_writer(|| CountingSink)
-        .with_filter(filter::filter_fn(|m| {
+    let functions =
+        shared::telemetry::json_layer(|| CountingSink).with_filter(filter::filter_fn(|m| {
             *m.level() <= tracing::Level::INFO
                 && !m.target().starts_with("local_stack")
                 && !m.target().starts_with("cost")
@@ -246,39 +240,18 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     for r in 0..RECEIVERS {
         let rng = Mutex::new(fastrand::Rng::with_seed(100 + r as u64));
         let kind = scenario.receivers;
-        let fails = Arc::new(move |_n: usize| match kind {
-            Receivers::Healthy => false,
-            Receivers::Down => true,
-            Receivers::Flaky => rng.lock().unwrap().f64() < 0.3,
-        });
-        // One draw per request: the reply and the ledger see the same one.
-        let decided: Arc<Mutex<BTreeMap<usize, bool>>> = Arc::default();
-        let (d1, d2, f) = (
-            Arc::clone(&decided),
-            Arc::clone(&decided),
-            Arc::clone(&fails),
-        );
         let status = match kind {
             Receivers::Down => 503,
             _ => 500,
         };
-        let receiver = workload::receiver(
-            &ledger,
-            move |n| {
-                let failed = d1.lock().unwrap().remove(&n).unwrap_or(false);
-                let reply = if failed {
-                    Reply::status(status)
-                } else {
-                    Reply::status(204)
-                };
-                reply.after(receiver_delay)
-            },
-            move |n| {
-                let failed = f(n);
-                d2.lock().unwrap().insert(n, failed);
-                !failed
-            },
-        )
+        let receiver = workload::receiver(&ledger, move |_| {
+            let failed = match kind {
+                Receivers::Healthy => false,
+                Receivers::Down => true,
+                Receivers::Flaky => rng.lock().unwrap().f64() < 0.3,
+            };
+            Reply::status(if failed { status } else { 204 }).after(receiver_delay)
+        })
         .await;
         receivers.push(receiver);
     }

@@ -231,7 +231,7 @@ async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut receivers = Vec::new();
     for _ in 0..RECEIVERS {
-        receivers.push(workload::receiver(&ledger, |_| Reply::status(204), |_| true).await);
+        receivers.push(workload::receiver(&ledger, |_| Reply::status(204)).await);
     }
 
     // The same plans in every run (one seed); fresh company names keep the

@@ -83,7 +83,6 @@ pub fn verified_event(ledger: &Ledger, req: &Received) -> Option<EventId> {
 pub async fn receiver(
     ledger: &Arc<Mutex<Ledger>>,
     reply: impl Fn(usize) -> Reply + Send + Sync + 'static,
-    accepts: impl Fn(usize) -> bool + Send + Sync + 'static,
 ) -> Receiver {
     let receiver = Receiver::http().await;
     let ledger = Arc::clone(ledger);
@@ -94,11 +93,18 @@ pub async fn receiver(
             ledger.bad_signatures += 1;
             return Reply::status(401);
         };
-        if accepts(n) {
+        let reply = reply(n);
+        if matches!(
+            reply,
+            Reply::Respond {
+                status: 200..=299,
+                ..
+            }
+        ) {
             let now = Instant::now();
             ledger.first.entry(event).or_insert(now);
         }
-        reply(n)
+        reply
     });
     receiver
 }
