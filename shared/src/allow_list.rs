@@ -42,7 +42,12 @@ impl AllowList {
 
     /// Reads [`ENV_VAR`] (absent = empty).
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let text = crate::config::optional(ENV_VAR).unwrap_or_default();
+        Self::from_vars(&crate::config::Vars::Process)
+    }
+
+    /// The list in `vars` (empty when unset).
+    pub fn from_vars(vars: &crate::config::Vars) -> Result<Self, crate::config::ConfigError> {
+        let text = vars.optional(ENV_VAR).unwrap_or_default();
         Self::parse(&text).map_err(|e| crate::config::ConfigError::new(ENV_VAR, e.to_string()))
     }
 

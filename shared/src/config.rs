@@ -26,46 +26,106 @@ impl ConfigError {
     }
 }
 
-/// The non-empty value of `var`, if set.
+/// Where configuration variables are read from: the process environment
+/// (a Lambda function's, at cold start) or a given set, such as the
+/// environment CloudFormation resolved for a function, which the local
+/// stack reads back from the emulator.
+#[derive(Debug, Clone, Default)]
+pub enum Vars {
+    /// `std::env`.
+    #[default]
+    Process,
+    /// Exactly these variables.
+    Map(std::collections::HashMap<String, String>),
+}
+
+impl Vars {
+    /// The variables in `map`, and no others.
+    pub fn from_map(map: std::collections::HashMap<String, String>) -> Self {
+        Self::Map(map)
+    }
+
+    /// The non-empty value of `var`, if set.
+    pub fn optional(&self, var: &'static str) -> Option<String> {
+        let value = match self {
+            Self::Process => std::env::var(var).ok(),
+            Self::Map(map) => map.get(var).cloned(),
+        };
+        value.filter(|v| !v.trim().is_empty())
+    }
+
+    /// The non-empty value of `var`, or an error saying it must be set.
+    pub fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.optional(var)
+            .ok_or_else(|| ConfigError::new(var, "must be set to a non-empty value"))
+    }
+
+    /// `var` parsed as `T`, or `default` when unset.
+    pub fn parse_or<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    /// `var` parsed as `T` (or `default` when unset), refused outside
+    /// `[min, max]`.
+    pub fn parse_in_range<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse_or(var, default)?;
+        if value < min || value > max {
+            return Err(ConfigError::new(
+                var,
+                format!("must be from {min} to {max}, got {value}"),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// The non-empty value of `var` in the process environment, if set.
 pub fn optional(var: &'static str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+    Vars::Process.optional(var)
 }
 
-/// The non-empty value of `var`, or an error saying it must be set.
+/// The non-empty value of `var` in the process environment, or an error.
 pub fn required(var: &'static str) -> Result<String, ConfigError> {
-    optional(var).ok_or_else(|| ConfigError::new(var, "must be set to a non-empty value"))
+    Vars::Process.required(var)
 }
 
-/// `var` parsed as `T`, or `default` when unset.
+/// `var` of the process environment parsed as `T`, or `default` when unset.
 pub fn parse_or<T>(var: &'static str, default: T) -> Result<T, ConfigError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
 {
-    match optional(var) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| ConfigError::new(var, format!("cannot parse {raw:?}: {e}"))),
-    }
+    Vars::Process.parse_or(var, default)
 }
 
-/// `var` parsed as `T` (or `default` when unset), refused outside
-/// `[min, max]`.
+/// `var` of the process environment parsed as `T` (or `default` when
+/// unset), refused outside `[min, max]`.
 pub fn parse_in_range<T>(var: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + std::fmt::Display,
     T::Err: std::fmt::Display,
 {
-    let value = parse_or(var, default)?;
-    if value < min || value > max {
-        return Err(ConfigError::new(
-            var,
-            format!("must be from {min} to {max}, got {value}"),
-        ));
-    }
-    Ok(value)
+    Vars::Process.parse_in_range(var, default, min, max)
 }
 
 /// The AWS SDK configuration from the standard provider chain (region,
@@ -113,6 +173,23 @@ mod tests {
         assert_eq!(err.var, "SHARED_CONFIG_TEST_NUM");
         assert!(err.to_string().contains("\"ten\""), "{err}");
         assert_eq!(parse_or::<u32>("SHARED_CONFIG_TEST_UNSET", 3).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_map_of_variables_is_read_alone() {
+        let vars = Vars::from_map([("SHARED_CONFIG_MAP_N".to_owned(), "7".to_owned())].into());
+        assert_eq!(
+            vars.parse_in_range("SHARED_CONFIG_MAP_N", 1u32, 1, 9)
+                .unwrap(),
+            7
+        );
+        // SAFETY: test-only variable name unique to this test.
+        unsafe { std::env::set_var("SHARED_CONFIG_MAP_OTHER", "x") };
+        assert_eq!(vars.optional("SHARED_CONFIG_MAP_OTHER"), None);
+        assert!(
+            vars.parse_in_range("SHARED_CONFIG_MAP_N", 1u32, 1, 5)
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The local AWS emulator, for tests that talk to it over HTTP.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use local_stack::provision;
-use local_stack::template::{self, Template};
 
 /// Endpoint of the emulator, from `AWS_ENDPOINT_URL`.
 ///
@@ -41,20 +39,6 @@ pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
 /// resources.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Creates a fresh table with the schema of `logical_id` in `template.yaml`
-/// and returns its name.
-pub async fn fresh_table(client: &aws_sdk_dynamodb::Client, logical_id: &str) -> String {
-    let template = Template::load(&template::default_path()).expect("template.yaml loads");
-    let spec = template
-        .table(logical_id)
-        .expect("table is in the template");
-    let name = unique_name(logical_id);
-    provision::ensure_table(client, &spec, &name)
-        .await
-        .expect("table is created in the emulator");
-    name
 }
 
 /// Creates a fresh SQS queue whose name starts with `prefix` and returns

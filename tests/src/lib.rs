@@ -24,6 +24,7 @@ pub mod http_server;
 pub mod metering;
 pub mod receiver;
 pub mod runtime_api;
+pub mod stack;
 
 /// Path of a sample event in `tests/events/`.
 pub fn event_path(name: &str) -> std::path::PathBuf {

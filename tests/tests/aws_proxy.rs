@@ -278,7 +278,11 @@ async fn calls_are_counted_by_target() {
     let sqs = sqs(&proxy, RetryConfig::disabled()).await;
     let dynamo = dynamodb(&proxy).await;
     let queue = fresh_queue(&sqs).await;
-    let table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
+    let table = test_support::stack::deploy()
+        .await
+        .table(test_support::stack::ids::SUBSCRIPTIONS_TABLE)
+        .unwrap()
+        .to_owned();
     assert_eq!(proxy.calls("AmazonSQS.CreateQueue"), 1);
     assert!(proxy.calls("DynamoDB_20120810.CreateTable") >= 1);
     proxy.reset_counts();

@@ -5,22 +5,19 @@ use std::sync::Arc;
 
 use local_stack::{gateway, jwt};
 use serde_json::{Value, json};
-use shared::cursor::CursorCodec;
 use subscriptions_api::{ApiConfig, App};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let client = emulator::dynamodb().await;
     let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
-    let table = emulator::fresh_table(&client, "SubscriptionsTable").await;
-    let config = ApiConfig {
-        table,
-        deliveries_table: emulator::fresh_table(&client, "DeliveriesTable").await,
-        delivery_queue_url: emulator::fresh_queue(&sqs, "DeliveryQueue").await,
-        company_claim: "company_id".to_owned(),
-        cursors: CursorCodec::new(b"gateway-test-cursor-signing-key-0123456789").unwrap(),
-        allow_list: Default::default(),
-    };
+    let stack = stack::deploy().await;
+    let config = ApiConfig::from_vars(&stack.function(ids::API_FUNCTION).unwrap().vars_with(&[(
+        "CURSOR_SIGNING_KEY",
+        "gateway-test-cursor-signing-key-0123456789".to_owned(),
+    )]))
+    .unwrap();
     let app = Arc::new(App::new(config, client, sqs));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

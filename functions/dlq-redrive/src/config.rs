@@ -1,6 +1,6 @@
 //! Configuration of the redrive function, read once at cold start.
 
-use shared::config::{self, ConfigError};
+use shared::config::{ConfigError, Vars};
 
 /// Settings of the redrive function.
 #[derive(Debug, Clone)]
@@ -14,9 +14,15 @@ pub struct RedriveConfig {
 impl RedriveConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::Process)
+    }
+
+    /// Reads the configuration from `vars` (the local stack passes the
+    /// environment CloudFormation resolved for the function).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let config = Self {
-            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
-            delivery_queue_url: config::required("DELIVERY_QUEUE_URL")?,
+            dead_letter_queue_url: vars.required("DEAD_LETTER_QUEUE_URL")?,
+            delivery_queue_url: vars.required("DELIVERY_QUEUE_URL")?,
         };
         config.validate()?;
         Ok(config)

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use shared::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
+use test_support::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dlq-redrive");
 const NAME: &str = "dlq-redrive";
@@ -32,8 +33,10 @@ async fn binary_boots_and_redrives_the_sample_event() {
     let subscription = event["subscription_id"].as_str().unwrap();
 
     let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
-    let dlq = emulator::fresh_queue(&sqs, "smoke-dlq").await;
-    let delivery = emulator::fresh_queue(&sqs, "smoke-delivery").await;
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(&stack, ids::REDRIVE_FUNCTION, &[]);
+    let dlq = stack.queue_url(ids::DEAD_LETTER_QUEUE).unwrap().to_owned();
+    let delivery = stack.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned();
     let data = serde_json::value::to_raw_value(&json!({"job_id": "job-7f3a"})).unwrap();
     let envelope = EventEnvelope {
         company_id: company,
@@ -56,15 +59,7 @@ async fn binary_boots_and_redrives_the_sample_event() {
             .unwrap();
     }
 
-    let (runtime, _child) = runtime_api::boot(
-        BINARY,
-        NAME,
-        &[
-            ("DEAD_LETTER_QUEUE_URL", &dlq),
-            ("DELIVERY_QUEUE_URL", &delivery),
-        ],
-    )
-    .await;
+    let (runtime, _child) = runtime_api::boot(BINARY, NAME, &stack::borrowed(&env)).await;
 
     let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
     assert_eq!(

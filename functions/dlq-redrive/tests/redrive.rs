@@ -13,6 +13,7 @@ use shared::message::{
 use shared::subscription::new_subscription_id;
 use test_support::aws_proxy::{AwsProxy, FaultRule};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
 /// A subscription id for tests that select by company or not at all.
 const SUB: &str = "sub_0193a5b2c4d67e8f9a0b1c2d3e4f5a6b";
@@ -60,12 +61,18 @@ fn dead_body(company: &str, subscription: &str, attempt: u32) -> Dead {
 }
 
 impl Fixture {
+    /// A stack of its own and the redrive function's deployed
+    /// configuration.
     async fn new() -> Self {
         let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
-        let config = RedriveConfig {
-            dead_letter_queue_url: emulator::fresh_queue(&sqs, "dlq").await,
-            delivery_queue_url: emulator::fresh_queue(&sqs, "delivery").await,
-        };
+        let stack = stack::deploy().await;
+        let config =
+            RedriveConfig::from_vars(&stack::function_vars(&stack, ids::REDRIVE_FUNCTION, &[]))
+                .unwrap();
+        assert_eq!(
+            config.dead_letter_queue_url,
+            stack.queue_url(ids::DEAD_LETTER_QUEUE).unwrap()
+        );
         Self { sqs, config }
     }
 

@@ -283,10 +283,10 @@ fn main() {
     handler_rt.block_on(async {
         let sdk = emulator::sdk_config().await;
         let direct = aws_sdk_dynamodb::Client::new(&sdk);
-        let table = emulator::fresh_table(&direct, "SubscriptionsTable").await;
+        let stack = test_support::stack::deploy().await;
+        let table = stack.table(test_support::stack::ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
         subscribe_all(&SubscriptionStore::new(direct, table.clone())).await;
-        let queue_url =
-            emulator::fresh_queue(&aws_sdk_sqs::Client::new(&sdk), "bench-delivery").await;
+        let queue_url = stack.queue_url(test_support::stack::ids::DELIVERY_QUEUE).unwrap().to_owned();
         let config = IngestConfig {
             table,
             queue_url: queue_url.clone(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{self, ConfigError};
+use shared::config::{ConfigError, Vars};
 
 /// Settings of the ingest function.
 #[derive(Debug, Clone)]
@@ -27,18 +27,24 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::Process)
+    }
+
+    /// Reads the configuration from `vars` (the local stack passes the
+    /// environment CloudFormation resolved for the function).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            table: config::required("SUBSCRIPTIONS_TABLE")?,
-            queue_url: config::required("DELIVERY_QUEUE_URL")?,
-            cache_ttl: Duration::from_secs(config::parse_in_range(
+            table: vars.required("SUBSCRIPTIONS_TABLE")?,
+            queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            cache_ttl: Duration::from_secs(vars.parse_in_range(
                 "SUBSCRIPTION_CACHE_TTL_SECONDS",
                 10u64,
                 0,
                 3600,
             )?),
-            send_concurrency: config::parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
-            send_attempts: config::parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
-            max_message_bytes: config::parse_in_range(
+            send_concurrency: vars.parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
+            send_attempts: vars.parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
+            max_message_bytes: vars.parse_in_range(
                 "MAX_MESSAGE_BYTES",
                 262_144usize,
                 1024,

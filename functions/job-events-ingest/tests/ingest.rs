@@ -4,7 +4,6 @@
 //! delivery queue are checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use job_events_ingest::{Ingest, IngestConfig};
@@ -16,6 +15,7 @@ use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::aws_proxy::{AwsProxy, FaultRule};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
 struct Fixture {
     dynamo: aws_sdk_dynamodb::Client,
@@ -49,23 +49,29 @@ fn job(
 }
 
 impl Fixture {
+    /// A stack of its own; the ingest function's deployed configuration
+    /// with fewer send attempts, reading the stack's jobs stream from the
+    /// start.
     async fn new() -> Self {
         let sdk = emulator::sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let subs_table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
-        let jobs_table = emulator::fresh_table(&dynamo, "JobsTable").await;
-        let stream_arn = dynamo
-            .describe_table()
-            .table_name(&jobs_table)
-            .send()
-            .await
-            .unwrap()
-            .table
-            .unwrap()
-            .latest_stream_arn
-            .expect("the jobs table has a stream");
-        let queue_url = emulator::fresh_queue(&sqs, "delivery").await;
+        let stack = stack::deploy().await;
+        let config = IngestConfig::from_vars(&stack::function_vars(
+            &stack,
+            ids::INGEST_FUNCTION,
+            &[("SEND_CONCURRENCY", "4"), ("SEND_ATTEMPTS", "3")],
+        ))
+        .unwrap();
+        let jobs_table = stack.table(ids::JOBS_TABLE).unwrap().to_owned();
+        let mapping = stack
+            .mappings_of(ids::INGEST_FUNCTION)
+            .find(|m| m.is_stream())
+            .expect("the ingest function reads the jobs stream");
+        let stream_arn = mapping.source_arn.clone();
+        let queue_url = config.queue_url.clone();
+        assert_eq!(queue_url, stack.queue_url(ids::DELIVERY_QUEUE).unwrap());
+        let subs_table = config.table.clone();
         let reader = StreamReader::open(
             aws_sdk_dynamodbstreams::Client::new(&sdk),
             stream_arn.clone(),
@@ -73,14 +79,6 @@ impl Fixture {
         )
         .await
         .unwrap();
-        let config = IngestConfig {
-            table: subs_table.clone(),
-            queue_url: queue_url.clone(),
-            cache_ttl: Duration::from_secs(10),
-            send_concurrency: 4,
-            send_attempts: 3,
-            max_message_bytes: 262_144,
-        };
         Self {
             store: SubscriptionStore::new(dynamo.clone(), subs_table),
             dynamo,

@@ -10,13 +10,16 @@ use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
+use test_support::stack::{self, ids};
 
 #[tokio::test]
 async fn binary_boots_and_enqueues_the_sample_stream_event() {
     let sdk = emulator::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(&stack, ids::INGEST_FUNCTION, &[]);
+    let table = stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
     let sub = Subscription::create(
         "acme-corp",
         NewSubscription {
@@ -30,15 +33,12 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
         .create(&sub, None)
         .await
         .unwrap();
-    let queue_url = emulator::fresh_queue(&sqs, "smoke").await;
+    let queue_url = stack.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned();
 
     let (runtime, _child) = runtime_api::boot(
         env!("CARGO_BIN_EXE_job-events-ingest"),
         "job-events-ingest",
-        &[
-            ("SUBSCRIPTIONS_TABLE", &table),
-            ("DELIVERY_QUEUE_URL", &queue_url),
-        ],
+        &stack::borrowed(&env),
     )
     .await;
 

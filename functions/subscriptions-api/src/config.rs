@@ -1,7 +1,7 @@
 //! Configuration of the subscriptions API, read once at cold start.
 
 use shared::allow_list::AllowList;
-use shared::config::{self, ConfigError};
+use shared::config::{ConfigError, Vars};
 use shared::cursor::{CursorCodec, MIN_KEY_LEN};
 
 /// Settings of the subscriptions API.
@@ -28,19 +28,26 @@ pub struct ApiConfig {
 impl ApiConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let table = config::required("SUBSCRIPTIONS_TABLE")?;
-        let deliveries_table = config::required("DELIVERIES_TABLE")?;
-        let delivery_queue_url = config::required("DELIVERY_QUEUE_URL")?;
-        let company_claim =
-            config::optional("COMPANY_CLAIM").unwrap_or_else(|| "company_id".to_owned());
-        let key = config::required("CURSOR_SIGNING_KEY")?;
+        Self::from_vars(&Vars::Process)
+    }
+
+    /// Reads the configuration from `vars` (the local stack passes the
+    /// environment CloudFormation resolved for the function).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let table = vars.required("SUBSCRIPTIONS_TABLE")?;
+        let deliveries_table = vars.required("DELIVERIES_TABLE")?;
+        let delivery_queue_url = vars.required("DELIVERY_QUEUE_URL")?;
+        let company_claim = vars
+            .optional("COMPANY_CLAIM")
+            .unwrap_or_else(|| "company_id".to_owned());
+        let key = vars.required("CURSOR_SIGNING_KEY")?;
         let cursors = CursorCodec::new(key.as_bytes()).ok_or_else(|| {
             ConfigError::new(
                 "CURSOR_SIGNING_KEY",
                 format!("must be at least {MIN_KEY_LEN} bytes long"),
             )
         })?;
-        let allow_list = AllowList::from_env()?;
+        let allow_list = AllowList::from_vars(vars)?;
         if !allow_list.is_empty() {
             tracing::warn!(
                 "TARGET_ALLOW_LIST is set: non-public targets in it are accepted (local development only)"

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
+use test_support::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_subscriptions-api");
 const NAME: &str = "subscriptions-api";
@@ -31,23 +31,16 @@ fn response(outcome: Option<Outcome>) -> (u16, Value) {
 
 #[tokio::test]
 async fn binary_boots_and_answers_api_gateway_events() {
-    let sdk = emulator::sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = emulator::fresh_table(&client, "SubscriptionsTable").await;
-    let deliveries = emulator::fresh_table(&client, "DeliveriesTable").await;
-    let queue = emulator::fresh_queue(&aws_sdk_sqs::Client::new(&sdk), "DeliveryQueue").await;
-    let (runtime, _child) = runtime_api::boot(
-        BINARY,
-        NAME,
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(
+        &stack,
+        ids::API_FUNCTION,
         &[
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-            ("SUBSCRIPTIONS_TABLE", &table),
-            ("DELIVERIES_TABLE", &deliveries),
-            ("DELIVERY_QUEUE_URL", &queue),
             ("CURSOR_SIGNING_KEY", CURSOR_KEY),
         ],
-    )
-    .await;
+    );
+    let (runtime, _child) = runtime_api::boot(BINARY, NAME, &stack::borrowed(&env)).await;
 
     let (status, body) = response(
         runtime

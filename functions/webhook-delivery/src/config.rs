@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::allow_list::AllowList;
-use shared::config::{self, ConfigError};
+use shared::config::{ConfigError, Vars};
 use shared::retry::{DEFAULT_SCHEDULE, RetrySchedule};
 
 /// Settings of the delivery function.
@@ -43,21 +43,29 @@ pub struct DeliveryConfig {
 impl DeliveryConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let schedule_text =
-            config::optional("RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
+        Self::from_vars(&Vars::Process)
+    }
+
+    /// Reads the configuration from `vars` (the local stack passes the
+    /// environment CloudFormation resolved for the function).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let schedule_text = vars
+            .optional("RETRY_SCHEDULE")
+            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
         let schedule = RetrySchedule::parse(&schedule_text)
             .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
         let millis = |var, default| {
-            config::parse_in_range(var, default, 100u64, 60_000).map(Duration::from_millis)
+            vars.parse_in_range(var, default, 100u64, 60_000)
+                .map(Duration::from_millis)
         };
         Ok(Self {
-            subscriptions_table: config::required("SUBSCRIPTIONS_TABLE")?,
-            deliveries_table: config::required("DELIVERIES_TABLE")?,
-            retry_queue_url: config::required("RETRY_QUEUE_URL")?,
-            dead_letter_queue_url: config::required("DEAD_LETTER_QUEUE_URL")?,
+            subscriptions_table: vars.required("SUBSCRIPTIONS_TABLE")?,
+            deliveries_table: vars.required("DELIVERIES_TABLE")?,
+            retry_queue_url: vars.required("RETRY_QUEUE_URL")?,
+            dead_letter_queue_url: vars.required("DEAD_LETTER_QUEUE_URL")?,
             schedule,
-            concurrency: config::parse_in_range("DELIVERY_CONCURRENCY", 16usize, 1, 256)?,
-            cache_ttl: Duration::from_secs(config::parse_in_range(
+            concurrency: vars.parse_in_range("DELIVERY_CONCURRENCY", 16usize, 1, 256)?,
+            cache_ttl: Duration::from_secs(vars.parse_in_range(
                 "SUBSCRIPTION_CACHE_TTL_SECONDS",
                 5u64,
                 0,
@@ -65,8 +73,8 @@ impl DeliveryConfig {
             )?),
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5_000)?,
             request_timeout: millis("REQUEST_TIMEOUT_MS", 15_000)?,
-            allow_list: AllowList::from_env()?,
-            extra_ca_file: config::optional("TARGET_EXTRA_CA_FILE").map(PathBuf::from),
+            allow_list: AllowList::from_vars(vars)?,
+            extra_ca_file: vars.optional("TARGET_EXTRA_CA_FILE").map(PathBuf::from),
         })
     }
 }

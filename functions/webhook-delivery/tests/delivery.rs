@@ -15,6 +15,7 @@ use shared::subscription::{NewSubscription, Subscription};
 use test_support::aws_proxy::AwsProxy;
 use test_support::emulator;
 use test_support::receiver::{Received, Receiver, Reply};
+use test_support::stack::{self, ids};
 use webhook_delivery::handler::GONE_REASON;
 use webhook_delivery::{Delivery, DeliveryConfig, Tally};
 
@@ -22,6 +23,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct Fixture {
     config: DeliveryConfig,
+    delivery_queue_url: String,
     store: SubscriptionStore,
     log: DeliveryLog,
     sqs: aws_sdk_sqs::Client,
@@ -36,26 +38,31 @@ struct Queued {
 }
 
 impl Fixture {
-    /// Fresh tables and queues; loopback receivers allowed; a compressed
+    /// A stack of its own; the delivery function's deployed configuration
+    /// with loopback receivers allowed, shorter timeouts and a compressed
     /// schedule of three attempts with no waits.
     async fn new() -> Self {
         let sdk = emulator::sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let config = DeliveryConfig {
-            subscriptions_table: emulator::fresh_table(&dynamo, "SubscriptionsTable").await,
-            deliveries_table: emulator::fresh_table(&dynamo, "DeliveriesTable").await,
-            retry_queue_url: emulator::fresh_queue(&sqs, "retry").await,
-            dead_letter_queue_url: emulator::fresh_queue(&sqs, "dlq").await,
-            schedule: RetrySchedule::parse("0s,0s").unwrap(),
-            concurrency: 8,
-            cache_ttl: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            allow_list: AllowList::parse("127.0.0.0/8,::1").unwrap(),
-            extra_ca_file: None,
-        };
+        let stack = stack::deploy_with(&[("RetrySchedule", "0s,0s")]).await;
+        let config = DeliveryConfig::from_vars(&stack::function_vars(
+            &stack,
+            ids::DELIVERY_FUNCTION,
+            &[
+                ("DELIVERY_CONCURRENCY", "8"),
+                ("CONNECT_TIMEOUT_MS", "2000"),
+                ("REQUEST_TIMEOUT_MS", "5000"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(config.schedule, RetrySchedule::parse("0s,0s").unwrap());
+        assert_eq!(
+            config.retry_queue_url,
+            stack.queue_url(ids::RETRY_QUEUE).unwrap()
+        );
         Self {
+            delivery_queue_url: stack.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned(),
             store: SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone()),
             log: DeliveryLog::new(dynamo.clone(), config.deliveries_table.clone()),
             config,
@@ -777,7 +784,7 @@ async fn redriven_dead_letters_are_delivered_and_only_the_chosen_ones_move() {
 
     // The endpoint recovers; the operator redrives one subscription.
     receiver.set_policy(|_| Reply::status(200));
-    let delivery_queue = emulator::fresh_queue(&fx.sqs, "delivery").await;
+    let delivery_queue = fx.delivery_queue_url.clone();
     let redriver = dlq_redrive::Redriver::new(
         &dlq_redrive::RedriveConfig {
             dead_letter_queue_url: fx.config.dead_letter_queue_url.clone(),

@@ -12,6 +12,7 @@ use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
 use test_support::receiver::Receiver;
 use test_support::runtime_api::{self, Outcome};
+use test_support::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_webhook-delivery");
 const NAME: &str = "webhook-delivery";
@@ -26,9 +27,13 @@ async fn binary_delivers_the_sample_sqs_event() {
 
     let sdk = emulator::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let subscriptions = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
-    let deliveries = emulator::fresh_table(&dynamo, "DeliveriesTable").await;
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(
+        &stack,
+        ids::DELIVERY_FUNCTION,
+        &[("TARGET_ALLOW_LIST", "127.0.0.0/8")],
+    );
+    let subscriptions = stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
     let mut sub = Subscription::create(
         message["company_id"].as_str().unwrap(),
         NewSubscription {
@@ -44,21 +49,7 @@ async fn binary_delivers_the_sample_sqs_event() {
         .await
         .unwrap();
 
-    let retry_queue = emulator::fresh_queue(&sqs, "retry").await;
-    let dead_letter_queue = emulator::fresh_queue(&sqs, "dlq").await;
-
-    let (runtime, _child) = runtime_api::boot(
-        BINARY,
-        NAME,
-        &[
-            ("SUBSCRIPTIONS_TABLE", &subscriptions),
-            ("DELIVERIES_TABLE", &deliveries),
-            ("RETRY_QUEUE_URL", &retry_queue),
-            ("DEAD_LETTER_QUEUE_URL", &dead_letter_queue),
-            ("TARGET_ALLOW_LIST", "127.0.0.0/8"),
-        ],
-    )
-    .await;
+    let (runtime, _child) = runtime_api::boot(BINARY, NAME, &stack::borrowed(&env)).await;
 
     let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
     assert_eq!(

@@ -49,11 +49,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use local_stack::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION};
 use local_stack::invocations::InvocationStats;
-use local_stack::pipeline::{DELIVERY_FUNCTION, INGEST_FUNCTION, Pipeline};
+use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{Simulator, Transition};
-use local_stack::stack;
-use local_stack::template::Template;
 use serde::Deserialize;
 use serde_json::Value;
 use shared::retry::RetrySchedule;
@@ -218,22 +217,18 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     }
     let sdk = upstream.to_builder().endpoint_url(proxy.endpoint()).build();
     let unique = emulator::unique_name("cost");
-    let template: Template = workload::template_with_window(scenario.window);
     let pipeline = Pipeline::build(
         &sdk,
-        &template,
-        workload::pipeline_config(
-            &unique,
-            Some(RetrySchedule::parse(COMPRESSED_SCHEDULE).unwrap()),
-        ),
+        workload::pipeline_config(Some(COMPRESSED_SCHEDULE), scenario.window),
     )
     .await
     .expect("pipeline builds");
-    let res = pipeline.resources.clone();
+    let res = pipeline.stack.clone();
     // Set-up and the platform's own job writes go straight to the emulator.
     let dynamo = aws_sdk_dynamodb::Client::new(&upstream);
     let sqs = aws_sdk_sqs::Client::new(&upstream);
-    let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
+    let store =
+        SubscriptionStore::new(dynamo.clone(), res.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut receivers = Vec::new();
@@ -267,7 +262,7 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     LOG_BYTES.store(0, Ordering::Relaxed);
 
     let started = Instant::now();
-    let simulator = Simulator::new(dynamo.clone(), res.table(stack::JOBS_TABLE))
+    let simulator = Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap())
         .with_pause(Duration::from_millis(10));
     let mut transitions: Vec<Transition> = Vec::new();
     for jobs in &plans {
@@ -283,10 +278,10 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     // Done when every event is delivered (or, with the receivers down,
     // dead-lettered) and both delivery queues are empty.
     let deadline = Instant::now() + DRAIN_DEADLINE;
-    let dlq = res.queue_url(stack::DEAD_LETTER_QUEUE).to_owned();
+    let dlq = res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap().to_owned();
     let queues = [
-        res.queue_url(stack::DELIVERY_QUEUE).to_owned(),
-        res.queue_url(stack::RETRY_QUEUE).to_owned(),
+        res.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned(),
+        res.queue_url(ids::RETRY_QUEUE).unwrap().to_owned(),
     ];
     let dead_lettered = loop {
         let delivered = {
@@ -619,7 +614,7 @@ fn main() {
         },
     ];
     let prices = PriceFile::load();
-    let template_text = std::fs::read_to_string(local_stack::template::default_path())
+    let template_text = std::fs::read_to_string(local_stack::cloudformation::template_path())
         .expect("template.yaml reads");
     let template: serde_yaml::Value =
         serde_yaml::from_str(&template_text).expect("template parses");

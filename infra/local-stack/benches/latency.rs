@@ -31,11 +31,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local_stack::pipeline::{Pipeline, STREAM_MAPPING};
+use local_stack::cloudformation::ids;
+use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{Simulator, Transition};
-use local_stack::stack;
-use local_stack::template::Template;
-use local_stack::wiring;
 use shared::store::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Reply;
@@ -218,15 +216,13 @@ struct RunResult {
     calls: BTreeMap<String, Vec<f64>>,
 }
 
-async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
+async fn run(label: &str, pipeline: Pipeline, pace: Duration) -> RunResult {
     let sdk = emulator::sdk_config().await;
+    let res = pipeline.stack.clone();
     let unique = emulator::unique_name("lat");
-    let pipeline = Pipeline::build(&sdk, template, workload::pipeline_config(&unique, None))
-        .await
-        .expect("pipeline builds");
-    let res = pipeline.resources.clone();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
+    let store =
+        SubscriptionStore::new(dynamo.clone(), res.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut receivers = Vec::new();
@@ -248,7 +244,7 @@ async fn run(label: &str, template: &Template, pace: Duration) -> RunResult {
     let writes: Arc<Mutex<Vec<(TransitionId, Instant)>>> = Arc::default();
     let simulator = {
         let writes = Arc::clone(&writes);
-        Simulator::new(dynamo.clone(), res.table(stack::JOBS_TABLE))
+        Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap())
             .with_pause(pace)
             .with_observer(move |t: &Transition| {
                 let at = Instant::now();
@@ -526,8 +522,16 @@ async fn main() {
     );
     let mut runs = Vec::new();
     for window in [None, Some(0)] {
-        let template = workload::template_with_window(window);
-        let source = wiring::stream_source(&template, STREAM_MAPPING).expect("stream mapping");
+        let sdk = emulator::sdk_config().await;
+        let pipeline = Pipeline::build(&sdk, workload::pipeline_config(None, window))
+            .await
+            .expect("pipeline builds");
+        let source = pipeline
+            .stack
+            .mappings_of(ids::INGEST_FUNCTION)
+            .find(|m| m.is_stream())
+            .expect("the stream mapping")
+            .clone();
         let label = match window {
             None => format!("{} s (template)", source.batching_window.as_secs()),
             Some(_) => format!("{} s", source.batching_window.as_secs()),
@@ -537,7 +541,7 @@ async fn main() {
             source.batch_size,
             pace.as_millis()
         );
-        let result = run(&label, &template, pace).await;
+        let result = run(&label, pipeline, pace).await;
         eprintln!(
             "latency: window {label}: {} events from {} transitions written in {:.1} s",
             result.events, result.transitions, result.write_seconds

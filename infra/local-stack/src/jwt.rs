@@ -47,13 +47,19 @@ pub fn claims_unverified(token: &str) -> Result<HashMap<String, String>, JwtErro
 /// Key of the development tokens. Not a secret: local mode verifies nothing.
 const DEV_KEY: &[u8] = b"local-development-only-not-verified";
 
+/// Issuer (`iss`) of the development tokens; the local stack deploys the
+/// template with it as `JwtIssuer`.
+pub const ISSUER: &str = "https://auth.local.invalid/";
+/// Audience (`aud`) of the development tokens (`JwtAudience` locally).
+pub const AUDIENCE: &str = "job-webhooks-local";
+
 /// A development token for `company` in claim `claim`, valid for a day.
 pub fn dev_token(company: &str, claim: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let header = serde_json::json!({"alg": "HS256", "typ": "JWT"});
     let payload = serde_json::json!({
-        "iss": "https://auth.local.invalid/",
-        "aud": "job-webhooks-local",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
         "sub": format!("dev-user@{company}"),
         "iat": now,
         "exp": now + 86_400,

@@ -1,13 +1,14 @@
 //! `local-stack`: the webhooks service on one machine.
 //!
-//! - `local-stack up`: provisions the local AWS emulator from `template.yaml`,
-//!   serves the API on 127.0.0.1:3000, drives the jobs stream and the
-//!   delivery queues into the functions, runs a verifying demo receiver on
+//! - `local-stack up`: deploys `template.yaml` into the local AWS emulator
+//!   with CloudFormation, serves the API on 127.0.0.1:3000, drives the jobs
+//!   stream and the delivery queues into the functions as the deployed
+//!   event source mappings say, runs a verifying demo receiver on
 //!   127.0.0.1:3001 and plays a short demo.
 //! - `local-stack token COMPANY`: prints a development bearer token.
 //! - `local-stack simulate COMPANY [JOBS]`: writes JOBS (default 5)
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
-//!   default `JobsTable`), printing each state change. `SIMULATE_SEED`
+//!   default the deployed stack's `JobsTable`), printing each state change. `SIMULATE_SEED`
 //!   reproduces a run, `SIMULATE_PAUSE_MS` paces it (default 300).
 //! - `local-stack redrive [JSON]`: the dead-letter redrive function against
 //!   the local queues, with the function's input.

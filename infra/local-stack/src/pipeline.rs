@@ -1,217 +1,152 @@
-//! The whole service on one machine: the template's tables and queues in
-//! the local AWS emulator, the API handler, and runners that drive the
-//! jobs stream into the ingest handler and the delivery queues into the
-//! delivery handler, with the batch sizes, windows and concurrency of
-//! `template.yaml`.
+//! The whole service on one machine: `template.yaml` deployed into the
+//! local AWS emulator by CloudFormation, the function handlers built from
+//! the environment CloudFormation resolved for each function, and runners
+//! that drive the jobs stream and the delivery queues into them with the
+//! deployed event source mappings' settings.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_config::SdkConfig;
 use job_events_ingest::{Ingest, IngestConfig};
-use shared::allow_list::AllowList;
-use shared::cursor::CursorCodec;
-use shared::retry::{RetrySchedule, ScheduleError};
+use shared::config::{ConfigError, Vars};
 use subscriptions_api::{ApiConfig, App};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use webhook_delivery::{Delivery, DeliveryConfig};
 
+use crate::checkpoint::{CheckpointError, Checkpoints};
+use crate::cloudformation::{
+    DeployStackError, DeployedStack, Deployment, EventSourceMapping, StackReadError, gaps, ids,
+};
+use crate::filter::Filter;
 use crate::invocations::Invocations;
 use crate::queue_runner::QueueRunner;
-use crate::stack::{self, Resources, StackError};
 use crate::stream::{StartPosition, StreamError, StreamReader};
 use crate::stream_runner::StreamRunner;
-use crate::template::{Template, TemplateError};
-use crate::wiring;
 
-/// Logical id of the ingest function's stream mapping.
-pub const STREAM_MAPPING: &str = "JobEventsStreamMapping";
-/// Logical id of the ingest function.
-pub const INGEST_FUNCTION: &str = "JobEventsIngestFunction";
-/// Logical id of the delivery function.
-pub const DELIVERY_FUNCTION: &str = "WebhookDeliveryFunction";
-
-/// The pipeline could not be built or started.
+/// The pipeline could not be deployed, built or started.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// Provisioning failed.
+    /// The stack could not be deployed.
     #[error(transparent)]
-    Stack(#[from] StackError),
-    /// The template lacks something.
+    Deploy(#[from] DeployStackError),
+    /// The deployed stack lacks something.
     #[error(transparent)]
-    Template(#[from] TemplateError),
-    /// The template's retry schedule does not parse.
-    #[error("RETRY_SCHEDULE: {0}")]
-    Schedule(#[from] ScheduleError),
+    Stack(#[from] StackReadError),
+    /// A function's deployed environment does not configure its handler.
+    #[error("{function}: {source}")]
+    Config {
+        /// Logical id of the function.
+        function: &'static str,
+        /// The configuration problem.
+        source: ConfigError,
+    },
     /// The delivery client could not be built.
     #[error(transparent)]
     Client(#[from] webhook_delivery::client::ClientError),
     /// The jobs stream could not be opened.
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// The stream checkpoints could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A mapping's source is not a resource of the stack.
+    #[error("event source mapping {uuid} of {function}: {problem}")]
+    Mapping {
+        /// The mapping.
+        uuid: String,
+        /// Its function.
+        function: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
-/// Local choices on top of the template.
+/// Where and how to deploy, and the local-only settings on top of what
+/// the stack configures.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// Prefix of every table and queue name (empty for `make run`).
-    pub prefix: String,
-    /// Region written into events.
-    pub region: String,
-    /// Replaces the template's retry schedule (tests compress it).
-    pub retry_schedule: Option<RetrySchedule>,
-    /// Non-public targets deliveries may reach (loopback receivers).
-    pub allow_list: AllowList,
-    /// Extra trusted root certificates for HTTPS receivers.
-    pub extra_ca_file: Option<std::path::PathBuf>,
-    /// Caps each queue's pollers (the template allows far more than one
+    /// The stack (a unique name per test; the default one for `make run`).
+    pub deployment: Deployment,
+    /// Local-only variables set on top of every function's deployed
+    /// environment: `TARGET_ALLOW_LIST`, `TARGET_EXTRA_CA_FILE`, and the
+    /// tests' `RETRY_SCHEDULE` or `REQUEST_TIMEOUT_MS`.
+    pub local_vars: Vec<(&'static str, String)>,
+    /// `CURSOR_SIGNING_KEY` when the deployed one is an unresolved
+    /// dynamic reference (the emulator creates no secret).
+    pub local_cursor_key: String,
+    /// Caps each queue's pollers (the stack allows far more than one
     /// machine with an emulator needs).
     pub max_pollers: usize,
-    /// Delivery request timeout (the function's default is 15 s).
-    pub request_timeout: Duration,
-    /// The API's company claim.
-    pub company_claim: String,
-    /// Key of the API's pagination cursors.
-    pub cursors: CursorCodec,
-    /// Where the stream runner starts reading.
-    pub stream_start: StartPosition,
 }
 
-/// The provisioned stack and the three handlers.
+/// The deployed stack and the handlers of its functions.
 pub struct Pipeline {
-    /// Names and URLs of the tables and queues.
-    pub resources: Resources,
+    /// What CloudFormation made of the template.
+    pub stack: DeployedStack,
     /// The subscriptions API handler.
     pub app: Arc<App>,
+    /// The API's company claim, as deployed.
+    pub company_claim: String,
     ingest: Arc<Ingest>,
     delivery: Arc<Delivery>,
-    runners: (StreamRunner, Vec<QueueRunner>),
     invocations: Arc<Invocations>,
     sdk: SdkConfig,
-    stream_start: StartPosition,
+    max_pollers: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("resources", &self.resources)
+            .field("stack", &self.stack.name)
             .finish_non_exhaustive()
     }
 }
 
-fn env_u64(template: &Template, function: &str, var: &str, default: u64) -> u64 {
-    wiring::function_env(template, function, var)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 impl Pipeline {
-    /// Provisions the template's resources and builds the handlers with the
-    /// template's function settings.
-    pub async fn build(
-        sdk: &SdkConfig,
-        template: &Template,
-        config: PipelineConfig,
-    ) -> Result<Self, PipelineError> {
-        let resources = stack::provision(sdk, template, &config.prefix).await?;
+    /// Deploys the stack and builds each function's handler from its
+    /// deployed environment plus the local-only variables.
+    pub async fn build(sdk: &SdkConfig, config: PipelineConfig) -> Result<Self, PipelineError> {
+        let stack = crate::cloudformation::deploy_stack(sdk, &config.deployment).await?;
         let dynamo = aws_sdk_dynamodb::Client::new(sdk);
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let table = |id: &str| resources.table(id).to_owned();
-        let queue = |id: &str| resources.queue_url(id).to_owned();
+        let vars = |function: &'static str| -> Result<Vars, PipelineError> {
+            let deployed = stack.function(function)?;
+            let mut local = config.local_vars.clone();
+            let key = deployed.environment.get("CURSOR_SIGNING_KEY");
+            if key.is_some_and(|k| k.contains("{{resolve:")) {
+                local.push(("CURSOR_SIGNING_KEY", config.local_cursor_key.clone()));
+            }
+            Ok(deployed.vars_with(&local))
+        };
+        let configured =
+            |function: &'static str| move |source| PipelineError::Config { function, source };
 
-        let app = App::new(
-            ApiConfig {
-                table: table(stack::SUBSCRIPTIONS_TABLE),
-                deliveries_table: table(stack::DELIVERIES_TABLE),
-                delivery_queue_url: queue(stack::DELIVERY_QUEUE),
-                company_claim: config.company_claim.clone(),
-                cursors: config.cursors.clone(),
-                allow_list: config.allow_list.clone(),
-            },
-            dynamo.clone(),
-            sqs.clone(),
-        );
+        let api_config = ApiConfig::from_vars(&vars(ids::API_FUNCTION)?)
+            .map_err(configured(ids::API_FUNCTION))?;
+        let company_claim = api_config.company_claim.clone();
+        let app = App::new(api_config, dynamo.clone(), sqs.clone());
         let ingest = Ingest::new(
-            &IngestConfig {
-                table: table(stack::SUBSCRIPTIONS_TABLE),
-                queue_url: queue(stack::DELIVERY_QUEUE),
-                cache_ttl: Duration::from_secs(env_u64(
-                    template,
-                    INGEST_FUNCTION,
-                    "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                    10,
-                )),
-                send_concurrency: 8,
-                send_attempts: 4,
-                max_message_bytes: 262_144,
-            },
+            &IngestConfig::from_vars(&vars(ids::INGEST_FUNCTION)?)
+                .map_err(configured(ids::INGEST_FUNCTION))?,
             dynamo.clone(),
             sqs.clone(),
         );
-        let schedule = match config.retry_schedule.clone() {
-            Some(schedule) => schedule,
-            None => RetrySchedule::parse(
-                &wiring::function_env(template, DELIVERY_FUNCTION, "RETRY_SCHEDULE")
-                    .unwrap_or_default(),
-            )?,
-        };
         let delivery = Delivery::new(
-            &DeliveryConfig {
-                subscriptions_table: table(stack::SUBSCRIPTIONS_TABLE),
-                deliveries_table: table(stack::DELIVERIES_TABLE),
-                retry_queue_url: queue(stack::RETRY_QUEUE),
-                dead_letter_queue_url: queue(stack::DEAD_LETTER_QUEUE),
-                schedule,
-                concurrency: env_u64(template, DELIVERY_FUNCTION, "DELIVERY_CONCURRENCY", 16)
-                    as usize,
-                cache_ttl: Duration::from_secs(env_u64(
-                    template,
-                    DELIVERY_FUNCTION,
-                    "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                    5,
-                )),
-                connect_timeout: Duration::from_secs(5).min(config.request_timeout),
-                request_timeout: config.request_timeout,
-                allow_list: config.allow_list.clone(),
-                extra_ca_file: config.extra_ca_file.clone(),
-            },
+            &DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
+                .map_err(configured(ids::DELIVERY_FUNCTION))?,
             dynamo,
-            sqs.clone(),
+            sqs,
         )?;
-
-        let invocations = Arc::new(Invocations::default());
-        let stream_source = wiring::stream_source(template, STREAM_MAPPING)?;
-        let stream_runner = StreamRunner {
-            invocations: Arc::clone(&invocations),
-            on_failure_queue_url: stream_source.on_failure_queue.as_deref().map(&queue),
-            source: stream_source,
-            region: config.region.clone(),
-        };
-        let mut queue_runners = Vec::new();
-        for source in wiring::queue_sources(template, DELIVERY_FUNCTION)? {
-            let queue_url = queue(&source.queue);
-            let queue_arn = crate::provision::queue_arn(&sqs, &source.queue, &queue_url)
-                .await
-                .map_err(StackError::from)?;
-            queue_runners.push(QueueRunner {
-                pollers: source.max_concurrency.min(config.max_pollers),
-                invocations: Arc::clone(&invocations),
-                source,
-                queue_url,
-                queue_arn,
-                region: config.region.clone(),
-            });
-        }
         Ok(Self {
-            resources,
+            stack,
             app: Arc::new(app),
+            company_claim,
             ingest: Arc::new(ingest),
             delivery: Arc::new(delivery),
-            runners: (stream_runner, queue_runners),
-            invocations,
+            invocations: Arc::new(Invocations::default()),
             sdk: sdk.clone(),
-            stream_start: config.stream_start,
+            max_pollers: config.max_pollers,
         })
     }
 
@@ -220,46 +155,165 @@ impl Pipeline {
         &self.invocations
     }
 
-    /// Starts the stream runner and the queue runners; they stop when
-    /// `shutdown` turns true, after finishing the batch in hand.
+    /// The gaps between the template and what the emulator made of it, in
+    /// one line.
+    pub fn gaps_summary(&self) -> String {
+        gaps::summary(&self.stack.gaps)
+    }
+
+    /// Starts a runner for every event source mapping of the stack; they
+    /// stop when `shutdown` turns true, after finishing the batch in hand.
     pub async fn start(
         &self,
         shutdown: watch::Receiver<bool>,
     ) -> Result<JoinSet<()>, PipelineError> {
-        let reader = StreamReader::open(
-            aws_sdk_dynamodbstreams::Client::new(&self.sdk),
-            self.resources.jobs_stream_arn.clone(),
-            self.stream_start,
-        )
-        .await?;
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut tasks = JoinSet::new();
-        let (stream_runner, queue_runners) = &self.runners;
-        tracing::info!(
-            batch_size = stream_runner.source.batch_size,
-            window_ms = stream_runner.source.batching_window.as_millis() as u64,
-            "jobs stream -> ingest"
-        );
-        tasks.spawn(stream_runner.clone().run(
-            reader,
-            Arc::clone(&self.ingest),
-            sqs.clone(),
-            shutdown.clone(),
-        ));
-        for runner in queue_runners {
+        for mapping in self.stack.mappings.iter().filter(|m| m.enabled) {
+            match (
+                mapping.function.as_str(),
+                mapping.is_stream(),
+                mapping.is_queue(),
+            ) {
+                (ids::INGEST_FUNCTION, true, _) => {
+                    let (runner, reader) = self.stream_runner(mapping).await?;
+                    tracing::info!(
+                        batch_size = mapping.batch_size,
+                        window_ms = mapping.batching_window.as_millis() as u64,
+                        "jobs stream -> ingest"
+                    );
+                    tasks.spawn(runner.run(
+                        reader,
+                        Arc::clone(&self.ingest),
+                        sqs.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                (ids::DELIVERY_FUNCTION, _, true) => {
+                    let runner = self.queue_runner(mapping)?;
+                    tracing::info!(
+                        queue = %runner.queue,
+                        batch_size = mapping.batch_size,
+                        pollers = runner.pollers,
+                        max_concurrency = mapping.max_concurrency,
+                        "queue -> delivery"
+                    );
+                    tasks.spawn(runner.run(
+                        Arc::clone(&self.delivery),
+                        sqs.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                (function, ..) => {
+                    return Err(PipelineError::Mapping {
+                        uuid: mapping.uuid.clone(),
+                        function: function.to_owned(),
+                        problem: format!("no local runner for {}", mapping.source_arn),
+                    });
+                }
+            }
+        }
+        for schedule in &self.stack.schedules {
             tracing::info!(
-                queue = %runner.source.queue,
-                batch_size = runner.source.batch_size,
-                pollers = runner.pollers,
-                template_max_concurrency = runner.source.max_concurrency,
-                "queue -> delivery"
+                rule = %schedule.rule,
+                expression = %schedule.expression,
+                targets = ?schedule.targets,
+                "schedule deployed; no function of the stack has a scheduled handler yet"
             );
-            tasks.spawn(runner.clone().run(
-                Arc::clone(&self.delivery),
-                sqs.clone(),
-                shutdown.clone(),
-            ));
         }
         Ok(tasks)
     }
+
+    async fn stream_runner(
+        &self,
+        mapping: &EventSourceMapping,
+    ) -> Result<(StreamRunner, StreamReader), PipelineError> {
+        let fail = |problem: String| PipelineError::Mapping {
+            uuid: mapping.uuid.clone(),
+            function: mapping.function.clone(),
+            problem,
+        };
+        let on_failure_queue_url = mapping
+            .on_failure_arn
+            .as_deref()
+            .map(|arn| {
+                self.stack
+                    .queue_url_of_arn(arn)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "on-failure destination {arn} is not a queue of the stack"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let filter = Filter::parse(&mapping.filters).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "emulator gap: the filter is not applied locally; every record reaches the handler");
+            Filter::default()
+        });
+        let checkpoints =
+            Checkpoints::open(aws_sdk_dynamodb::Client::new(&self.sdk), &mapping.uuid).await?;
+        let positions = checkpoints.load().await?;
+        if !positions.is_empty() {
+            tracing::info!(
+                shards = positions.len(),
+                "jobs stream resumes from its checkpoints"
+            );
+        }
+        let reader = StreamReader::resume(
+            aws_sdk_dynamodbstreams::Client::new(&self.sdk),
+            mapping.source_arn.clone(),
+            mapping.starting_position.unwrap_or(StartPosition::Latest),
+            &positions,
+        )
+        .await?;
+        Ok((
+            StreamRunner {
+                mapping: mapping.clone(),
+                filter,
+                checkpoints,
+                region: region_of(&mapping.source_arn),
+                on_failure_queue_url,
+                invocations: Arc::clone(&self.invocations),
+            },
+            reader,
+        ))
+    }
+
+    fn queue_runner(&self, mapping: &EventSourceMapping) -> Result<QueueRunner, PipelineError> {
+        let fail = |problem: String| PipelineError::Mapping {
+            uuid: mapping.uuid.clone(),
+            function: mapping.function.clone(),
+            problem,
+        };
+        let queue_url = self
+            .stack
+            .queue_url_of_arn(&mapping.source_arn)
+            .ok_or_else(|| {
+                fail(format!(
+                    "{} is not a queue of the stack",
+                    mapping.source_arn
+                ))
+            })?;
+        Ok(QueueRunner {
+            queue: self
+                .stack
+                .queue_id_of_arn(&mapping.source_arn)
+                .unwrap_or(queue_url)
+                .to_owned(),
+            pollers: mapping
+                .max_concurrency
+                .unwrap_or(1000)
+                .min(self.max_pollers),
+            queue_url: queue_url.to_owned(),
+            region: region_of(&mapping.source_arn),
+            mapping: mapping.clone(),
+            invocations: Arc::clone(&self.invocations),
+        })
+    }
+}
+
+/// The region in an ARN (`arn:aws:service:REGION:...`).
+fn region_of(arn: &str) -> String {
+    arn.split(':').nth(3).unwrap_or("us-east-1").to_owned()
 }

@@ -16,9 +16,9 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemA
 use tokio::sync::watch;
 use webhook_delivery::Delivery;
 
+use crate::cloudformation::EventSourceMapping;
 use crate::invocations::Invocations;
 use crate::stream_runner::pause;
-use crate::wiring::QueueSource;
 
 /// Long-poll wait of each receive, seconds.
 const RECEIVE_WAIT_SECONDS: i32 = 1;
@@ -26,15 +26,15 @@ const RECEIVE_WAIT_SECONDS: i32 = 1;
 /// One queue's runner.
 #[derive(Debug, Clone)]
 pub struct QueueRunner {
-    /// The event source's settings from the template.
-    pub source: QueueSource,
+    /// The deployed mapping.
+    pub mapping: EventSourceMapping,
+    /// Logical id of the queue, for logs.
+    pub queue: String,
     /// The queue's URL.
     pub queue_url: String,
-    /// The queue's ARN, written into the records.
-    pub queue_arn: String,
     /// Region written into the records.
     pub region: String,
-    /// Pollers actually run: the template's maximum concurrency, capped for
+    /// Pollers actually run: the mapping's maximum concurrency, capped for
     /// one machine.
     pub pollers: usize,
     /// Where each invocation of the handler is recorded.
@@ -81,7 +81,7 @@ impl QueueRunner {
             let messages = match received {
                 Ok(messages) => messages,
                 Err(e) => {
-                    tracing::warn!(queue = %self.source.queue, error = %e, "receive failed; retrying");
+                    tracing::warn!(queue = %self.queue, error = %e, "receive failed; retrying");
                     if !pause(Duration::from_secs(1), &mut shutdown).await {
                         return;
                     }
@@ -94,18 +94,15 @@ impl QueueRunner {
             let event = self.event(&messages);
             let invoked = std::time::Instant::now();
             let (response, tally) = delivery.process(event).await;
-            self.invocations.record(
-                crate::pipeline::DELIVERY_FUNCTION,
-                invoked.elapsed(),
-                &tally.metrics(),
-            );
+            self.invocations
+                .record(&self.mapping.function, invoked.elapsed(), &tally.metrics());
             let failed: HashSet<String> = response
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
                 .collect();
             tracing::info!(
-                queue = %self.source.queue,
+                queue = %self.queue,
                 messages = messages.len(),
                 delivered = tally.delivered,
                 retried = tally.retried,
@@ -122,8 +119,8 @@ impl QueueRunner {
     /// One batch: up to `BatchSize` (at most 10 per receive) messages,
     /// gathered for at most the batching window.
     async fn receive(&self, sqs: &aws_sdk_sqs::Client) -> Result<Vec<Message>, String> {
-        let size = self.source.batch_size.clamp(1, 10_000);
-        let deadline = tokio::time::Instant::now() + self.source.batching_window;
+        let size = self.mapping.batch_size.clamp(1, 10_000);
+        let deadline = tokio::time::Instant::now() + self.mapping.batching_window;
         let mut messages = Vec::new();
         loop {
             let want = (size - messages.len()).min(10) as i32;
@@ -176,7 +173,7 @@ impl QueueRunner {
                     })
                     .collect();
                 record.event_source = Some("aws:sqs".to_owned());
-                record.event_source_arn = Some(self.queue_arn.clone());
+                record.event_source_arn = Some(self.mapping.source_arn.clone());
                 record.aws_region = Some(self.region.clone());
                 record
             })
@@ -215,13 +212,13 @@ impl QueueRunner {
                 .await;
             match result {
                 Ok(out) if !out.failed.is_empty() => tracing::warn!(
-                    queue = %self.source.queue,
+                    queue = %self.queue,
                     failed = out.failed.len(),
                     "some deletes failed; those messages will be delivered again"
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(
-                    queue = %self.source.queue,
+                    queue = %self.queue,
                     error = %DisplayErrorContext(e),
                     "delete failed; those messages will be delivered again"
                 ),

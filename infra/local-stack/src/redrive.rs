@@ -5,10 +5,12 @@
 use dlq_redrive::request::RedriveRequest;
 use dlq_redrive::{RedriveConfig, RedriveReport, Redriver};
 
-use crate::stack;
+use crate::cloudformation::{self, DeployedStack, ids};
 
 /// Redrives the local DeadLetterQueue with `request` (the function's JSON
-/// input) and returns the report.
+/// input) and returns the report. The function's configuration is the
+/// environment CloudFormation resolved for it in the stack `make run`
+/// deployed (`LOCAL_STACK_NAME`).
 pub async fn run(request: &str) -> Result<RedriveReport, Box<dyn std::error::Error>> {
     let event: serde_json::Value = if request.trim().is_empty() {
         serde_json::Value::Null
@@ -17,28 +19,12 @@ pub async fn run(request: &str) -> Result<RedriveReport, Box<dyn std::error::Err
     };
     let request = RedriveRequest::from_event(event)?;
     let sdk = shared::config::aws_sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = |name: &'static str| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.get_queue_url()
-                .queue_name(name)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "queue {name} not found (is `make run` serving?): {}",
-                        aws_sdk_sqs::error::DisplayErrorContext(e)
-                    )
-                })?
-                .queue_url
-                .ok_or_else(|| format!("queue {name} has no URL"))
-        }
-    };
-    let config = RedriveConfig {
-        dead_letter_queue_url: url(stack::DEAD_LETTER_QUEUE).await?,
-        delivery_queue_url: url(stack::DELIVERY_QUEUE).await?,
-    };
+    let stack = DeployedStack::read_existing(&sdk, &cloudformation::stack_name())
+        .await
+        .map_err(|e| format!("{e} (is `make run` serving?)"))?;
+    let config = RedriveConfig::from_vars(&stack.function(ids::REDRIVE_FUNCTION)?.vars_with(&[]))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    Ok(Redriver::new(&config, sqs).run(&request, deadline).await)
+    Ok(Redriver::new(&config, aws_sdk_sqs::Client::new(&sdk))
+        .run(&request, deadline)
+        .await)
 }

@@ -32,16 +32,15 @@ use sha2::{Digest, Sha256};
 use shared::job_event::{JobError, MAX_ID_LEN, timestamp};
 use shared::jobs::{JOB_TYPES, JobState};
 
-/// Name of the jobs table when `JOBS_TABLE` is unset: the local stack
-/// names tables by their logical id.
-pub const DEFAULT_TABLE: &str = "JobsTable";
-
 /// Most jobs a run keeps in flight at once.
 const MAX_IN_FLIGHT: usize = 3;
 
 /// Writing a simulated job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
+    /// The local stack's jobs table could not be found.
+    #[error("{0}")]
+    Stack(String),
     /// The table does not exist (in the emulator the SDK points at).
     #[error(
         "jobs table {table} does not exist: start the local stack first or set JOBS_TABLE to an existing table"
@@ -820,8 +819,9 @@ fn next_time(last: &mut Option<DateTime<Utc>>) -> DateTime<Utc> {
 /// The settings of `local-stack simulate`, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliConfig {
-    /// `JOBS_TABLE`, default [`DEFAULT_TABLE`].
-    pub table: String,
+    /// `JOBS_TABLE`; by default the `JobsTable` of the stack `make run`
+    /// deployed (`LOCAL_STACK_NAME`).
+    pub table: Option<String>,
     /// `SIMULATE_SEED`; a fresh random seed when unset.
     pub seed: u64,
     /// `SIMULATE_PAUSE_MS` between writes, default 300 ms.
@@ -840,7 +840,7 @@ impl CliConfig {
             )
         })?;
         Ok(Self {
-            table: config::optional("JOBS_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_owned()),
+            table: config::optional("JOBS_TABLE"),
             seed: config::parse_or("SIMULATE_SEED", fastrand::u64(..))?,
             pause: Duration::from_millis(config::parse_in_range(
                 "SIMULATE_PAUSE_MS",
@@ -861,12 +861,25 @@ pub async fn run_cli(
     jobs: usize,
 ) -> Result<Vec<Transition>, SimulateError> {
     let sdk = shared::config::aws_sdk_config().await;
-    let simulator = Simulator::new(Client::new(&sdk), &config.table)
+    let table = match &config.table {
+        Some(table) => table.clone(),
+        None => {
+            let stack = crate::cloudformation::stack_name();
+            crate::cloudformation::DeployedStack::read_existing(&sdk, &stack)
+                .await
+                .and_then(|s| {
+                    s.table(crate::cloudformation::ids::JOBS_TABLE)
+                        .map(str::to_owned)
+                })
+                .map_err(|e| SimulateError::Stack(format!("{e} (is `make run` serving?)")))?
+        }
+    };
+    let simulator = Simulator::new(Client::new(&sdk), &table)
         .with_pause(config.pause)
         .with_observer(|t| println!("  {t}"));
     println!(
         "Simulating {jobs} job(s) for {company} in table {} (SIMULATE_SEED={} reproduces this run):",
-        config.table, config.seed
+        table, config.seed
     );
     let mut rng = fastrand::Rng::with_seed(config.seed);
     let transitions = simulator.run(company, jobs, &mut rng).await?;

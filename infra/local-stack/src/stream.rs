@@ -99,6 +99,20 @@ impl StreamReader {
         stream_arn: impl Into<String>,
         start: StartPosition,
     ) -> Result<Self, StreamError> {
+        Self::resume(client, stream_arn, start, &HashMap::new()).await
+    }
+
+    /// Opens the stream `stream_arn` where a previous reader left it:
+    /// `checkpoints` holds, by shard, the sequence number of the last record
+    /// handled, and those shards go on after it. With no checkpoints the
+    /// reader starts at `start`; with some, the shards without one appeared
+    /// since and are read from their beginning.
+    pub async fn resume(
+        client: Client,
+        stream_arn: impl Into<String>,
+        start: StartPosition,
+        checkpoints: &HashMap<String, String>,
+    ) -> Result<Self, StreamError> {
         let mut reader = Self {
             client,
             stream_arn: stream_arn.into(),
@@ -106,10 +120,17 @@ impl StreamReader {
             next: 0,
         };
         let initial = match start {
+            _ if !checkpoints.is_empty() => Position::TrimHorizon,
             StartPosition::TrimHorizon => Position::TrimHorizon,
             StartPosition::Latest => Position::Latest,
         };
         reader.discover_shards(initial).await?;
+        for shard in &mut reader.shards {
+            if let Some(sequence) = checkpoints.get(&shard.id) {
+                shard.resume = Position::After(sequence.clone());
+                shard.ended = false;
+            }
+        }
         // Take iterators now: LATEST means "after opening", not "after the
         // first poll", and an unreadable stream fails here.
         for i in 0..reader.shards.len() {

@@ -4,7 +4,11 @@
 //! in order. When the handler reports `batchItemFailures`, the shard is
 //! re-read from the first failed record (later records wait); after
 //! `MaximumRetryAttempts` the batch's metadata goes to the on-failure queue
-//! and the shard moves on.
+//! and the shard moves on. Every setting is the deployed mapping's
+//! (`ListEventSourceMappings`); records its `FilterCriteria` rejects are
+//! skipped before the handler sees them; the position of each shard is
+//! checkpointed in the emulator ([`crate::checkpoint`]) after every batch,
+//! so a restarted runner resumes where it stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +17,11 @@ use job_events_ingest::Ingest;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::checkpoint::Checkpoints;
+use crate::cloudformation::EventSourceMapping;
+use crate::filter::Filter;
 use crate::invocations::Invocations;
 use crate::stream::{StreamReader, StreamRecord, lambda_event};
-use crate::wiring::StreamSource;
 
 /// How often an idle stream is polled.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -23,8 +29,12 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Settings of the stream runner.
 #[derive(Debug, Clone)]
 pub struct StreamRunner {
-    /// The mapping's settings from the template.
-    pub source: StreamSource,
+    /// The deployed mapping.
+    pub mapping: EventSourceMapping,
+    /// Its `FilterCriteria`.
+    pub filter: Filter,
+    /// Where shard positions are kept.
+    pub checkpoints: Checkpoints,
     /// Region written into the records.
     pub region: String,
     /// Where given-up batches are reported (the on-failure destination).
@@ -74,18 +84,24 @@ impl StreamRunner {
                 }
                 continue;
             }
-            let event = lambda_event(
+            let mut event = lambda_event(
                 batch.iter().map(|r| &r.record),
                 reader.stream_arn(),
                 &self.region,
             );
+            if let Some(records) = event["Records"].as_array_mut() {
+                records.retain(|r| self.filter.passes(r));
+                if records.is_empty() {
+                    // Lambda drops filtered records without invoking.
+                    self.checkpoint(batch.last()).await;
+                    attempts = 0;
+                    continue;
+                }
+            }
             let invoked = std::time::Instant::now();
             let (response, stats) = ingest.process(event).await;
-            self.invocations.record(
-                crate::pipeline::INGEST_FUNCTION,
-                invoked.elapsed(),
-                &stats.metrics(),
-            );
+            self.invocations
+                .record(&self.mapping.function, invoked.elapsed(), &stats.metrics());
             let failed = response
                 .batch_item_failures
                 .first()
@@ -98,18 +114,25 @@ impl StreamRunner {
                 "stream batch -> ingest"
             );
             let Some(sequence) = failed else {
+                self.checkpoint(batch.last()).await;
                 attempts = 0;
                 continue;
             };
             let Some(position) = batch.iter().position(|r| r.sequence_number() == sequence) else {
                 tracing::error!(%sequence, "ingest reported a record that is not in the batch; moving on");
+                self.checkpoint(batch.last()).await;
                 attempts = 0;
                 continue;
             };
+            // The records before the first failure are handled.
+            if let Some(handled) = position.checked_sub(1) {
+                self.checkpoint(batch.get(handled)).await;
+            }
             attempts += 1;
-            if attempts > self.source.max_retries {
+            if attempts > self.mapping.max_retries.unwrap_or(u32::MAX) {
                 self.give_up(&sqs, &batch[position..], reader.stream_arn())
                     .await;
+                self.checkpoint(batch.last()).await;
                 attempts = 0;
                 continue;
             }
@@ -124,6 +147,19 @@ impl StreamRunner {
         }
     }
 
+    /// Records that `record`'s shard was handled up to it. A failed write
+    /// only costs re-reading after a restart, so it is logged.
+    async fn checkpoint(&self, record: Option<&StreamRecord>) {
+        let Some(record) = record else { return };
+        if let Err(e) = self
+            .checkpoints
+            .save(&record.shard_id, record.sequence_number())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot checkpoint the jobs stream");
+        }
+    }
+
     /// One batch: polls until `batch_size` records of one shard arrived or
     /// the batching window since the first record has passed.
     async fn gather(
@@ -131,12 +167,12 @@ impl StreamRunner {
         reader: &mut StreamReader,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Vec<StreamRecord>, crate::stream::StreamError> {
-        let size = self.source.batch_size.max(1);
+        let size = self.mapping.batch_size.max(1);
         let mut batch = reader.poll(size).await?;
         if batch.is_empty() {
             return Ok(batch);
         }
-        let deadline = Instant::now() + self.source.batching_window;
+        let deadline = Instant::now() + self.mapping.batching_window;
         while batch.len() < size && Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if !pause(left.min(IDLE_POLL), shutdown).await {

@@ -1,8 +1,9 @@
-//! `local-stack up`: the whole service on one machine. Provisions the
-//! template's tables and queues in the local AWS emulator, serves the API
-//! on 127.0.0.1:3000, drives the jobs stream and the delivery queues into
-//! the function handlers, runs a verifying demo receiver on
-//! 127.0.0.1:3001, and plays a short demo.
+//! `local-stack up`: the whole service on one machine. Deploys
+//! `template.yaml` into the local AWS emulator with CloudFormation, serves
+//! the API on 127.0.0.1:3000, drives the jobs stream and the delivery
+//! queues into the function handlers as the deployed event source mappings
+//! say, runs a verifying demo receiver on 127.0.0.1:3001, and plays a short
+//! demo.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,23 +11,24 @@ use std::time::Duration;
 
 use shared::allow_list::AllowList;
 use shared::config::{self, ConfigError};
-use shared::cursor::CursorCodec;
+use shared::cursor::MIN_KEY_LEN;
 use shared::retry::RetrySchedule;
 use shared::store::SubscriptionStore;
 
+use crate::cloudformation::{self, ids};
 use crate::demo_receiver::{self, DemoReceiver};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::simulate::Simulator;
-use crate::stream::StartPosition;
-use crate::template::{self, Template};
-use crate::{gateway, jwt, stack};
+use crate::{gateway, jwt};
 
-/// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset. Not a secret.
-const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-secret";
+/// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset: the
+/// emulator creates no secret to resolve the template's reference to. Not a
+/// secret.
+pub const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-secret";
 /// Company of the demo.
 pub const DEMO_COMPANY: &str = "demo-company";
 /// Local default of `TARGET_ALLOW_LIST`: loopback receivers.
-const LOCAL_ALLOW_LIST: &str = "127.0.0.0/8,::1";
+pub const LOCAL_ALLOW_LIST: &str = "127.0.0.0/8,::1";
 
 /// Settings of the local stack, from the environment.
 #[derive(Debug, Clone)]
@@ -35,22 +37,24 @@ pub struct LocalConfig {
     pub api_addr: SocketAddr,
     /// `LOCAL_RECEIVER_ADDR`, default `127.0.0.1:3001`.
     pub receiver_addr: SocketAddr,
-    /// `COMPANY_CLAIM`, default `company_id`.
-    pub company_claim: String,
+    /// `LOCAL_STACK_NAME`, default [`cloudformation::DEFAULT_STACK_NAME`].
+    pub stack_name: String,
+    /// Stack parameters: the local ones, `COMPANY_CLAIM` as `CompanyClaim`,
+    /// `RETRY_SCHEDULE` as `RetrySchedule`, then `LOCAL_STACK_PARAMETERS`
+    /// (`Key=Value,...`).
+    pub parameters: Vec<(String, String)>,
     /// `LOCAL_DEMO=0` skips the start-up demo.
     pub demo: bool,
     /// `LOCAL_RUNNERS=0` serves the API only: no stream or queue runners,
     /// so nothing is delivered (the contract fuzzer's setting). Needs
     /// `LOCAL_DEMO=0`.
     pub runners: bool,
-    /// `RETRY_SCHEDULE`, default the template's.
-    pub retry_schedule: Option<RetrySchedule>,
     /// `TARGET_ALLOW_LIST`, default loopback.
-    pub allow_list: AllowList,
+    pub allow_list: String,
     /// `LOCAL_MAX_POLLERS` (default 2): pollers per queue.
     pub max_pollers: usize,
     /// `CURSOR_SIGNING_KEY`, default a fixed local key.
-    pub cursors: CursorCodec,
+    pub cursor_key: String,
 }
 
 fn loopback(var: &'static str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
@@ -68,66 +72,91 @@ impl LocalConfig {
     /// Reads the settings; the emulator endpoint must be configured.
     pub fn from_env() -> Result<Self, ConfigError> {
         config::required("AWS_ENDPOINT_URL")?;
-        let retry_schedule = config::optional("RETRY_SCHEDULE")
-            .map(|s| RetrySchedule::parse(&s))
-            .transpose()
-            .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
-        let allow_text = config::optional(shared::allow_list::ENV_VAR)
+        let mut parameters = cloudformation::local_parameters();
+        if let Some(schedule) = config::optional("RETRY_SCHEDULE") {
+            RetrySchedule::parse(&schedule)
+                .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
+            parameters.push(("RetrySchedule".to_owned(), schedule));
+        }
+        if let Some(claim) = config::optional("COMPANY_CLAIM") {
+            parameters.push(("CompanyClaim".to_owned(), claim));
+        }
+        let parameters = cloudformation::with_overrides(
+            parameters,
+            &config::optional("LOCAL_STACK_PARAMETERS").unwrap_or_default(),
+        )
+        .map_err(|e| ConfigError::new("LOCAL_STACK_PARAMETERS", e))?;
+        let allow_list = config::optional(shared::allow_list::ENV_VAR)
             .unwrap_or_else(|| LOCAL_ALLOW_LIST.to_owned());
-        let allow_list = AllowList::parse(&allow_text)
+        AllowList::parse(&allow_list)
             .map_err(|e| ConfigError::new(shared::allow_list::ENV_VAR, e.to_string()))?;
-        let key =
+        let cursor_key =
             config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
-        let cursors = CursorCodec::new(key.as_bytes()).ok_or_else(|| {
-            ConfigError::new("CURSOR_SIGNING_KEY", "must be at least 32 bytes long")
-        })?;
-        Ok(Self {
+        if cursor_key.len() < MIN_KEY_LEN {
+            return Err(ConfigError::new(
+                "CURSOR_SIGNING_KEY",
+                format!("must be at least {MIN_KEY_LEN} bytes long"),
+            ));
+        }
+        let config = Self {
             api_addr: loopback("LOCAL_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
             receiver_addr: loopback(demo_receiver::ADDR_VAR, demo_receiver::DEFAULT_ADDR)?,
-            company_claim: config::optional("COMPANY_CLAIM")
-                .unwrap_or_else(|| "company_id".to_owned()),
+            stack_name: config::optional("LOCAL_STACK_NAME")
+                .unwrap_or_else(|| cloudformation::DEFAULT_STACK_NAME.to_owned()),
+            parameters,
             demo: config::optional("LOCAL_DEMO").as_deref() != Some("0"),
             runners: config::optional("LOCAL_RUNNERS").as_deref() != Some("0"),
-            retry_schedule,
             allow_list,
             max_pollers: config::parse_in_range("LOCAL_MAX_POLLERS", 2usize, 1, 16)?,
-            cursors,
-        })
-        .and_then(|c: Self| {
-            if c.demo && !c.runners {
-                return Err(ConfigError::new(
-                    "LOCAL_RUNNERS",
-                    "LOCAL_RUNNERS=0 delivers nothing, so the demo can't run: set LOCAL_DEMO=0 too",
-                ));
-            }
-            Ok(c)
-        })
+            cursor_key,
+        };
+        if config.demo && !config.runners {
+            return Err(ConfigError::new(
+                "LOCAL_RUNNERS",
+                "LOCAL_RUNNERS=0 delivers nothing, so the demo can't run: set LOCAL_DEMO=0 too",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The pipeline settings of this configuration.
+    pub fn pipeline(&self, region: &str) -> PipelineConfig {
+        let mut local_vars = vec![(shared::allow_list::ENV_VAR, self.allow_list.clone())];
+        if let Some(ca) = config::optional("TARGET_EXTRA_CA_FILE") {
+            local_vars.push(("TARGET_EXTRA_CA_FILE", ca));
+        }
+        PipelineConfig {
+            deployment: cloudformation::Deployment {
+                stack_name: self.stack_name.clone(),
+                template: cloudformation::template_path(),
+                parameters: self.parameters.clone(),
+                region: region.to_owned(),
+            },
+            local_vars,
+            local_cursor_key: self.cursor_key.clone(),
+            max_pollers: self.max_pollers,
+        }
     }
 }
 
 /// Runs the local stack until Ctrl-C.
 pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = config::aws_sdk_config().await;
-    let template = Template::load(&template::default_path())?;
-    let pipeline = Pipeline::build(
-        &sdk,
-        &template,
-        PipelineConfig {
-            prefix: String::new(),
-            region: sdk
-                .region()
-                .map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
-            retry_schedule: config.retry_schedule.clone(),
-            allow_list: config.allow_list.clone(),
-            extra_ca_file: config::optional("TARGET_EXTRA_CA_FILE").map(Into::into),
-            max_pollers: config.max_pollers,
-            request_timeout: Duration::from_secs(15),
-            company_claim: config.company_claim.clone(),
-            cursors: config.cursors.clone(),
-            stream_start: StartPosition::Latest,
-        },
-    )
-    .await?;
+    let region = sdk
+        .region()
+        .map_or_else(|| "us-east-1".to_owned(), ToString::to_string);
+    let started = std::time::Instant::now();
+    let pipeline = Pipeline::build(&sdk, config.pipeline(&region)).await?;
+    println!(
+        "Deployed stack {} from {} into the emulator in {} ms ({} resources).",
+        pipeline.stack.name,
+        cloudformation::template_path()
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+        started.elapsed().as_millis(),
+        pipeline.stack.resources().count(),
+    );
+    println!("{}", pipeline.gaps_summary());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -144,8 +173,9 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let store = SubscriptionStore::new(
         dynamo.clone(),
-        pipeline.resources.table(stack::SUBSCRIPTIONS_TABLE),
+        pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE)?,
     );
+    let jobs_table = pipeline.stack.table(ids::JOBS_TABLE)?.to_owned();
     let receiver = DemoReceiver::bind(config.receiver_addr, store).await?;
     let receiver_url = receiver.url();
     let receiver_log = receiver.log();
@@ -158,16 +188,13 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     };
 
     let base = format!("http://{}", config.api_addr);
-    let token = jwt::dev_token(DEMO_COMPANY, &config.company_claim);
+    let token = jwt::dev_token(DEMO_COMPANY, &pipeline.company_claim);
     println!("\nThe webhooks service is running locally (tokens are decoded, NOT verified):");
     println!("  API            {base}");
     println!("  demo receiver  {receiver_url}  (verifies signatures, prints events)");
-    println!(
-        "  jobs table     {}",
-        pipeline.resources.table(stack::JOBS_TABLE)
-    );
+    println!("  jobs table     {jobs_table}");
     if config.demo {
-        let simulator = Simulator::new(dynamo, pipeline.resources.table(stack::JOBS_TABLE))
+        let simulator = Simulator::new(dynamo, &jobs_table)
             .with_pause(Duration::from_millis(300))
             .with_observer(|t| println!("   jobs table: {t}"));
         if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &receiver_log).await {

@@ -22,6 +22,7 @@ use shared::signing::{
 use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription, new_subscription_id};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -143,8 +144,8 @@ fn job_delivery(sub: &Subscription, job_id: &str, previous: JobState, state: Job
 /// A stored subscription of a fresh company, and the store.
 async fn stored_subscription() -> (SubscriptionStore, Subscription) {
     let db = emulator::dynamodb().await;
-    let table = emulator::fresh_table(&db, "SubscriptionsTable").await;
-    let store = SubscriptionStore::new(db, table);
+    let stack = stack::deploy().await;
+    let store = SubscriptionStore::new(db, stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
     let sub = Subscription::create(
         &emulator::unique_name("acme"),
         NewSubscription {

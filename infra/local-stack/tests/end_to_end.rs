@@ -13,22 +13,17 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Utc;
-use local_stack::pipeline::{Pipeline, PipelineConfig};
+use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{self, Simulator, Transition};
-use local_stack::stack;
-use local_stack::stream::StartPosition;
-use local_stack::template::{self, Template};
 use serde_json::Value;
-use shared::allow_list::AllowList;
-use shared::cursor::CursorCodec;
 use shared::filters::{Filters, FiltersInput};
 use shared::message::DeliveryMessage;
-use shared::retry::RetrySchedule;
 use shared::signing;
 use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
 use test_support::emulator;
 use test_support::receiver::{Received, Receiver, Reply};
+use test_support::stack::{self, ids};
 
 const COMPANIES: usize = 20;
 const JOBS_PER_COMPANY: usize = 20;
@@ -147,29 +142,23 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_lost() {
     let sdk = emulator::sdk_config().await;
-    let template = Template::load(&template::default_path()).unwrap();
     let pipeline = Pipeline::build(
         &sdk,
-        &template,
-        PipelineConfig {
-            prefix: format!("{}-", emulator::unique_name("e2e")),
-            region: "us-east-1".to_owned(),
-            retry_schedule: Some(RetrySchedule::parse(SCHEDULE).unwrap()),
-            allow_list: AllowList::parse("127.0.0.0/8").unwrap(),
-            extra_ca_file: None,
-            max_pollers: 4,
-            request_timeout: Duration::from_millis(1500),
-            company_claim: "company_id".to_owned(),
-            cursors: CursorCodec::new(&[7u8; 32]).unwrap(),
-            stream_start: StartPosition::Latest,
-        },
+        stack::pipeline_config(
+            &[("RetrySchedule", SCHEDULE)],
+            &[
+                ("REQUEST_TIMEOUT_MS", "1500"),
+                ("CONNECT_TIMEOUT_MS", "1500"),
+            ],
+        ),
     )
     .await
     .unwrap();
-    let res = pipeline.resources.clone();
+    let res = pipeline.stack.clone();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let store = SubscriptionStore::new(dynamo.clone(), res.table(stack::SUBSCRIPTIONS_TABLE));
+    let store =
+        SubscriptionStore::new(dynamo.clone(), res.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
 
     let ledger = Arc::new(Ledger {
         secrets: Mutex::new(HashMap::new()),
@@ -224,7 +213,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     let mut runners = pipeline.start(shutdown).await.unwrap();
 
     // Write every job's transitions to the jobs table, as the platform would.
-    let simulator = Simulator::new(dynamo.clone(), res.table(stack::JOBS_TABLE));
+    let simulator = Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap());
     let mut transitions: Vec<Transition> = Vec::new();
     for jobs in &plans {
         transitions.extend(simulator.run_plan(jobs, &mut rng).await.unwrap());
@@ -282,7 +271,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             expected_dead.len(),
         );
         // Long-poll the dead-letter queue; that is also the pace of this loop.
-        for m in emulator::take(&sqs, res.queue_url(stack::DEAD_LETTER_QUEUE), 1).await {
+        for m in emulator::take(&sqs, res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap(), 1).await {
             dead.push(
                 DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
             );
@@ -292,15 +281,15 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     // Delivery is at least once: a re-read stream record or a message the
     // emulator hands to two pollers makes extra copies. Let the runners
     // drain them: nothing may stay stuck in the delivery queues.
-    while queue_depth(&sqs, res.queue_url(stack::DELIVERY_QUEUE)).await
-        + queue_depth(&sqs, res.queue_url(stack::RETRY_QUEUE)).await
+    while queue_depth(&sqs, res.queue_url(ids::DELIVERY_QUEUE).unwrap()).await
+        + queue_depth(&sqs, res.queue_url(ids::RETRY_QUEUE).unwrap()).await
         > 0
     {
         assert!(
             started.elapsed() < DEADLINE,
             "the delivery queues did not drain"
         );
-        for m in emulator::take(&sqs, res.queue_url(stack::DEAD_LETTER_QUEUE), 1).await {
+        for m in emulator::take(&sqs, res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap(), 1).await {
             dead.push(
                 DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
             );
@@ -363,13 +352,13 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}
     for queue in [
-        stack::DELIVERY_QUEUE,
-        stack::RETRY_QUEUE,
-        stack::DEAD_LETTER_QUEUE,
-        stack::INGEST_FAILURE_QUEUE,
+        ids::DELIVERY_QUEUE,
+        ids::RETRY_QUEUE,
+        ids::DEAD_LETTER_QUEUE,
+        ids::INGEST_FAILURE_QUEUE,
     ] {
         assert_eq!(
-            queue_depth(&sqs, res.queue_url(queue)).await,
+            queue_depth(&sqs, res.queue_url(queue).unwrap()).await,
             0,
             "{queue} is empty"
         );

@@ -12,10 +12,15 @@ use serde_json::Value;
 use shared::job_event::{ChangeKind, JobTransition, transition};
 use shared::jobs::{JobState, job_type};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
-/// A fresh jobs table from `template.yaml`, and its stream's ARN.
+/// The jobs table of a fresh stack, and its stream's ARN.
 async fn jobs_table(db: &aws_sdk_dynamodb::Client) -> (String, String) {
-    let table = emulator::fresh_table(db, "JobsTable").await;
+    let table = stack::deploy()
+        .await
+        .table(ids::JOBS_TABLE)
+        .unwrap()
+        .to_owned();
     let arn = db
         .describe_table()
         .table_name(&table)

@@ -8,33 +8,30 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::{Event, StreamViewType as LambdaViewType};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use local_stack::provision;
 use local_stack::stream::{StartPosition, StreamReader, StreamRecord, lambda_event};
-use local_stack::template::{KeyAttribute, TableSpec};
 use serde_json::{Value, json};
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
 const REGION: &str = "us-east-1";
 
-/// A fresh table shaped like the jobs table, with a NEW_AND_OLD_IMAGES
-/// stream. Returns its name and stream ARN.
+/// The jobs table of a fresh stack (NEW_AND_OLD_IMAGES stream). Returns
+/// its name and stream ARN.
 async fn jobs_table(client: &aws_sdk_dynamodb::Client) -> (String, String) {
-    let key = |name: &str| KeyAttribute {
-        name: name.to_owned(),
-        attribute_type: "S".to_owned(),
-    };
-    let spec = TableSpec {
-        logical_id: "JobsTable".to_owned(),
-        hash_key: key("company_id"),
-        range_key: Some(key("job_id")),
-        stream_view_type: Some("NEW_AND_OLD_IMAGES".to_owned()),
-        ttl_attribute: None,
-    };
-    let name = emulator::unique_name("JobsTable");
-    let arn = provision::ensure_table(client, &spec, &name)
+    let name = stack::deploy()
         .await
-        .expect("table is created")
-        .expect("table has a stream");
+        .table(ids::JOBS_TABLE)
+        .unwrap()
+        .to_owned();
+    let arn = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("table is described")
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("the jobs table has a stream");
     (name, arn)
 }
 

@@ -6,12 +6,12 @@
 
 use serde_json::{Value, json};
 use shared::allow_list::AllowList;
-use shared::cursor::CursorCodec;
 use shared::deliveries::DeliveryLog;
 use shared::store::SubscriptionStore;
 use subscriptions_api::{ApiConfig, App};
 use test_support::api::ApiRequest;
 use test_support::emulator;
+use test_support::stack::{self, ids};
 
 pub const CURSOR_KEY: &[u8] = b"integration-test-cursor-signing-key-0123456789";
 
@@ -53,17 +53,22 @@ impl Fixture {
         let sdk = emulator::sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let table = emulator::fresh_table(&dynamo, "SubscriptionsTable").await;
-        let deliveries = emulator::fresh_table(&dynamo, "DeliveriesTable").await;
-        let queue_url = emulator::fresh_queue(&sqs, "DeliveryQueue").await;
-        let mut config = ApiConfig {
-            table: table.clone(),
-            deliveries_table: deliveries.clone(),
-            delivery_queue_url: queue_url.clone(),
-            company_claim: "company_id".to_owned(),
-            cursors: CursorCodec::new(CURSOR_KEY).unwrap(),
-            allow_list: AllowList::default(),
-        };
+        // A stack of its own; the API function's deployed configuration
+        // with a test cursor key (the emulator resolves no secret).
+        let stack = stack::deploy().await;
+        let key = std::str::from_utf8(CURSOR_KEY).unwrap().to_owned();
+        let mut config = ApiConfig::from_vars(
+            &stack
+                .function(ids::API_FUNCTION)
+                .unwrap()
+                .vars_with(&[("CURSOR_SIGNING_KEY", key)]),
+        )
+        .unwrap();
+        assert_eq!(config.company_claim, "company_id");
+        assert!(config.allow_list.is_empty());
+        let table = config.table.clone();
+        let deliveries = config.deliveries_table.clone();
+        let queue_url = config.delivery_queue_url.clone();
         tweak(&mut config);
         Self {
             app: App::new(config.clone(), dynamo.clone(), sqs.clone()),

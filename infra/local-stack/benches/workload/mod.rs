@@ -5,17 +5,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
-use local_stack::pipeline::{PipelineConfig, STREAM_MAPPING};
+use local_stack::pipeline::PipelineConfig;
 use local_stack::simulate::{self, PlannedJob, Transition};
-use local_stack::stream::StartPosition;
-use local_stack::template::{self, Template};
-use shared::allow_list::AllowList;
-use shared::cursor::CursorCodec;
 use shared::filters::FiltersInput;
-use shared::retry::RetrySchedule;
 use shared::signing;
 use shared::store::SubscriptionStore;
 use shared::subscription::{NewSubscription, Subscription};
@@ -24,21 +19,26 @@ use test_support::receiver::{Received, Receiver, Reply};
 /// Queue pollers per delivery queue, as in the end-to-end test.
 pub const POLLERS: usize = 4;
 
-/// The local settings of a benchmark run on fresh resources named after
-/// `unique`: loopback receivers, [`POLLERS`] pollers, 5 s delivery timeout.
-pub fn pipeline_config(unique: &str, retry_schedule: Option<RetrySchedule>) -> PipelineConfig {
-    PipelineConfig {
-        prefix: format!("{unique}-"),
-        region: "us-east-1".to_owned(),
-        retry_schedule,
-        allow_list: AllowList::parse("127.0.0.0/8").unwrap(),
-        extra_ca_file: None,
-        max_pollers: POLLERS,
-        request_timeout: Duration::from_secs(5),
-        company_claim: "company_id".to_owned(),
-        cursors: CursorCodec::new(&[7u8; 32]).unwrap(),
-        stream_start: StartPosition::Latest,
+/// The settings of a benchmark run on a fresh stack: `RetrySchedule` and
+/// `StreamBatchingWindowSeconds` as stack parameters when given (else the
+/// template's defaults), loopback receivers, [`POLLERS`] pollers, 5 s
+/// delivery timeout.
+pub fn pipeline_config(
+    retry_schedule: Option<&str>,
+    window_seconds: Option<u64>,
+) -> PipelineConfig {
+    let window = window_seconds.map(|s| s.to_string());
+    let mut parameters = Vec::new();
+    if let Some(schedule) = retry_schedule {
+        parameters.push(("RetrySchedule", schedule));
     }
+    if let Some(window) = &window {
+        parameters.push(("StreamBatchingWindowSeconds", window.as_str()));
+    }
+    let mut config =
+        test_support::stack::pipeline_config(&parameters, &[("REQUEST_TIMEOUT_MS", "5000")]);
+    config.max_pollers = POLLERS;
+    config
 }
 
 /// Companies in the workload.
@@ -190,25 +190,4 @@ pub fn expected_events(transitions: &[Transition], subs: &[Subscription]) -> BTr
         }
     }
     expected
-}
-
-/// The repository's template with the stream mapping's batching window
-/// (the `StreamBatchingWindowSeconds` parameter) set to `seconds`, or as it
-/// is.
-pub fn template_with_window(seconds: Option<u64>) -> Template {
-    let path = template::default_path();
-    let Some(seconds) = seconds else {
-        return Template::load(&path).expect("template.yaml loads");
-    };
-    let text = std::fs::read_to_string(&path).expect("template.yaml reads");
-    let mut root: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml parses");
-    let props = root["Resources"][STREAM_MAPPING]["Properties"]
-        .as_mapping_mut()
-        .expect("the stream mapping has properties");
-    props.insert(
-        "MaximumBatchingWindowInSeconds".into(),
-        serde_yaml::Value::from(seconds),
-    );
-    Template::parse(&serde_yaml::to_string(&root).expect("template serialises"))
-        .expect("modified template parses")
 }

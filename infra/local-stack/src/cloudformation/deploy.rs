@@ -1,0 +1,193 @@
+//! Creates or updates a stack with CloudFormation and waits for the result.
+
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::DisplayErrorContext;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+
+/// Longest wait for a stack operation.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the stack's status is read while it changes.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The stack could not be deployed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// CloudFormation refused a request.
+    #[error("CloudFormation {operation} of stack {stack}: {message}")]
+    Request {
+        /// The API call.
+        operation: &'static str,
+        /// The stack.
+        stack: String,
+        /// CloudFormation's answer.
+        message: String,
+    },
+    /// The stack ended in a failed state.
+    #[error("stack {stack} ended {status}: {}", failures.join("; "))]
+    Failed {
+        /// The stack.
+        stack: String,
+        /// Its final status.
+        status: String,
+        /// Each failed resource: logical id, type and reason.
+        failures: Vec<String>,
+    },
+    /// The stack did not settle in time.
+    #[error("stack {stack} was still {status} after {DEPLOY_TIMEOUT:?}")]
+    Timeout {
+        /// The stack.
+        stack: String,
+        /// Its last status.
+        status: String,
+    },
+}
+
+fn request<'a, E>(operation: &'static str, stack: &'a str) -> impl FnOnce(E) -> DeployError + 'a
+where
+    E: std::error::Error + 'static,
+{
+    move |e| DeployError::Request {
+        operation,
+        stack: stack.to_owned(),
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Deploys `template_body` (CloudFormation JSON, already transformed) as
+/// stack `stack` with `parameters`: creates it, or updates it when it
+/// exists (an update with no changes is a success). Waits until it is
+/// complete; a failure names each failed resource and its reason.
+pub async fn deploy(
+    cfn: &Client,
+    stack: &str,
+    template_body: &str,
+    parameters: &[(String, String)],
+) -> Result<(), DeployError> {
+    let parameters: Vec<Parameter> = parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect();
+    let capabilities = [Capability::CapabilityIam, Capability::CapabilityAutoExpand];
+    if current_status(cfn, stack).await?.is_none() {
+        cfn.create_stack()
+            .stack_name(stack)
+            .template_body(template_body)
+            .set_parameters(Some(parameters))
+            .set_capabilities(Some(capabilities.to_vec()))
+            .send()
+            .await
+            .map_err(request("CreateStack", stack))?;
+    } else {
+        let updated = cfn
+            .update_stack()
+            .stack_name(stack)
+            .template_body(template_body)
+            .set_parameters(Some(parameters))
+            .set_capabilities(Some(capabilities.to_vec()))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|e| e.meta().message())
+                    .is_some_and(|m| m.contains("No updates are to be performed")) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(request("UpdateStack", stack)(e)),
+        }
+    }
+    wait(cfn, stack).await
+}
+
+/// The stack's status, or `None` when there is no such stack.
+async fn current_status(cfn: &Client, stack: &str) -> Result<Option<StackStatus>, DeployError> {
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => Ok(out
+            .stacks
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .and_then(|s| s.stack_status)
+            .filter(|s| *s != StackStatus::DeleteComplete)),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|e| e.meta().message())
+                .is_some_and(|m| m.contains("does not exist")) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(request("DescribeStacks", stack)(e)),
+    }
+}
+
+async fn wait(cfn: &Client, stack: &str) -> Result<(), DeployError> {
+    let deadline = tokio::time::Instant::now() + DEPLOY_TIMEOUT;
+    loop {
+        let status = current_status(cfn, stack)
+            .await?
+            .ok_or_else(|| DeployError::Failed {
+                stack: stack.to_owned(),
+                status: "deleted".to_owned(),
+                failures: Vec::new(),
+            })?;
+        let text = status.as_str().to_owned();
+        if matches!(
+            status,
+            StackStatus::CreateComplete | StackStatus::UpdateComplete
+        ) {
+            return Ok(());
+        }
+        if !text.ends_with("_IN_PROGRESS") {
+            return Err(DeployError::Failed {
+                stack: stack.to_owned(),
+                failures: failures(cfn, stack).await?,
+                status: text,
+            });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DeployError::Timeout {
+                stack: stack.to_owned(),
+                status: text,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Each resource of the stack's events that failed, with its reason.
+async fn failures(cfn: &Client, stack: &str) -> Result<Vec<String>, DeployError> {
+    let events = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(request("DescribeStackEvents", stack))?
+        .stack_events
+        .unwrap_or_default();
+    Ok(events
+        .into_iter()
+        .filter(|e| {
+            e.resource_status
+                .as_ref()
+                .is_some_and(|s| s.as_str().ends_with("_FAILED"))
+        })
+        .map(|e| {
+            format!(
+                "{} ({}): {}",
+                e.logical_resource_id.unwrap_or_default(),
+                e.resource_type.unwrap_or_default(),
+                e.resource_status_reason
+                    .unwrap_or_else(|| "no reason given".to_owned())
+            )
+        })
+        .collect())
+}
