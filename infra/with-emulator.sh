@@ -4,7 +4,8 @@
 #   infra/with-emulator.sh COMMAND [ARGS...]
 #
 # Starts moto server from the project's .venv on 127.0.0.1 (port from
-# EMULATOR_PORT, or a free one), waits until it answers, exports the AWS
+# EMULATOR_PORT, or a free one) through infra/emulator.py, which turns off
+# moto's own event source pollers (the local stack's runners poll instead), waits until it answers, exports the AWS
 # settings that point the SDK at it, runs COMMAND, and stops the emulator
 # when COMMAND ends or is interrupted. Exits with COMMAND's status.
 set -euo pipefail
@@ -17,7 +18,7 @@ port="${EMULATOR_PORT:-$("$venv/bin/python" -c 'import socket; s=socket.socket()
 log="${EMULATOR_LOG:-$root/target/emulator.log}"
 mkdir -p "$(dirname "$log")"
 
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+"$venv/bin/python" "$root/infra/emulator.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 stop() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
 trap stop EXIT
