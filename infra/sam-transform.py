@@ -13,6 +13,7 @@ functions, and the local runners call the handlers in-process.
 import json
 import sys
 
+from samtranslator.model.exceptions import InvalidDocumentException
 from samtranslator.translator.managed_policy_translator import ManagedPolicyLoader
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
@@ -40,7 +41,10 @@ def main() -> None:
             props = resource.setdefault("Properties", {})
             props.pop("CodeUri", None)
             props["InlineCode"] = PLACEHOLDER_CODE
-    transformed = transform(template, {}, NoManagedPolicies())
+    try:
+        transformed = transform(template, {}, NoManagedPolicies())
+    except InvalidDocumentException as e:
+        sys.exit("; ".join(cause.message for cause in e.causes) or str(e))
     json.dump(transformed, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
 

@@ -163,10 +163,7 @@ async fn stream_changes_become_a_lambda_event_in_order_with_images() {
             age.num_seconds().abs() < 300,
             "creation time {age} from now"
         );
-        assert_eq!(
-            plain(&change.keys),
-            json!({"job_id": "j1"})
-        );
+        assert_eq!(plain(&change.keys), json!({"job_id": "j1"}));
         match old {
             Some(old) => assert_eq!(&plain(&change.old_image), old, "old image of record {i}"),
             None => assert!(change.old_image.is_empty()),

@@ -23,6 +23,10 @@ pub const NOT_CREATED: &[(&str, &str)] = &[
     ),
     ("AWS::CloudWatch::Alarm", "alarms are not evaluated locally"),
     (
+        "AWS::Lambda::Permission",
+        "recorded without an id; the local gateway calls the API handler directly",
+    ),
+    (
         "AWS::SecretsManager::Secret",
         "dynamic references to it stay unresolved",
     ),

@@ -1,0 +1,292 @@
+//! The template deployed into the emulator by CloudFormation, and the
+//! runners driven by what was deployed: every resource is created or a
+//! listed emulator gap; the functions' environments and the event source
+//! mappings are CloudFormation's; a template change reaches the runner
+//! with no Rust change; and a hard-killed `local-stack up` resumes the jobs
+//! stream from its checkpoints without losing a transition.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use local_stack::cloudformation::{DeployedStack, gaps};
+use local_stack::pipeline::Pipeline;
+use local_stack::simulate::{self, Simulator};
+use shared::filters::Filters;
+use shared::store::SubscriptionStore;
+use shared::subscription::{NewSubscription, Subscription};
+use test_support::emulator;
+use test_support::receiver::Receiver;
+use test_support::stack::{self, ids};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// A copy of the repository's template with `edits` (each `(from, to)`
+/// must occur) applied, in a fresh temporary directory.
+fn edited_template(edits: &[(&str, &str)]) -> PathBuf {
+    let text = std::fs::read_to_string(local_stack::cloudformation::template_path()).unwrap();
+    let mut edited = text.clone();
+    for (from, to) in edits {
+        assert!(edited.contains(from), "the template holds {from:?}");
+        edited = edited.replacen(from, to, 1);
+    }
+    let dir = std::env::temp_dir().join(emulator::unique_name("template"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
+    let stack = stack::deploy().await;
+    let unexplained: Vec<_> = stack.gaps.iter().filter(|g| !g.known).collect();
+    assert!(unexplained.is_empty(), "{unexplained:?}");
+    let summary = gaps::summary(&stack.gaps);
+    for gap in [
+        "AWS::CloudWatch::Alarm",
+        "AWS::ApiGatewayV2::Api",
+        "IAM roles",
+        "CURSOR_SIGNING_KEY",
+    ] {
+        assert!(summary.contains(gap), "{summary}");
+    }
+    for id in [
+        ids::SUBSCRIPTIONS_TABLE,
+        ids::DELIVERIES_TABLE,
+        ids::JOBS_TABLE,
+    ] {
+        stack.table(id).unwrap();
+    }
+
+    // Each function's environment is what CloudFormation resolved.
+    let delivery = stack.function(ids::DELIVERY_FUNCTION).unwrap();
+    assert_eq!(
+        delivery.environment["RETRY_QUEUE_URL"],
+        stack.queue_url(ids::RETRY_QUEUE).unwrap()
+    );
+    assert_eq!(
+        delivery.environment["SUBSCRIPTIONS_TABLE"],
+        stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap()
+    );
+    assert_eq!(
+        delivery.environment["RETRY_SCHEDULE"],
+        "5s,5m,30m,2h,5h,10h,10h"
+    );
+    assert_eq!(stack.functions.len(), 4);
+
+    // The mappings are Lambda's, with the template's settings.
+    let streams: Vec<_> = stack.mappings_of(ids::INGEST_FUNCTION).collect();
+    assert_eq!(streams.len(), 1);
+    let s = streams[0];
+    assert!(s.is_stream() && s.report_batch_item_failures && s.enabled);
+    assert_eq!(
+        (s.batch_size, s.batching_window),
+        (500, Duration::from_secs(1))
+    );
+    assert_eq!(s.max_retries, Some(10));
+    assert_eq!(
+        s.on_failure_arn
+            .as_deref()
+            .and_then(|arn| stack.queue_id_of_arn(arn)),
+        Some(ids::INGEST_FAILURE_QUEUE)
+    );
+    assert_eq!(s.filters, [r#"{"eventName": ["INSERT", "MODIFY"]}"#]);
+    let queues: BTreeSet<_> = stack
+        .mappings_of(ids::DELIVERY_FUNCTION)
+        .map(|m| {
+            assert!(m.is_queue() && m.report_batch_item_failures);
+            assert_eq!((m.batch_size, m.max_concurrency), (10, Some(50)));
+            stack.queue_id_of_arn(&m.source_arn).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        queues,
+        BTreeSet::from([ids::DELIVERY_QUEUE, ids::RETRY_QUEUE])
+    );
+}
+
+#[tokio::test]
+async fn a_changed_batch_size_and_a_new_schedule_reach_the_runner_without_code() {
+    // The stream mapping takes 3 records per batch instead of 500, and the
+    // redrive function gets a schedule.
+    let template = edited_template(&[
+        ("      BatchSize: 500\n", "      BatchSize: 3\n"),
+        (
+            "      Timeout: 300\n",
+            "      Timeout: 300\n      Events:\n        Sweep:\n          Type: Schedule\n          Properties:\n            Schedule: rate(5 minutes)\n",
+        ),
+    ]);
+    let mut config = stack::pipeline_config(&[("StreamBatchingWindowSeconds", "0")], &[]);
+    config.deployment.template = template;
+    let sdk = emulator::sdk_config().await;
+    let pipeline = Pipeline::build(&sdk, config).await.unwrap();
+    let schedules = &pipeline.stack.schedules;
+    assert_eq!(schedules.len(), 1, "{schedules:?}");
+    assert_eq!(schedules[0].expression, "rate(5 minutes)");
+    assert_eq!(schedules[0].targets, [ids::REDRIVE_FUNCTION]);
+
+    // The runner invokes ingest with at most 3 records: the transitions of
+    // 4 jobs written at once take at least ceil(n / 3) invocations.
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let receiver = Receiver::http().await;
+    let company = emulator::unique_name("batch");
+    subscribe(&pipeline.stack, &company, &receiver).await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut runners = pipeline.start(shutdown).await.unwrap();
+    let simulator = Simulator::new(dynamo, pipeline.stack.table(ids::JOBS_TABLE).unwrap())
+        .with_pause(Duration::ZERO);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let transitions = simulator
+        .run_plan(&simulate::plan(&company, 4, &mut rng), &mut rng)
+        .await
+        .unwrap();
+    receiver
+        .wait_for(transitions.len(), Duration::from_secs(60))
+        .await;
+    let _ = stop.send(true);
+    while runners.join_next().await.is_some() {}
+    let invocations = pipeline.invocations().snapshot()[ids::INGEST_FUNCTION].count;
+    assert!(
+        invocations as usize >= transitions.len().div_ceil(3),
+        "{} transitions in {invocations} ingest invocations",
+        transitions.len()
+    );
+}
+
+/// Subscribes `receiver` to every event of `company` in `stack`'s table.
+async fn subscribe(stack: &DeployedStack, company: &str, receiver: &Receiver) -> Subscription {
+    let store = SubscriptionStore::new(
+        emulator::dynamodb().await,
+        stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
+    );
+    let sub = Subscription::create(
+        company,
+        NewSubscription {
+            url: receiver.url("/hook"),
+            description: None,
+            filters: Filters::default(),
+        },
+        chrono::Utc::now(),
+    );
+    store.create(&sub, None).await.unwrap();
+    sub
+}
+
+/// `local-stack up` as a child process on stack `stack_name`.
+struct Up {
+    child: tokio::process::Child,
+}
+
+impl Up {
+    /// Starts it and waits until it serves.
+    async fn start(stack_name: &str, template: &Path) -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .to_string()
+        };
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_local-stack"))
+            .arg("up")
+            .env("LOCAL_DEMO", "0")
+            .env("LOCAL_STACK_NAME", stack_name)
+            .env("TEMPLATE_PATH", template)
+            .env("LOCAL_STACK_PARAMETERS", "StreamBatchingWindowSeconds=0")
+            .env("LOCAL_API_ADDR", free())
+            .env("LOCAL_RECEIVER_ADDR", free())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let serving = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.starts_with("Serving.") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(serving, Ok(true), "local-stack up serves");
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child }
+    }
+
+    /// SIGKILL: no batch is finished, no checkpoint written on the way out.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
+    // Messages a killed runner held come back after the queues' visibility
+    // timeout; a short one keeps the test short.
+    let template = edited_template(&[
+        (
+            "      VisibilityTimeout: 180\n",
+            "      VisibilityTimeout: 3\n",
+        ),
+        (
+            "      VisibilityTimeout: 180\n",
+            "      VisibilityTimeout: 3\n",
+        ),
+    ]);
+    let stack_name = stack::unique_stack_name();
+    let sdk = emulator::sdk_config().await;
+    let first = Up::start(&stack_name, &template).await;
+    let stack = DeployedStack::read_existing(&sdk, &stack_name)
+        .await
+        .unwrap();
+    let receiver = Receiver::http().await;
+    let company = emulator::unique_name("restart");
+    let sub = subscribe(&stack, &company, &receiver).await;
+    let simulator = Simulator::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.table(ids::JOBS_TABLE).unwrap(),
+    )
+    .with_pause(Duration::from_millis(20));
+    let mut rng = fastrand::Rng::with_seed(12);
+    let plan = simulate::plan(&company, 24, &mut rng);
+    let (before, rest) = plan.split_at(8);
+    let (while_down, after) = rest.split_at(8);
+
+    let mut written = simulator.run_plan(before, &mut rng).await.unwrap();
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+    first.kill().await;
+    written.extend(simulator.run_plan(while_down, &mut rng).await.unwrap());
+    let _second = Up::start(&stack_name, &template).await;
+    written.extend(simulator.run_plan(after, &mut rng).await.unwrap());
+
+    let expected: BTreeSet<(String, String)> = written
+        .iter()
+        .map(|t| (t.job_id.clone(), t.state.as_str().to_owned()))
+        .collect();
+    let key = shared::signing::key_bytes(sub.secret.expose());
+    let secrets = HashMap::from([(sub.subscription_id.clone(), key)]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = BTreeSet::new();
+    while seen.len() < expected.len() && tokio::time::Instant::now() < deadline {
+        let got = receiver.received();
+        seen = got
+            .iter()
+            .filter_map(|r| r.verified_job_event(|s| secrets.get(s).cloned()))
+            .map(|(_, job, state)| (job, state))
+            .collect();
+        // The next request, or half a second (what is missing may never come).
+        let next = receiver.wait_for(got.len() + 1, Duration::from_secs(3600));
+        let _ = tokio::time::timeout(Duration::from_millis(500), next).await;
+    }
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} transitions never arrived after the restart: {missing:?}",
+        missing.len(),
+        expected.len()
+    );
+}
