@@ -26,14 +26,15 @@ def _detach(mapping) -> None:
     from moto.dynamodb.models import dynamodb_backends
     from moto.sqs.models import sqs_backends
 
+    # Copies of every collection: other requests may add to them meanwhile.
     for backends in (sqs_backends, dynamodb_backends):
-        for account in backends.values():
-            for backend in account.values():
+        for account in list(backends.values()):
+            for backend in list(account.values()):
                 sources = getattr(backend, "queues", None) or getattr(backend, "tables", {})
-                for source in sources.values():
+                for source in list(sources.values()):
                     wired = getattr(source, "lambda_event_source_mappings", {})
-                    for key in [k for k, v in wired.items() if v is mapping]:
-                        del wired[key]
+                    for key in [k for k, v in list(wired.items()) if v is mapping]:
+                        wired.pop(key, None)
 
 
 def create_event_source_mapping(self, spec):

@@ -5,9 +5,10 @@
 #
 # Starts moto server from the project's .venv on 127.0.0.1 (port from
 # EMULATOR_PORT, or a free one) through infra/emulator.py, which turns off
-# moto's own event source pollers (the local stack's runners poll instead), waits until it answers, exports the AWS
-# settings that point the SDK at it, runs COMMAND, and stops the emulator
-# when COMMAND ends or is interrupted. Exits with COMMAND's status.
+# moto's own event source pollers (the local stack's runners poll
+# instead), waits until it answers, exports the AWS settings that point
+# the SDK at it, runs COMMAND, and stops the emulator when COMMAND ends or
+# is interrupted. Exits with COMMAND's status.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -30,13 +30,27 @@ impl ConfigError {
 /// (a Lambda function's, at cold start) or a given set, such as the
 /// environment CloudFormation resolved for a function, which the local
 /// stack reads back from the emulator.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum Vars {
     /// `std::env`.
     #[default]
     Process,
     /// Exactly these variables.
     Map(std::collections::HashMap<String, String>),
+}
+
+impl std::fmt::Debug for Vars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Process => f.write_str("Vars::Process"),
+            // Names only: values may be secrets.
+            Self::Map(map) => {
+                let mut names: Vec<&str> = map.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                f.debug_tuple("Vars::Map").field(&names).finish()
+            }
+        }
+    }
 }
 
 impl Vars {

@@ -1,8 +1,9 @@
 //! Test support for the local stack.
 //!
 //! - [`emulator`]: AWS clients pointed at the local AWS emulator (moto
-//!   server, started by `infra/with-emulator.sh`), and fresh tables created
-//!   from `template.yaml`.
+//!   server, started by `infra/with-emulator.sh`), and queue helpers.
+//! - [`stack`]: `template.yaml` deployed in the emulator for one test, and
+//!   each function's deployed environment.
 //! - [`api`]: API Gateway (HTTP API) requests as the JWT authorizer hands
 //!   them to the function.
 //! - [`runtime_api`]: a Lambda Runtime API on loopback, to run a built

@@ -256,7 +256,7 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut runners = pipeline.start(shutdown).await.expect("runners start");
-    // Count from here: provisioning and start-up are not per event.
+    // Count from here: deploying the stack and start-up are not per event.
     meter.reset();
     pipeline.invocations().reset();
     LOG_BYTES.store(0, Ordering::Relaxed);

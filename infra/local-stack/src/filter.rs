@@ -4,7 +4,7 @@
 //! keys whose leaves are lists of literal values), which is what the
 //! template uses. A pattern with content filters (`prefix`, `numeric`,
 //! `exists`, `anything-but`, ...) is refused; the runner then passes every
-//! record and lists that as an emulator gap.
+//! record, and the start-up line of emulator gaps says so.
 
 use serde_json::Value;
 

@@ -43,6 +43,26 @@ pub struct StreamRunner {
     pub invocations: Arc<Invocations>,
 }
 
+/// Makes `shard` continue at `sequence` again, retrying until it works: a
+/// reader left past unhandled records would skip them for good. `false`
+/// on shutdown.
+async fn rewind(
+    reader: &mut StreamReader,
+    shard: &str,
+    sequence: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        match reader.rewind_to(shard, sequence).await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(error = %e, "cannot rewind the jobs stream; retrying"),
+        }
+        if !pause(Duration::from_secs(1), shutdown).await {
+            return false;
+        }
+    }
+}
+
 /// Sleeps for `d` unless shutdown is signalled first; `false` on shutdown.
 pub(crate) async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     if *shutdown.borrow() {
@@ -137,8 +157,8 @@ impl StreamRunner {
                 continue;
             }
             let shard = batch[position].shard_id.clone();
-            if let Err(e) = reader.rewind_to(&shard, &sequence).await {
-                tracing::error!(error = %e, "cannot rewind the stream");
+            if !rewind(&mut reader, &shard, &sequence, &mut shutdown).await {
+                return;
             }
             let backoff = Duration::from_millis(100 * 2u64.pow(attempts.min(6)));
             if !pause(backoff, &mut shutdown).await {
@@ -178,7 +198,14 @@ impl StreamRunner {
             if !pause(left.min(IDLE_POLL), shutdown).await {
                 break;
             }
-            let more = reader.poll(size - batch.len()).await?;
+            let more = match reader.poll(size - batch.len()).await {
+                Ok(more) => more,
+                Err(e) => {
+                    // The records in hand are read: invoke with them.
+                    tracing::warn!(error = %e, "reading the jobs stream failed; invoking with the records in hand");
+                    break;
+                }
+            };
             if more
                 .first()
                 .is_some_and(|r| r.shard_id != batch[0].shard_id)
@@ -186,9 +213,13 @@ impl StreamRunner {
                 // Another shard's records: Lambda never mixes shards in one
                 // batch. Re-read them next time.
                 let first = &more[0];
-                reader
-                    .rewind_to(&first.shard_id.clone(), first.sequence_number())
-                    .await?;
+                rewind(
+                    reader,
+                    &first.shard_id.clone(),
+                    first.sequence_number(),
+                    shutdown,
+                )
+                .await;
                 break;
             }
             batch.extend(more);

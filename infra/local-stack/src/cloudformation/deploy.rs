@@ -75,7 +75,29 @@ pub async fn deploy(
         })
         .collect();
     let capabilities = [Capability::CapabilityIam, Capability::CapabilityAutoExpand];
-    if current_status(cfn, stack).await?.is_none() {
+    let started = std::time::SystemTime::now();
+    let status = current_status(cfn, stack).await?;
+    if let Some(status) = status.as_ref().filter(|s| !settled(s)) {
+        // A stack that failed (or, in moto, never finished) cannot be
+        // updated: start it again.
+        tracing::warn!(%stack, status = status.as_str(), "the stack is not deployable; deleting and creating it again");
+        cfn.delete_stack()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(request("DeleteStack", stack))?;
+        let deadline = tokio::time::Instant::now() + DEPLOY_TIMEOUT;
+        while current_status(cfn, stack).await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(DeployError::Timeout {
+                    stack: stack.to_owned(),
+                    status: "DELETE_IN_PROGRESS".to_owned(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    if status.as_ref().is_none_or(|s| !settled(s)) {
         cfn.create_stack()
             .stack_name(stack)
             .template_body(template_body)
@@ -105,7 +127,17 @@ pub async fn deploy(
             Err(e) => return Err(request("UpdateStack", stack)(e)),
         }
     }
-    wait(cfn, stack).await
+    wait(cfn, stack, started).await
+}
+
+/// Whether a stack in `status` takes an update.
+fn settled(status: &StackStatus) -> bool {
+    matches!(
+        status,
+        StackStatus::CreateComplete
+            | StackStatus::UpdateComplete
+            | StackStatus::UpdateRollbackComplete
+    )
 }
 
 /// The stack's status, or `None` when there is no such stack.
@@ -129,7 +161,11 @@ async fn current_status(cfn: &Client, stack: &str) -> Result<Option<StackStatus>
     }
 }
 
-async fn wait(cfn: &Client, stack: &str) -> Result<(), DeployError> {
+async fn wait(
+    cfn: &Client,
+    stack: &str,
+    started: std::time::SystemTime,
+) -> Result<(), DeployError> {
     let deadline = tokio::time::Instant::now() + DEPLOY_TIMEOUT;
     loop {
         let status = current_status(cfn, stack)
@@ -149,7 +185,7 @@ async fn wait(cfn: &Client, stack: &str) -> Result<(), DeployError> {
         if !text.ends_with("_IN_PROGRESS") {
             return Err(DeployError::Failed {
                 stack: stack.to_owned(),
-                failures: failures(cfn, stack).await?,
+                failures: failures(cfn, stack, started).await?,
                 status: text,
             });
         }
@@ -163,8 +199,17 @@ async fn wait(cfn: &Client, stack: &str) -> Result<(), DeployError> {
     }
 }
 
-/// Each resource of the stack's events that failed, with its reason.
-async fn failures(cfn: &Client, stack: &str) -> Result<Vec<String>, DeployError> {
+/// Each resource that failed since `started` (this operation), with its
+/// reason.
+async fn failures(
+    cfn: &Client,
+    stack: &str,
+    started: std::time::SystemTime,
+) -> Result<Vec<String>, DeployError> {
+    let since = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        - 1;
     let events = cfn
         .describe_stack_events()
         .stack_name(stack)
@@ -179,6 +224,7 @@ async fn failures(cfn: &Client, stack: &str) -> Result<Vec<String>, DeployError>
             e.resource_status
                 .as_ref()
                 .is_some_and(|s| s.as_str().ends_with("_FAILED"))
+                && e.timestamp.is_none_or(|t| t.secs() >= since)
         })
         .map(|e| {
             format!(

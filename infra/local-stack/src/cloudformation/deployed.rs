@@ -51,7 +51,7 @@ pub struct StackResource {
 }
 
 /// A Lambda function of the stack, as Lambda holds it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Function {
     /// Logical id in the template.
     pub logical_id: String,
@@ -61,6 +61,19 @@ pub struct Function {
     pub arn: String,
     /// Environment variables as CloudFormation resolved them.
     pub environment: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Variable names only: values may be secrets.
+        let mut names: Vec<&str> = self.environment.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Function")
+            .field("logical_id", &self.logical_id)
+            .field("name", &self.name)
+            .field("environment", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Function {

@@ -51,8 +51,8 @@ impl fmt::Display for Gap {
 }
 
 /// Logical id and type of every resource in a CloudFormation JSON body,
-/// without those whose `Condition` the stack did not meet (they are not
-/// expected to exist).
+/// each marked when it has a `Condition` (such a resource may rightly be
+/// absent, so a missing one is not counted as a gap).
 pub fn declared_resources(body: &str) -> Result<BTreeMap<String, Declared>, serde_json::Error> {
     let template: serde_json::Value = serde_json::from_str(body)?;
     Ok(template
@@ -133,6 +133,22 @@ pub fn find(stack: &DeployedStack, declared: &BTreeMap<String, Declared>) -> Vec
         }
     }
     for m in &stack.mappings {
+        if !m.report_batch_item_failures {
+            gaps.push(Gap {
+                subject: format!("{} mapping without ReportBatchItemFailures", m.function),
+                local: "the runner honours the handler's batchItemFailures anyway".to_owned(),
+                known: true,
+            });
+        }
+        if m.is_stream()
+            && let Err(e) = crate::filter::Filter::parse(&m.filters)
+        {
+            gaps.push(Gap {
+                subject: format!("{} FilterCriteria", m.function),
+                local: format!("{e}; every record reaches the handler"),
+                known: true,
+            });
+        }
         if m.bisect {
             gaps.push(Gap {
                 subject: format!("{} BisectBatchOnFunctionError", m.function),
