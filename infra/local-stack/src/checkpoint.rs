@@ -17,6 +17,20 @@ use aws_sdk_dynamodb::types::{
 /// Table of the checkpoints in the emulator.
 pub const TABLE: &str = "local-stack-stream-checkpoints";
 
+/// Shard key of the item that says the mapping has started once, so a
+/// restart before any record was handled still resumes where the first
+/// start began instead of at `LATEST` again.
+const OPENED: &str = "#opened";
+
+/// What a mapping saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// Sequence number of the last record handled, by shard.
+    pub positions: HashMap<String, String>,
+    /// Whether the mapping has started before.
+    pub opened: bool,
+}
+
 /// A checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("stream checkpoints ({operation} on {TABLE}): {message}")]
@@ -87,9 +101,9 @@ impl Checkpoints {
         })
     }
 
-    /// Sequence number of the last record handled, by shard.
-    pub async fn load(&self) -> Result<HashMap<String, String>, CheckpointError> {
-        let mut positions = HashMap::new();
+    /// What the mapping saved so far.
+    pub async fn load(&self) -> Result<Saved, CheckpointError> {
+        let mut saved = Saved::default();
         let mut start = None;
         loop {
             let page = self
@@ -104,17 +118,32 @@ impl Checkpoints {
                 .await
                 .map_err(fail("Query"))?;
             for item in page.items.unwrap_or_default() {
-                if let (Some(AttributeValue::S(shard)), Some(AttributeValue::S(seq))) =
-                    (item.get("shard"), item.get("sequence_number"))
-                {
-                    positions.insert(shard.clone(), seq.clone());
+                match (item.get("shard"), item.get("sequence_number")) {
+                    (Some(AttributeValue::S(shard)), _) if shard == OPENED => saved.opened = true,
+                    (Some(AttributeValue::S(shard)), Some(AttributeValue::S(seq))) => {
+                        saved.positions.insert(shard.clone(), seq.clone());
+                    }
+                    _ => {}
                 }
             }
             start = page.last_evaluated_key;
             if start.is_none() {
-                return Ok(positions);
+                return Ok(saved);
             }
         }
+    }
+
+    /// Records that the mapping has started.
+    pub async fn mark_opened(&self) -> Result<(), CheckpointError> {
+        self.client
+            .put_item()
+            .table_name(TABLE)
+            .item("mapping", AttributeValue::S(self.mapping.clone()))
+            .item("shard", AttributeValue::S(OPENED.to_owned()))
+            .send()
+            .await
+            .map_err(fail("PutItem"))?;
+        Ok(())
     }
 
     /// Records that shard `shard` was handled up to `sequence_number`.

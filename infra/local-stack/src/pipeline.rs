@@ -253,20 +253,31 @@ impl Pipeline {
         });
         let checkpoints =
             Checkpoints::open(aws_sdk_dynamodb::Client::new(&self.sdk), &mapping.uuid).await?;
-        let positions = checkpoints.load().await?;
-        if !positions.is_empty() {
+        let saved = checkpoints.load().await?;
+        let streams = aws_sdk_dynamodbstreams::Client::new(&self.sdk);
+        let arn = mapping.source_arn.clone();
+        let reader = if saved.opened {
+            // Shards without a position appeared after the first start:
+            // all their records are new.
             tracing::info!(
-                shards = positions.len(),
+                shards = saved.positions.len(),
                 "jobs stream resumes from its checkpoints"
             );
-        }
-        let reader = StreamReader::resume(
-            aws_sdk_dynamodbstreams::Client::new(&self.sdk),
-            mapping.source_arn.clone(),
-            mapping.starting_position.unwrap_or(StartPosition::Latest),
-            &positions,
-        )
-        .await?;
+            StreamReader::resume(streams, arn, StartPosition::TrimHorizon, &saved.positions).await?
+        } else {
+            // The mapping's first start. LATEST is made durable: the records
+            // the stream holds now are skipped and its end saved, so a
+            // restart before anything was handled resumes from here.
+            let start = mapping.starting_position.unwrap_or(StartPosition::Latest);
+            let mut reader = StreamReader::open(streams, arn, StartPosition::TrimHorizon).await?;
+            if start == StartPosition::Latest {
+                for (shard, sequence) in reader.skip_to_end().await? {
+                    checkpoints.save(&shard, &sequence).await?;
+                }
+            }
+            checkpoints.mark_opened().await?;
+            reader
+        };
         Ok((
             StreamRunner {
                 mapping: mapping.clone(),

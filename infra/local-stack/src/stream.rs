@@ -141,6 +141,20 @@ impl StreamReader {
         Ok(reader)
     }
 
+    /// Reads past every record the stream holds now, without returning
+    /// them, and gives the last sequence number read in each shard: a
+    /// `LATEST` position that can be saved.
+    pub async fn skip_to_end(&mut self) -> Result<HashMap<String, String>, StreamError> {
+        let mut last = HashMap::new();
+        loop {
+            let batch = self.poll(MAX_LIMIT).await?;
+            let Some(end) = batch.last() else {
+                return Ok(last);
+            };
+            last.insert(end.shard_id.clone(), end.sequence_number().to_owned());
+        }
+    }
+
     /// ARN of the stream.
     pub fn stream_arn(&self) -> &str {
         &self.stream_arn

@@ -2,8 +2,9 @@
 //! runners driven by what was deployed: every resource is created or a
 //! listed emulator gap; the functions' environments and the event source
 //! mappings are CloudFormation's; a template change reaches the runner
-//! with no Rust change; and a hard-killed `local-stack up` resumes the jobs
-//! stream from its checkpoints without losing a transition.
+//! with no Rust change; a stack that failed to deploy is created again; and
+//! a hard-killed `local-stack up` resumes the jobs stream from its
+//! checkpoints without losing a transition.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -223,6 +224,27 @@ impl Up {
     }
 }
 
+#[tokio::test]
+async fn a_stack_that_failed_to_deploy_is_created_again() {
+    // A stream mapping on a stream that does not exist: moto fails the
+    // stack at JobEventsStreamMapping.
+    let sdk = emulator::sdk_config().await;
+    let mut broken = stack::deployment(&[(
+        "JobsTableStreamArn",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/missing/stream/2026-01-01T00:00:00.000",
+    )]);
+    let err = local_stack::cloudformation::deploy_stack(&sdk, &broken)
+        .await
+        .expect_err("the stream does not exist");
+    assert!(err.to_string().contains(&broken.stack_name), "{err}");
+    broken.parameters.retain(|(k, _)| k != "JobsTableStreamArn");
+    let stack = local_stack::cloudformation::deploy_stack(&sdk, &broken)
+        .await
+        .expect("the same stack deploys once the template is fixed");
+    assert!(stack.table(ids::JOBS_TABLE).is_ok());
+    assert_eq!(stack.mappings_of(ids::INGEST_FUNCTION).count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
     // Messages a killed runner held come back after the queues' visibility
@@ -239,7 +261,9 @@ async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
     ]);
     let stack_name = stack::unique_stack_name();
     let sdk = emulator::sdk_config().await;
-    let first = Up::start(&stack_name, &template).await;
+    // Killed before it handled anything: the restart must still begin
+    // where the first start did, not at LATEST again.
+    Up::start(&stack_name, &template).await.kill().await;
     let stack = DeployedStack::read_existing(&sdk, &stack_name)
         .await
         .unwrap();
@@ -257,10 +281,11 @@ async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
     let (while_down, after) = rest.split_at(8);
 
     let mut written = simulator.run_plan(before, &mut rng).await.unwrap();
+    let second = Up::start(&stack_name, &template).await;
     receiver.wait_for(1, Duration::from_secs(30)).await;
-    first.kill().await;
+    second.kill().await;
     written.extend(simulator.run_plan(while_down, &mut rng).await.unwrap());
-    let _second = Up::start(&stack_name, &template).await;
+    let _third = Up::start(&stack_name, &template).await;
     written.extend(simulator.run_plan(after, &mut rng).await.unwrap());
 
     let expected: BTreeSet<(String, String)> = written
