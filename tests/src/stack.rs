@@ -127,3 +127,22 @@ pub fn pipeline_config(
         max_pollers: 4,
     }
 }
+
+/// The jobs table of a fresh stack and its stream's ARN.
+///
+/// # Panics
+/// When the stack cannot be deployed or the table has no stream.
+pub async fn jobs_table() -> (String, String) {
+    let table = deploy().await.table(ids::JOBS_TABLE).unwrap().to_owned();
+    let arn = emulator::dynamodb()
+        .await
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("table is described")
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("the jobs table has a stream");
+    (table, arn)
+}

@@ -12,26 +12,7 @@ use serde_json::Value;
 use shared::job_event::{ChangeKind, JobTransition, transition};
 use shared::jobs::{JobState, job_type};
 use test_support::emulator;
-use test_support::stack::{self, ids};
-
-/// The jobs table of a fresh stack, and its stream's ARN.
-async fn jobs_table(db: &aws_sdk_dynamodb::Client) -> (String, String) {
-    let table = stack::deploy()
-        .await
-        .table(ids::JOBS_TABLE)
-        .unwrap()
-        .to_owned();
-    let arn = db
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .expect("table is described")
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .expect("the jobs table has a stream");
-    (table, arn)
-}
+use test_support::stack;
 
 /// Every record of the stream, which must hold exactly `n`: polls until
 /// they are there (the emulator may lag), then checks no more follow.
@@ -84,7 +65,7 @@ fn by_job<T>(items: impl IntoIterator<Item = (String, T)>) -> BTreeMap<String, V
 #[tokio::test]
 async fn forty_jobs_reach_the_stream_as_the_transitions_written_covering_every_path() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     let company = emulator::unique_name("acme");
     let simulator = Simulator::new(db, &table);
     let written = simulator
@@ -219,7 +200,7 @@ async fn a_seed_reproduces_a_run_and_another_seed_does_not() {
     let company = emulator::unique_name("acme");
     let mut runs = Vec::new();
     for seed in [11, 11, 12] {
-        let (table, _) = jobs_table(&db).await;
+        let (table, _) = stack::jobs_table().await;
         let transitions = Simulator::new(db.clone(), &table)
             .run(&company, 8, &mut fastrand::Rng::with_seed(seed))
             .await
@@ -239,7 +220,7 @@ async fn a_seed_reproduces_a_run_and_another_seed_does_not() {
 #[tokio::test]
 async fn rerunning_a_seed_on_the_same_table_fails_without_touching_the_job() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     let company = emulator::unique_name("acme");
     let simulator = Simulator::new(db, &table);
     let first = simulator
@@ -276,7 +257,7 @@ async fn a_missing_table_and_a_bad_company_are_refused_with_context() {
     );
     assert!(err.to_string().contains(&missing));
 
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     for company in ["", " acme", "ac\nme", &"x".repeat(257)] {
         let err = Simulator::new(db.clone(), &table)
             .run(company, 1, &mut fastrand::Rng::with_seed(1))
@@ -290,7 +271,7 @@ async fn a_missing_table_and_a_bad_company_are_refused_with_context() {
 #[tokio::test]
 async fn observers_see_each_transition_and_pauses_space_the_writes() {
     let db = emulator::dynamodb().await;
-    let (table, _) = jobs_table(&db).await;
+    let (table, _) = stack::jobs_table().await;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Transition>::new()));
     let pause = Duration::from_millis(20);
     let simulator = Simulator::new(db, &table).with_pause(pause).with_observer({

@@ -11,29 +11,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use local_stack::stream::{StartPosition, StreamReader, StreamRecord, lambda_event};
 use serde_json::{Value, json};
 use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_support::stack;
 
 const REGION: &str = "us-east-1";
-
-/// The jobs table of a fresh stack (NEW_AND_OLD_IMAGES stream). Returns
-/// its name and stream ARN.
-async fn jobs_table(client: &aws_sdk_dynamodb::Client) -> (String, String) {
-    let name = stack::deploy()
-        .await
-        .table(ids::JOBS_TABLE)
-        .unwrap()
-        .to_owned();
-    let arn = client
-        .describe_table()
-        .table_name(&name)
-        .send()
-        .await
-        .expect("table is described")
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .expect("the jobs table has a stream");
-    (name, arn)
-}
 
 async fn streams() -> aws_sdk_dynamodbstreams::Client {
     aws_sdk_dynamodbstreams::Client::new(&emulator::sdk_config().await)
@@ -83,7 +63,7 @@ fn plain(image: &serde_dynamo::Item) -> Value {
 #[tokio::test]
 async fn stream_changes_become_a_lambda_event_in_order_with_images() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     let created = json!({
         "company_id": "c1",
         "job_id": "j1",
@@ -190,7 +170,7 @@ async fn stream_changes_become_a_lambda_event_in_order_with_images() {
 #[tokio::test]
 async fn binary_and_set_attributes_become_dynamodb_json() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     let mut item = key("j1");
     item.extend([
         (
@@ -242,7 +222,7 @@ async fn binary_and_set_attributes_become_dynamodb_json() {
 #[tokio::test]
 async fn rewind_re_reads_from_a_sequence_number_and_batches_respect_the_limit() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     for job in ["j1", "j2", "j3"] {
         put_json(&db, &table, &json!({"company_id": "c1", "job_id": job})).await;
     }
@@ -295,7 +275,7 @@ async fn rewind_re_reads_from_a_sequence_number_and_batches_respect_the_limit() 
 #[tokio::test]
 async fn latest_reads_only_changes_made_after_opening() {
     let db = emulator::dynamodb().await;
-    let (table, arn) = jobs_table(&db).await;
+    let (table, arn) = stack::jobs_table().await;
     put_json(
         &db,
         &table,
