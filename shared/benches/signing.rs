@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use shared::secret::WebhookSecret;
+use shared::signing::secret::WebhookSecret;
 use shared::signing::{Signer, signature_header};
 
 const BODY_BYTES: usize = 1024;

@@ -1,25 +1,25 @@
 //! Common crate of the job-state webhooks service.
 //!
-//! Domain rules live here once: the job-type catalogue and states, webhook
-//! subscriptions and their filters, the DynamoDB subscription store, the
-//! target-URL guard, and configuration read from the environment.
+//! Domain rules live here once, grouped by concern:
+//! - [`domain`]: subscriptions and their filters, endpoint health, the
+//!   job-type catalogue and the events built from job transitions;
+//! - [`delivery`]: the queue message contract, the retry schedule and the
+//!   circuit-breaker policy;
+//! - [`storage`]: the DynamoDB tables (subscriptions, attempt log, parked
+//!   events);
+//! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);
+//! - [`signing`]: secrets and Standard Webhooks signatures;
+//! - [`operational`]: the operational events published to EventBridge;
+//! - configuration, cursors, metrics, telemetry and small utilities.
 
-pub mod allow_list;
 pub mod config;
 pub mod cursor;
-pub mod deliveries;
-pub mod filters;
-pub mod ip_guard;
-pub mod job_event;
-pub mod jobs;
-pub mod message;
+pub mod delivery;
+pub mod domain;
 pub mod metrics;
-pub mod retry;
-pub mod secret;
 pub mod signing;
-pub mod store;
-pub mod subscription;
+pub mod storage;
+pub mod target_guard;
 pub mod telemetry;
 pub mod ttl_cache;
-pub mod url_guard;
 pub mod validation;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use shared::secret::WebhookSecret;
+use shared::signing::secret::WebhookSecret;
 use shared::signing::{Signer, signature_header};
 
 const VERIFY: &str = r#"

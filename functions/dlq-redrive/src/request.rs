@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shared::message::DeliveryMessage;
-use shared::subscription::{ID_PREFIX, is_subscription_id};
+use shared::delivery::message::DeliveryMessage;
+use shared::domain::subscription::{ID_PREFIX, is_subscription_id};
 
 /// `max_messages` when the request leaves it out.
 pub const DEFAULT_MAX_MESSAGES: usize = 1000;
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn filters_are_anded_and_absent_ones_match_anything() {
-        let body = shared::message::EventEnvelope {
+        let body = shared::delivery::message::EventEnvelope {
             company_id: "acme",
             event_type: "job.completed",
             timestamp: "2026-11-22T10:00:00.000Z",

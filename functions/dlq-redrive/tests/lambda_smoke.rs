@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::message::{DeliveryMessage, EventEnvelope, idempotency_key};
+use shared::delivery::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
 use test_support::stack::{self, ids};
@@ -49,7 +49,10 @@ async fn binary_boots_and_redrives_the_sample_event() {
     let exhausted = first
         .next_attempt(chrono::Utc::now())
         .next_attempt(chrono::Utc::now());
-    let other = envelope.message_body(&shared::subscription::new_subscription_id(), "evt_other");
+    let other = envelope.message_body(
+        &shared::domain::subscription::new_subscription_id(),
+        "evt_other",
+    );
     for body in [exhausted.to_body(), other.clone()] {
         sqs.send_message()
             .queue_url(&dlq)

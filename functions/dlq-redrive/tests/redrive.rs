@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, QueueAttributeName};
 use dlq_redrive::{RedriveConfig, RedriveReport, Redriver, Stopped};
 use serde_json::{Value, json};
-use shared::message::{
+use shared::delivery::message::{
     AttemptRecord, DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, EventEnvelope, idempotency_key,
 };
-use shared::subscription::new_subscription_id;
+use shared::domain::subscription::new_subscription_id;
 use test_support::aws_proxy::{AwsProxy, FaultRule};
 use test_support::emulator;
 use test_support::stack::{self, ids};

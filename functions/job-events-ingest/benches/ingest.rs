@@ -26,10 +26,10 @@ use futures::StreamExt;
 
 use job_events_ingest::{Ingest, IngestConfig};
 use serde_json::{Value, json};
-use shared::filters::FiltersInput;
-use shared::jobs::JOB_TYPES;
-use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription};
+use shared::domain::filters::FiltersInput;
+use shared::domain::jobs::JOB_TYPES;
+use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::storage::subscriptions::SubscriptionStore;
 use test_support::aws_proxy::AwsProxy;
 use test_support::cpu::thread_cpu_time;
 use test_support::emulator;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::store::{StoreError, SubscriptionStore};
-use shared::subscription::Subscription;
+use shared::domain::subscription::Subscription;
+use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 use shared::ttl_cache::TtlCache;
 
 /// Active subscriptions per company, reused for `ttl`: a batch touching one

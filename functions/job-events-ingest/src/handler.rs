@@ -8,11 +8,11 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
 use serde_json::Value;
-use shared::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
-use shared::message::{self, EventEnvelope};
+use shared::delivery::message::{self, EventEnvelope};
+use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
+use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
-use shared::store::{StoreError, SubscriptionStore};
-use shared::subscription::Subscription;
+use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;

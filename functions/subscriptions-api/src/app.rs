@@ -5,8 +5,8 @@ use std::time::Instant;
 use http::StatusCode;
 use http::header::ALLOW;
 use lambda_http::{Body, Request, Response};
-use shared::deliveries::DeliveryLog;
-use shared::store::SubscriptionStore;
+use shared::storage::deliveries::DeliveryLog;
+use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::auth;
 use crate::config::ApiConfig;

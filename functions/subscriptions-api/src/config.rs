@@ -1,8 +1,8 @@
 //! Configuration of the subscriptions API, read once at cold start.
 
-use shared::allow_list::AllowList;
 use shared::config::{ConfigError, Vars};
 use shared::cursor::{CursorCodec, MIN_KEY_LEN};
+use shared::target_guard::allow_list::AllowList;
 
 /// Settings of the subscriptions API.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
-use shared::store::StoreError;
+use shared::storage::subscriptions::StoreError;
 use shared::validation::ValidationError;
 
 /// An error response.

@@ -5,10 +5,10 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use shared::deliveries::{AttemptLog, Outcome};
-use shared::filters::Filters;
-use shared::jobs::{JOB_TYPES, JobState, JobType};
-use shared::subscription::{Subscription, SubscriptionStatus};
+use shared::domain::filters::Filters;
+use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
+use shared::domain::subscription::{Subscription, SubscriptionStatus};
+use shared::storage::deliveries::{AttemptLog, Outcome};
 
 /// RFC 3339 with milliseconds, UTC.
 pub fn timestamp(t: DateTime<Utc>) -> String {

@@ -6,14 +6,14 @@ use http::header::{ETAG, IF_MATCH, LOCATION};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
-use shared::allow_list::AllowList;
-use shared::filters::{Filters, FiltersInput};
-use shared::store::{CreateOutcome, IdempotencyClaim, StoreError};
-use shared::subscription::{
+use shared::domain::filters::{Filters, FiltersInput};
+use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus,
 };
-use shared::url_guard::{self, UrlRejection};
+use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim, StoreError};
+use shared::target_guard::allow_list::AllowList;
+use shared::target_guard::url::{self as url_guard, UrlRejection};
 use shared::validation::ValidationError;
 
 use crate::app::App;

@@ -33,7 +33,7 @@ async fn create_returns_the_secret_once_in_both_forms() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
-    assert!(shared::subscription::is_subscription_id(&id));
+    assert!(shared::domain::subscription::is_subscription_id(&id));
     assert_eq!(r.headers["location"], format!("/webhooks/{id}").as_str());
     assert_eq!(r.headers["etag"], "\"1\"");
     assert_eq!(r.body["status"], "active");
@@ -209,7 +209,7 @@ async fn create_rejects_malformed_bodies_with_the_field_named() {
         )
         .await;
     let message = r.body["error"]["message"].as_str().unwrap();
-    for t in shared::jobs::JOB_TYPES {
+    for t in shared::domain::jobs::JOB_TYPES {
         assert!(message.contains(t.name), "allowed types listed: {message}");
     }
     let r = f
@@ -303,7 +303,10 @@ async fn tenants_never_see_each_other() {
     let missing = f
         .call(ApiRequest::new(
             "GET",
-            &format!("/webhooks/{}", shared::subscription::new_subscription_id()),
+            &format!(
+                "/webhooks/{}",
+                shared::domain::subscription::new_subscription_id()
+            ),
             "globex",
         ))
         .await;
@@ -355,7 +358,7 @@ async fn job_types_lists_the_catalogue_and_states() {
     let r = f.call(ApiRequest::new("GET", "/job-types", "acme")).await;
     assert_eq!(r.status, 200);
     let types = r.body["data"].as_array().unwrap();
-    assert_eq!(types.len(), shared::jobs::JOB_TYPES.len());
+    assert_eq!(types.len(), shared::domain::jobs::JOB_TYPES.len());
     assert_eq!(types[0]["name"], "materialize-view");
     assert_eq!(types[0]["category"], "data_processing");
     assert!(
@@ -769,7 +772,7 @@ async fn concurrent_patches_never_lose_a_write() {
         assert_eq!(stored.version, 5, "four writes on top of version 1");
         assert_eq!(
             stored.filters.states,
-            Some(vec![shared::jobs::JobState::Failed])
+            Some(vec![shared::domain::jobs::JobState::Failed])
         );
     }
 

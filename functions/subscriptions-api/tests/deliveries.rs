@@ -9,8 +9,8 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::{Fixture, Reply, error_of};
 use serde_json::{Value, json};
-use shared::deliveries::{AttemptLog, Outcome, RETENTION};
-use shared::message::{DeliveryMessage, TEST_EVENT_TYPE};
+use shared::delivery::message::{DeliveryMessage, TEST_EVENT_TYPE};
+use shared::storage::deliveries::{AttemptLog, Outcome, RETENTION};
 use test_support::api::ApiRequest;
 
 fn attempt(
@@ -207,7 +207,13 @@ async fn archived_subscriptions_still_list_their_log() {
 async fn another_companys_log_is_a_404_like_a_missing_id() {
     let f = Fixture::new().await;
     let (id, _, _) = seeded_pair(&f).await;
-    let missing = deliveries(&f, "acme", &shared::subscription::new_subscription_id(), "").await;
+    let missing = deliveries(
+        &f,
+        "acme",
+        &shared::domain::subscription::new_subscription_id(),
+        "",
+    )
+    .await;
     assert_eq!(error_of(&missing), (404, "not_found", None));
     for (company, path) in [
         ("globex", deliveries_path(&id, "")),
@@ -327,7 +333,12 @@ async fn test_route_refuses_foreign_archived_and_bad_requests_without_queueing()
     let f = Fixture::new().await;
     let id = f.create_id("acme").await;
     let path = format!("/webhooks/{id}/test");
-    let missing = test_event(&f, "acme", &shared::subscription::new_subscription_id()).await;
+    let missing = test_event(
+        &f,
+        "acme",
+        &shared::domain::subscription::new_subscription_id(),
+    )
+    .await;
     assert_eq!(error_of(&missing), (404, "not_found", None));
     let foreign = test_event(&f, "globex", &id).await;
     assert_eq!(foreign.status, 404);

@@ -3,7 +3,7 @@
 //! enums list exactly the job-type catalogue and the job states.
 
 use serde_yaml::Value;
-use shared::jobs::{JOB_TYPES, JobState};
+use shared::domain::jobs::{JOB_TYPES, JobState};
 use subscriptions_api::routes::ROUTES;
 
 const DOCUMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
@@ -156,7 +156,7 @@ fn filters_job_types_enum_is_the_catalogue() {
         .collect();
     assert_eq!(
         documented, catalogue,
-        "Filters.job_types enum differs from shared::jobs::JOB_TYPES \
+        "Filters.job_types enum differs from shared::domain::jobs::JOB_TYPES \
          (missing from the document: {missing:?}; not in the catalogue: {extra:?}; \
          if both are empty, the order differs)"
     );
@@ -177,7 +177,7 @@ fn filters_states_enum_is_the_job_states() {
         .collect();
     assert_eq!(
         documented, states,
-        "Filters.states enum differs from shared::jobs::JobState::ALL \
+        "Filters.states enum differs from shared::domain::jobs::JobState::ALL \
          (missing from the document: {missing:?}; not a job state: {extra:?}; \
          if both are empty, the order differs)"
     );

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use shared::deliveries::excerpt;
 use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use shared::storage::deliveries::excerpt;
 
 use crate::client::Blocked;
 
@@ -183,7 +183,7 @@ fn error_text(err: &reqwest::Error) -> String {
         text.push_str(&e.to_string());
         source = e.source();
     }
-    text.truncate(shared::deliveries::MAX_EXCERPT);
+    text.truncate(shared::storage::deliveries::MAX_EXCERPT);
     text
 }
 

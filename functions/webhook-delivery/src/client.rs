@@ -13,8 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use shared::allow_list::AllowList;
-use shared::ip_guard;
+use shared::target_guard::allow_list::AllowList;
+use shared::target_guard::ip as ip_guard;
 use url::{Host, Url};
 
 use crate::config::DeliveryConfig;

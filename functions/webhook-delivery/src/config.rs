@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shared::allow_list::AllowList;
 use shared::config::{ConfigError, Vars};
-use shared::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+use shared::delivery::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+use shared::target_guard::allow_list::AllowList;
 
 /// Settings of the delivery function.
 #[derive(Debug, Clone)]

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
-use shared::allow_list::AllowList;
-use shared::deliveries::{AttemptLog, DeliveryLog, Outcome};
-use shared::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message};
-use shared::retry::RetrySchedule;
+use shared::delivery::message::{
+    DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message,
+};
+use shared::delivery::retry::RetrySchedule;
+use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::{self, key_bytes};
-use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription};
+use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome};
+use shared::storage::subscriptions::SubscriptionStore;
+use shared::target_guard::allow_list::AllowList;
 use test_support::aws_proxy::AwsProxy;
 use test_support::emulator;
 use test_support::receiver::{Received, Receiver, Reply};

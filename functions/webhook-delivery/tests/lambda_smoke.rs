@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::filters::Filters;
+use shared::domain::filters::Filters;
+use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
-use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription};
+use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Receiver;
 use test_support::runtime_api::{self, Outcome};

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use local_stack::cloudformation::ids;
 use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{Simulator, Transition};
-use shared::store::SubscriptionStore;
+use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Reply;
 use tracing::Instrument;

@@ -25,7 +25,7 @@
 //! [`ReceiverLog`] lets tests read what arrived and await it
 //! ([`ReceiverLog::wait_for`]) without polling.
 //!
-//! [`Subscription::signing_secrets`]: shared::subscription::Subscription::signing_secrets
+//! [`Subscription::signing_secrets`]: shared::domain::subscription::Subscription::signing_secrets
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -42,10 +42,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use shared::config::{self, ConfigError};
-use shared::jobs::JobState;
+use shared::domain::jobs::JobState;
+use shared::domain::subscription::is_subscription_id;
 use shared::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
-use shared::store::SubscriptionStore;
-use shared::subscription::is_subscription_id;
+use shared::storage::subscriptions::SubscriptionStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -472,7 +472,7 @@ impl Inner {
         let subscription_id = field("subscription_id")?;
         let event_type = field("type")?;
         if company_id.is_empty()
-            || company_id.len() > shared::job_event::MAX_ID_LEN
+            || company_id.len() > shared::domain::job_event::MAX_ID_LEN
             || !is_subscription_id(&subscription_id)
         {
             return Err(RejectReason::UnknownSubscription);

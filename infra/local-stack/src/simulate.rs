@@ -29,8 +29,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use shared::job_event::{JobError, MAX_ID_LEN, timestamp};
-use shared::jobs::{JOB_TYPES, JobState};
+use shared::domain::job_event::{JobError, MAX_ID_LEN, timestamp};
+use shared::domain::jobs::{JOB_TYPES, JobState};
 
 /// Most jobs a run keeps in flight at once.
 const MAX_IN_FLIGHT: usize = 3;
@@ -928,7 +928,7 @@ mod tests {
             }
             assert!(job.error.iter().all(|e| e.message.is_some()));
             assert!(job.input.is_object() && job.resource.is_object());
-            assert!(shared::jobs::job_type(job.job_type).is_some());
+            assert!(shared::domain::jobs::job_type(job.job_type).is_some());
         }
     }
 

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::allow_list::AllowList;
 use shared::config::{self, ConfigError};
 use shared::cursor::MIN_KEY_LEN;
-use shared::retry::RetrySchedule;
-use shared::store::SubscriptionStore;
+use shared::delivery::retry::RetrySchedule;
+use shared::storage::subscriptions::SubscriptionStore;
+use shared::target_guard::allow_list::AllowList;
 
 use crate::cloudformation::{self, ids};
 use crate::demo_receiver::{self, DemoReceiver};
@@ -86,10 +86,11 @@ impl LocalConfig {
             &config::optional("LOCAL_STACK_PARAMETERS").unwrap_or_default(),
         )
         .map_err(|e| ConfigError::new("LOCAL_STACK_PARAMETERS", e))?;
-        let allow_list = config::optional(shared::allow_list::ENV_VAR)
+        let allow_list = config::optional(shared::target_guard::allow_list::ENV_VAR)
             .unwrap_or_else(|| LOCAL_ALLOW_LIST.to_owned());
-        AllowList::parse(&allow_list)
-            .map_err(|e| ConfigError::new(shared::allow_list::ENV_VAR, e.to_string()))?;
+        AllowList::parse(&allow_list).map_err(|e| {
+            ConfigError::new(shared::target_guard::allow_list::ENV_VAR, e.to_string())
+        })?;
         let cursor_key =
             config::optional("CURSOR_SIGNING_KEY").unwrap_or_else(|| LOCAL_CURSOR_KEY.to_owned());
         if cursor_key.len() < MIN_KEY_LEN {
@@ -121,7 +122,10 @@ impl LocalConfig {
 
     /// The pipeline settings of this configuration.
     pub fn pipeline(&self, region: &str) -> PipelineConfig {
-        let mut local_vars = vec![(shared::allow_list::ENV_VAR, self.allow_list.clone())];
+        let mut local_vars = vec![(
+            shared::target_guard::allow_list::ENV_VAR,
+            self.allow_list.clone(),
+        )];
         if let Some(ca) = config::optional("TARGET_EXTRA_CA_FILE") {
             local_vars.push(("TARGET_EXTRA_CA_FILE", ca));
         }

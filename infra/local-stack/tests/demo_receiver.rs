@@ -11,16 +11,16 @@ use std::time::Duration;
 use chrono::Utc;
 use local_stack::demo_receiver::{DemoReceiver, ReceiverError, ReceiverLog, RejectReason};
 use serde_json::{Value, json};
-use shared::filters::Filters;
-use shared::job_event::{JobError, JobTransition, timestamp};
-use shared::jobs::JobState;
-use shared::message::{DeliveryMessage, EventEnvelope, idempotency_key, job_data};
-use shared::secret::WebhookSecret;
+use shared::delivery::message::{DeliveryMessage, EventEnvelope, idempotency_key, job_data};
+use shared::domain::filters::Filters;
+use shared::domain::job_event::{JobError, JobTransition, timestamp};
+use shared::domain::jobs::JobState;
+use shared::domain::subscription::{NewSubscription, Subscription, new_subscription_id};
+use shared::signing::secret::WebhookSecret;
 use shared::signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, VerifyError, signature_header,
 };
-use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription, new_subscription_id};
+use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::stack::{self, ids};
 use tokio::sync::oneshot;
@@ -199,8 +199,11 @@ async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
     // A failure names its reason; a test event has no job.
     let failed = job_delivery(&sub, "job-77", JobState::Running, JobState::Failed);
     assert_eq!(receiver.deliver(&failed, &[&sub.secret], now).await, 204);
-    let (id, body) =
-        shared::message::test_event_message(&sub.company_id, &sub.subscription_id, Utc::now());
+    let (id, body) = shared::delivery::message::test_event_message(
+        &sub.company_id,
+        &sub.subscription_id,
+        Utc::now(),
+    );
     let test = Delivery {
         id,
         body: DeliveryMessage::parse(&body)

@@ -9,8 +9,8 @@ use std::time::Duration;
 use local_stack::simulate::{JobPath, SimulateError, Simulator, Transition, plan};
 use local_stack::stream::{StartPosition, StreamReader, StreamRecord};
 use serde_json::Value;
-use shared::job_event::{ChangeKind, JobTransition, transition};
-use shared::jobs::{JobState, job_type};
+use shared::domain::job_event::{ChangeKind, JobTransition, transition};
+use shared::domain::jobs::{JobState, job_type};
 use test_support::emulator;
 use test_support::stack;
 

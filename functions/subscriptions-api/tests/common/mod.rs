@@ -5,9 +5,9 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use shared::allow_list::AllowList;
-use shared::deliveries::DeliveryLog;
-use shared::store::SubscriptionStore;
+use shared::storage::deliveries::DeliveryLog;
+use shared::storage::subscriptions::SubscriptionStore;
+use shared::target_guard::allow_list::AllowList;
 use subscriptions_api::{ApiConfig, App};
 use test_support::api::ApiRequest;
 use test_support::emulator;

@@ -10,10 +10,10 @@ use std::time::Instant;
 use chrono::Utc;
 use local_stack::pipeline::PipelineConfig;
 use local_stack::simulate::{self, PlannedJob, Transition};
-use shared::filters::FiltersInput;
+use shared::domain::filters::FiltersInput;
+use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
-use shared::store::SubscriptionStore;
-use shared::subscription::{NewSubscription, Subscription};
+use shared::storage::subscriptions::SubscriptionStore;
 use test_support::receiver::{Received, Receiver, Reply};
 
 /// Queue pollers per delivery queue, as in the end-to-end test.

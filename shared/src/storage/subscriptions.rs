@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-use crate::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
+use crate::domain::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{self, JobState};
+use crate::domain::jobs::{self, JobState};
 use crate::validation::ValidationError;
 
 /// Most job ids one subscription may list.

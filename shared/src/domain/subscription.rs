@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::filters::Filters;
-use crate::secret::WebhookSecret;
+use crate::domain::filters::Filters;
+use crate::signing::secret::WebhookSecret;
 
 /// Prefix of every subscription id.
 pub const ID_PREFIX: &str = "sub_";

@@ -4,7 +4,7 @@
 //! module decides, from explicit prefix tables, whether an address lies in a
 //! range that is loopback, private, link-local, reserved, documentation,
 //! multicast or otherwise not globally reachable. It is used when an endpoint
-//! URL is registered ([`crate::url_guard`]) and again at delivery time on every
+//! URL is registered ([`crate::target_guard::url`]) and again at delivery time on every
 //! address the endpoint's host name resolves to.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

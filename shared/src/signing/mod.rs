@@ -7,11 +7,13 @@
 //! Standard Webhooks form is `whsec_` + base64(secret), and any Standard
 //! Webhooks library verifies our deliveries.
 
+pub mod secret;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::hmac;
 
-use crate::secret::WebhookSecret;
+use crate::signing::secret::WebhookSecret;
 
 /// How far a timestamp may be from the receiver's clock, in seconds.
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::Value;
 
-use crate::jobs::JobState;
+use crate::domain::jobs::JobState;
 
 /// Longest accepted company or job id, in bytes.
 pub const MAX_ID_LEN: usize = 256;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::job_event::{JobEventData, timestamp};
+use crate::domain::job_event::{JobEventData, timestamp};
 
 /// Version of the message format.
 pub const MESSAGE_VERSION: u8 = 1;

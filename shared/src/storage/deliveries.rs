@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-use crate::store::StoreError;
+use crate::storage::subscriptions::StoreError;
 
 /// How long attempts are kept.
 pub const RETENTION: Duration = Duration::days(30);

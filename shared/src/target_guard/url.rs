@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use thiserror::Error;
 use url::{Host, Url};
 
-use crate::allow_list::AllowList;
-use crate::ip_guard;
+use crate::target_guard::allow_list::AllowList;
+use crate::target_guard::ip;
 
 /// Longest accepted target URL, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
@@ -66,14 +66,14 @@ pub enum UrlRejection {
 /// The URL must be at most [`MAX_URL_LEN`] bytes, free of surrounding
 /// whitespace and control characters, use `https`, carry no credentials, and
 /// name a host that is either a public IP address (see
-/// [`ip_guard::is_public_ip`]; unusual IPv4 spellings such as `0x7f.1` are
+/// [`ip::is_public_ip`]; unusual IPv4 spellings such as `0x7f.1` are
 /// normalised by the parser first) or a multi-label domain name outside the
 /// local-only suffixes (`localhost`, `.local`, `.internal`, ...).
 ///
 /// This is the creation-time check only: a public-looking name can still
 /// resolve to an internal address, now or later. The delivery path must
 /// resolve the host itself and re-check every resolved address with
-/// [`ip_guard::is_public_ip`] before connecting.
+/// [`ip::is_public_ip`] before connecting.
 pub fn check_target_url(raw: &str) -> Result<Url, UrlRejection> {
     if raw.len() > MAX_URL_LEN {
         return Err(UrlRejection::TooLong { len: raw.len() });
@@ -191,7 +191,7 @@ fn allowed_anyway(
 }
 
 fn check_ip(ip: IpAddr) -> Result<(), UrlRejection> {
-    match ip_guard::non_public_reason(ip) {
+    match ip::non_public_reason(ip) {
         Some(range) => Err(UrlRejection::NonPublicIp {
             ip: ip.to_string(),
             range,

@@ -1,0 +1,4 @@
+//! Delivery policy: the queue message contract and the retry schedule.
+
+pub mod message;
+pub mod retry;
