@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod delivery;
 pub mod domain;
 pub mod metrics;
+pub mod operational;
 pub mod signing;
 pub mod storage;
 pub mod target_guard;

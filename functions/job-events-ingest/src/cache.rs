@@ -31,7 +31,7 @@ impl SubscriptionCache {
         if let Some(subs) = self.entries.get_fresh(company_id) {
             return Ok(subs);
         }
-        let subs = Arc::new(store.list_active(company_id).await?);
+        let subs = Arc::new(store.list_receiving(company_id).await?);
         self.entries
             .insert(company_id.to_owned(), Arc::clone(&subs));
         Ok(subs)

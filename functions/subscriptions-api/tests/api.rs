@@ -839,7 +839,7 @@ async fn archived_subscriptions_are_kept_and_frozen() {
     assert_eq!(get.body["status"], "archived");
     let stored = f.store.get("acme", id).await.unwrap().unwrap();
     assert!(stored.is_archived());
-    assert!(f.store.list_active("acme").await.unwrap().is_empty());
+    assert!(f.store.list_receiving("acme").await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -81,6 +81,11 @@ pub struct DeliveryMessage {
     /// Earlier attempts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<AttemptRecord>,
+    /// Set on the prober's probe of an open breaker: the parked event's key.
+    /// A probe is attempted even though the breaker is open, and its
+    /// outcome closes the breaker or schedules the next probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
     /// The exact JSON body to POST.
     pub payload: Box<RawValue>,
 }
@@ -118,12 +123,26 @@ impl DeliveryMessage {
         }
     }
 
-    /// The message moved back to the DeliveryQueue by a redrive: attempt
-    /// count reset, due now, history kept for the record.
+    /// The message moved back to the DeliveryQueue by a redrive, a drain
+    /// or a recover: attempt count reset, due now, history kept for the
+    /// record.
     pub fn redriven(mut self) -> Self {
         self.attempt = 1;
         self.not_before = None;
+        self.probe = None;
         self
+    }
+
+    /// When the event arrived: the `timestamp` of its payload (the time of
+    /// the transition that made it). Parked events are ordered by it.
+    pub fn event_time(&self) -> Option<DateTime<Utc>> {
+        #[derive(Deserialize)]
+        struct Timestamp {
+            timestamp: DateTime<Utc>,
+        }
+        serde_json::from_str::<Timestamp>(self.payload.get())
+            .ok()
+            .map(|t| t.timestamp)
     }
 }
 
@@ -311,6 +330,7 @@ mod tests {
         assert_eq!((next.attempt, next.not_before), (2, Some(now)));
         let parsed = DeliveryMessage::parse(&next.to_body()).unwrap();
         assert_eq!(parsed.payload.get(), msg.payload.get());
+        assert_eq!(parsed.event_time(), Some(now));
         let back = parsed.redriven();
         assert_eq!((back.attempt, back.not_before), (1, None));
         assert_eq!(back.history.len(), MAX_HISTORY);

@@ -1,4 +1,6 @@
-//! Delivery policy: the queue message contract and the retry schedule.
+//! Delivery policy: the queue message contract, the retry schedule and the
+//! circuit breaker.
 
+pub mod breaker;
 pub mod message;
 pub mod retry;

@@ -2,6 +2,7 @@
 //! catalogue and the events built from job transitions.
 
 pub mod filters;
+pub mod health;
 pub mod job_event;
 pub mod jobs;
 pub mod subscription;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::filters::Filters;
+use crate::domain::health::Health;
 use crate::signing::secret::WebhookSecret;
 
 /// Prefix of every subscription id.
@@ -23,6 +24,10 @@ pub enum SubscriptionStatus {
     Active,
     /// Disabled and kept for audit: receives nothing, can't be modified.
     Archived,
+    /// Turned off after its endpoint failed for `DisableAfter`: its events
+    /// are parked until their retention ends; `POST /webhooks/{id}/enable`
+    /// turns it back on and drains them.
+    Disabled,
 }
 
 impl SubscriptionStatus {
@@ -31,6 +36,7 @@ impl SubscriptionStatus {
         match self {
             SubscriptionStatus::Active => "active",
             SubscriptionStatus::Archived => "archived",
+            SubscriptionStatus::Disabled => "disabled",
         }
     }
 
@@ -39,6 +45,7 @@ impl SubscriptionStatus {
         match name {
             "active" => Some(Self::Active),
             "archived" => Some(Self::Archived),
+            "disabled" => Some(Self::Disabled),
             _ => None,
         }
     }
@@ -80,6 +87,16 @@ pub struct Subscription {
     /// Why it was archived (`deleted by API`, `endpoint answered 410 Gone`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived_reason: Option<String>,
+    /// When it was disabled for failing too long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Why it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// Its endpoint's health and circuit breaker (top-level attributes, so
+    /// delivery instances update them atomically).
+    #[serde(flatten)]
+    pub health: Health,
     /// Optimistic-locking version, incremented by every write.
     pub version: u64,
 }
@@ -112,6 +129,9 @@ impl Subscription {
             updated_at: now,
             archived_at: None,
             archived_reason: None,
+            disabled_at: None,
+            disabled_reason: None,
+            health: Health::default(),
             version: 1,
         }
     }
@@ -119,6 +139,31 @@ impl Subscription {
     /// Whether it is archived.
     pub fn is_archived(&self) -> bool {
         self.status == SubscriptionStatus::Archived
+    }
+
+    /// Whether it is disabled.
+    pub fn is_disabled(&self) -> bool {
+        self.status == SubscriptionStatus::Disabled
+    }
+
+    /// Whether its events are parked instead of attempted: it is disabled
+    /// or its breaker is not closed.
+    pub fn parks_events(&self) -> bool {
+        self.is_disabled() || self.health.breaker.is_open()
+    }
+
+    /// Turns a disabled subscription back on (or resets a failing one):
+    /// health cleared, breaker closed, parked events due to drain now.
+    /// Returns whether it was disabled.
+    pub fn enable(&mut self, now: DateTime<Utc>) -> bool {
+        let was_disabled = self.is_disabled();
+        if was_disabled {
+            self.status = SubscriptionStatus::Active;
+        }
+        self.disabled_at = None;
+        self.disabled_reason = None;
+        self.health.reset_for_drain(now);
+        was_disabled
     }
 
     /// Replaces the secret; the old one stays valid for `grace`.
@@ -215,6 +260,32 @@ mod tests {
         assert_eq!(during, vec![&s.secret, &old]);
         let after = s.signing_secrets(now + Duration::hours(1));
         assert_eq!(after, vec![&s.secret]);
+    }
+
+    #[test]
+    fn items_round_trip_with_health_at_the_top_level() {
+        use crate::domain::health::{BreakerState, LastFailure, ProbeLane};
+        use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+        let now = Utc::now();
+        let mut s = sample(now);
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            to_item(&s).unwrap();
+        assert!(!item.contains_key("breaker") && !item.contains_key("probe_lane"));
+        s.health.consecutive_failures = 7;
+        s.health.failing_since = Some(now);
+        s.health.breaker = BreakerState::HalfOpen;
+        s.health.probe_lane = Some(ProbeLane::Probe);
+        s.health.next_probe_at = Some(now.timestamp_millis());
+        s.health.last_failure = Some(LastFailure {
+            at: now,
+            status: Some(503),
+            error: None,
+        });
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            to_item(&s).unwrap();
+        assert!(item.contains_key("probe_lane") && item.contains_key("consecutive_failures"));
+        let back: Subscription = from_item(item).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

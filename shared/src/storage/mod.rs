@@ -1,4 +1,5 @@
-//! The DynamoDB tables: subscriptions and the attempt log.
+//! The DynamoDB tables: subscriptions, the attempt log and parked events.
 
 pub mod deliveries;
+pub mod parked;
 pub mod subscriptions;

@@ -16,11 +16,34 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+use crate::domain::health::{BreakerState, LastFailure, ProbeLane};
 use crate::domain::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
 
 type Item = HashMap<String, AttributeValue>;
 
 const IDEMPOTENCY_PREFIX: &str = "idempotency#";
+
+/// The sparse global secondary index of subscriptions the prober has work
+/// for: partition key `probe_lane`, sort key `next_probe_at` (epoch ms).
+/// Only subscriptions with an open breaker or parked events to drain have
+/// those attributes, so the prober never scans the table.
+pub const PROBE_INDEX: &str = "ProbeIndex";
+
+/// A time as the subscription items store it (serde's RFC 3339).
+fn time_value(t: DateTime<Utc>) -> AttributeValue {
+    AttributeValue::S(
+        serde_json::to_value(t)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| t.to_rfc3339()),
+    )
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -345,8 +368,10 @@ impl SubscriptionStore {
         Ok(Page { items, has_more })
     }
 
-    /// Every active subscription of `company_id` (one Query, paged through).
-    pub async fn list_active(&self, company_id: &str) -> Result<Vec<Subscription>, StoreError> {
+    /// Every subscription of `company_id` that receives events: active ones,
+    /// and disabled ones (their events are parked until they are enabled).
+    /// One Query, paged through.
+    pub async fn list_receiving(&self, company_id: &str) -> Result<Vec<Subscription>, StoreError> {
         let mut all = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -355,11 +380,11 @@ impl SubscriptionStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("company_id = :c AND begins_with(subscription_id, :p)")
-                .filter_expression("#status = :s")
+                .filter_expression("#status <> :s")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":c", s(company_id))
                 .expression_attribute_values(":p", s(ID_PREFIX))
-                .expression_attribute_values(":s", s(SubscriptionStatus::Active.as_str()))
+                .expression_attribute_values(":s", s(SubscriptionStatus::Archived.as_str()))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -402,10 +427,9 @@ impl SubscriptionStore {
                 "SET #status = :archived, archived_at = :now, archived_reason = :reason, \
                  updated_at = :now, version = version + :one",
             )
-            .condition_expression("attribute_exists(subscription_id) AND #status = :active")
+            .condition_expression("attribute_exists(subscription_id) AND #status <> :archived")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
-            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
             .expression_attribute_values(":now", when)
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
@@ -427,4 +451,294 @@ impl SubscriptionStore {
             Err(err) => Err(self.dynamo_err("UpdateItem", err)),
         }
     }
+
+    /// One conditional `UpdateItem` on a subscription that returns it as
+    /// stored afterwards, or `None` when the condition did not hold (or it
+    /// does not exist). Every health write bumps `version`, so the API's
+    /// read-modify-writes never overwrite it.
+    async fn update_if(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("company_id", s(company_id))
+            .key("subscription_id", s(subscription_id))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        match build(request).send().await {
+            Ok(out) => out
+                .attributes
+                .map(|item| self.decode_item(item))
+                .transpose(),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
+        }
+    }
+
+    /// Counts one failed attempt atomically (concurrent instances never
+    /// lose a count) and starts the streak if none is running. Returns the
+    /// subscription as stored afterwards.
+    pub async fn record_failure(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        failure: &LastFailure,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let failure_value = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure)
+            .map_err(|source| StoreError::Mapping {
+                key: subscription_id.to_owned(),
+                table: self.table.clone(),
+                source,
+            })?;
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, \
+                 failing_since = if_not_exists(failing_since, :at), last_failure = :failure, \
+                 version = version + :one",
+            )
+            .condition_expression("attribute_exists(subscription_id)")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", time_value(failure.at))
+            .expression_attribute_values(":failure", failure_value)
+        })
+        .await
+    }
+
+    /// Opens the breaker of an active subscription whose breaker is closed,
+    /// with the first probe due at `probe_at`. `Some` only for the call
+    /// that opened it: concurrent instances open one breaker.
+    pub async fn open_breaker(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        probe_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET breaker = :open, breaker_opened_at = :now, probe_attempts = :zero, \
+                 probe_lane = :probe, next_probe_at = :probe_at, version = version + :one",
+            )
+            .condition_expression(
+                "#status = :active AND (attribute_not_exists(breaker) OR breaker = :closed)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
+            .expression_attribute_values(":open", s(BreakerState::Open.as_str()))
+            .expression_attribute_values(":closed", s(BreakerState::Closed.as_str()))
+            .expression_attribute_values(":now", time_value(now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":probe", s(ProbeLane::Probe.as_str()))
+            .expression_attribute_values(":probe_at", n(probe_at.timestamp_millis()))
+        })
+        .await
+    }
+
+    /// Ends a failure streak after a success while the breaker is closed.
+    pub async fn record_success(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET consecutive_failures = :zero, last_success_at = :now, \
+                 version = version + :one REMOVE failing_since",
+            )
+            .condition_expression("attribute_not_exists(breaker) OR breaker = :closed")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", time_value(now))
+            .expression_attribute_values(":closed", s(BreakerState::Closed.as_str()))
+        })
+        .await
+    }
+
+    /// Closes an open or half-open breaker after a successful probe: the
+    /// streak ends and its parked events are due to drain now. `Some` only
+    /// for the call that closed it.
+    pub async fn close_breaker(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET consecutive_failures = :zero, last_success_at = :now, probe_lane = :drain, \
+                 next_probe_at = :due, version = version + :one \
+                 REMOVE failing_since, breaker, breaker_opened_at, probe_attempts",
+            )
+            .condition_expression("breaker IN (:open, :half_open)")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", time_value(now))
+            .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
+            .expression_attribute_values(":due", n(now.timestamp_millis()))
+            .expression_attribute_values(":open", s(BreakerState::Open.as_str()))
+            .expression_attribute_values(":half_open", s(BreakerState::HalfOpen.as_str()))
+        })
+        .await
+    }
+
+    /// Records a failed probe: the breaker stays open, the next probe is
+    /// due at `probe_at`.
+    pub async fn record_probe_failure(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        failure: &LastFailure,
+        probe_at: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let failure_value = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure)
+            .map_err(|source| StoreError::Mapping {
+                key: subscription_id.to_owned(),
+                table: self.table.clone(),
+                source,
+            })?;
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET breaker = :open, next_probe_at = :probe_at, last_failure = :failure, \
+                 consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, \
+                 probe_attempts = if_not_exists(probe_attempts, :zero) + :one, \
+                 version = version + :one",
+            )
+            .condition_expression("breaker IN (:open, :half_open) AND probe_lane = :probe")
+            .expression_attribute_values(":open", s(BreakerState::Open.as_str()))
+            .expression_attribute_values(":half_open", s(BreakerState::HalfOpen.as_str()))
+            .expression_attribute_values(":probe", s(ProbeLane::Probe.as_str()))
+            .expression_attribute_values(":probe_at", n(probe_at.timestamp_millis()))
+            .expression_attribute_values(":failure", failure_value)
+            .expression_attribute_values(":zero", n(0))
+        })
+        .await
+    }
+
+    /// Claims the prober's job on a subscription it found due at `seen`
+    /// (its `next_probe_at`): moves `next_probe_at` to `until`, so an
+    /// overlapping run skips it. A probe claim also half-opens the
+    /// breaker. `true` only for the run that claimed it.
+    pub async fn claim(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        lane: ProbeLane,
+        seen: i64,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claimed = self
+            .update_if(company_id, subscription_id, |u| {
+                let u = match lane {
+                    ProbeLane::Probe => u
+                        .update_expression("SET next_probe_at = :until, breaker = :half_open")
+                        .expression_attribute_values(
+                            ":half_open",
+                            s(BreakerState::HalfOpen.as_str()),
+                        ),
+                    ProbeLane::Drain => u.update_expression("SET next_probe_at = :until"),
+                };
+                u.condition_expression("probe_lane = :lane AND next_probe_at = :seen")
+                    .expression_attribute_values(":lane", s(lane.as_str()))
+                    .expression_attribute_values(":seen", n(seen))
+                    .expression_attribute_values(":until", n(until.timestamp_millis()))
+            })
+            .await?;
+        Ok(claimed.is_some())
+    }
+
+    /// Takes a drained subscription out of the prober's index, if the
+    /// drain is still the one claimed with `claimed_until`.
+    pub async fn finish_drain(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        claimed_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .update_if(company_id, subscription_id, |u| {
+                u.update_expression("REMOVE probe_lane, next_probe_at")
+                    .condition_expression("probe_lane = :drain AND next_probe_at = :until")
+                    .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
+                    .expression_attribute_values(
+                        ":until",
+                        n(claimed_until.timestamp_millis()),
+                    )
+            })
+            .await?;
+        Ok(done.is_some())
+    }
+
+    /// Disables an active subscription whose breaker is open: status
+    /// `disabled` with `reason`, out of the prober's index (its parked
+    /// events stay until enabled or expired). `Some` only for the call
+    /// that disabled it.
+    pub async fn disable(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.update_if(company_id, subscription_id, |u| {
+            u.update_expression(
+                "SET #status = :disabled, disabled_at = :now, disabled_reason = :reason, \
+                 breaker = :open, updated_at = :now, version = version + :one \
+                 REMOVE probe_lane, next_probe_at",
+            )
+            .condition_expression("#status = :active AND probe_lane = :probe")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":disabled", s(SubscriptionStatus::Disabled.as_str()))
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
+            .expression_attribute_values(":open", s(BreakerState::Open.as_str()))
+            .expression_attribute_values(":probe", s(ProbeLane::Probe.as_str()))
+            .expression_attribute_values(":now", time_value(now))
+            .expression_attribute_values(":reason", s(reason))
+        })
+        .await
+    }
+
+    /// Up to `limit` subscriptions waiting in `lane` whose job is due at
+    /// `now`, the longest waiting first (a query of [`PROBE_INDEX`]).
+    pub async fn due(
+        &self,
+        lane: ProbeLane,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PROBE_INDEX)
+                .key_condition_expression("probe_lane = :lane AND next_probe_at <= :now")
+                .expression_attribute_values(":lane", s(lane.as_str()))
+                .expression_attribute_values(":now", n(now.timestamp_millis()))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.dynamo_err("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(self.decode_item::<Subscription>(item)?);
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if found.len() >= limit || start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
 }
