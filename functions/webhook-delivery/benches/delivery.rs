@@ -441,6 +441,9 @@ fn main() {
         deliveries_table: DELIVERIES_TABLE.to_owned(),
         retry_queue_url: format!("{}/000000000000/bench-retry", aws.endpoint()),
         dead_letter_queue_url: format!("{}/000000000000/bench-dlq", aws.endpoint()),
+        parked_events_table: "bench-parked".to_owned(),
+        event_bus_name: "bench-operational".to_owned(),
+        breaker: Default::default(),
         schedule: RetrySchedule::parse("5s,5m,30m,2h,5h,10h,10h").expect("schedule"),
         concurrency,
         cache_ttl: Duration::from_secs(5),
@@ -469,7 +472,12 @@ fn main() {
             .load()
             .await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let delivery = Delivery::new(&config, dynamodb.clone(), aws_sdk_sqs::Client::new(&sdk))
+        let delivery = Delivery::new(
+            &config,
+            dynamodb.clone(),
+            aws_sdk_sqs::Client::new(&sdk),
+            aws_sdk_eventbridge::Client::new(&sdk),
+        )
             .expect("delivery");
         let log = DeliveryLog::new(dynamodb, DELIVERIES_TABLE);
         // The receiver is plain http on loopback: the allow-listed client.

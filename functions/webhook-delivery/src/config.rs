@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use shared::config::{ConfigError, Vars};
+use shared::delivery::breaker::BreakerPolicy;
 use shared::delivery::retry::{DEFAULT_SCHEDULE, RetrySchedule};
 use shared::target_guard::allow_list::AllowList;
 
@@ -17,8 +18,16 @@ pub struct DeliveryConfig {
     pub deliveries_table: String,
     /// `RETRY_QUEUE_URL`: where later attempts are queued.
     pub retry_queue_url: String,
-    /// `DEAD_LETTER_QUEUE_URL`: where exhausted and malformed messages go.
+    /// `DEAD_LETTER_QUEUE_URL`: where malformed messages go.
     pub dead_letter_queue_url: String,
+    /// `PARKED_EVENTS_TABLE`: events held while the breaker is open, and
+    /// events that used up their schedule.
+    pub parked_events_table: String,
+    /// `EVENT_BUS_NAME`: the EventBridge bus of operational events.
+    pub event_bus_name: String,
+    /// The breaker policy (`BREAKER_FAILURES`, `BREAKER_MIN_FAILING_SECONDS`,
+    /// `DISABLE_AFTER_SECONDS`, `PARKED_RETENTION_DAYS`).
+    pub breaker: BreakerPolicy,
     /// `RETRY_SCHEDULE` (default `5s,5m,30m,2h,5h,10h,10h`): delays between
     /// attempts.
     pub schedule: RetrySchedule,
@@ -63,6 +72,9 @@ impl DeliveryConfig {
             deliveries_table: vars.required("DELIVERIES_TABLE")?,
             retry_queue_url: vars.required("RETRY_QUEUE_URL")?,
             dead_letter_queue_url: vars.required("DEAD_LETTER_QUEUE_URL")?,
+            parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,
+            event_bus_name: vars.required("EVENT_BUS_NAME")?,
+            breaker: BreakerPolicy::from_vars(vars, &schedule)?,
             schedule,
             concurrency: vars.parse_in_range("DELIVERY_CONCURRENCY", 16usize, 1, 256)?,
             cache_ttl: Duration::from_secs(vars.parse_in_range(

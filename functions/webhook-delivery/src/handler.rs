@@ -1,5 +1,6 @@
 //! The SQS handler: one attempt per message, then delivered, retried,
-//! dead-lettered or dropped.
+//! parked, kept as failed or dropped; and the endpoint's health and
+//! breaker kept up to date on the way.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -8,12 +9,16 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
+use shared::delivery::breaker::BreakerPolicy;
 use shared::delivery::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
 use shared::delivery::retry::RetrySchedule;
+use shared::domain::health::LastFailure;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
+use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
 use shared::signing::{Signer, signature_header};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
+use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use url::Url;
@@ -27,6 +32,9 @@ use crate::queues::Queues;
 /// Reason recorded on subscriptions archived by a `410 Gone`.
 pub const GONE_REASON: &str = "endpoint answered 410 Gone";
 
+/// Parked events are counted up to this many for operational events.
+const PARKED_COUNT_CAP: u64 = 10_000;
+
 /// A message due within this margin is attempted rather than deferred again.
 const DUE_SLACK: chrono::Duration = chrono::Duration::seconds(1);
 
@@ -39,8 +47,20 @@ pub struct Tally {
     pub failed_attempts: u64,
     /// Re-queued on the RetryQueue for a later attempt.
     pub retried: u64,
-    /// Moved to the DeadLetterQueue after the last attempt.
-    pub dead_lettered: u64,
+    /// Kept as `failed` in the ParkedEvents table after the last attempt.
+    pub exhausted: u64,
+    /// Parked (breaker open or subscription disabled), not attempted.
+    pub parked: u64,
+    /// Probes of open breakers attempted.
+    pub probes: u64,
+    /// Breakers this invocation opened.
+    pub breakers_opened: u64,
+    /// Breakers this invocation closed (successful probes).
+    pub breakers_closed: u64,
+    /// Health writes that failed (the attempt's outcome stands).
+    pub health_errors: u64,
+    /// Operational events that could not be published.
+    pub event_errors: u64,
     /// Dropped because the subscription is archived or gone.
     pub dropped: u64,
     /// Subscriptions archived after `410 Gone`.
@@ -64,7 +84,13 @@ impl Tally {
         m.count("Delivered", self.delivered)
             .count("FailedAttempts", self.failed_attempts)
             .count("Retried", self.retried)
-            .count("DeadLettered", self.dead_lettered)
+            .count("Exhausted", self.exhausted)
+            .count("Parked", self.parked)
+            .count("Probes", self.probes)
+            .count("BreakersOpened", self.breakers_opened)
+            .count("BreakersClosed", self.breakers_closed)
+            .count("HealthWriteErrors", self.health_errors)
+            .count("OperationalEventErrors", self.event_errors)
             .count("Dropped", self.dropped)
             .count("Gone", self.gone)
             .count("Deferred", self.deferred)
@@ -97,6 +123,9 @@ pub struct Delivery {
     queues: Queues,
     cache: SubscriptionCache,
     schedule: RetrySchedule,
+    breaker: BreakerPolicy,
+    parked: ParkedEvents,
+    publisher: Publisher,
     allow: AllowList,
     concurrency: usize,
 }
@@ -108,9 +137,13 @@ impl Delivery {
         config: &DeliveryConfig,
         dynamodb: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
+        events: aws_sdk_eventbridge::Client,
     ) -> Result<Self, ClientError> {
         Ok(Self {
             http: client::build(config)?,
+            parked: ParkedEvents::new(dynamodb.clone(), config.parked_events_table.clone()),
+            publisher: Publisher::new(events, config.event_bus_name.clone()),
+            breaker: config.breaker.clone(),
             store: SubscriptionStore::new(dynamodb.clone(), config.subscriptions_table.clone()),
             log: DeliveryLog::new(dynamodb, config.deliveries_table.clone()),
             queues: Queues::new(
@@ -184,19 +217,6 @@ impl Delivery {
         let (key, subscription_id) = (msg.idempotency_key.clone(), msg.subscription_id.clone());
         let (key, subscription_id) = (key.as_str(), subscription_id.as_str());
 
-        let now = Utc::now();
-        if let Some(not_before) = msg.not_before
-            && not_before > now + DUE_SLACK
-        {
-            let wait = (not_before - now).to_std().unwrap_or_default();
-            self.queues.retry(&msg, wait).await.map_err(|e| {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
-                Retry
-            })?;
-            count(|t| t.deferred += 1);
-            return Ok(());
-        }
-
         let sub = self
             .cache
             .get(&msg.company_id, subscription_id, &self.store)
@@ -215,6 +235,25 @@ impl Delivery {
             count(|t| t.dropped += 1);
             return Ok(());
         };
+        let probe = msg.probe.is_some();
+        if !probe && sub.parks_events() {
+            self.park(&msg, ParkedStatus::Parked).await?;
+            count(|t| t.parked += 1);
+            return Ok(());
+        }
+
+        let now = Utc::now();
+        if let Some(not_before) = msg.not_before
+            && not_before > now + DUE_SLACK
+        {
+            let wait = (not_before - now).to_std().unwrap_or_default();
+            self.queues.retry(&msg, wait).await.map_err(|e| {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
+                Retry
+            })?;
+            count(|t| t.deferred += 1);
+            return Ok(());
+        }
 
         let result = self.attempt(&sub, &msg).await;
         batch
@@ -230,9 +269,10 @@ impl Delivery {
                     attempt = msg.attempt,
                     status = result.status,
                     duration_ms = result.duration.as_millis() as u64,
+                    probe,
                     "delivered"
                 );
-                return Ok(Settled::Delivered);
+                return Ok(self.healthy(&sub, &msg, batch).await);
             }
             tracing::warn!(
                 idempotency_key = key,
@@ -241,16 +281,29 @@ impl Delivery {
                 status = result.status,
                 error = result.failure.map(FailureKind::as_str),
                 duration_ms = result.duration.as_millis() as u64,
+                probe,
                 "attempt failed"
             );
             if result.gone() {
                 return self.archive_gone(&sub, key).await.map(|()| Settled::Gone);
             }
-            self.reschedule(&mut msg, &result).await
+            if probe {
+                self.probe_failed(&sub, &result, batch).await;
+                return Ok(Settled::ProbeFailed);
+            }
+            msg.record(attempt_record(msg.attempt, &result));
+            if self.unhealthy(&sub, &result, batch).await {
+                self.park(&msg, ParkedStatus::Parked).await?;
+                return Ok(Settled::Parked);
+            }
+            self.reschedule(&msg, &result, batch).await
         };
         let settled = settled.await;
         let mut t = tally.lock().expect("tally lock");
         t.latencies_ms.push(result.duration.as_secs_f64() * 1000.0);
+        if probe {
+            t.probes += 1;
+        }
         if !result.delivered() {
             t.failed_attempts += 1;
         }
@@ -258,9 +311,176 @@ impl Delivery {
             Settled::Delivered => t.delivered += 1,
             Settled::Gone => t.gone += 1,
             Settled::Retried => t.retried += 1,
-            Settled::DeadLettered => t.dead_lettered += 1,
+            Settled::Exhausted => t.exhausted += 1,
+            Settled::Parked => t.parked += 1,
+            Settled::ProbeFailed => {}
         }
         Ok(())
+    }
+
+    /// Writes `msg` to the ParkedEvents table; on failure the message stays
+    /// on its queue.
+    async fn park(&self, msg: &DeliveryMessage, status: ParkedStatus) -> Result<(), Retry> {
+        let event = ParkedEvent::of(msg, status, Utc::now(), self.breaker.retention);
+        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        self.parked.put(&event).await.map_err(|e| {
+            tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not park the event: it stays on its queue");
+            Retry
+        })?;
+        tracing::info!(
+            idempotency_key = key,
+            subscription_id,
+            status = status.as_str(),
+            event_key = %event.event_key,
+            "event parked"
+        );
+        Ok(())
+    }
+
+    fn count(batch: &Batch, f: impl FnOnce(&mut Tally)) {
+        f(&mut batch.tally.lock().expect("tally lock"));
+    }
+
+    async fn publish(&self, event: OperationalEvent, batch: &Batch) {
+        if !self.publisher.publish_logged(&event).await {
+            Self::count(batch, |t| t.event_errors += 1);
+        }
+    }
+
+    async fn parked_count(&self, sub: &Subscription) -> Option<u64> {
+        self.parked
+            .count_parked(&sub.company_id, &sub.subscription_id, PARKED_COUNT_CAP)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "parked events not counted"))
+            .ok()
+    }
+
+    /// After a 2xx: a probe deletes its parked copy and closes the breaker;
+    /// any other delivery ends a recorded failure streak. A healthy
+    /// endpoint writes nothing.
+    async fn healthy(&self, sub: &Subscription, msg: &DeliveryMessage, batch: &Batch) -> Settled {
+        let now = Utc::now();
+        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        if let Some(event_key) = &msg.probe {
+            if let Err(e) = self.parked.delete(id, event_key).await {
+                // It drains again later, with the same webhook-id.
+                tracing::warn!(subscription_id = id, error = %e, "probe delivered; its parked copy stays");
+            }
+            match self.store.close_breaker(company, id, now).await {
+                Ok(Some(closed)) => {
+                    tracing::warn!(subscription_id = id, "probe succeeded: breaker closed, parked events drain");
+                    Self::count(batch, |t| t.breakers_closed += 1);
+                    let parked = self.parked_count(&closed).await;
+                    let event =
+                        OperationalEvent::about(OperationalEventType::EndpointRecovered, sub, now)
+                            .with_parked(parked);
+                    self.cache.update(closed);
+                    self.publish(event, batch).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(subscription_id = id, error = %e, "could not close the breaker; the next probe will");
+                    Self::count(batch, |t| t.health_errors += 1);
+                }
+            }
+        } else if sub.health.is_failing() {
+            match self.store.record_success(company, id, now).await {
+                Ok(Some(stored)) => self.cache.update(stored),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(subscription_id = id, error = %e, "failure streak not cleared");
+                    Self::count(batch, |t| t.health_errors += 1);
+                }
+            }
+        }
+        Settled::Delivered
+    }
+
+    /// After a failed attempt with the breaker closed: counts it, opens the
+    /// breaker when the policy says so. Returns whether the breaker is now
+    /// open (the event is then parked, not retried).
+    async fn unhealthy(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) -> bool {
+        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        let failure = last_failure(result);
+        let stored = match self.store.record_failure(company, id, &failure).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(subscription_id = id, error = %e, "failure not counted");
+                Self::count(batch, |t| t.health_errors += 1);
+                return false;
+            }
+        };
+        let now = Utc::now();
+        if stored.parks_events() {
+            self.cache.update(stored);
+            return true;
+        }
+        if !self.breaker.should_open(&stored.health, now) {
+            self.cache.update(stored);
+            return false;
+        }
+        let probe_at = self
+            .breaker
+            .next_probe_at(0, stored.health.failing_since, now);
+        match self.store.open_breaker(company, id, probe_at, now).await {
+            Ok(Some(opened)) => {
+                tracing::warn!(
+                    subscription_id = id,
+                    consecutive_failures = opened.health.consecutive_failures,
+                    "endpoint keeps failing: breaker opened, events are parked"
+                );
+                Self::count(batch, |t| t.breakers_opened += 1);
+                let event =
+                    OperationalEvent::about(OperationalEventType::EndpointFailing, &opened, now)
+                        .with_parked(Some(0));
+                self.cache.update(opened);
+                self.publish(event, batch).await;
+                true
+            }
+            // Another instance opened it first (or it was disabled).
+            Ok(None) => match self.store.get(company, id).await {
+                Ok(Some(current)) => {
+                    let open = current.parks_events();
+                    self.cache.update(current);
+                    open
+                }
+                _ => false,
+            },
+            Err(e) => {
+                tracing::warn!(subscription_id = id, error = %e, "breaker not opened");
+                Self::count(batch, |t| t.health_errors += 1);
+                false
+            }
+        }
+    }
+
+    /// A failed probe: the breaker stays open and the next probe is due on
+    /// the backoff. The probe's event stays parked.
+    async fn probe_failed(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) {
+        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        let now = Utc::now();
+        let probe_at = self.breaker.next_probe_at(
+            sub.health.probe_attempts + 1,
+            sub.health.failing_since,
+            now,
+        );
+        match self
+            .store
+            .record_probe_failure(company, id, &last_failure(result), probe_at)
+            .await
+        {
+            Ok(Some(stored)) => {
+                tracing::info!(subscription_id = id, next_probe_at = %probe_at, "probe failed: breaker stays open");
+                self.cache.update(stored);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // The prober's lease runs out and it probes again.
+                tracing::warn!(subscription_id = id, error = %e, "probe failure not recorded");
+                Self::count(batch, |t| t.health_errors += 1);
+            }
+        }
     }
 
     /// Signs and POSTs the payload (or refuses a blocked target).
@@ -325,21 +545,14 @@ impl Delivery {
         }
     }
 
-    /// Queues the next attempt, or dead-letters after the last one.
+    /// Queues the next attempt, or keeps the event as `failed` after the
+    /// last one. `msg` already records the failed attempt.
     async fn reschedule(
         &self,
-        msg: &mut DeliveryMessage,
+        msg: &DeliveryMessage,
         result: &AttemptResult,
+        batch: &Batch,
     ) -> Result<Settled, Retry> {
-        msg.record(AttemptRecord {
-            attempt: msg.attempt,
-            at: result.at,
-            status: result.status,
-            error: result
-                .failure
-                .filter(|f| *f != FailureKind::Status)
-                .map(|f| f.as_str().to_owned()),
-        });
         let key = msg.idempotency_key.as_str();
         let subscription_id = msg.subscription_id.as_str();
         match self
@@ -365,26 +578,56 @@ impl Delivery {
                 Ok(Settled::Retried)
             }
             None => {
-                self.queues
-                    .dead_letter(
-                        &msg.to_body(),
-                        DeadLetterReason::Exhausted,
-                        Some(&msg.company_id),
-                    )
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not dead-letter");
-                        Retry
-                    })?;
+                self.park(msg, ParkedStatus::Failed).await?;
                 tracing::warn!(
                     idempotency_key = key,
                     subscription_id,
                     attempts = msg.attempt,
-                    "retries exhausted: moved to the dead-letter queue"
+                    "retries exhausted: kept as failed for the customer to recover"
                 );
-                Ok(Settled::DeadLettered)
+                let now = Utc::now();
+                let sub = self
+                    .cache
+                    .get(&msg.company_id, subscription_id, &self.store)
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(sub) = sub {
+                    let mut event = OperationalEvent::about(
+                        OperationalEventType::MessageAttemptExhausted,
+                        &sub,
+                        now,
+                    );
+                    event.idempotency_key = Some(msg.idempotency_key.clone());
+                    event.message_event_type = Some(msg.event_type.clone());
+                    self.publish(event, batch).await;
+                }
+                Ok(Settled::Exhausted)
             }
         }
+    }
+}
+
+/// The history record of a failed attempt.
+fn attempt_record(attempt: u32, result: &AttemptResult) -> AttemptRecord {
+    AttemptRecord {
+        attempt,
+        at: result.at,
+        status: result.status,
+        error: result
+            .failure
+            .filter(|f| *f != FailureKind::Status)
+            .map(|f| f.as_str().to_owned()),
+    }
+}
+
+/// Health's record of a failed attempt.
+fn last_failure(result: &AttemptResult) -> LastFailure {
+    let record = attempt_record(0, result);
+    LastFailure {
+        at: record.at,
+        status: record.status,
+        error: record.error,
     }
 }
 
@@ -427,7 +670,9 @@ enum Settled {
     Delivered,
     Gone,
     Retried,
-    DeadLettered,
+    Exhausted,
+    Parked,
+    ProbeFailed,
 }
 
 /// Compile-time check: the handler's future is `Send`, so runners (the

@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
         &config,
         aws_sdk_dynamodb::Client::new(&sdk),
         aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_eventbridge::Client::new(&sdk),
     )
     .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let delivery = Arc::new(delivery);

@@ -12,6 +12,7 @@ use shared::delivery::retry::RetrySchedule;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::{self, key_bytes};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome};
+use shared::storage::parked::{Order, ParkedEvent, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use test_support::aws_proxy::AwsProxy;
@@ -30,6 +31,7 @@ struct Fixture {
     log: DeliveryLog,
     sqs: aws_sdk_sqs::Client,
     dynamo: aws_sdk_dynamodb::Client,
+    events: aws_sdk_eventbridge::Client,
     company: String,
 }
 
@@ -70,6 +72,7 @@ impl Fixture {
             config,
             sqs,
             dynamo,
+            events: aws_sdk_eventbridge::Client::new(&sdk),
             company: emulator::unique_name("acme"),
         }
     }
@@ -83,7 +86,13 @@ impl Fixture {
     }
 
     fn delivery(&self) -> Delivery {
-        Delivery::new(&self.config, self.dynamo.clone(), self.sqs.clone()).unwrap()
+        Delivery::new(
+            &self.config,
+            self.dynamo.clone(),
+            self.sqs.clone(),
+            self.events.clone(),
+        )
+        .unwrap()
     }
 
     /// A delivery handler whose AWS calls go through a proxy that fails
@@ -102,7 +111,7 @@ impl Fixture {
                 .endpoint_url(proxy.endpoint())
                 .build(),
         );
-        let delivery = Delivery::new(&self.config, dynamo, sqs).unwrap();
+        let delivery = Delivery::new(&self.config, dynamo, sqs, self.events.clone()).unwrap();
         (proxy, delivery)
     }
 
@@ -176,6 +185,22 @@ impl Fixture {
             }
         }
         got
+    }
+
+    /// The subscription's parked and failed events, oldest first.
+    async fn parked_events(&self, sub: &Subscription) -> Vec<ParkedEvent> {
+        ParkedEvents::new(self.dynamo.clone(), self.config.parked_events_table.clone())
+            .list(
+                &self.company,
+                &sub.subscription_id,
+                &ParkedQuery::default(),
+                Order::OldestFirst,
+                100,
+                None,
+            )
+            .await
+            .unwrap()
+            .items
     }
 
     async fn dead_letters(&self) -> Vec<Queued> {
@@ -381,7 +406,7 @@ async fn gone_archives_the_subscription_and_later_events_are_dropped() {
 
     let (failed, tally) = run(&delivery, vec![fx.event_for(&sub).1]).await;
     assert!(failed.is_empty());
-    assert_eq!((tally.gone, tally.retried, tally.dead_lettered), (1, 0, 0));
+    assert_eq!((tally.gone, tally.retried, tally.exhausted), (1, 0, 0));
     let stored = fx
         .store
         .get(&fx.company, &sub.subscription_id)
@@ -464,7 +489,7 @@ async fn retry_after_on_429_and_503_is_honoured_within_one_to_two_delays() {
 }
 
 #[tokio::test]
-async fn after_the_last_attempt_the_event_is_dead_lettered_with_its_history() {
+async fn after_the_last_attempt_the_event_is_kept_as_failed_with_its_history() {
     let receiver = Receiver::http().await;
     receiver.set_policy(|n| {
         if n % 2 == 0 {
@@ -492,18 +517,27 @@ async fn after_the_last_attempt_the_event_is_dead_lettered_with_its_history() {
         if attempt < 3 {
             assert_eq!((tally.retried, records.len()), (1, 1));
         } else {
-            assert_eq!((tally.dead_lettered, records.len()), (1, 0));
+            assert_eq!((tally.exhausted, records.len()), (1, 0));
         }
     }
 
-    let dead = fx.dead_letters().await;
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].reason.as_deref(), Some("exhausted"));
-    let msg = DeliveryMessage::parse(&dead[0].body).unwrap();
+    assert!(
+        fx.dead_letters().await.is_empty(),
+        "the DLQ is only the net for malformed messages and crashes"
+    );
+    let failed = fx.parked_events(&sub).await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].status, failed[0].idempotency_key.as_str()),
+        (ParkedStatus::Failed, key.as_str())
+    );
+    let msg = failed[0].requeued().expect("the stored message parses");
     assert_eq!(
         (msg.idempotency_key.as_str(), msg.attempt),
-        (key.as_str(), 3)
+        (key.as_str(), 1),
+        "stored as a first attempt, ready to recover"
     );
+    assert_eq!(failed[0].attempts, msg.history);
     let history: Vec<_> = msg
         .history
         .iter()
@@ -769,23 +803,24 @@ async fn subscription_read_failures_leave_the_message_on_the_queue() {
 #[tokio::test]
 async fn redriven_dead_letters_are_delivered_and_only_the_chosen_ones_move() {
     let receiver = Receiver::http().await;
-    receiver.set_policy(|_| Reply::status(503));
     let mut fx = Fixture::new().await;
-    fx.config.schedule = RetrySchedule::parse("").unwrap();
     fx.config.cache_ttl = Duration::ZERO;
     let chosen = fx.subscribe(&receiver.url("/chosen")).await;
     let other = fx.subscribe(&receiver.url("/other")).await;
     let delivery = fx.delivery();
-    let records = vec![fx.event_for(&chosen).1, fx.event_for(&other).1];
-    let (failed, tally) = run(&delivery, records).await;
-    assert!(failed.is_empty());
-    assert_eq!(
-        tally.dead_lettered, 2,
-        "a single-attempt schedule dead-letters at once"
-    );
+    // Messages a crashing handler left behind reach the DLQ through the
+    // queues' redrive policy.
+    for sub in [&chosen, &other] {
+        fx.sqs
+            .send_message()
+            .queue_url(&fx.config.dead_letter_queue_url)
+            .message_body(fx.event_for(sub).1.body.unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
 
-    // The endpoint recovers; the operator redrives one subscription.
-    receiver.set_policy(|_| Reply::status(200));
+    // The operator redrives one subscription.
     let delivery_queue = fx.delivery_queue_url.clone();
     let redriver = dlq_redrive::Redriver::new(
         &dlq_redrive::RedriveConfig {
@@ -816,8 +851,8 @@ async fn redriven_dead_letters_are_delivered_and_only_the_chosen_ones_move() {
     let (failed, tally) = run(&delivery, vec![record(&moved[0].body)]).await;
     assert!(failed.is_empty());
     assert_eq!(tally.delivered, 1);
-    let got = receiver.wait_for(3, WAIT).await;
-    assert_eq!(got[2].path, "/chosen");
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].path, "/chosen");
     let left = fx.dead_letters().await;
     assert_eq!(
         left.len(),

@@ -85,12 +85,16 @@ async fn cold_start_fails_naming_a_missing_or_bad_variable() {
             "DEAD_LETTER_QUEUE_URL",
             "http://127.0.0.1:9/000000000000/DeadLetterQueue",
         ),
+        ("PARKED_EVENTS_TABLE", "ParkedEventsTable"),
+        ("EVENT_BUS_NAME", "webhooks-operational"),
     ];
     let bad = [
         ("RETRY_SCHEDULE", "5s,soon"),
         ("TARGET_ALLOW_LIST", "localhost"),
         ("TARGET_EXTRA_CA_FILE", "/nonexistent/ca.pem"),
         ("DELIVERY_CONCURRENCY", "0"),
+        ("BREAKER_FAILURES", "0"),
+        ("DISABLE_AFTER_SECONDS", "soon"),
     ];
     runtime_api::assert_cold_start_names(BINARY, NAME, &complete, &bad).await;
 }

@@ -137,6 +137,7 @@ impl Pipeline {
                 .map_err(configured(ids::DELIVERY_FUNCTION))?,
             dynamo,
             sqs,
+            aws_sdk_eventbridge::Client::new(sdk),
         )?;
         Ok(Self {
             stack,

@@ -196,6 +196,9 @@ impl Subscription {
         self.archived_at = Some(now);
         self.archived_reason = Some(reason.to_owned());
         self.updated_at = now;
+        // Nothing left for the prober to do.
+        self.health.probe_lane = None;
+        self.health.next_probe_at = None;
     }
 }
 

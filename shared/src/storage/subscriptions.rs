@@ -425,7 +425,7 @@ impl SubscriptionStore {
             .key("subscription_id", s(subscription_id))
             .update_expression(
                 "SET #status = :archived, archived_at = :now, archived_reason = :reason, \
-                 updated_at = :now, version = version + :one",
+                 updated_at = :now, version = version + :one REMOVE probe_lane, next_probe_at",
             )
             .condition_expression("attribute_exists(subscription_id) AND #status <> :archived")
             .expression_attribute_names("#status", "status")

@@ -1,0 +1,107 @@
+//! Parked and failed events back on the DeliveryQueue: the prober's drain
+//! after a recovery and the API's `recover` both send first and delete
+//! after, so a crash in between gives a duplicate with the same
+//! `webhook-id`, never a loss.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::delivery::message::group_id;
+use crate::storage::parked::{ParkedEvent, ParkedEvents};
+
+/// Longest delay SQS applies to a message, in seconds.
+pub const MAX_DELAY_SECONDS: u32 = 900;
+
+/// What a requeue did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequeueReport {
+    /// Sent to the DeliveryQueue (and deleted, unless counted below).
+    pub sent: usize,
+    /// Not accepted by SQS: still parked, tried again later.
+    pub not_sent: usize,
+    /// Sent but still in the table: sent again later (same `webhook-id`).
+    pub not_deleted: usize,
+    /// Stored messages that no longer parse: left in the table, logged.
+    pub unreadable: usize,
+}
+
+/// Sends parked events to the DeliveryQueue and deletes them after.
+#[derive(Debug, Clone)]
+pub struct Requeuer {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    parked: ParkedEvents,
+}
+
+impl Requeuer {
+    /// Requeues to `queue_url` from `parked`.
+    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, parked: ParkedEvents) -> Self {
+        Self {
+            sqs,
+            queue_url,
+            parked,
+        }
+    }
+
+    /// Sends `events` (of one subscription) in order, event `i` delayed by
+    /// `delay_of(i)` seconds (at most 15 minutes), as first attempts; then
+    /// deletes the ones SQS accepted.
+    pub async fn requeue(
+        &self,
+        subscription_id: &str,
+        events: &[ParkedEvent],
+        delay_of: impl Fn(usize) -> u32,
+    ) -> RequeueReport {
+        let mut report = RequeueReport::default();
+        let mut sent_keys = Vec::with_capacity(events.len());
+        let numbered: Vec<(usize, &ParkedEvent)> = events.iter().enumerate().collect();
+        for chunk in numbered.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            let mut keys = Vec::with_capacity(chunk.len());
+            for (i, event) in chunk {
+                let Some(msg) = event.requeued() else {
+                    tracing::error!(subscription_id, event_key = %event.event_key, "parked message does not parse: left in the table");
+                    report.unreadable += 1;
+                    continue;
+                };
+                let entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_group_id(group_id(&event.company_id))
+                    .message_body(msg.to_body())
+                    .delay_seconds(i32::try_from(delay_of(*i).min(MAX_DELAY_SECONDS)).unwrap_or(0))
+                    .build()
+                    .expect("id and body are set");
+                entries.push(entry);
+                keys.push((i.to_string(), event.event_key.clone()));
+            }
+            if entries.is_empty() {
+                continue;
+            }
+            let count = entries.len();
+            match self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    for ok in &out.successful {
+                        if let Some((_, key)) = keys.iter().find(|(id, _)| *id == ok.id) {
+                            sent_keys.push(key.clone());
+                        }
+                    }
+                    report.not_sent += out.failed.len();
+                }
+                Err(e) => {
+                    tracing::error!(subscription_id, error = %DisplayErrorContext(&e), "parked events not sent: tried again later");
+                    report.not_sent += count;
+                }
+            }
+        }
+        report.sent = sent_keys.len();
+        report.not_deleted = self.parked.delete_all(subscription_id, &sent_keys).await;
+        report
+    }
+}
