@@ -164,7 +164,10 @@ impl Publisher {
                 .entries
                 .unwrap_or_default()
                 .into_iter()
-                .find_map(|e| e.error_code.map(|c| (c, e.error_message.unwrap_or_default())))
+                .find_map(|e| {
+                    e.error_code
+                        .map(|c| (c, e.error_message.unwrap_or_default()))
+                })
                 .map(|(c, m)| format!("{c}: {m}"))
                 .unwrap_or_else(|| "entry refused".to_owned());
             return Err(fail(why));

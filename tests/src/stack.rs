@@ -125,6 +125,7 @@ pub fn pipeline_config(
         local_vars,
         local_cursor_key: "test-cursor-signing-key-for-the-local-pipeline".to_owned(),
         max_pollers: 4,
+        schedule_interval: None,
     }
 }
 

@@ -18,7 +18,8 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
         "gateway-test-cursor-signing-key-0123456789".to_owned(),
     )]))
     .unwrap();
-    let app = Arc::new(App::new(config, client, sqs));
+    let events = aws_sdk_eventbridge::Client::new(&emulator::sdk_config().await);
+    let app = Arc::new(App::new(config, client, sqs, events));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -41,7 +41,8 @@ pub struct ProberReport {
 }
 
 impl ProberReport {
-    fn metrics(&self) -> Metrics {
+    /// The run's EMF metrics.
+    pub fn metrics(&self) -> Metrics {
         let mut m = Metrics::new();
         m.count("ProbesSent", self.probes_sent)
             .count("EndpointsDisabled", self.disabled)
@@ -107,7 +108,11 @@ impl Prober {
     /// One run at `now`.
     pub async fn run(&self, now: DateTime<Utc>) -> ProberReport {
         let mut report = ProberReport::default();
-        match self.store.due(ProbeLane::Probe, now, self.max_per_run).await {
+        match self
+            .store
+            .due(ProbeLane::Probe, now, self.max_per_run)
+            .await
+        {
             Ok(due) => {
                 for sub in due {
                     self.probe_or_disable(&sub, now, &mut report).await;
@@ -118,7 +123,11 @@ impl Prober {
                 report.errors += 1;
             }
         }
-        match self.store.due(ProbeLane::Drain, now, self.max_per_run).await {
+        match self
+            .store
+            .due(ProbeLane::Drain, now, self.max_per_run)
+            .await
+        {
             Ok(due) => {
                 for sub in due {
                     self.drain(&sub, now, &mut report).await;
@@ -167,9 +176,12 @@ impl Prober {
                     );
                     report.disabled += 1;
                     let parked = self.parked_count(&disabled).await;
-                    let event =
-                        OperationalEvent::about(OperationalEventType::EndpointDisabled, &disabled, now)
-                            .with_parked(parked);
+                    let event = OperationalEvent::about(
+                        OperationalEventType::EndpointDisabled,
+                        &disabled,
+                        now,
+                    )
+                    .with_parked(parked);
                     self.publisher.publish_logged(&event).await;
                 }
                 Ok(None) => report.skipped += 1,
@@ -212,7 +224,10 @@ impl Prober {
             // it expired): close the breaker and let the next event test it.
             match self.store.close_breaker(company, id, now).await {
                 Ok(_) => {
-                    tracing::info!(subscription_id = id, "no parked event to probe with: breaker closed");
+                    tracing::info!(
+                        subscription_id = id,
+                        "no parked event to probe with: breaker closed"
+                    );
                     report.closed_without_probe += 1;
                 }
                 Err(e) => Self::error(report, id, "breaker not closed", &e),
@@ -306,9 +321,7 @@ impl Prober {
         // a second, oldest first.
         let sent = self
             .requeuer
-            .requeue(id, &events, |i| {
-                u32::try_from(i).unwrap_or(u32::MAX) / rate
-            })
+            .requeue(id, &events, |i| u32::try_from(i).unwrap_or(u32::MAX) / rate)
             .await;
         tracing::info!(
             subscription_id = id,

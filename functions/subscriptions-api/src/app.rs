@@ -5,7 +5,10 @@ use std::time::Instant;
 use http::StatusCode;
 use http::header::ALLOW;
 use lambda_http::{Body, Request, Response};
+use shared::delivery::requeue::Requeuer;
+use shared::operational::Publisher;
 use shared::storage::deliveries::DeliveryLog;
+use shared::storage::parked::ParkedEvents;
 use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::auth;
@@ -21,20 +24,32 @@ pub struct App {
     pub(crate) config: ApiConfig,
     pub(crate) store: SubscriptionStore,
     pub(crate) deliveries: DeliveryLog,
+    pub(crate) parked: ParkedEvents,
+    pub(crate) requeuer: Requeuer,
+    pub(crate) publisher: Publisher,
     pub(crate) sqs: aws_sdk_sqs::Client,
 }
 
 impl App {
-    /// An app over the DynamoDB client `dynamo` and the SQS client `sqs`,
-    /// with `config`.
+    /// An app over the DynamoDB client `dynamo`, the SQS client `sqs` and
+    /// the EventBridge client `events`, with `config`.
     pub fn new(
         config: ApiConfig,
         dynamo: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
+        events: aws_sdk_eventbridge::Client,
     ) -> Self {
         let store = SubscriptionStore::new(dynamo.clone(), config.table.clone());
+        let parked = ParkedEvents::new(dynamo.clone(), config.parked_events_table.clone());
         let deliveries = DeliveryLog::new(dynamo, config.deliveries_table.clone());
         Self {
+            requeuer: Requeuer::new(
+                sqs.clone(),
+                config.delivery_queue_url.clone(),
+                parked.clone(),
+            ),
+            publisher: Publisher::new(events, config.event_bus_name.clone()),
+            parked,
             config,
             store,
             deliveries,
@@ -110,6 +125,9 @@ impl App {
             Operation::RotateSecret => self.rotate(&company, id, req).await,
             Operation::ListDeliveries => self.list_deliveries(&company, id, req).await,
             Operation::SendTestEvent => self.send_test_event(&company, id, req).await,
+            Operation::ListFailedEvents => self.list_failed_events(&company, id, req).await,
+            Operation::RecoverEvents => self.recover(&company, id, req).await,
+            Operation::EnableWebhook => self.enable(&company, id).await,
         }
     }
 }

@@ -23,6 +23,13 @@ pub struct ApiConfig {
     /// `TARGET_ALLOW_LIST`: non-public networks that target URLs may use
     /// (local development only; empty by default).
     pub allow_list: AllowList,
+    /// `PARKED_EVENTS_TABLE`: parked and failed events, listed by
+    /// `failed-events` and re-queued by `recover`.
+    pub parked_events_table: String,
+    /// `EVENT_BUS_NAME`: where `endpoint.enabled` goes.
+    pub event_bus_name: String,
+    /// `PARKED_RETENTION_DAYS` (default 30): the longest `recover` window.
+    pub retention: chrono::Duration,
 }
 
 impl ApiConfig {
@@ -60,6 +67,14 @@ impl ApiConfig {
             company_claim,
             cursors,
             allow_list,
+            parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,
+            event_bus_name: vars.required("EVENT_BUS_NAME")?,
+            retention: chrono::Duration::days(i64::from(vars.parse_in_range(
+                "PARKED_RETENTION_DAYS",
+                shared::delivery::breaker::DEFAULT_RETENTION_DAYS,
+                1,
+                365,
+            )?)),
         })
     }
 }

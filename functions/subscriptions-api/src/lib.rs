@@ -11,6 +11,7 @@ pub mod body;
 pub mod config;
 pub mod delivery_log;
 pub mod error;
+pub mod failed_events;
 pub mod query;
 pub mod routes;
 pub mod test_event;

@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
         config,
         aws_sdk_dynamodb::Client::new(&sdk),
         aws_sdk_sqs::Client::new(&sdk),
+        aws_sdk_eventbridge::Client::new(&sdk),
     ));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);

@@ -22,6 +22,12 @@ pub enum Operation {
     ListDeliveries,
     /// `POST /webhooks/{id}/test`
     SendTestEvent,
+    /// `GET /webhooks/{id}/failed-events`
+    ListFailedEvents,
+    /// `POST /webhooks/{id}/recover`
+    RecoverEvents,
+    /// `POST /webhooks/{id}/enable`
+    EnableWebhook,
     /// `GET /job-types`
     ListJobTypes,
 }
@@ -102,6 +108,24 @@ pub const ROUTES: &[Route] = &[
         "/webhooks/{id}/test",
         Operation::SendTestEvent,
         "sendTestEvent",
+    ),
+    route(
+        Method::GET,
+        "/webhooks/{id}/failed-events",
+        Operation::ListFailedEvents,
+        "listFailedEvents",
+    ),
+    route(
+        Method::POST,
+        "/webhooks/{id}/recover",
+        Operation::RecoverEvents,
+        "recoverEvents",
+    ),
+    route(
+        Method::POST,
+        "/webhooks/{id}/enable",
+        Operation::EnableWebhook,
+        "enableWebhook",
     ),
     route(
         Method::GET,

@@ -6,9 +6,11 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Response};
 use serde::Serialize;
 use shared::domain::filters::Filters;
+use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
 use shared::domain::subscription::{Subscription, SubscriptionStatus};
 use shared::storage::deliveries::{AttemptLog, Outcome};
+use shared::storage::parked::{ParkedEvent, ParkedStatus};
 
 /// RFC 3339 with milliseconds, UTC.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -39,6 +41,14 @@ pub struct SubscriptionView<'a> {
     /// Why it was archived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub archived_reason: Option<&'a str>,
+    /// When it was disabled for failing too long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
+    /// Why it was disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<&'a str>,
+    /// The endpoint's health and breaker.
+    pub health: HealthView<'a>,
     /// Optimistic-locking version, also the `ETag`.
     pub version: u64,
     /// End of the current rotation grace period, while one lasts.
@@ -65,6 +75,9 @@ impl<'a> SubscriptionView<'a> {
             updated_at: timestamp(sub.updated_at),
             archived_at: sub.archived_at.map(timestamp),
             archived_reason: sub.archived_reason.as_deref(),
+            disabled_at: sub.disabled_at.map(timestamp),
+            disabled_reason: sub.disabled_reason.as_deref(),
+            health: HealthView::of(&sub.health),
             version: sub.version,
             previous_secret_expires_at: sub
                 .previous_secret_expires_at
@@ -83,6 +96,155 @@ impl<'a> SubscriptionView<'a> {
             ..Self::public(sub, now)
         }
     }
+}
+
+/// The last failure as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct FailureView<'a> {
+    /// When the attempt was made.
+    pub at: String,
+    /// Its response status, when one arrived.
+    pub status_code: Option<u16>,
+    /// The error class when none did.
+    pub error: Option<&'a str>,
+}
+
+impl<'a> FailureView<'a> {
+    fn of(f: &'a LastFailure) -> Self {
+        Self {
+            at: timestamp(f.at),
+            status_code: f.status,
+            error: f.error.as_deref(),
+        }
+    }
+}
+
+/// An endpoint's health.
+#[derive(Debug, Serialize)]
+pub struct HealthView<'a> {
+    /// The breaker: `closed` (events are attempted), `open` (the endpoint
+    /// keeps failing: events are parked, a probe is due at
+    /// `next_probe_at`) or `half_open` (a probe is in flight).
+    pub state: BreakerState,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u64,
+    /// Start of the current failure streak.
+    pub failing_since: Option<String>,
+    /// The success that last ended a failure streak.
+    pub last_success_at: Option<String>,
+    /// The latest failed attempt.
+    pub last_failure: Option<FailureView<'a>>,
+    /// When the next probe is due, while the breaker is open.
+    pub next_probe_at: Option<String>,
+    /// Events parked for the endpoint, counted up to 10,000
+    /// (`GET /webhooks/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parked_events: Option<u64>,
+}
+
+impl<'a> HealthView<'a> {
+    /// The view of `health`, without the parked count.
+    pub fn of(health: &'a Health) -> Self {
+        Self {
+            state: health.breaker,
+            consecutive_failures: health.consecutive_failures,
+            failing_since: health.failing_since.map(timestamp),
+            last_success_at: health.last_success_at.map(timestamp),
+            last_failure: health.last_failure.as_ref().map(FailureView::of),
+            next_probe_at: health
+                .breaker
+                .is_open()
+                .then(|| health.next_probe_time())
+                .flatten()
+                .map(timestamp),
+            parked_events: None,
+        }
+    }
+}
+
+/// A parked or failed event as `GET /webhooks/{id}/failed-events` shows it.
+#[derive(Debug, Serialize)]
+pub struct FailedEventView<'a> {
+    /// Opaque id of the stored event.
+    pub id: &'a str,
+    /// The event's idempotency key (`webhook-id`).
+    pub idempotency_key: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// `parked` (held while the endpoint was failing or disabled) or
+    /// `failed` (every attempt of the schedule failed).
+    pub status: ParkedStatus,
+    /// The event's time; `since`/`until` select on it.
+    pub arrived_at: String,
+    /// When it was stored.
+    pub stored_at: String,
+    /// Attempts made before it was stored.
+    pub attempts: Vec<AttemptRecordView<'a>>,
+    /// The payload, exactly as it will be delivered.
+    pub payload: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// One earlier attempt of a stored event.
+#[derive(Debug, Serialize)]
+pub struct AttemptRecordView<'a> {
+    /// Attempt number.
+    pub attempt: u32,
+    /// When it was made.
+    pub at: String,
+    /// Response status, when one arrived.
+    pub status_code: Option<u16>,
+    /// Error class when none did.
+    pub error: Option<&'a str>,
+}
+
+impl<'a> FailedEventView<'a> {
+    /// The view of a stored event.
+    pub fn of(event: &'a ParkedEvent) -> Self {
+        Self {
+            id: &event.event_key,
+            idempotency_key: &event.idempotency_key,
+            event_type: &event.event_type,
+            status: event.status,
+            arrived_at: timestamp(event.arrived_at),
+            stored_at: timestamp(event.parked_at),
+            attempts: event
+                .attempts
+                .iter()
+                .map(|a| AttemptRecordView {
+                    attempt: a.attempt,
+                    at: timestamp(a.at),
+                    status_code: a.status,
+                    error: a.error.as_deref(),
+                })
+                .collect(),
+            payload: event.requeued().map(|m| m.payload),
+        }
+    }
+}
+
+/// A page of stored events.
+#[derive(Debug, Serialize)]
+pub struct FailedEventListView<'a> {
+    /// Newest first.
+    pub data: Vec<FailedEventView<'a>>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// Cursor of the next page, `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// The answer of `POST /webhooks/{id}/recover`.
+#[derive(Debug, Serialize)]
+pub struct RecoverView {
+    /// Always `queued`.
+    pub status: &'static str,
+    /// Events put back on the delivery queue by this call.
+    pub recovered: usize,
+    /// Events of the window this call could not re-queue; call again.
+    pub not_recovered: usize,
+    /// Pass as `continuation` to recover the rest of the window; `null`
+    /// when this call reached its end.
+    pub continuation: Option<String>,
 }
 
 /// A page of subscriptions.

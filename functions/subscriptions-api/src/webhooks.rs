@@ -11,6 +11,7 @@ use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus,
 };
+use shared::operational::{OperationalEvent, OperationalEventType};
 use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim, StoreError};
 use shared::target_guard::allow_list::AllowList;
 use shared::target_guard::url::{self as url_guard, UrlRejection};
@@ -30,6 +31,8 @@ pub const MAX_PAGE_SIZE: usize = query::MAX_PAGE_SIZE;
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Parked events are counted up to this many in `health.parked_events`.
+pub const PARKED_COUNT_CAP: u64 = 10_000;
 /// Read-modify-write attempts before a concurrent-write conflict is returned.
 const WRITE_ATTEMPTS: usize = 5;
 
@@ -287,7 +290,7 @@ impl App {
             Some(raw) => Some(SubscriptionStatus::parse(raw).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_parameter",
-                    format!("unknown status {raw:?}; allowed: active, archived"),
+                    format!("unknown status {raw:?}; allowed: active, disabled, archived"),
                 )
                 .with_field("status")
             })?),
@@ -331,8 +334,48 @@ impl App {
 
     pub(crate) async fn get(&self, company: &str, id: &str) -> Result<Response<Body>, ApiError> {
         let sub = self.load(company, id).await?;
-        let response = json_response(StatusCode::OK, &SubscriptionView::public(&sub, Utc::now()));
-        Ok(with_etag(response, sub.version))
+        let parked = self
+            .parked
+            .count_parked(company, &sub.subscription_id, PARKED_COUNT_CAP)
+            .await
+            .map_err(|e| ApiError::store(e, "parked events"))?;
+        let mut view = SubscriptionView::public(&sub, Utc::now());
+        view.health.parked_events = Some(parked);
+        Ok(with_etag(json_response(StatusCode::OK, &view), sub.version))
+    }
+
+    /// `POST /webhooks/{id}/enable`: a disabled subscription becomes active
+    /// again, its health is reset and its parked events drain. On an
+    /// active subscription whose breaker is open it resets the breaker
+    /// the same way ("retry now"); otherwise it changes nothing.
+    pub(crate) async fn enable(&self, company: &str, id: &str) -> Result<Response<Body>, ApiError> {
+        let mut was_disabled = false;
+        let enabled = self
+            .modify(company, id, None, |sub, now| {
+                if sub.is_archived() {
+                    return Err(ApiError::archived());
+                }
+                if !sub.is_disabled() && !sub.health.breaker.is_open() {
+                    return Ok(false);
+                }
+                was_disabled = sub.enable(now);
+                Ok(true)
+            })
+            .await?;
+        if was_disabled {
+            tracing::info!(subscription_id = %enabled.subscription_id, "subscription enabled: parked events drain");
+            let event = OperationalEvent::about(
+                OperationalEventType::EndpointEnabled,
+                &enabled,
+                Utc::now(),
+            );
+            self.publisher.publish_logged(&event).await;
+        }
+        let response = json_response(
+            StatusCode::OK,
+            &SubscriptionView::public(&enabled, Utc::now()),
+        );
+        Ok(with_etag(response, enabled.version))
     }
 
     pub(crate) async fn update(
@@ -361,7 +404,7 @@ impl App {
             return Err(ApiError::subscription_not_found());
         }
         let updated = self
-            .modify(company, id, expected, |sub, _now| {
+            .modify(company, id, expected, |sub, now| {
                 if sub.is_archived() {
                     return Err(ApiError::archived());
                 }
@@ -370,8 +413,16 @@ impl App {
                     sub.description.clone(),
                     sub.filters.clone(),
                 );
-                if let Some(url) = &url {
+                if let Some(url) = &url
+                    && *url != sub.url
+                {
                     sub.url.clone_from(url);
+                    // A new URL is a new endpoint: its health starts over,
+                    // and what was parked for the old one drains to it
+                    // (a disabled subscription drains once enabled).
+                    if sub.health.is_failing() || sub.parks_events() {
+                        sub.health.reset_for_drain(now);
+                    }
                 }
                 if let Some(d) = &description {
                     sub.description.clone_from(d);

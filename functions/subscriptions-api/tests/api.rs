@@ -616,7 +616,12 @@ async fn serialise_emulator(f: &mut Fixture) -> AwsProxy {
             .endpoint_url(proxy.endpoint())
             .build(),
     );
-    f.app = App::new(f.config.clone(), dynamo, f.sqs.clone());
+    f.app = App::new(
+        f.config.clone(),
+        dynamo,
+        f.sqs.clone(),
+        aws_sdk_eventbridge::Client::new(&sdk),
+    );
     proxy
 }
 

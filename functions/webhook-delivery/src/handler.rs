@@ -368,7 +368,10 @@ impl Delivery {
             }
             match self.store.close_breaker(company, id, now).await {
                 Ok(Some(closed)) => {
-                    tracing::warn!(subscription_id = id, "probe succeeded: breaker closed, parked events drain");
+                    tracing::warn!(
+                        subscription_id = id,
+                        "probe succeeded: breaker closed, parked events drain"
+                    );
                     Self::count(batch, |t| t.breakers_closed += 1);
                     let parked = self.parked_count(&closed).await;
                     let event =

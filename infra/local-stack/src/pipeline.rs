@@ -5,8 +5,10 @@
 //! deployed event source mappings' settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
+use endpoint_prober::{Prober, ProberConfig};
 use job_events_ingest::{Ingest, IngestConfig};
 use shared::config::{ConfigError, Vars};
 use subscriptions_api::{ApiConfig, App};
@@ -78,6 +80,9 @@ pub struct PipelineConfig {
     /// Caps each queue's pollers (the stack allows far more than one
     /// machine with an emulator needs).
     pub max_pollers: usize,
+    /// Runs scheduled functions at this interval instead of their rule's
+    /// `rate(...)` (tests and the demo compress time).
+    pub schedule_interval: Option<Duration>,
 }
 
 /// The deployed stack and the handlers of its functions.
@@ -90,9 +95,11 @@ pub struct Pipeline {
     pub company_claim: String,
     ingest: Arc<Ingest>,
     delivery: Arc<Delivery>,
+    prober: Arc<Prober>,
     invocations: Arc<Invocations>,
     sdk: SdkConfig,
     max_pollers: usize,
+    schedule_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -125,7 +132,12 @@ impl Pipeline {
         let api_config = ApiConfig::from_vars(&vars(ids::API_FUNCTION)?)
             .map_err(configured(ids::API_FUNCTION))?;
         let company_claim = api_config.company_claim.clone();
-        let app = App::new(api_config, dynamo.clone(), sqs.clone());
+        let app = App::new(
+            api_config,
+            dynamo.clone(),
+            sqs.clone(),
+            aws_sdk_eventbridge::Client::new(sdk),
+        );
         let ingest = Ingest::new(
             &IngestConfig::from_vars(&vars(ids::INGEST_FUNCTION)?)
                 .map_err(configured(ids::INGEST_FUNCTION))?,
@@ -135,19 +147,28 @@ impl Pipeline {
         let delivery = Delivery::new(
             &DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
                 .map_err(configured(ids::DELIVERY_FUNCTION))?,
+            dynamo.clone(),
+            sqs.clone(),
+            aws_sdk_eventbridge::Client::new(sdk),
+        )?;
+        let prober = Prober::new(
+            &ProberConfig::from_vars(&vars(ids::PROBER_FUNCTION)?)
+                .map_err(configured(ids::PROBER_FUNCTION))?,
             dynamo,
             sqs,
             aws_sdk_eventbridge::Client::new(sdk),
-        )?;
+        );
         Ok(Self {
             stack,
             app: Arc::new(app),
             company_claim,
             ingest: Arc::new(ingest),
             delivery: Arc::new(delivery),
+            prober: Arc::new(prober),
             invocations: Arc::new(Invocations::default()),
             sdk: sdk.clone(),
             max_pollers: config.max_pollers,
+            schedule_interval: config.schedule_interval,
         })
     }
 
@@ -214,13 +235,41 @@ impl Pipeline {
                 }
             }
         }
-        for schedule in &self.stack.schedules {
-            tracing::info!(
-                rule = %schedule.rule,
-                expression = %schedule.expression,
-                targets = ?schedule.targets,
-                "schedule deployed; no function of the stack has a scheduled handler yet"
-            );
+        for schedule in self.stack.schedules.iter().filter(|s| s.enabled) {
+            for target in &schedule.targets {
+                if target != ids::PROBER_FUNCTION {
+                    return Err(PipelineError::Mapping {
+                        uuid: schedule.rule.clone(),
+                        function: target.clone(),
+                        problem: format!(
+                            "no local handler for the schedule {}",
+                            schedule.expression
+                        ),
+                    });
+                }
+                let Some(every) = self
+                    .schedule_interval
+                    .or_else(|| rate_interval(&schedule.expression))
+                else {
+                    return Err(PipelineError::Mapping {
+                        uuid: schedule.rule.clone(),
+                        function: target.clone(),
+                        problem: format!("schedule {} is not a rate(...)", schedule.expression),
+                    });
+                };
+                tracing::info!(
+                    rule = %schedule.rule,
+                    expression = %schedule.expression,
+                    every_ms = every.as_millis() as u64,
+                    "schedule -> prober"
+                );
+                tasks.spawn(run_every(
+                    every,
+                    Arc::clone(&self.prober),
+                    Arc::clone(&self.invocations),
+                    shutdown.clone(),
+                ));
+            }
         }
         Ok(tasks)
     }
@@ -322,6 +371,44 @@ impl Pipeline {
             invocations: Arc::clone(&self.invocations),
         })
     }
+}
+
+/// Runs the prober every `every` until `shutdown`, like EventBridge's
+/// schedule invoking it.
+async fn run_every(
+    every: Duration,
+    prober: Arc<Prober>,
+    invocations: Arc<Invocations>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let invoked = std::time::Instant::now();
+        let report = prober.run(chrono::Utc::now()).await;
+        invocations.record(ids::PROBER_FUNCTION, invoked.elapsed(), &report.metrics());
+    }
+}
+
+/// The interval of `rate(N unit)`.
+fn rate_interval(expression: &str) -> Option<Duration> {
+    let inner = expression.strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit.trim_end_matches('s') {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n * secs))
 }
 
 /// The region in an ARN (`arn:aws:service:REGION:...`).

@@ -53,6 +53,9 @@ pub struct LocalConfig {
     pub allow_list: String,
     /// `LOCAL_MAX_POLLERS` (default 2): pollers per queue.
     pub max_pollers: usize,
+    /// `LOCAL_SCHEDULE_INTERVAL_SECONDS` (default: each rule's rate): how
+    /// often the scheduled prober runs.
+    pub schedule_interval: Option<std::time::Duration>,
     /// `CURSOR_SIGNING_KEY`, default a fixed local key.
     pub cursor_key: String,
 }
@@ -109,6 +112,15 @@ impl LocalConfig {
             runners: config::optional("LOCAL_RUNNERS").as_deref() != Some("0"),
             allow_list,
             max_pollers: config::parse_in_range("LOCAL_MAX_POLLERS", 2usize, 1, 16)?,
+            schedule_interval: match config::optional("LOCAL_SCHEDULE_INTERVAL_SECONDS") {
+                None => None,
+                Some(_) => Some(std::time::Duration::from_secs(config::parse_in_range(
+                    "LOCAL_SCHEDULE_INTERVAL_SECONDS",
+                    60u64,
+                    1,
+                    3600,
+                )?)),
+            },
             cursor_key,
         };
         if config.demo && !config.runners {
@@ -139,6 +151,7 @@ impl LocalConfig {
             local_vars,
             local_cursor_key: self.cursor_key.clone(),
             max_pollers: self.max_pollers,
+            schedule_interval: self.schedule_interval,
         }
     }
 }

@@ -495,11 +495,13 @@ impl SubscriptionStore {
         subscription_id: &str,
         failure: &LastFailure,
     ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure)
-            .map_err(|source| StoreError::Mapping {
-                key: subscription_id.to_owned(),
-                table: self.table.clone(),
-                source,
+        let failure_value =
+            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure).map_err(|source| {
+                StoreError::Mapping {
+                    key: subscription_id.to_owned(),
+                    table: self.table.clone(),
+                    source,
+                }
             })?;
         self.update_if(company_id, subscription_id, |u| {
             u.update_expression(
@@ -600,11 +602,13 @@ impl SubscriptionStore {
         failure: &LastFailure,
         probe_at: DateTime<Utc>,
     ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure)
-            .map_err(|source| StoreError::Mapping {
-                key: subscription_id.to_owned(),
-                table: self.table.clone(),
-                source,
+        let failure_value =
+            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure).map_err(|source| {
+                StoreError::Mapping {
+                    key: subscription_id.to_owned(),
+                    table: self.table.clone(),
+                    source,
+                }
             })?;
         self.update_if(company_id, subscription_id, |u| {
             u.update_expression(
@@ -669,10 +673,7 @@ impl SubscriptionStore {
                 u.update_expression("REMOVE probe_lane, next_probe_at")
                     .condition_expression("probe_lane = :drain AND next_probe_at = :until")
                     .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
-                    .expression_attribute_values(
-                        ":until",
-                        n(claimed_until.timestamp_millis()),
-                    )
+                    .expression_attribute_values(":until", n(claimed_until.timestamp_millis()))
             })
             .await?;
         Ok(done.is_some())
@@ -740,5 +741,4 @@ impl SubscriptionStore {
             }
         }
     }
-
 }

@@ -71,7 +71,12 @@ impl Fixture {
         let queue_url = config.delivery_queue_url.clone();
         tweak(&mut config);
         Self {
-            app: App::new(config.clone(), dynamo.clone(), sqs.clone()),
+            app: App::new(
+                config.clone(),
+                dynamo.clone(),
+                sqs.clone(),
+                aws_sdk_eventbridge::Client::new(&sdk),
+            ),
             config,
             store: SubscriptionStore::new(dynamo.clone(), table),
             log: DeliveryLog::new(dynamo, deliveries),

@@ -28,6 +28,12 @@ pub mod ids {
     pub const DELIVERY_FUNCTION: &str = "WebhookDeliveryFunction";
     /// The dead-letter redrive function.
     pub const REDRIVE_FUNCTION: &str = "DlqRedriveFunction";
+    /// The endpoint prober (scheduled).
+    pub const PROBER_FUNCTION: &str = "EndpointProberFunction";
+    /// Parked and failed events.
+    pub const PARKED_EVENTS_TABLE: &str = "ParkedEventsTable";
+    /// The operational events bus.
+    pub const OPERATIONAL_EVENT_BUS: &str = "OperationalEventBus";
     /// The subscriptions table.
     pub const SUBSCRIPTIONS_TABLE: &str = "SubscriptionsTable";
     /// The delivery attempt log.
