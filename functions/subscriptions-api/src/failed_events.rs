@@ -190,7 +190,13 @@ impl App {
             ));
         }
         let scope = cursor_scope(company, &sub.subscription_id, "recover");
-        let filter = format!("{}|{}", since.timestamp_millis(), end.timestamp_millis());
+        // Bound to the window as asked: without `until` the window ends at
+        // each call's time, and a continuation still resumes it.
+        let filter = format!(
+            "{}|{}",
+            since.timestamp_millis(),
+            until.map_or_else(|| "now".to_owned(), |t| t.timestamp_millis().to_string())
+        );
         let after = match input.continuation.as_deref().filter(|c| !c.is_empty()) {
             None => None,
             Some(token) => Some(

@@ -644,12 +644,17 @@ impl SubscriptionStore {
             .update_if(company_id, subscription_id, |u| {
                 let u = match lane {
                     ProbeLane::Probe => u
-                        .update_expression("SET next_probe_at = :until, breaker = :half_open")
+                        .update_expression(
+                            "SET next_probe_at = :until, breaker = :half_open, \
+                             version = version + :one",
+                        )
                         .expression_attribute_values(
                             ":half_open",
                             s(BreakerState::HalfOpen.as_str()),
                         ),
-                    ProbeLane::Drain => u.update_expression("SET next_probe_at = :until"),
+                    ProbeLane::Drain => {
+                        u.update_expression("SET next_probe_at = :until, version = version + :one")
+                    }
                 };
                 u.condition_expression("probe_lane = :lane AND next_probe_at = :seen")
                     .expression_attribute_values(":lane", s(lane.as_str()))
@@ -670,7 +675,7 @@ impl SubscriptionStore {
     ) -> Result<bool, StoreError> {
         let done = self
             .update_if(company_id, subscription_id, |u| {
-                u.update_expression("REMOVE probe_lane, next_probe_at")
+                u.update_expression("SET version = version + :one REMOVE probe_lane, next_probe_at")
                     .condition_expression("probe_lane = :drain AND next_probe_at = :until")
                     .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
                     .expression_attribute_values(":until", n(claimed_until.timestamp_millis()))
