@@ -115,6 +115,24 @@ impl Fixture {
         (proxy, delivery)
     }
 
+    /// A delivery handler whose DynamoDB calls go one at a time through a
+    /// proxy: DynamoDB isolates each conditional write, the emulator does
+    /// not (it runs them on parallel threads), so racing handlers need
+    /// their calls serialised to see DynamoDB's semantics.
+    async fn delivery_serialised(&self) -> (AwsProxy, Delivery) {
+        let proxy = AwsProxy::start(emulator::endpoint());
+        proxy.one_at_a_time();
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        let delivery =
+            Delivery::new(&self.config, dynamo, self.sqs.clone(), self.events.clone()).unwrap();
+        (proxy, delivery)
+    }
+
     async fn subscribe(&self, url: &str) -> Subscription {
         let sub = Subscription::create(
             &self.company,
@@ -884,4 +902,49 @@ async fn an_attempt_log_outage_is_counted_and_never_repeats_a_delivery() {
     assert!(proxy.calls("DynamoDB_20120810.BatchWriteItem") >= 1);
     assert_eq!(receiver.received().len(), 2);
     assert!(fx.attempts(&sub).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_failing_one_endpoint_at_once_open_one_breaker_with_an_exact_count() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(500));
+    let mut fx = Fixture::new().await;
+    fx.config.breaker.failures = 4;
+    fx.config.breaker.min_failing = Duration::ZERO;
+    fx.config.cache_ttl = Duration::from_secs(60);
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (_proxy_a, a) = fx.delivery_serialised().await;
+    let (_proxy_b, b) = fx.delivery_serialised().await;
+    let batch = || (0..8).map(|_| fx.event_for(&sub).1).collect::<Vec<_>>();
+    let ((failed_a, tally_a), (failed_b, tally_b)) =
+        tokio::join!(run(&a, batch()), run(&b, batch()));
+    assert!(failed_a.is_empty() && failed_b.is_empty());
+
+    let stored = fx
+        .store
+        .get(&fx.company, &sub.subscription_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let posts = receiver.received().len() as u64;
+    assert_eq!(
+        tally_a.breakers_opened + tally_b.breakers_opened,
+        1,
+        "one breaker opened"
+    );
+    assert!(stored.health.breaker.is_open());
+    assert_eq!(
+        stored.health.consecutive_failures, posts,
+        "every failed POST counted once, none lost"
+    );
+    assert_eq!(tally_a.failed_attempts + tally_b.failed_attempts, posts);
+    // Every event is retried (failed before the breaker opened) or parked.
+    let parked = fx.parked_events(&sub).await.len() as u64;
+    assert_eq!(tally_a.parked + tally_b.parked, parked);
+    assert_eq!(tally_a.retried + tally_b.retried + parked, 16);
+    assert_eq!(
+        fx.retries().await.len() as u64,
+        tally_a.retried + tally_b.retried
+    );
+    assert!(parked > 0);
 }
