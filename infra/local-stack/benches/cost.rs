@@ -22,9 +22,15 @@
 //! - **30 % failing**: each attempt is answered 500 with probability 0.3
 //!   (each receiver draws from a seeded generator in the order requests
 //!   arrive, so which attempts fail differs between runs), else 204;
-//! - **down**: every attempt is answered 503, so every event takes all
-//!   eight attempts and lands in the dead-letter queue (today's behaviour;
-//!   the failing-endpoints issue parks them instead).
+//! - **down**: every attempt is answered 503: the breaker opens after five
+//!   failed attempts (`BreakerMinFailingSeconds` compressed to 0 like the
+//!   schedule) and the endpoint's events are parked, once each, with no
+//!   queue hops; the run ends when every event is parked or failed;
+//! - **down, then back**: the same, then the receivers recover: the probe
+//!   succeeds and the prober (every second here) drains the parked events at
+//!   the template's `DrainRatePerSecond`. Only the recovery is metered; it
+//!   reports the drain's throughput and each subscription's highest arrival
+//!   rate in any one-second window.
 //!
 //! Retries run on a compressed schedule (seven 1 s delays: the template's
 //! eight attempts). In production the longer delays are chains of re-sends
@@ -45,11 +51,13 @@
 mod workload;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local_stack::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION};
+use local_stack::cloudformation::ids::{
+    self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION,
+};
 use local_stack::invocations::InvocationStats;
 use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{Simulator, Transition};
@@ -155,6 +163,7 @@ enum Receivers {
     Healthy,
     Flaky,
     Down,
+    DownThenBack,
 }
 
 struct Scenario {
@@ -168,14 +177,73 @@ struct RunResult {
     label: &'static str,
     events: usize,
     delivered: usize,
+    /// Events in the ParkedEventsTable (parked or failed) at the end.
+    kept: usize,
+    /// Messages left in the DeadLetterQueue.
     dead_lettered: usize,
     attempts: usize,
+    /// The recovery, for "down, then back".
+    drain: Option<Drain>,
     usage: BTreeMap<String, (Dimension, Usage)>,
     invocations: BTreeMap<String, InvocationStats>,
     /// Retries sent, by the attempt they carry.
     retries_by_attempt: BTreeMap<u32, u64>,
     log_bytes: u64,
     seconds: f64,
+}
+
+/// The recovery of "down, then back".
+struct Drain {
+    /// Parked events drained and delivered.
+    events: usize,
+    /// From the receivers' recovery to the last event's arrival.
+    seconds: f64,
+    /// The highest number of one subscription's events arriving within any
+    /// one second.
+    max_per_subscription_second: usize,
+    /// `DrainRatePerSecond` of the stack.
+    rate: usize,
+}
+
+/// Items in a table (a `Select=COUNT` scan, straight to the emulator).
+async fn table_count(dynamo: &aws_sdk_dynamodb::Client, table: &str) -> usize {
+    let mut count = 0;
+    let mut start = None;
+    loop {
+        let out = dynamo
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("Scan on the emulator");
+        count += usize::try_from(out.count).unwrap_or(0);
+        start = out.last_evaluated_key.filter(|k| !k.is_empty());
+        if start.is_none() {
+            return count;
+        }
+    }
+}
+
+/// The most arrivals of one subscription within any one second.
+fn max_per_second(first: &std::collections::HashMap<workload::EventId, Instant>) -> usize {
+    let mut by_sub: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
+    for ((sub, _, _), at) in first {
+        by_sub.entry(sub.as_str()).or_default().push(*at);
+    }
+    let mut max = 0;
+    for times in by_sub.values_mut() {
+        times.sort();
+        let mut lo = 0;
+        for hi in 0..times.len() {
+            while times[hi] - times[lo] >= Duration::from_secs(1) {
+                lo += 1;
+            }
+            max = max.max(hi - lo + 1);
+        }
+    }
+    max
 }
 
 /// Labels SQS receives that came back empty apart: idle polling.
@@ -223,12 +291,28 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     }
     let sdk = upstream.to_builder().endpoint_url(proxy.endpoint()).build();
     let unique = emulator::unique_name("cost");
-    let pipeline = Pipeline::build(
-        &sdk,
-        workload::pipeline_config(Some(COMPRESSED_SCHEDULE), scenario.window),
-    )
-    .await
-    .expect("pipeline builds");
+    let mut config = workload::pipeline_config(Some(COMPRESSED_SCHEDULE), scenario.window);
+    let parks = matches!(scenario.receivers, Receivers::Down | Receivers::DownThenBack);
+    if parks {
+        config
+            .deployment
+            .parameters
+            .push(("BreakerMinFailingSeconds".to_owned(), "0".to_owned()));
+    }
+    if scenario.receivers == Receivers::DownThenBack {
+        config.schedule_interval = Some(Duration::from_secs(1));
+    }
+    let pipeline = Pipeline::build(&sdk, config)
+        .await
+        .expect("pipeline builds");
+    let drain_rate: usize = pipeline
+        .stack
+        .function(PROBER_FUNCTION)
+        .expect("the prober")
+        .environment
+        .get("DRAIN_RATE_PER_SECOND")
+        .and_then(|r| r.parse().ok())
+        .expect("DRAIN_RATE_PER_SECOND");
     let res = pipeline.stack.clone();
     // Set-up and the platform's own job writes go straight to the emulator.
     let dynamo = aws_sdk_dynamodb::Client::new(&upstream);
@@ -237,18 +321,21 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
         SubscriptionStore::new(dynamo.clone(), res.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let back = Arc::new(AtomicBool::new(false));
     let mut receivers = Vec::new();
     for r in 0..RECEIVERS {
         let rng = Mutex::new(fastrand::Rng::with_seed(100 + r as u64));
         let kind = scenario.receivers;
         let status = match kind {
-            Receivers::Down => 503,
+            Receivers::Down | Receivers::DownThenBack => 503,
             _ => 500,
         };
+        let back = Arc::clone(&back);
         let receiver = workload::receiver(&ledger, move |_| {
             let failed = match kind {
                 Receivers::Healthy => false,
                 Receivers::Down => true,
+                Receivers::DownThenBack => !back.load(Ordering::Relaxed),
                 Receivers::Flaky => rng.lock().unwrap().f64() < 0.3,
             };
             Reply::status(if failed { status } else { 204 }).after(receiver_delay)
@@ -282,20 +369,27 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     let expected = workload::expected_events(&transitions, &subs);
 
     // Done when every event is delivered (or, with the receivers down,
-    // dead-lettered) and both delivery queues are empty.
+    // parked or failed) and both delivery queues are empty.
     let deadline = Instant::now() + DRAIN_DEADLINE;
+    let parked_table = res.table(ids::PARKED_EVENTS_TABLE).unwrap().to_owned();
     let dlq = res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap().to_owned();
     let queues = [
         res.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned(),
         res.queue_url(ids::RETRY_QUEUE).unwrap().to_owned(),
     ];
-    let dead_lettered = loop {
-        let delivered = {
-            let ledger = ledger.lock().unwrap();
-            expected
-                .iter()
-                .filter(|e| ledger.first.contains_key(*e))
-                .count()
+    let delivered_now = || {
+        let ledger = ledger.lock().unwrap();
+        expected
+            .iter()
+            .filter(|e| ledger.first.contains_key(*e))
+            .count()
+    };
+    let kept = loop {
+        let delivered = delivered_now();
+        let kept = if parks {
+            table_count(&dynamo, &parked_table).await
+        } else {
+            0
         };
         let dead = queue_depth(&sqs, &dlq).await;
         let in_flight = {
@@ -305,18 +399,50 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
             }
             n
         };
-        if delivered + dead >= expected.len() && in_flight == 0 {
-            break dead;
+        if delivered + kept + dead >= expected.len() && in_flight == 0 {
+            break kept;
         }
         assert!(
             Instant::now() < deadline,
-            "{}: {delivered} delivered and {dead} dead-lettered of {} events, {in_flight} in the queues",
+            "{}: {delivered} delivered, {kept} parked or failed and {dead} dead-lettered of {} events, {in_flight} in the queues",
             scenario.label,
             expected.len()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let seconds = started.elapsed().as_secs_f64();
+    let mut seconds = started.elapsed().as_secs_f64();
+    let mut drain = None;
+    let mut kept = kept;
+    if scenario.receivers == Receivers::DownThenBack {
+        // The receivers come back: meter only the recovery from here.
+        ledger.lock().unwrap().first.clear();
+        meter.reset();
+        pipeline.invocations().reset();
+        LOG_BYTES.store(0, Ordering::Relaxed);
+        let parked_events = kept;
+        let recovered = Instant::now();
+        back.store(true, Ordering::Relaxed);
+        while delivered_now() < parked_events {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {} of {parked_events} parked events delivered",
+                scenario.label,
+                delivered_now()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ledger = ledger.lock().unwrap();
+        let last = ledger.first.values().max().copied().unwrap_or(recovered);
+        seconds = (last - recovered).as_secs_f64();
+        drain = Some(Drain {
+            events: parked_events,
+            seconds,
+            max_per_subscription_second: max_per_second(&ledger.first),
+            rate: drain_rate,
+        });
+        kept = 0;
+    }
+    let dead_lettered = queue_depth(&sqs, &dlq).await;
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}
 
@@ -330,9 +456,11 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     let retries_by_attempt = std::mem::take(&mut *retries.lock().unwrap());
     RunResult {
         label: scenario.label,
-        events: expected.len(),
+        events: drain.as_ref().map_or(expected.len(), |d| d.events),
         delivered,
+        kept,
         dead_lettered,
+        drain,
         attempts: ledger.requests,
         usage: meter.usage(),
         invocations: pipeline.invocations().snapshot(),
@@ -400,8 +528,12 @@ fn bill(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) -> Vec<
     for (function, label) in [
         (INGEST_FUNCTION, "job-events-ingest"),
         (DELIVERY_FUNCTION, "webhook-delivery"),
+        (PROBER_FUNCTION, "endpoint-prober"),
     ] {
         let stats = r.invocations.get(function).copied().unwrap_or_default();
+        if stats.count == 0 {
+            continue;
+        }
         lines.push(Line {
             item: format!("Lambda requests: {label}"),
             quantity: stats.count as f64,
@@ -503,10 +635,11 @@ fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) 
     let svix = prices.cost("svix_overage", 1e6);
     println!();
     println!(
-        "| scenario | events | delivered | attempts | dead-lettered | $ per million | \
-         largest line item | EventBridge API destinations | Svix overage |"
+        "| scenario | events | delivered | attempts | parked or failed | dead-lettered | \
+         AWS requests per event | $ per million | largest line item | \
+         EventBridge API destinations | Svix overage |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
     let mut bills = Vec::new();
     for r in runs {
         let lines = bill(r, prices, template);
@@ -521,19 +654,43 @@ fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) 
             .max_by(|a, b| a.usd.total_cmp(&b.usd))
             .map(|l| format!("{} ({:.0} %)", l.item, 100.0 * l.usd / total))
             .unwrap_or_default();
+        let requests: u64 = r
+            .usage
+            .iter()
+            .filter(|(t, _)| !t.ends_with("(empty)"))
+            .map(|(_, (_, u))| u.calls)
+            .sum();
         println!(
-            "| {} | {} | {} | {} | {} | {:.3} | {} | {:.2} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {} | {:.2} | {:.0} |",
             r.label,
             r.events,
             r.delivered,
             r.attempts,
+            r.kept,
             r.dead_lettered,
+            requests as f64 / r.events.max(1) as f64,
             total / per as f64 * 1e6,
             largest,
             eventbridge,
             svix
         );
         bills.push((r, lines, per));
+    }
+    for r in runs {
+        if let Some(d) = &r.drain {
+            println!();
+            println!(
+                "Drain after recovery ({}): {} parked events delivered in {:.1} s ({:.1} events/s over all \
+                 subscriptions); the most of one subscription's events arriving within one second: {} \
+                 (DrainRatePerSecond {}).",
+                r.label,
+                d.events,
+                d.seconds,
+                d.events as f64 / d.seconds.max(0.001),
+                d.max_per_subscription_second,
+                d.rate
+            );
+        }
     }
     for (r, lines, per) in bills {
         println!();
@@ -614,8 +771,13 @@ fn main() {
             window: None,
         },
         Scenario {
-            label: "receiver down (8 attempts, then the DLQ)",
+            label: "receiver down (breaker open, events parked)",
             receivers: Receivers::Down,
+            window: None,
+        },
+        Scenario {
+            label: "down, then back (recovery and drain only)",
+            receivers: Receivers::DownThenBack,
             window: None,
         },
     ];

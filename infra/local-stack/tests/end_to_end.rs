@@ -3,9 +3,12 @@
 //! table travel the stream, the ingest handler, the delivery queues and the
 //! delivery handler to receivers that fail about 30 % of attempts (errors,
 //! timeouts, dropped connections), plus one receiver that is always down.
-//! Nothing may be lost: every expected (subscription, transition) pair is
-//! received and verified at least once, or, for the down receiver, sits in
-//! the dead-letter queue.
+//! One more receiver is down for the first 20 seconds and then comes back:
+//! its breaker opens, its events are parked, a probe finds it back and they
+//! drain to it. Nothing may be lost: every expected (subscription,
+//! transition) pair is received and verified at least once, or, for the
+//! receiver that is always down, is kept as parked or failed and listed by
+//! the API; the dead-letter queue stays empty.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,8 @@ const FAILURE_RATE: f64 = 0.3;
 /// of attempts at random is dead-lettered with probability 0.3^12 ≈ 5e-7.
 const SCHEDULE: &str = "1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s";
 const DEADLINE: Duration = Duration::from_secs(600);
+/// How long the receiver that comes back is down.
+const OUTAGE: Duration = Duration::from_secs(20);
 
 /// One event: which subscription, which job, which state.
 type EventId = (String, String, String);
@@ -90,6 +95,68 @@ async fn flaky(ledger: &Arc<Ledger>, seed: u64) -> Receiver {
     receiver
 }
 
+/// A receiver that answers 503 for [`OUTAGE`], then accepts verified events.
+async fn back_after_outage(ledger: &Arc<Ledger>) -> Receiver {
+    let receiver = Receiver::http().await;
+    let ledger = Arc::clone(ledger);
+    let started = Instant::now();
+    receiver.set_handler(move |_, req| {
+        if started.elapsed() < OUTAGE {
+            return Reply::status(503);
+        }
+        let Some(event) = ledger.verify(req) else {
+            ledger.accepted.lock().unwrap().bad_signatures += 1;
+            return Reply::status(401);
+        };
+        let id = req.header("webhook-id").unwrap_or_default().to_owned();
+        ledger.accepted.lock().unwrap().events.push((event, id));
+        ledger.changed.notify_waiters();
+        Reply::status(204)
+    });
+    receiver
+}
+
+/// The events the API lists as parked or failed for `sub`, every page.
+async fn kept_events(pipeline: &Pipeline, sub: &Subscription) -> Vec<(EventId, String)> {
+    let mut kept = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!(
+            "/webhooks/{}/failed-events?limit=100&cursor={cursor}",
+            sub.subscription_id
+        );
+        let request = test_support::api::ApiRequest::new("GET", &path, &sub.company_id).build();
+        let response = pipeline.app.handle(request).await;
+        assert_eq!(response.status(), 200);
+        let lambda_http::Body::Text(text) = response.body() else {
+            panic!("a JSON body");
+        };
+        let page: Value = serde_json::from_str(text).unwrap();
+        for e in page["data"].as_array().unwrap() {
+            assert!(e["status"] == "parked" || e["status"] == "failed", "{e}");
+            let payload = &e["payload"];
+            kept.push((
+                (
+                    sub.subscription_id.clone(),
+                    payload["data"]["job_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    payload["data"]["state"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                e["idempotency_key"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => return kept,
+        }
+    }
+}
+
 /// Subscriptions with varied filters for one company.
 fn filters_for(i: usize, jobs: &[simulate::PlannedJob]) -> Vec<FiltersInput> {
     let some_ids: Vec<String> = jobs.iter().step_by(3).map(|j| j.job_id.clone()).collect();
@@ -142,18 +209,24 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_lost() {
     let sdk = emulator::sdk_config().await;
-    let pipeline = Pipeline::build(
-        &sdk,
-        stack::pipeline_config(
-            &[("RetrySchedule", SCHEDULE)],
-            &[
-                ("REQUEST_TIMEOUT_MS", "1500"),
-                ("CONNECT_TIMEOUT_MS", "1500"),
-            ],
-        ),
-    )
-    .await
-    .unwrap();
+    // Breakers open after five failures at once; the prober runs every
+    // second and drains in five-second windows; the always-down endpoint is
+    // disabled after 40 s.
+    let mut config = stack::pipeline_config(
+        &[
+            ("RetrySchedule", SCHEDULE),
+            ("BreakerMinFailingSeconds", "0"),
+            ("DisableAfterSeconds", "40"),
+            ("DrainRatePerSecond", "50"),
+        ],
+        &[
+            ("REQUEST_TIMEOUT_MS", "1500"),
+            ("CONNECT_TIMEOUT_MS", "1500"),
+            ("DRAIN_WINDOW_SECONDS", "5"),
+        ],
+    );
+    config.schedule_interval = Some(Duration::from_secs(1));
+    let pipeline = Pipeline::build(&sdk, config).await.unwrap();
     let res = pipeline.stack.clone();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -169,6 +242,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     for i in 0..FLAKY_RECEIVERS {
         receivers.push(flaky(&ledger, 1000 + i as u64).await);
     }
+    let back = back_after_outage(&ledger).await;
     let down_url = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/down", listener.local_addr().unwrap())
@@ -186,6 +260,8 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         for filters in filters_for(c, &jobs) {
             let url = if down {
                 down_url.clone()
+            } else if c == COMPANIES - 2 {
+                back.url(&format!("/hooks/{c}"))
             } else {
                 receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/hooks/{c}"))
             };
@@ -246,9 +322,11 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     }
     assert!(!expected_dead.is_empty());
 
-    // Await: every expected event accepted, every down event dead-lettered.
+    // Await: every expected event accepted, every down event kept as
+    // parked or failed and listed by the API.
     let started = Instant::now();
-    let mut dead: Vec<DeliveryMessage> = Vec::new();
+    let mut dead: Vec<(EventId, String)> = Vec::new();
+    let mut dead_lettered: Vec<DeliveryMessage> = Vec::new();
     loop {
         let delivered: BTreeSet<EventId> = ledger
             .accepted
@@ -258,21 +336,26 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             .iter()
             .map(|(e, _)| e.clone())
             .collect();
-        let dead_ids: BTreeSet<EventId> = dead.iter().map(event_of).collect();
+        dead.clear();
+        for (sub, _) in subs.iter().filter(|(_, down)| *down) {
+            dead.extend(kept_events(&pipeline, sub).await);
+        }
+        let dead_ids: BTreeSet<EventId> = dead.iter().map(|(e, _)| e.clone()).collect();
         if delivered.is_superset(&expected_delivered) && dead_ids.is_superset(&expected_dead) {
             break;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "after {DEADLINE:?}: {} of {} delivered, {} of {} dead-lettered",
+            "after {DEADLINE:?}: {} of {} delivered, {} of {} parked or failed",
             delivered.intersection(&expected_delivered).count(),
             expected_delivered.len(),
             dead_ids.intersection(&expected_dead).count(),
             expected_dead.len(),
         );
-        // Long-poll the dead-letter queue; that is also the pace of this loop.
+        // Long-poll the dead-letter queue (it must stay empty); that is
+        // also the pace of this loop.
         for m in emulator::take(&sqs, res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap(), 1).await {
-            dead.push(
+            dead_lettered.push(
                 DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
             );
         }
@@ -280,31 +363,48 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
 
     // Delivery is at least once: a re-read stream record or a message the
     // emulator hands to two pollers makes extra copies. Let the runners
-    // drain them: nothing may stay stuck in the delivery queues.
-    while queue_depth(&sqs, res.queue_url(ids::DELIVERY_QUEUE).unwrap()).await
-        + queue_depth(&sqs, res.queue_url(ids::RETRY_QUEUE).unwrap()).await
-        > 0
-    {
+    // drain them: nothing may stay stuck in the delivery queues. The always
+    // down endpoint is disabled after DisableAfterSeconds; until then its
+    // probes come and go.
+    loop {
+        let mut all_disabled = true;
+        for (sub, _) in subs.iter().filter(|(_, down)| *down) {
+            let current = store
+                .get(&sub.company_id, &sub.subscription_id)
+                .await
+                .unwrap()
+                .unwrap();
+            all_disabled &= current.is_disabled();
+        }
+        let depth = queue_depth(&sqs, res.queue_url(ids::DELIVERY_QUEUE).unwrap()).await
+            + queue_depth(&sqs, res.queue_url(ids::RETRY_QUEUE).unwrap()).await;
+        if all_disabled && depth == 0 {
+            break;
+        }
         assert!(
             started.elapsed() < DEADLINE,
-            "the delivery queues did not drain"
+            "the delivery queues did not drain ({depth} left) or the down endpoint was not disabled"
         );
         for m in emulator::take(&sqs, res.queue_url(ids::DEAD_LETTER_QUEUE).unwrap(), 1).await {
-            dead.push(
+            dead_lettered.push(
                 DeliveryMessage::parse(m.body().unwrap_or_default()).expect("a delivery message"),
             );
         }
+    }
+    dead.clear();
+    for (sub, _) in subs.iter().filter(|(_, down)| *down) {
+        dead.extend(kept_events(&pipeline, sub).await);
     }
 
     // Nothing unexpected, nothing stuck, nothing lost.
     let accepted = std::mem::take(&mut *ledger.accepted.lock().unwrap());
     let unique: BTreeSet<&String> = accepted.events.iter().map(|(_, id)| id).collect();
     let delivered: BTreeSet<EventId> = accepted.events.iter().map(|(e, _)| e.clone()).collect();
-    let dead_ids: BTreeSet<EventId> = dead.iter().map(event_of).collect();
+    let dead_ids: BTreeSet<EventId> = dead.iter().map(|(e, _)| e.clone()).collect();
     println!(
         "end-to-end: {} transitions over {COMPANIES} companies, {} subscriptions; \
-         expected {} deliveries + {} dead letters; delivered {} ({} unique webhook-ids, {} duplicates); \
-         dead-lettered {} ({} duplicates); bad signatures {}; {:.1} s",
+         expected {} deliveries + {} kept; delivered {} ({} unique webhook-ids, {} duplicates); \
+         kept as parked or failed {}; dead-lettered {}; bad signatures {}; {:.1} s",
         transitions.len(),
         subs.len(),
         expected_delivered.len(),
@@ -313,12 +413,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         unique.len(),
         accepted.events.len() - unique.len(),
         dead.len(),
-        dead.len()
-            - dead
-                .iter()
-                .map(|m| &m.idempotency_key)
-                .collect::<BTreeSet<_>>()
-                .len(),
+        dead_lettered.len(),
         accepted.bad_signatures,
         started.elapsed().as_secs_f64(),
     );
@@ -333,19 +428,23 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     );
     assert_eq!(
         dead_ids, expected_dead,
-        "the down receiver's events, all dead-lettered"
+        "the down receiver's events, all parked or failed and listed by the API"
     );
-    // At-least-once: a re-processed stream record or a redelivered message
-    // may dead-letter an event twice, but always under the same key.
-    let dead_keys: BTreeSet<&str> = dead.iter().map(|m| m.idempotency_key.as_str()).collect();
+    // A parked event is stored once per event (its key is the event's
+    // time and idempotency key), whatever the redeliveries.
+    let dead_keys: BTreeSet<&str> = dead.iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(
-        dead_keys.len(),
-        expected_dead.len(),
-        "one idempotency key per event"
+        (dead.len(), dead_keys.len()),
+        (expected_dead.len(), expected_dead.len()),
+        "one stored event and one idempotency key per event"
     );
     assert!(
-        dead.iter()
-            .all(|m| m.history.len() == 12 && m.attempt == 12)
+        dead_lettered.is_empty(),
+        "none only in the DLQ: {dead_lettered:?}"
+    );
+    assert!(
+        back.received().len() > 0,
+        "the receiver that came back was tried"
     );
     assert_eq!(accepted.bad_signatures, 0);
 
@@ -363,19 +462,4 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             "{queue} is empty"
         );
     }
-}
-
-fn event_of(m: &DeliveryMessage) -> EventId {
-    let payload: Value = serde_json::from_str(m.payload.get()).unwrap();
-    (
-        m.subscription_id.clone(),
-        payload["data"]["job_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        payload["data"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    )
 }
