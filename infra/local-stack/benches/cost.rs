@@ -55,9 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local_stack::cloudformation::ids::{
-    self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION,
-};
+use local_stack::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION};
 use local_stack::invocations::InvocationStats;
 use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{Simulator, Transition};
@@ -292,7 +290,10 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     let sdk = upstream.to_builder().endpoint_url(proxy.endpoint()).build();
     let unique = emulator::unique_name("cost");
     let mut config = workload::pipeline_config(Some(COMPRESSED_SCHEDULE), scenario.window);
-    let parks = matches!(scenario.receivers, Receivers::Down | Receivers::DownThenBack);
+    let parks = matches!(
+        scenario.receivers,
+        Receivers::Down | Receivers::DownThenBack
+    );
     if parks {
         config
             .deployment

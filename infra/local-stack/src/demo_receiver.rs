@@ -191,13 +191,29 @@ struct Log {
 #[derive(Debug, Clone)]
 pub struct ReceiverLog {
     log: Arc<watch::Sender<Log>>,
+    outage: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Requests to a path ending in this answer `503` while the receiver's
+/// outage is on ([`ReceiverLog::set_outage`]): the demo's failing endpoint.
+pub const OUTAGE_PATH: &str = "/outage";
 
 impl ReceiverLog {
     fn new() -> Self {
         Self {
             log: Arc::new(watch::Sender::new(Log::default())),
+            outage: Arc::default(),
         }
+    }
+
+    /// Turns the outage of the [`OUTAGE_PATH`] endpoint on or off.
+    pub fn set_outage(&self, down: bool) {
+        self.outage
+            .store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_down(&self, path: &str) -> bool {
+        path.ends_with(OUTAGE_PATH) && self.outage.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every verified delivery so far, in arrival order (duplicates
@@ -428,6 +444,17 @@ impl Inner {
         }
         let (parts, body) = req.into_parts();
         let webhook_id = header(&parts.headers, HEADER_ID).map(str::to_owned);
+        if self.log.is_down(parts.uri.path()) {
+            let id = webhook_id.as_deref().unwrap_or("no webhook-id");
+            (self.printer)(&format!(
+                "✘ 503 from {} (down for the demo): {id}",
+                parts.uri.path()
+            ));
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "down for the demo\n".into(),
+            );
+        }
         match self.verify(&parts.headers, body).await {
             Ok(event) => {
                 let event = self.log.verified_event(event);

@@ -53,8 +53,8 @@ pub struct LocalConfig {
     pub allow_list: String,
     /// `LOCAL_MAX_POLLERS` (default 2): pollers per queue.
     pub max_pollers: usize,
-    /// `LOCAL_SCHEDULE_INTERVAL_SECONDS` (default: each rule's rate): how
-    /// often the scheduled prober runs.
+    /// `LOCAL_SCHEDULE_INTERVAL_SECONDS` (default 5, where the template's
+    /// rule says every minute): how often the scheduled prober runs.
     pub schedule_interval: Option<std::time::Duration>,
     /// `CURSOR_SIGNING_KEY`, default a fixed local key.
     pub cursor_key: String,
@@ -84,6 +84,10 @@ impl LocalConfig {
         if let Some(claim) = config::optional("COMPANY_CLAIM") {
             parameters.push(("CompanyClaim".to_owned(), claim));
         }
+        // Locally the breaker opens on five consecutive failures without
+        // the two-minute span, so the demo's outage shows in seconds
+        // (LOCAL_STACK_PARAMETERS=BreakerMinFailingSeconds=120 restores it).
+        parameters.push(("BreakerMinFailingSeconds".to_owned(), "0".to_owned()));
         let parameters = cloudformation::with_overrides(
             parameters,
             &config::optional("LOCAL_STACK_PARAMETERS").unwrap_or_default(),
@@ -112,15 +116,12 @@ impl LocalConfig {
             runners: config::optional("LOCAL_RUNNERS").as_deref() != Some("0"),
             allow_list,
             max_pollers: config::parse_in_range("LOCAL_MAX_POLLERS", 2usize, 1, 16)?,
-            schedule_interval: match config::optional("LOCAL_SCHEDULE_INTERVAL_SECONDS") {
-                None => None,
-                Some(_) => Some(std::time::Duration::from_secs(config::parse_in_range(
-                    "LOCAL_SCHEDULE_INTERVAL_SECONDS",
-                    60u64,
-                    1,
-                    3600,
-                )?)),
-            },
+            schedule_interval: Some(std::time::Duration::from_secs(config::parse_in_range(
+                "LOCAL_SCHEDULE_INTERVAL_SECONDS",
+                5u64,
+                1,
+                3600,
+            )?)),
             cursor_key,
         };
         if config.demo && !config.runners {
@@ -304,5 +305,95 @@ async fn demo(
             attempt["duration_ms"],
         );
     }
+    outage(base, &auth, receiver_url, receiver_log).await
+}
+
+/// The demo's failing endpoint: it goes down, its breaker opens and its
+/// events are parked; it comes back, a probe succeeds and they drain.
+async fn outage(
+    base: &str,
+    auth: &str,
+    receiver_url: &str,
+    receiver_log: &demo_receiver::ReceiverLog,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let http = reqwest::Client::new();
+    let url = format!("{receiver_url}{}", demo_receiver::OUTAGE_PATH);
+    println!("\n6. An endpoint goes down: {url} answers 503 to everything");
+    receiver_log.set_outage(true);
+    let created: serde_json::Value = http
+        .post(format!("{base}/webhooks"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({"url": url, "description": "demo endpoint with an outage"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let health = || async {
+        let sub: serde_json::Value = http
+            .get(format!("{base}/webhooks/{id}"))
+            .header("authorization", auth)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok::<_, reqwest::Error>(sub["health"].clone())
+    };
+    let send_test = || async {
+        http.post(format!("{base}/webhooks/{id}/test"))
+            .header("authorization", auth)
+            .send()
+            .await?
+            .error_for_status()
+            .map(|_| ())
+    };
+    let delivered_before = receiver_log.verified().len();
+    let mut sent = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let open = loop {
+        let h = health().await?;
+        if h["state"] != "closed" {
+            break h;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the breaker did not open".into());
+        }
+        if sent < 6 {
+            send_test().await?;
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!(
+        "   after {} consecutive failed attempts the breaker is {}: events are parked, not retried",
+        open["consecutive_failures"],
+        open["state"].as_str().unwrap_or("?")
+    );
+    for _ in 0..3 {
+        send_test().await?;
+        sent += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let parked = health().await?;
+    println!(
+        "   3 more events while it is down go straight to the ParkedEventsTable: GET /webhooks/{id} says parked_events = {}",
+        parked["parked_events"]
+    );
+
+    println!(
+        "\n7. It comes back; the prober probes it with its oldest parked event, the breaker closes and the parked events drain:"
+    );
+    receiver_log.set_outage(false);
+    receiver_log
+        .wait_for(delivered_before + sent, Duration::from_secs(90))
+        .await?;
+    let healed = health().await?;
+    println!(
+        "   all {sent} events delivered; breaker {}, parked_events = {}",
+        healed["state"].as_str().unwrap_or("?"),
+        healed["parked_events"]
+    );
     Ok(())
 }

@@ -443,7 +443,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         "none only in the DLQ: {dead_lettered:?}"
     );
     assert!(
-        back.received().len() > 0,
+        !back.received().is_empty(),
         "the receiver that came back was tried"
     );
     assert_eq!(accepted.bad_signatures, 0);
