@@ -948,3 +948,28 @@ async fn two_instances_failing_one_endpoint_at_once_open_one_breaker_with_an_exa
     );
     assert!(parked > 0);
 }
+
+#[tokio::test]
+async fn a_drain_or_recover_never_deletes_an_event_parked_again_meanwhile() {
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(500));
+    let mut fx = Fixture::new().await;
+    fx.config.schedule = RetrySchedule::parse("").unwrap();
+    let sub = fx.subscribe(&receiver.url("/")).await;
+    let (failed, tally) = run(&fx.delivery(), vec![fx.event_for(&sub).1]).await;
+    assert!(failed.is_empty() && tally.exhausted == 1);
+    let read = fx.parked_events(&sub).await.remove(0);
+    let parked = ParkedEvents::new(fx.dynamo.clone(), fx.config.parked_events_table.clone());
+
+    // The re-sent copy was parked again (same key, later parked_at) before
+    // the sender deleted the copy it had read: the delete leaves it.
+    let mut again = read.clone();
+    again.parked_at = read.parked_at + chrono::Duration::milliseconds(5);
+    again.status = ParkedStatus::Parked;
+    parked.put(&again).await.unwrap();
+    assert_eq!(parked.delete_sent(&[&read]).await, 0);
+    assert_eq!(fx.parked_events(&sub).await, vec![again.clone()]);
+    // The copy as read is deleted.
+    assert_eq!(parked.delete_sent(&[&again]).await, 0);
+    assert!(fx.parked_events(&sub).await.is_empty());
+}

@@ -1,7 +1,8 @@
 //! Parked and failed events back on the DeliveryQueue: the prober's drain
 //! after a recovery and the API's `recover` both send first and delete
 //! after, so a crash in between gives a duplicate with the same
-//! `webhook-id`, never a loss.
+//! `webhook-id`, never a loss; a delete only removes the copy that was
+//! read, so an event parked again meanwhile stays parked.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -53,7 +54,7 @@ impl Requeuer {
         delay_of: impl Fn(usize) -> u32,
     ) -> RequeueReport {
         let mut report = RequeueReport::default();
-        let mut sent_keys = Vec::with_capacity(events.len());
+        let mut sent: Vec<&ParkedEvent> = Vec::with_capacity(events.len());
         let numbered: Vec<(usize, &ParkedEvent)> = events.iter().enumerate().collect();
         for chunk in numbered.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
@@ -72,7 +73,7 @@ impl Requeuer {
                     .build()
                     .expect("id and body are set");
                 entries.push(entry);
-                keys.push((i.to_string(), event.event_key.clone()));
+                keys.push((i.to_string(), *event));
             }
             if entries.is_empty() {
                 continue;
@@ -88,8 +89,8 @@ impl Requeuer {
             {
                 Ok(out) => {
                     for ok in &out.successful {
-                        if let Some((_, key)) = keys.iter().find(|(id, _)| *id == ok.id) {
-                            sent_keys.push(key.clone());
+                        if let Some((_, event)) = keys.iter().find(|(id, _)| *id == ok.id) {
+                            sent.push(event);
                         }
                     }
                     report.not_sent += out.failed.len();
@@ -100,8 +101,8 @@ impl Requeuer {
                 }
             }
         }
-        report.sent = sent_keys.len();
-        report.not_deleted = self.parked.delete_all(subscription_id, &sent_keys).await;
+        report.sent = sent.len();
+        report.not_deleted = self.parked.delete_sent(&sent).await;
         report
     }
 }

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Select, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
@@ -306,54 +307,60 @@ impl ParkedEvents {
         }
     }
 
-    /// Deletes the events with these sort keys (after they were sent back
-    /// to the DeliveryQueue). Returns how many could not be deleted; they
-    /// are sent again later, with the same `webhook-id`.
-    pub async fn delete_all(&self, subscription_id: &str, keys: &[String]) -> usize {
-        let mut undeleted = 0;
-        for chunk in keys.chunks(25) {
-            let requests: Vec<WriteRequest> = chunk
-                .iter()
-                .filter_map(|k| {
-                    DeleteRequest::builder()
-                        .key("subscription_id", s(subscription_id))
-                        .key("event_key", s(k))
-                        .build()
-                        .ok()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect();
-            let mut pending = Some(requests);
-            let mut tries = 0;
-            while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
-                tries += 1;
-                let count = requests.len();
-                match self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                {
-                    Ok(out) => {
-                        let left = out
-                            .unprocessed_items
-                            .and_then(|mut m| m.remove(&self.table))
-                            .unwrap_or_default();
-                        if tries >= 3 {
-                            undeleted += left.len();
-                        } else {
-                            pending = Some(left);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %self.err("BatchWriteItem", e), subscription_id, "parked events not deleted");
-                        undeleted += count;
-                    }
-                }
+    /// Deletes `events` (after they were sent back to the DeliveryQueue),
+    /// each only if it is still the copy that was read: an event parked
+    /// again meanwhile (its breaker reopened and the re-sent copy was
+    /// parked under the same key, with a new `parked_at`) stays. Returns
+    /// how many could not be deleted for another reason; they are sent
+    /// again later, with the same `webhook-id`.
+    pub async fn delete_sent(&self, events: &[&ParkedEvent]) -> usize {
+        // Owned items into an async fn: a closure over borrowed ones makes
+        // the future not `Send` (rust-lang/rust#102211).
+        let owned: Vec<(String, String, DateTime<Utc>)> = events
+            .iter()
+            .map(|e| (e.subscription_id.clone(), e.event_key.clone(), e.parked_at))
+            .collect();
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(owned)
+            .map(|(sub, key, parked_at)| self.delete_unchanged(sub, key, parked_at))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results
+            .into_iter()
+            .filter_map(Result::err)
+            .inspect(|e| tracing::error!(error = %e, "parked event not deleted"))
+            .count()
+    }
+
+    /// Deletes the event if its `parked_at` is still `parked_at`.
+    async fn delete_unchanged(
+        &self,
+        subscription_id: String,
+        event_key: String,
+        parked_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let parked_at = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(parked_at)
+            .map_err(|e| self.mapping(&event_key, e))?;
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("subscription_id", s(&subscription_id))
+            .key("event_key", s(&event_key))
+            .condition_expression("parked_at = :parked_at")
+            .expression_attribute_values(":parked_at", parked_at)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
             }
+            Err(e) => Err(self.err("DeleteItem", e)),
         }
-        undeleted
     }
 
     /// Deletes one event.
