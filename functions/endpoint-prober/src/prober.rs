@@ -235,7 +235,14 @@ impl Prober {
             return;
         };
         let Some(mut msg) = DeliveryMessage::parse(&event.message) else {
-            tracing::error!(subscription_id = id, event_key = %event.event_key, "parked message does not parse");
+            // Kept for the customer to see, out of the probe's way; the
+            // next probe takes the next event.
+            tracing::error!(subscription_id = id, event_key = %event.event_key, "parked message does not parse: kept as failed");
+            let mut failed = event.clone();
+            failed.status = ParkedStatus::Failed;
+            if let Err(e) = self.parked.put(&failed).await {
+                Self::error(report, id, "unreadable parked event not set aside", &e);
+            }
             report.errors += 1;
             return;
         };
@@ -284,6 +291,13 @@ impl Prober {
                 return;
             }
             Err(e) => return Self::error(report, id, "drain not claimed", &e),
+        }
+        if sub.is_disabled() {
+            // Drained once enabled.
+            if let Err(e) = self.store.finish_drain(company, id, until).await {
+                Self::error(report, id, "drain not ended", &e);
+            }
+            return;
         }
         let rate = self.drain_rate.max(1);
         let window_secs = u32::try_from(self.drain_window.num_seconds().max(1)).unwrap_or(1);

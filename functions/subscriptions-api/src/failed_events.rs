@@ -18,6 +18,8 @@ use crate::views::{FailedEventListView, FailedEventView, RecoverView, json_respo
 
 /// Default page size of `GET /webhooks/{id}/failed-events`.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// Payload bytes past which a `failed-events` page ends early.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Most events one `recover` call re-queues; a continuation token covers
 /// the rest.
 pub const RECOVER_BATCH: usize = 100;
@@ -128,8 +130,19 @@ impl App {
             )
             .await
             .map_err(|e| ApiError::store(e, "parked events"))?;
-        let next_cursor = match page.items.last() {
-            Some(last) if page.has_more => Some(self.config.cursors.encode(
+        // A page stays well inside Lambda's 6 MB response limit, however
+        // large the payloads: past MAX_PAGE_BYTES the rest is the next page.
+        let (mut items, mut has_more) = (page.items, page.has_more);
+        let mut bytes = 0;
+        if let Some(cut) = items.iter().position(|e| {
+            bytes += e.message.len();
+            bytes > MAX_PAGE_BYTES
+        }) {
+            items.truncate(cut.max(1));
+            has_more = true;
+        }
+        let next_cursor = match items.last() {
+            Some(last) if has_more => Some(self.config.cursors.encode(
                 &scope,
                 &CursorPosition {
                     after: last.event_key.clone(),
@@ -139,8 +152,8 @@ impl App {
             _ => None,
         };
         let view = FailedEventListView {
-            data: page.items.iter().map(FailedEventView::of).collect(),
-            has_more: page.has_more,
+            data: items.iter().map(FailedEventView::of).collect(),
+            has_more,
             next_cursor,
         };
         Ok(json_response(StatusCode::OK, &view))

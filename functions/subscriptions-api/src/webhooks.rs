@@ -422,6 +422,11 @@ impl App {
                     // (a disabled subscription drains once enabled).
                     if sub.health.is_failing() || sub.parks_events() {
                         sub.health.reset_for_drain(now);
+                        if sub.is_disabled() {
+                            // Drained once enabled.
+                            sub.health.probe_lane = None;
+                            sub.health.next_probe_at = None;
+                        }
                     }
                 }
                 if let Some(d) = &description {

@@ -236,6 +236,16 @@ impl Delivery {
             return Ok(());
         };
         let probe = msg.probe.is_some();
+        if probe && sub.is_disabled() {
+            // Disabled since the probe was sent: its event stays parked.
+            tracing::info!(
+                idempotency_key = key,
+                subscription_id,
+                "probe of a disabled subscription dropped"
+            );
+            count(|t| t.dropped += 1);
+            return Ok(());
+        }
         if !probe && sub.parks_events() {
             self.park(&msg, ParkedStatus::Parked).await?;
             count(|t| t.parked += 1);

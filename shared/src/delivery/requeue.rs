@@ -8,10 +8,13 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::delivery::message::group_id;
-use crate::storage::parked::{ParkedEvent, ParkedEvents};
+use crate::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
 
 /// Longest delay SQS applies to a message, in seconds.
 pub const MAX_DELAY_SECONDS: u32 = 900;
+/// Most message bytes in one `SendMessageBatch` (SQS's limit for the whole
+/// batch is 256 KiB).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// What a requeue did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,25 +58,46 @@ impl Requeuer {
     ) -> RequeueReport {
         let mut report = RequeueReport::default();
         let mut sent: Vec<&ParkedEvent> = Vec::with_capacity(events.len());
-        let numbered: Vec<(usize, &ParkedEvent)> = events.iter().enumerate().collect();
-        for chunk in numbered.chunks(10) {
-            let mut entries = Vec::with_capacity(chunk.len());
-            let mut keys = Vec::with_capacity(chunk.len());
-            for (i, event) in chunk {
-                let Some(msg) = event.requeued() else {
-                    tracing::error!(subscription_id, event_key = %event.event_key, "parked message does not parse: left in the table");
-                    report.unreadable += 1;
-                    continue;
-                };
+        // Batches of at most ten entries and MAX_BATCH_BYTES of bodies.
+        let mut batches: Vec<Vec<(usize, &ParkedEvent, String)>> = Vec::new();
+        let mut bytes = 0;
+        for (i, event) in events.iter().enumerate() {
+            let Some(msg) = event.requeued() else {
+                // Set aside as failed: kept for the customer to see, and
+                // out of the way of the events after it.
+                tracing::error!(subscription_id, event_key = %event.event_key, "parked message does not parse: kept as failed");
+                let mut failed = event.clone();
+                failed.status = ParkedStatus::Failed;
+                if let Err(e) = self.parked.put(&failed).await {
+                    tracing::error!(subscription_id, error = %e, "unreadable parked event not set aside");
+                }
+                report.unreadable += 1;
+                continue;
+            };
+            let body = msg.to_body();
+            let full = batches
+                .last()
+                .is_none_or(|b| b.len() == 10 || bytes + body.len() > MAX_BATCH_BYTES);
+            if full {
+                batches.push(Vec::with_capacity(10));
+                bytes = 0;
+            }
+            bytes += body.len();
+            batches.last_mut().expect("a batch").push((i, event, body));
+        }
+        for batch in batches {
+            let mut entries = Vec::with_capacity(batch.len());
+            let mut keys = Vec::with_capacity(batch.len());
+            for (i, event, body) in batch {
                 let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_group_id(group_id(&event.company_id))
-                    .message_body(msg.to_body())
-                    .delay_seconds(i32::try_from(delay_of(*i).min(MAX_DELAY_SECONDS)).unwrap_or(0))
+                    .message_body(body)
+                    .delay_seconds(i32::try_from(delay_of(i).min(MAX_DELAY_SECONDS)).unwrap_or(0))
                     .build()
                     .expect("id and body are set");
                 entries.push(entry);
-                keys.push((i.to_string(), *event));
+                keys.push((i.to_string(), event));
             }
             if entries.is_empty() {
                 continue;

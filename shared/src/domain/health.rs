@@ -44,6 +44,11 @@ impl BreakerState {
     }
 }
 
+/// How long after a breaker closes (or a subscription is enabled) its
+/// drain starts: longer than the delivery function's subscription cache, so
+/// events that instances with a stale copy still park are drained too.
+pub const DRAIN_START_DELAY: chrono::Duration = chrono::Duration::seconds(10);
+
 /// Which of the prober's two jobs a subscription waits for; the partition
 /// key of the sparse `ProbeIndex`, present only while there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +139,7 @@ impl Health {
             last_success_at: self.last_success_at,
             last_failure: self.last_failure.clone(),
             probe_lane: Some(ProbeLane::Drain),
-            next_probe_at: Some(now.timestamp_millis()),
+            next_probe_at: Some((now + DRAIN_START_DELAY).timestamp_millis()),
             ..Self::default()
         };
     }
@@ -171,7 +176,10 @@ mod tests {
         assert!(!h.is_failing());
         assert_eq!(h.breaker, BreakerState::Closed);
         assert_eq!(h.probe_lane, Some(ProbeLane::Drain));
-        assert_eq!(h.next_probe_at, Some(now.timestamp_millis()));
+        assert_eq!(
+            h.next_probe_at,
+            Some((now + DRAIN_START_DELAY).timestamp_millis())
+        );
         assert!(h.last_failure.is_some());
     }
 }

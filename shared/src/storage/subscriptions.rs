@@ -18,7 +18,7 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
-use crate::domain::health::{BreakerState, LastFailure, ProbeLane};
+use crate::domain::health::{BreakerState, DRAIN_START_DELAY, LastFailure, ProbeLane};
 use crate::domain::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
 
 type Item = HashMap<String, AttributeValue>;
@@ -568,7 +568,8 @@ impl SubscriptionStore {
     }
 
     /// Closes an open or half-open breaker after a successful probe: the
-    /// streak ends and its parked events are due to drain now. `Some` only
+    /// streak ends and its parked events are due to drain after
+    /// [`DRAIN_START_DELAY`]. Only an active subscription's. `Some` only
     /// for the call that closed it.
     pub async fn close_breaker(
         &self,
@@ -582,11 +583,13 @@ impl SubscriptionStore {
                  next_probe_at = :due, version = version + :one \
                  REMOVE failing_since, breaker, breaker_opened_at, probe_attempts",
             )
-            .condition_expression("breaker IN (:open, :half_open)")
+            .condition_expression("#status = :active AND breaker IN (:open, :half_open)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":active", s(SubscriptionStatus::Active.as_str()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now", time_value(now))
             .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
-            .expression_attribute_values(":due", n(now.timestamp_millis()))
+            .expression_attribute_values(":due", n((now + DRAIN_START_DELAY).timestamp_millis()))
             .expression_attribute_values(":open", s(BreakerState::Open.as_str()))
             .expression_attribute_values(":half_open", s(BreakerState::HalfOpen.as_str()))
         })
@@ -738,7 +741,14 @@ impl SubscriptionStore {
                 .await
                 .map_err(|e| self.dynamo_err("Query", e))?;
             for item in out.items.unwrap_or_default() {
-                found.push(self.decode_item::<Subscription>(item)?);
+                // One item that does not decode must not stop the lane for
+                // every other subscription.
+                match self.decode_item::<Subscription>(item) {
+                    Ok(sub) => found.push(sub),
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipped an undecodable subscription in the probe index")
+                    }
+                }
             }
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if found.len() >= limit || start.is_none() {
