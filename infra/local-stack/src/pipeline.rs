@@ -238,14 +238,12 @@ impl Pipeline {
         for schedule in self.stack.schedules.iter().filter(|s| s.enabled) {
             for target in &schedule.targets {
                 if target != ids::PROBER_FUNCTION {
-                    return Err(PipelineError::Mapping {
-                        uuid: schedule.rule.clone(),
-                        function: target.clone(),
-                        problem: format!(
-                            "no local handler for the schedule {}",
-                            schedule.expression
-                        ),
-                    });
+                    tracing::warn!(
+                        rule = %schedule.rule,
+                        function = %target,
+                        "schedule deployed; the function has no local scheduled handler"
+                    );
+                    continue;
                 }
                 let Some(every) = self
                     .schedule_interval

@@ -74,7 +74,7 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         delivery.environment["RETRY_SCHEDULE"],
         "5s,5m,30m,2h,5h,10h,10h"
     );
-    assert_eq!(stack.functions.len(), 4);
+    assert_eq!(stack.functions.len(), 5);
 
     // The mappings are Lambda's, with the template's settings.
     let streams: Vec<_> = stack.mappings_of(ids::INGEST_FUNCTION).collect();
@@ -108,14 +108,14 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
 }
 
 #[tokio::test]
-async fn a_changed_batch_size_and_a_new_schedule_reach_the_runner_without_code() {
+async fn a_changed_batch_size_and_schedule_reach_the_runner_without_code() {
     // The stream mapping takes 3 records per batch instead of 500, and the
-    // redrive function gets a schedule.
+    // prober's schedule runs every 5 minutes instead of every minute.
     let template = edited_template(&[
         ("      BatchSize: 500\n", "      BatchSize: 3\n"),
         (
-            "      Timeout: 300\n",
-            "      Timeout: 300\n      Events:\n        Sweep:\n          Type: Schedule\n          Properties:\n            Schedule: rate(5 minutes)\n",
+            "            Schedule: rate(1 minute)\n",
+            "            Schedule: rate(5 minutes)\n",
         ),
     ]);
     let mut config = stack::pipeline_config(&[("StreamBatchingWindowSeconds", "0")], &[]);
@@ -125,7 +125,7 @@ async fn a_changed_batch_size_and_a_new_schedule_reach_the_runner_without_code()
     let schedules = &pipeline.stack.schedules;
     assert_eq!(schedules.len(), 1, "{schedules:?}");
     assert_eq!(schedules[0].expression, "rate(5 minutes)");
-    assert_eq!(schedules[0].targets, [ids::REDRIVE_FUNCTION]);
+    assert_eq!(schedules[0].targets, [ids::PROBER_FUNCTION]);
 
     // The runner invokes ingest with at most 3 records: the transitions of
     // 4 jobs written at once take at least ceil(n / 3) invocations.
