@@ -45,6 +45,7 @@ impl Running {
     async fn start(parameters: &[(&str, &str)], url: &str) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("info,aws=warn,hyper=warn")
+            .with_test_writer()
             .try_init();
         let sdk = emulator::sdk_config().await;
         let mut config = stack::pipeline_config(
