@@ -18,9 +18,16 @@ async fn main() -> Result<(), Error> {
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_eventbridge::Client::new(&sdk),
     ));
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prober = Arc::clone(&prober);
-        async move { Ok::<_, Error>(prober.handle().await) }
+        async move {
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Ok::<_, Error>(prober.handle(std::time::Instant::now() + left).await)
+        }
     }))
     .await
 }

@@ -18,6 +18,10 @@ use crate::config::ProberConfig;
 /// Reason recorded on subscriptions the prober disables.
 pub const DISABLED_REASON: &str = "endpoint failed continuously for DisableAfterSeconds";
 
+/// A run stops taking new subscriptions this long before its deadline, so
+/// the one in hand finishes (a drain's sends and deletes) inside it.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Parked events counted for operational events, at most.
 const PARKED_COUNT_CAP: u64 = 10_000;
 
@@ -36,6 +40,8 @@ pub struct ProberReport {
     pub drains_finished: u64,
     /// Due subscriptions another run had already claimed.
     pub skipped: u64,
+    /// Due subscriptions left for the next run because the deadline was near.
+    pub deferred: u64,
     /// Reads, writes or sends that failed (retried on a later run).
     pub errors: u64,
 }
@@ -98,16 +104,23 @@ impl Prober {
         }
     }
 
-    /// One scheduled invocation: runs and emits its metrics.
-    pub async fn handle(&self) -> ProberReport {
-        let report = self.run(Utc::now()).await;
+    /// One scheduled invocation that must end by `deadline`: runs and
+    /// emits its metrics.
+    pub async fn handle(&self, deadline: std::time::Instant) -> ProberReport {
+        let report = self.run(Utc::now(), Some(deadline)).await;
         report.metrics().emit("endpoint-prober");
         report
     }
 
-    /// One run at `now`.
-    pub async fn run(&self, now: DateTime<Utc>) -> ProberReport {
+    /// One run at `now`; with a `deadline`, subscriptions not started
+    /// [`DEADLINE_MARGIN`] before it wait for the next run.
+    pub async fn run(
+        &self,
+        now: DateTime<Utc>,
+        deadline: Option<std::time::Instant>,
+    ) -> ProberReport {
         let mut report = ProberReport::default();
+        let near = || deadline.is_some_and(|d| std::time::Instant::now() + DEADLINE_MARGIN >= d);
         match self
             .store
             .due(ProbeLane::Probe, now, self.max_per_run)
@@ -115,6 +128,10 @@ impl Prober {
         {
             Ok(due) => {
                 for sub in due {
+                    if near() {
+                        report.deferred += 1;
+                        continue;
+                    }
                     self.probe_or_disable(&sub, now, &mut report).await;
                 }
             }
@@ -130,6 +147,10 @@ impl Prober {
         {
             Ok(due) => {
                 for sub in due {
+                    if near() {
+                        report.deferred += 1;
+                        continue;
+                    }
                     self.drain(&sub, now, &mut report).await;
                 }
             }

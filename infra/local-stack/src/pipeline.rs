@@ -390,7 +390,9 @@ async fn run_every(
             return;
         }
         let invoked = std::time::Instant::now();
-        let report = prober.run(chrono::Utc::now()).await;
+        // Like the template's 60 s function timeout.
+        let deadline = invoked + Duration::from_secs(60);
+        let report = prober.run(chrono::Utc::now(), Some(deadline)).await;
         invocations.record(ids::PROBER_FUNCTION, invoked.elapsed(), &report.metrics());
     }
 }
