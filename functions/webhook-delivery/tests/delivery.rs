@@ -115,22 +115,19 @@ impl Fixture {
         (proxy, delivery)
     }
 
-    /// A delivery handler whose DynamoDB calls go one at a time through a
-    /// proxy: DynamoDB isolates each conditional write, the emulator does
-    /// not (it runs them on parallel threads), so racing handlers need
-    /// their calls serialised to see DynamoDB's semantics.
-    async fn delivery_serialised(&self) -> (AwsProxy, Delivery) {
-        let proxy = AwsProxy::start(emulator::endpoint());
-        proxy.one_at_a_time();
+    /// A delivery handler whose DynamoDB calls go through `proxy`, which
+    /// forwards one call at a time: DynamoDB isolates each write, the
+    /// emulator does not (it runs them on parallel threads), so racing
+    /// handlers need their calls serialised, all through one proxy, to see
+    /// DynamoDB's semantics.
+    async fn delivery_serialised(&self, proxy: &AwsProxy) -> Delivery {
         let sdk = emulator::sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)
                 .endpoint_url(proxy.endpoint())
                 .build(),
         );
-        let delivery =
-            Delivery::new(&self.config, dynamo, self.sqs.clone(), self.events.clone()).unwrap();
-        (proxy, delivery)
+        Delivery::new(&self.config, dynamo, self.sqs.clone(), self.events.clone()).unwrap()
     }
 
     async fn subscribe(&self, url: &str) -> Subscription {
@@ -913,8 +910,10 @@ async fn two_instances_failing_one_endpoint_at_once_open_one_breaker_with_an_exa
     fx.config.breaker.min_failing = Duration::ZERO;
     fx.config.cache_ttl = Duration::from_secs(60);
     let sub = fx.subscribe(&receiver.url("/")).await;
-    let (_proxy_a, a) = fx.delivery_serialised().await;
-    let (_proxy_b, b) = fx.delivery_serialised().await;
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.one_at_a_time();
+    let a = fx.delivery_serialised(&proxy).await;
+    let b = fx.delivery_serialised(&proxy).await;
     let batch = || (0..8).map(|_| fx.event_for(&sub).1).collect::<Vec<_>>();
     let ((failed_a, tally_a), (failed_b, tally_b)) =
         tokio::join!(run(&a, batch()), run(&b, batch()));
