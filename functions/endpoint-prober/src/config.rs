@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use shared::config::{ConfigError, Vars};
 use shared::delivery::breaker::BreakerPolicy;
-use shared::delivery::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+use shared::delivery::retry::RetrySchedule;
 
 /// Settings of the prober.
 #[derive(Debug, Clone)]
@@ -41,11 +41,7 @@ impl ProberConfig {
 
     /// Reads the configuration from `vars`.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let schedule_text = vars
-            .optional("RETRY_SCHEDULE")
-            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
-        let schedule = RetrySchedule::parse(&schedule_text)
-            .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
+        let schedule = RetrySchedule::from_vars(vars)?;
         Ok(Self {
             subscriptions_table: vars.required("SUBSCRIPTIONS_TABLE")?,
             parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shared::config::{ConfigError, Vars};
 use shared::delivery::breaker::BreakerPolicy;
-use shared::delivery::retry::{DEFAULT_SCHEDULE, RetrySchedule};
+use shared::delivery::retry::RetrySchedule;
 use shared::target_guard::allow_list::AllowList;
 
 /// Settings of the delivery function.
@@ -58,11 +58,7 @@ impl DeliveryConfig {
     /// Reads the configuration from `vars` (the local stack passes the
     /// environment CloudFormation resolved for the function).
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let schedule_text = vars
-            .optional("RETRY_SCHEDULE")
-            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
-        let schedule = RetrySchedule::parse(&schedule_text)
-            .map_err(|e| ConfigError::new("RETRY_SCHEDULE", e.to_string()))?;
+        let schedule = RetrySchedule::from_vars(vars)?;
         let millis = |var, default| {
             vars.parse_in_range(var, default, 100u64, 60_000)
                 .map(Duration::from_millis)

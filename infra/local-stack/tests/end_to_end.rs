@@ -57,6 +57,18 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Records a verified request as accepted (204), or a bad signature (401).
+    fn accept(&self, req: &Received) -> Reply {
+        let Some(event) = self.verify(req) else {
+            self.accepted.lock().unwrap().bad_signatures += 1;
+            return Reply::status(401);
+        };
+        let id = req.header("webhook-id").unwrap_or_default().to_owned();
+        self.accepted.lock().unwrap().events.push((event, id));
+        self.changed.notify_waiters();
+        Reply::status(204)
+    }
+
     /// Verifies a request; returns the event it carries.
     fn verify(&self, req: &Received) -> Option<EventId> {
         req.verified_job_event(|sub| {
@@ -83,14 +95,7 @@ async fn flaky(ledger: &Arc<Ledger>, seed: u64) -> Receiver {
         if roll < FAILURE_RATE {
             return Reply::Drop;
         }
-        let Some(event) = ledger.verify(req) else {
-            ledger.accepted.lock().unwrap().bad_signatures += 1;
-            return Reply::status(401);
-        };
-        let id = req.header("webhook-id").unwrap_or_default().to_owned();
-        ledger.accepted.lock().unwrap().events.push((event, id));
-        ledger.changed.notify_waiters();
-        Reply::status(204)
+        ledger.accept(req)
     });
     receiver
 }
@@ -104,14 +109,7 @@ async fn back_after_outage(ledger: &Arc<Ledger>) -> Receiver {
         if started.elapsed() < OUTAGE {
             return Reply::status(503);
         }
-        let Some(event) = ledger.verify(req) else {
-            ledger.accepted.lock().unwrap().bad_signatures += 1;
-            return Reply::status(401);
-        };
-        let id = req.header("webhook-id").unwrap_or_default().to_owned();
-        ledger.accepted.lock().unwrap().events.push((event, id));
-        ledger.changed.notify_waiters();
-        Reply::status(204)
+        ledger.accept(req)
     });
     receiver
 }

@@ -48,6 +48,15 @@ fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 impl RetrySchedule {
+    /// `RETRY_SCHEDULE` from `vars`, [`DEFAULT_SCHEDULE`] when unset.
+    pub fn from_vars(vars: &crate::config::Vars) -> Result<Self, crate::config::ConfigError> {
+        let text = vars
+            .optional("RETRY_SCHEDULE")
+            .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
+        Self::parse(&text)
+            .map_err(|e| crate::config::ConfigError::new("RETRY_SCHEDULE", e.to_string()))
+    }
+
     /// Parses `"5s,5m,30m,2h"`; an empty text means no retries.
     pub fn parse(text: &str) -> Result<Self, ScheduleError> {
         let delays = text

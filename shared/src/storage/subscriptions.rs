@@ -486,6 +486,21 @@ impl SubscriptionStore {
         }
     }
 
+    /// `failure` as the `last_failure` map attribute.
+    fn failure_value(
+        &self,
+        subscription_id: &str,
+        failure: &LastFailure,
+    ) -> Result<AttributeValue, StoreError> {
+        serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure).map_err(|source| {
+            StoreError::Mapping {
+                key: subscription_id.to_owned(),
+                table: self.table.clone(),
+                source,
+            }
+        })
+    }
+
     /// Counts one failed attempt atomically (concurrent instances never
     /// lose a count) and starts the streak if none is running. Returns the
     /// subscription as stored afterwards.
@@ -495,14 +510,7 @@ impl SubscriptionStore {
         subscription_id: &str,
         failure: &LastFailure,
     ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value =
-            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure).map_err(|source| {
-                StoreError::Mapping {
-                    key: subscription_id.to_owned(),
-                    table: self.table.clone(),
-                    source,
-                }
-            })?;
+        let failure_value = self.failure_value(subscription_id, failure)?;
         self.update_if(company_id, subscription_id, |u| {
             u.update_expression(
                 "SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, \
@@ -605,14 +613,7 @@ impl SubscriptionStore {
         failure: &LastFailure,
         probe_at: DateTime<Utc>,
     ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value =
-            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(failure).map_err(|source| {
-                StoreError::Mapping {
-                    key: subscription_id.to_owned(),
-                    table: self.table.clone(),
-                    source,
-                }
-            })?;
+        let failure_value = self.failure_value(subscription_id, failure)?;
         self.update_if(company_id, subscription_id, |u| {
             u.update_expression(
                 "SET breaker = :open, next_probe_at = :probe_at, last_failure = :failure, \
