@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::filters::Filters;
 use crate::domain::health::Health;
+use crate::signing::SigningKeys;
+use crate::signing::sealed::{
+    EmptyKeyring, Keyring, OpenError, ResealError, SecretOwner, StoredSecret,
+};
 use crate::signing::secret::WebhookSecret;
 
 /// Prefix of every subscription id.
@@ -68,12 +72,13 @@ pub struct Subscription {
     pub filters: Filters,
     /// Active or archived.
     pub status: SubscriptionStatus,
-    /// Current signing secret.
-    pub secret: WebhookSecret,
+    /// Current signing secret, sealed (items written before encryption at
+    /// rest hold it in the clear until their next write).
+    pub secret: StoredSecret,
     /// The secret before the last rotation, valid until
-    /// `previous_secret_expires_at`.
+    /// `previous_secret_expires_at`, sealed like `secret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_secret: Option<WebhookSecret>,
+    pub previous_secret: Option<StoredSecret>,
     /// End of the rotation grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -113,16 +118,32 @@ pub struct NewSubscription {
 }
 
 impl Subscription {
-    /// A new active subscription with a fresh id and secret.
-    pub fn create(company_id: &str, new: NewSubscription, now: DateTime<Utc>) -> Self {
-        Self {
+    /// A new active subscription with a fresh id and secret, sealed with
+    /// the keyring's newest version; the secret is returned in the clear
+    /// once, for the create response.
+    pub fn create(
+        company_id: &str,
+        new: NewSubscription,
+        now: DateTime<Utc>,
+        keyring: &Keyring,
+    ) -> Result<(Self, WebhookSecret), EmptyKeyring> {
+        let subscription_id = new_subscription_id();
+        let secret = WebhookSecret::generate();
+        let sealed = keyring.seal(
+            &secret,
+            SecretOwner {
+                company_id,
+                subscription_id: &subscription_id,
+            },
+        )?;
+        let sub = Self {
             company_id: company_id.to_owned(),
-            subscription_id: new_subscription_id(),
+            subscription_id,
             url: new.url,
             description: new.description,
             filters: new.filters,
             status: SubscriptionStatus::Active,
-            secret: WebhookSecret::generate(),
+            secret: StoredSecret::Sealed(sealed),
             previous_secret: None,
             previous_secret_expires_at: None,
             created_at: now,
@@ -133,6 +154,15 @@ impl Subscription {
             disabled_reason: None,
             health: Health::default(),
             version: 1,
+        };
+        Ok((sub, secret))
+    }
+
+    /// The associated data its secrets are sealed for.
+    pub fn secret_owner(&self) -> SecretOwner<'_> {
+        SecretOwner {
+            company_id: &self.company_id,
+            subscription_id: &self.subscription_id,
         }
     }
 
@@ -166,9 +196,18 @@ impl Subscription {
         was_disabled
     }
 
-    /// Replaces the secret; the old one stays valid for `grace`.
-    pub fn rotate_secret(&mut self, grace: Duration, now: DateTime<Utc>) {
-        let old = std::mem::replace(&mut self.secret, WebhookSecret::generate());
+    /// Replaces the secret with a fresh one, sealed with the keyring's
+    /// newest version; the old one stays valid for `grace`. Returns the new
+    /// secret in the clear, for the rotate response.
+    pub fn rotate_secret(
+        &mut self,
+        grace: Duration,
+        now: DateTime<Utc>,
+        keyring: &Keyring,
+    ) -> Result<WebhookSecret, EmptyKeyring> {
+        let secret = WebhookSecret::generate();
+        let sealed = keyring.seal(&secret, self.secret_owner())?;
+        let old = std::mem::replace(&mut self.secret, StoredSecret::Sealed(sealed));
         if grace > Duration::zero() {
             self.previous_secret = Some(old);
             self.previous_secret_expires_at = Some(now + grace);
@@ -176,18 +215,71 @@ impl Subscription {
             self.previous_secret = None;
             self.previous_secret_expires_at = None;
         }
+        Ok(secret)
     }
 
-    /// The secrets a delivery at `now` must be signed with: the current one,
-    /// plus the previous one while its grace period lasts.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&WebhookSecret> {
-        let mut secrets = vec![&self.secret];
-        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at)
-            && now < until
-        {
-            secrets.push(prev);
+    /// The previous secret while its grace period lasts at `now`.
+    fn previous_in_grace(&self, now: DateTime<Utc>) -> Option<(&StoredSecret, DateTime<Utc>)> {
+        match (&self.previous_secret, self.previous_secret_expires_at) {
+            (Some(prev), Some(until)) if now < until => Some((prev, until)),
+            _ => None,
         }
-        secrets
+    }
+
+    /// The secrets a delivery at `now` must be signed with, decrypted: the
+    /// current one, plus the previous one while its grace period lasts.
+    pub fn signing_secrets(
+        &self,
+        keyring: &Keyring,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebhookSecret>, OpenError> {
+        let owner = self.secret_owner();
+        let mut secrets = vec![keyring.open_stored(&self.secret, owner)?];
+        if let Some((prev, _)) = self.previous_in_grace(now) {
+            secrets.push(keyring.open_stored(prev, owner)?);
+        }
+        Ok(secrets)
+    }
+
+    /// Its secrets decrypted into signing keys, for a cache that signs many
+    /// deliveries: the previous one keeps its grace end and drops out of
+    /// the signature when that passes.
+    pub fn signing_keys(
+        &self,
+        keyring: &Keyring,
+        now: DateTime<Utc>,
+    ) -> Result<SigningKeys, OpenError> {
+        let owner = self.secret_owner();
+        let current = keyring.open_stored(&self.secret, owner)?;
+        let previous = match self.previous_in_grace(now) {
+            Some((prev, until)) => Some((keyring.open_stored(prev, owner)?, until)),
+            None => None,
+        };
+        Ok(SigningKeys::new(
+            &current,
+            previous.as_ref().map(|(s, t)| (s, *t)),
+        ))
+    }
+
+    /// Seals its secrets with the keyring's newest version (those in the
+    /// clear, and those of an older version). Returns whether any changed.
+    pub fn reseal_secrets(&mut self, keyring: &Keyring) -> Result<bool, ResealError> {
+        let owner = SecretOwner {
+            company_id: &self.company_id,
+            subscription_id: &self.subscription_id,
+        };
+        let mut changed = keyring.reseal(&mut self.secret, owner)?;
+        if let Some(prev) = self.previous_secret.as_mut() {
+            changed |= keyring.reseal(prev, owner)?;
+        }
+        Ok(changed)
+    }
+
+    /// Whether a secret of it is stored in the clear.
+    pub fn has_plaintext_secret(&self) -> bool {
+        std::iter::once(&self.secret)
+            .chain(&self.previous_secret)
+            .any(|s| matches!(s, StoredSecret::Plaintext(_)))
     }
 
     /// Archives it with a reason.
@@ -222,7 +314,7 @@ pub fn is_subscription_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn sample(now: DateTime<Utc>) -> Subscription {
+    fn sample(now: DateTime<Utc>, keyring: &Keyring) -> Subscription {
         Subscription::create(
             "acme",
             NewSubscription {
@@ -231,7 +323,10 @@ mod tests {
                 filters: Filters::default(),
             },
             now,
+            keyring,
         )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -255,14 +350,46 @@ mod tests {
     #[test]
     fn rotation_keeps_the_previous_secret_for_the_grace_period() {
         let now = Utc::now();
-        let mut s = sample(now);
-        let old = s.secret.clone();
-        s.rotate_secret(Duration::hours(1), now);
-        assert_ne!(s.secret, old);
-        let during = s.signing_secrets(now + Duration::minutes(59));
-        assert_eq!(during, vec![&s.secret, &old]);
-        let after = s.signing_secrets(now + Duration::hours(1));
-        assert_eq!(after, vec![&s.secret]);
+        let ring = Keyring::generate();
+        let mut s = sample(now, &ring);
+        let old = s.signing_secrets(&ring, now).unwrap().remove(0);
+        let new = s.rotate_secret(Duration::hours(1), now, &ring).unwrap();
+        assert_ne!(new, old);
+        let during = s
+            .signing_secrets(&ring, now + Duration::minutes(59))
+            .unwrap();
+        assert_eq!(during, vec![new.clone(), old]);
+        let after = s.signing_secrets(&ring, now + Duration::hours(1)).unwrap();
+        assert_eq!(after, vec![new]);
+    }
+
+    #[test]
+    fn secrets_are_sealed_for_their_subscription() {
+        let now = Utc::now();
+        let ring = Keyring::generate();
+        let (mut s, secret) = Subscription::create(
+            "acme",
+            NewSubscription {
+                url: "https://example.com/hook".into(),
+                description: None,
+                filters: Filters::default(),
+            },
+            now,
+            &ring,
+        )
+        .unwrap();
+        assert!(!s.has_plaintext_secret());
+        assert_eq!(s.signing_secrets(&ring, now).unwrap(), vec![secret]);
+        let mut other = sample(now, &ring);
+        other.secret = s.secret.clone();
+        assert!(matches!(
+            other.signing_secrets(&ring, now),
+            Err(OpenError::Rejected(1))
+        ));
+        s.secret = StoredSecret::Plaintext(WebhookSecret::generate());
+        assert!(s.has_plaintext_secret());
+        assert!(s.reseal_secrets(&ring).unwrap());
+        assert!(!s.has_plaintext_secret());
     }
 
     #[test]
@@ -270,7 +397,7 @@ mod tests {
         use crate::domain::health::{BreakerState, LastFailure, ProbeLane};
         use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
         let now = Utc::now();
-        let mut s = sample(now);
+        let mut s = sample(now, &Keyring::generate());
         let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
             to_item(&s).unwrap();
         assert!(!item.contains_key("breaker") && !item.contains_key("probe_lane"));
@@ -294,9 +421,10 @@ mod tests {
     #[test]
     fn rotation_without_grace_drops_the_old_secret_at_once() {
         let now = Utc::now();
-        let mut s = sample(now);
-        s.rotate_secret(Duration::zero(), now);
-        assert_eq!(s.signing_secrets(now).len(), 1);
+        let ring = Keyring::generate();
+        let mut s = sample(now, &ring);
+        s.rotate_secret(Duration::zero(), now, &ring).unwrap();
+        assert_eq!(s.signing_secrets(&ring, now).unwrap().len(), 1);
         assert!(s.previous_secret.is_none());
     }
 }

@@ -7,10 +7,12 @@
 //! Standard Webhooks form is `whsec_` + base64(secret), and any Standard
 //! Webhooks library verifies our deliveries.
 
+pub mod sealed;
 pub mod secret;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use ring::hmac;
 
 use crate::signing::secret::WebhookSecret;
@@ -69,10 +71,59 @@ impl Signer {
     }
 }
 
+/// A subscription's secrets ready to sign: the current one, and the
+/// previous one until its rotation grace period ends. Built once per
+/// subscription read, so the hot path never decrypts.
+#[derive(Debug, Clone)]
+pub struct SigningKeys {
+    current: Signer,
+    previous: Option<(Signer, DateTime<Utc>)>,
+}
+
+impl SigningKeys {
+    /// Keys for `current`, and for `previous` until its grace period ends.
+    pub fn new(current: &WebhookSecret, previous: Option<(&WebhookSecret, DateTime<Utc>)>) -> Self {
+        Self {
+            current: Signer::for_secret(current),
+            previous: previous.map(|(secret, until)| (Signer::for_secret(secret), until)),
+        }
+    }
+
+    /// The `webhook-signature` value for a delivery at `now`.
+    pub fn signature_header(
+        &self,
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> String {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(signer, _)| signer);
+        signatures(
+            std::iter::once(&self.current).chain(previous),
+            msg_id,
+            timestamp,
+            body,
+        )
+    }
+}
+
 /// The `webhook-signature` value for `body`: one `v1,` entry per signer.
 pub fn signature_header(signers: &[Signer], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut out = String::with_capacity(signers.len() * 48);
-    for (i, signer) in signers.iter().enumerate() {
+    signatures(signers, msg_id, timestamp, body)
+}
+
+fn signatures<'a>(
+    signers: impl IntoIterator<Item = &'a Signer>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let mut out = String::with_capacity(96);
+    for (i, signer) in signers.into_iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }

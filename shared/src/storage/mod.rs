@@ -1,5 +1,7 @@
-//! The DynamoDB tables: subscriptions, the attempt log and parked events.
+//! The DynamoDB tables: subscriptions, the attempt log, parked events and
+//! the keyring of the data keys that seal signing secrets.
 
 pub mod deliveries;
+pub mod keyring;
 pub mod parked;
 pub mod subscriptions;

@@ -71,6 +71,9 @@ pub enum StoreError {
     /// A conditional write lost against a concurrent write.
     #[error("subscription {0} was changed concurrently")]
     VersionConflict(String),
+    /// A write would have stored a signing secret in the clear.
+    #[error("subscription {0} holds a signing secret in the clear: seal it before writing")]
+    PlaintextSecret(String),
 }
 
 /// A request to make `POST /webhooks` idempotent.
@@ -113,6 +116,15 @@ struct IdempotencyRecord {
     target_subscription_id: String,
     request_hash: String,
     expires_at: i64,
+}
+
+/// The key of a subscription item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionKey {
+    /// Partition key.
+    pub company_id: String,
+    /// Sort key.
+    pub subscription_id: String,
 }
 
 /// Subscriptions in DynamoDB. Cheap to clone; build one per process.
@@ -159,6 +171,14 @@ impl SubscriptionStore {
         })
     }
 
+    /// The item of `sub`, refused when a secret of it is in the clear.
+    fn encode_subscription(&self, sub: &Subscription) -> Result<Item, StoreError> {
+        if sub.has_plaintext_secret() {
+            return Err(StoreError::PlaintextSecret(sub.subscription_id.clone()));
+        }
+        self.encode_item(&sub.subscription_id, sub)
+    }
+
     fn decode_item<T: for<'de> Deserialize<'de>>(&self, item: Item) -> Result<T, StoreError> {
         let key = match item.get("subscription_id") {
             Some(AttributeValue::S(k)) => k.clone(),
@@ -178,7 +198,7 @@ impl SubscriptionStore {
         sub: &Subscription,
         claim: Option<&IdempotencyClaim>,
     ) -> Result<CreateOutcome, StoreError> {
-        let item = self.encode_item(&sub.subscription_id, sub)?;
+        let item = self.encode_subscription(sub)?;
         let Some(claim) = claim else {
             self.client
                 .put_item()
@@ -292,7 +312,7 @@ impl SubscriptionStore {
         sub: &Subscription,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        let item = self.encode_item(&sub.subscription_id, sub)?;
+        let item = self.encode_subscription(sub)?;
         let result = self
             .client
             .put_item()
@@ -447,6 +467,88 @@ impl SubscriptionStore {
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 self.get(company_id, subscription_id).await
+            }
+            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
+        }
+    }
+
+    /// One page of every company's subscriptions (the whole table, for
+    /// maintenance such as re-sealing secrets), after the key `after`.
+    /// Returns the page and the key to continue after, if any.
+    pub async fn scan_page(
+        &self,
+        after: Option<&SubscriptionKey>,
+        limit: i32,
+    ) -> Result<(Vec<Subscription>, Option<SubscriptionKey>), StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(subscription_id, :p)")
+            .expression_attribute_values(":p", s(ID_PREFIX))
+            .limit(limit)
+            .set_exclusive_start_key(after.map(|k| {
+                HashMap::from([
+                    ("company_id".to_owned(), s(&k.company_id)),
+                    ("subscription_id".to_owned(), s(&k.subscription_id)),
+                ])
+            }))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_err("Scan", e))?;
+        let mut items = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            items.push(self.decode_item::<Subscription>(item)?);
+        }
+        let next = out.last_evaluated_key.and_then(|k| {
+            Some(SubscriptionKey {
+                company_id: k.get("company_id")?.as_s().ok()?.clone(),
+                subscription_id: k.get("subscription_id")?.as_s().ok()?.clone(),
+            })
+        });
+        Ok((items, next))
+    }
+
+    /// Stores `sub`'s secrets as they are now (re-sealed under a newer key
+    /// version) if the item is still at `sub.version`; touches nothing else
+    /// and leaves `version` as is, since what the secrets open to is
+    /// unchanged. `false` when the item changed meanwhile.
+    pub async fn store_resealed_secrets(&self, sub: &Subscription) -> Result<bool, StoreError> {
+        if sub.has_plaintext_secret() {
+            return Err(StoreError::PlaintextSecret(sub.subscription_id.clone()));
+        }
+        let value = |secret: &crate::signing::sealed::StoredSecret| {
+            serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(secret).map_err(|source| {
+                StoreError::Mapping {
+                    key: sub.subscription_id.clone(),
+                    table: self.table.clone(),
+                    source,
+                }
+            })
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("company_id", s(&sub.company_id))
+            .key("subscription_id", s(&sub.subscription_id))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(sub.version))
+            .expression_attribute_values(":secret", value(&sub.secret)?);
+        update = match &sub.previous_secret {
+            Some(prev) => update
+                .update_expression("SET secret = :secret, previous_secret = :previous")
+                .expression_attribute_values(":previous", value(prev)?),
+            None => update.update_expression("SET secret = :secret"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
             }
             Err(err) => Err(self.dynamo_err("UpdateItem", err)),
         }
