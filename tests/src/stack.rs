@@ -4,10 +4,12 @@
 //! never share resources and run against what production deploys.
 
 use std::path::Path;
+use std::sync::Arc;
 
 pub use local_stack::cloudformation::ids;
 use local_stack::cloudformation::{self, DeployedStack, Deployment};
 use shared::config::Vars;
+use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
 
 use crate::emulator;
 
@@ -127,6 +129,31 @@ pub fn pipeline_config(
         max_pollers: 4,
         schedule_interval: None,
     }
+}
+
+/// The stack's signing-secret keyring as the API function loads it at cold
+/// start (starting it, version 1, on a new stack): tests seal the secrets
+/// of the subscriptions they write with it.
+///
+/// # Panics
+/// When the keyring cannot be loaded.
+pub async fn secret_vault(stack: &DeployedStack) -> Arc<SecretVault> {
+    let sdk = emulator::sdk_config().await;
+    let vars = stack
+        .function(ids::API_FUNCTION)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .vars_with(&[]);
+    let config = KeyringConfig::from_vars(&vars).expect("the API function configures its keyring");
+    let store = KeyringStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_kms::Client::new(&sdk),
+        config,
+    );
+    Arc::new(
+        SecretVault::load_or_create(store)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
 }
 
 /// The jobs table of a fresh stack and its stream's ARN.

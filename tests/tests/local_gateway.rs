@@ -19,7 +19,8 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     )]))
     .unwrap();
     let events = aws_sdk_eventbridge::Client::new(&emulator::sdk_config().await);
-    let app = Arc::new(App::new(config, client, sqs, events));
+    let vault = stack::secret_vault(&stack).await;
+    let app = Arc::new(App::new(config, client, sqs, events, vault));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

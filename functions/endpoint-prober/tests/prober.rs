@@ -9,6 +9,7 @@ use endpoint_prober::{Prober, ProberConfig};
 use shared::domain::filters::Filters;
 use shared::domain::health::BreakerState;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::stack::{self, ids};
@@ -29,7 +30,11 @@ async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes
             filters: Filters::default(),
         },
         Utc::now(),
-    );
+        // Ingest and the prober never open a secret: any keyring seals it.
+        &Keyring::generate(),
+    )
+    .unwrap()
+    .0;
     store.create(&sub, None).await.unwrap();
     let now = Utc::now();
     store

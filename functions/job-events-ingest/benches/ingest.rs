@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use shared::domain::filters::FiltersInput;
 use shared::domain::jobs::JOB_TYPES;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::aws_proxy::AwsProxy;
 use test_support::cpu::thread_cpu_time;
@@ -123,7 +124,11 @@ async fn subscribe_all(store: &SubscriptionStore) {
                     filters: filters.validate().expect("valid filters"),
                 },
                 chrono::Utc::now(),
-            );
+                // Ingest and the prober never open a secret: any keyring seals it.
+                &Keyring::generate(),
+            )
+            .unwrap()
+            .0;
             store.create(&sub, None).await.expect("subscription stored");
         }
     }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use shared::delivery::message::DeliveryMessage;
 use shared::domain::filters::FiltersInput;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::aws_proxy::{AwsProxy, FaultRule};
 use test_support::emulator;
@@ -121,7 +122,11 @@ impl Fixture {
                 filters: filters.validate().unwrap(),
             },
             chrono::Utc::now(),
-        );
+            // Ingest and the prober never open a secret: any keyring seals it.
+            &Keyring::generate(),
+        )
+        .unwrap()
+        .0;
         self.store.create(&sub, None).await.unwrap();
         sub.subscription_id
     }

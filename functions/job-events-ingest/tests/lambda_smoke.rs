@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
@@ -28,7 +29,11 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
             filters: Filters::default(),
         },
         chrono::Utc::now(),
-    );
+        // Ingest and the prober never open a secret: any keyring seals it.
+        &Keyring::generate(),
+    )
+    .unwrap()
+    .0;
     SubscriptionStore::new(dynamo, table.clone())
         .create(&sub, None)
         .await

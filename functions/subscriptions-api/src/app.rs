@@ -1,5 +1,6 @@
 //! The request handler: authentication, routing, logging.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::StatusCode;
@@ -8,6 +9,7 @@ use lambda_http::{Body, Request, Response};
 use shared::delivery::requeue::Requeuer;
 use shared::operational::Publisher;
 use shared::storage::deliveries::DeliveryLog;
+use shared::storage::keyring::SecretVault;
 use shared::storage::parked::ParkedEvents;
 use shared::storage::subscriptions::SubscriptionStore;
 
@@ -28,16 +30,19 @@ pub struct App {
     pub(crate) requeuer: Requeuer,
     pub(crate) publisher: Publisher,
     pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) vault: Arc<SecretVault>,
 }
 
 impl App {
     /// An app over the DynamoDB client `dynamo`, the SQS client `sqs` and
-    /// the EventBridge client `events`, with `config`.
+    /// the EventBridge client `events`, with `config`, sealing signing
+    /// secrets with `vault`'s keyring.
     pub fn new(
         config: ApiConfig,
         dynamo: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
         events: aws_sdk_eventbridge::Client,
+        vault: Arc<SecretVault>,
     ) -> Self {
         let store = SubscriptionStore::new(dynamo.clone(), config.table.clone());
         let parked = ParkedEvents::new(dynamo.clone(), config.parked_events_table.clone());
@@ -54,6 +59,7 @@ impl App {
             store,
             deliveries,
             sqs,
+            vault,
         }
     }
 

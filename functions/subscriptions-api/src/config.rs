@@ -2,6 +2,7 @@
 
 use shared::config::{ConfigError, Vars};
 use shared::cursor::{CursorCodec, MIN_KEY_LEN};
+use shared::storage::keyring::KeyringConfig;
 use shared::target_guard::allow_list::AllowList;
 
 /// Settings of the subscriptions API.
@@ -30,6 +31,9 @@ pub struct ApiConfig {
     pub event_bus_name: String,
     /// `PARKED_RETENTION_DAYS` (default 30): the longest `recover` window.
     pub retention: chrono::Duration,
+    /// `KEYRING_TABLE`, `SECRETS_KMS_KEY_ID`: the keyring that seals
+    /// signing secrets.
+    pub keyring: KeyringConfig,
 }
 
 impl ApiConfig {
@@ -68,6 +72,7 @@ impl ApiConfig {
             cursors,
             allow_list,
             parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,
+            keyring: KeyringConfig::from_vars(vars)?,
             event_bus_name: vars.required("EVENT_BUS_NAME")?,
             retention: chrono::Duration::days(i64::from(vars.parse_in_range(
                 "PARKED_RETENTION_DAYS",

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
+use shared::signing::sealed::{EmptyKeyring, OpenError, ResealError};
+use shared::storage::keyring::KeyringError;
 use shared::storage::subscriptions::StoreError;
 use shared::validation::ValidationError;
 
@@ -104,6 +106,31 @@ impl From<ValidationError> for ApiError {
     }
 }
 
+impl From<KeyringError> for ApiError {
+    fn from(e: KeyringError) -> Self {
+        tracing::error!(error = %e, "signing-secret keyring unavailable");
+        Self::unavailable()
+    }
+}
+
+impl From<ResealError> for ApiError {
+    fn from(e: ResealError) -> Self {
+        Self::unreadable_secret(&e)
+    }
+}
+
+impl From<OpenError> for ApiError {
+    fn from(e: OpenError) -> Self {
+        Self::unreadable_secret(&e)
+    }
+}
+
+impl From<EmptyKeyring> for ApiError {
+    fn from(e: EmptyKeyring) -> Self {
+        Self::unreadable_secret(&e)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::store(e, "subscription store")
@@ -125,7 +152,7 @@ impl ApiError {
                 tracing::error!(error = %e, store, "store unavailable");
                 Self::unavailable()
             }
-            StoreError::Mapping { .. } => {
+            StoreError::Mapping { .. } | StoreError::PlaintextSecret(_) => {
                 tracing::error!(error = %e, store, "store returned an unreadable item");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -134,6 +161,17 @@ impl ApiError {
                 )
             }
         }
+    }
+
+    /// 500: a stored signing secret does not open (or nothing can seal
+    /// one). Logged here; the secret itself never is.
+    fn unreadable_secret(e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "signing secret could not be sealed or opened");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred",
+        )
     }
 
     /// 503: a dependency (DynamoDB, SQS) could not be reached. The caller

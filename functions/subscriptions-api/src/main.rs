@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use lambda_http::{Error, Request, service_fn};
+use shared::storage::keyring::{KeyringStore, SecretVault};
 use subscriptions_api::{ApiConfig, App};
 
 #[tokio::main]
@@ -11,11 +12,22 @@ async fn main() -> Result<(), Error> {
     let config = ApiConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    // Unwrapped once per cold start; a key that does not unwrap stops it here.
+    let keyring = KeyringStore::new(
+        dynamo.clone(),
+        aws_sdk_kms::Client::new(&sdk),
+        config.keyring.clone(),
+    );
+    let vault = SecretVault::load_or_create(keyring)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
     let app = Arc::new(App::new(
         config,
-        aws_sdk_dynamodb::Client::new(&sdk),
+        dynamo,
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_eventbridge::Client::new(&sdk),
+        Arc::new(vault),
     ));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);

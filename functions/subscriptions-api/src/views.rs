@@ -9,6 +9,7 @@ use shared::domain::filters::Filters;
 use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
 use shared::domain::subscription::{Subscription, SubscriptionStatus};
+use shared::signing::secret::WebhookSecret;
 use shared::storage::deliveries::{AttemptLog, Outcome};
 use shared::storage::parked::{ParkedEvent, ParkedStatus};
 
@@ -88,11 +89,16 @@ impl<'a> SubscriptionView<'a> {
         }
     }
 
-    /// The view including the secret in both forms.
-    pub fn with_secret(sub: &'a Subscription, now: DateTime<Utc>) -> Self {
+    /// The view including `secret` (the subscription's, just created or
+    /// rotated, in the clear) in both forms.
+    pub fn with_secret(
+        sub: &'a Subscription,
+        secret: &'a WebhookSecret,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
-            secret: Some(sub.secret.expose()),
-            standard_webhooks_secret: Some(sub.secret.standard_webhooks_form()),
+            secret: Some(secret.expose()),
+            standard_webhooks_secret: Some(secret.standard_webhooks_form()),
             ..Self::public(sub, now)
         }
     }

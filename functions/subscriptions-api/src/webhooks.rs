@@ -1,5 +1,7 @@
 //! The `/webhooks` operations.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use http::StatusCode;
 use http::header::{ETAG, IF_MATCH, LOCATION};
@@ -12,6 +14,7 @@ use shared::domain::subscription::{
     Subscription, SubscriptionStatus,
 };
 use shared::operational::{OperationalEvent, OperationalEventType};
+use shared::signing::sealed::{Keyring, StoredSecret};
 use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim, StoreError};
 use shared::target_guard::allow_list::AllowList;
 use shared::target_guard::url::{self as url_guard, UrlRejection};
@@ -187,6 +190,16 @@ impl App {
             .ok_or_else(ApiError::subscription_not_found)
     }
 
+    /// The keyring to rewrite `sub`'s secrets with: fresh enough to seal,
+    /// holding every version its secrets are sealed with.
+    async fn keyring_for(&self, sub: &Subscription) -> Result<Arc<Keyring>, ApiError> {
+        self.vault.for_sealing().await?;
+        let versions = std::iter::once(&sub.secret)
+            .chain(&sub.previous_secret)
+            .filter_map(StoredSecret::key_version);
+        Ok(self.vault.for_opening(versions).await?)
+    }
+
     /// Read-modify-write under optimistic locking. `change` edits a copy and
     /// says whether anything changed; a lost race re-reads and re-applies,
     /// unless the caller pinned a version with `If-Match`.
@@ -210,6 +223,9 @@ impl App {
             if !change(&mut next, now)? {
                 return Ok(current);
             }
+            // Every write seals the secrets with the newest key version
+            // (plaintext ones of items from before encryption at rest too).
+            next.reseal_secrets(&*self.keyring_for(&current).await?)?;
             next.version = current.version + 1;
             next.updated_at = now;
             match self.store.replace(&next, current.version).await {
@@ -239,15 +255,22 @@ impl App {
             filters: check_filters(input.filters)?,
         };
         let now = Utc::now();
-        let sub = Subscription::create(company, new, now);
+        let keyring = self.vault.for_sealing().await?;
+        let (sub, secret) = Subscription::create(company, new, now, &keyring)?;
         let claim = key.map(|key| IdempotencyClaim {
             key,
             request_hash: request_fingerprint(raw),
             expires_at: now + IDEMPOTENCY_WINDOW,
         });
-        let (stored, replayed) = match self.store.create(&sub, claim.as_ref()).await? {
-            CreateOutcome::Created => (sub, false),
-            CreateOutcome::Replayed(original) => (*original, true),
+        let (stored, secret, replayed) = match self.store.create(&sub, claim.as_ref()).await? {
+            CreateOutcome::Created => (sub, secret, false),
+            CreateOutcome::Replayed(original) => {
+                // The same response as the first time: the subscription's
+                // (current) secret, opened.
+                let keyring = self.keyring_for(&original).await?;
+                let secret = keyring.open_stored(&original.secret, original.secret_owner())?;
+                (*original, secret, true)
+            }
             CreateOutcome::KeyReused => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -262,7 +285,7 @@ impl App {
         }
         let mut response = json_response(
             StatusCode::CREATED,
-            &SubscriptionView::with_secret(&stored, now),
+            &SubscriptionView::with_secret(&stored, &secret, now),
         );
         let headers = response.headers_mut();
         if let Ok(location) = format!("/webhooks/{}", stored.subscription_id).parse() {
@@ -495,19 +518,22 @@ impl App {
                 .with_field("grace_period_seconds"));
             }
         };
+        let keyring = self.vault.for_sealing().await?;
+        let mut secret = None;
         let rotated = self
             .modify(company, id, if_match(req)?, |sub, now| {
                 if sub.is_archived() {
                     return Err(ApiError::archived());
                 }
-                sub.rotate_secret(grace, now);
+                secret = Some(sub.rotate_secret(grace, now, &keyring)?);
                 Ok(true)
             })
             .await?;
+        let secret = secret.ok_or_else(|| ApiError::from(shared::signing::sealed::EmptyKeyring))?;
         tracing::info!(subscription_id = %rotated.subscription_id, grace_seconds = grace.num_seconds(), "secret rotated");
         let response = json_response(
             StatusCode::OK,
-            &SubscriptionView::with_secret(&rotated, Utc::now()),
+            &SubscriptionView::with_secret(&rotated, &secret, Utc::now()),
         );
         Ok(with_etag(response, rotated.version))
     }

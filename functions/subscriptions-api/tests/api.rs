@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -51,7 +52,7 @@ async fn create_returns_the_secret_once_in_both_forms() {
     assert_eq!(decoded, secret.as_bytes());
 
     let stored = f.store.get("acme", &id).await.unwrap().unwrap();
-    assert_eq!(stored.secret.expose(), secret);
+    assert_eq!(f.opened(&stored, Utc::now()), [secret]);
 
     let get = f
         .call(ApiRequest::new("GET", &format!("/webhooks/{id}"), "acme"))
@@ -327,7 +328,10 @@ async fn tenants_never_see_each_other() {
     assert_eq!(list.body["data"], json!([]));
     let still = f.store.get("acme", id).await.unwrap().unwrap();
     assert_eq!(still.version, 1, "untouched by the other company");
-    assert_eq!(still.secret.expose(), a["secret"].as_str().unwrap());
+    assert_eq!(
+        f.opened(&still, Utc::now()),
+        [a["secret"].as_str().unwrap()]
+    );
 }
 
 #[tokio::test]
@@ -621,6 +625,7 @@ async fn serialise_emulator(f: &mut Fixture) -> AwsProxy {
         dynamo,
         f.sqs.clone(),
         aws_sdk_eventbridge::Client::new(&sdk),
+        Arc::clone(&f.vault),
     );
     proxy
 }
@@ -873,18 +878,11 @@ async fn rotation_keeps_the_old_secret_valid_for_the_grace_period() {
     );
 
     let stored = f.store.get("acme", id).await.unwrap().unwrap();
-    let during: Vec<&str> = stored
-        .signing_secrets(Utc::now())
-        .iter()
-        .map(|s| s.expose())
-        .collect();
-    assert_eq!(during, [new, old]);
-    let after: Vec<&str> = stored
-        .signing_secrets(stored.previous_secret_expires_at.unwrap())
-        .iter()
-        .map(|s| s.expose())
-        .collect();
-    assert_eq!(after, [new]);
+    assert_eq!(f.opened(&stored, Utc::now()), [new, old]);
+    assert_eq!(
+        f.opened(&stored, stored.previous_secret_expires_at.unwrap()),
+        [new]
+    );
     let get = f
         .call(ApiRequest::new("GET", &format!("/webhooks/{id}"), "acme"))
         .await;
@@ -907,7 +905,7 @@ async fn rotation_keeps_the_old_secret_valid_for_the_grace_period() {
         .await;
     assert!(r.body["previous_secret_expires_at"].is_null());
     let stored = f.store.get("acme", id).await.unwrap().unwrap();
-    assert_eq!(stored.signing_secrets(Utc::now()).len(), 1);
+    assert_eq!(f.opened(&stored, Utc::now()).len(), 1);
 
     let r = f
         .call(

@@ -29,6 +29,7 @@
 //! `DELIVERY_BENCH_ONLY=handler` runs only the handler, without logs, until
 //! interrupted (for a profiler).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,10 @@ use serde_json::json;
 use shared::delivery::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::sealed::Keyring;
 use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, signature_header};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog};
+use shared::storage::keyring::{KeyringConfig, SecretVault};
 use shared::target_guard::allow_list::AllowList;
 use test_support::cpu::thread_cpu_time;
 use test_support::fake_endpoints::{FakeAws, FastReceiver};
@@ -176,7 +179,12 @@ fn sqs_batches(bodies: &[String], batch: usize) -> Vec<SqsEvent> {
 
 /// The bare loop's requests: the payloads the handler POSTs, signed as it
 /// signs them.
-fn bare_requests(subs: &[Subscription], bodies: &[String], batch: usize) -> Vec<Vec<Bare>> {
+fn bare_requests(
+    subs: &[Subscription],
+    keyring: &Keyring,
+    bodies: &[String],
+    batch: usize,
+) -> Vec<Vec<Bare>> {
     let now = Utc::now();
     let timestamp = now.timestamp();
     let bare: Vec<Bare> = bodies
@@ -188,8 +196,9 @@ fn bare_requests(subs: &[Subscription], bodies: &[String], batch: usize) -> Vec<
                 .find(|s| s.subscription_id == msg.subscription_id)
                 .expect("a subscription");
             let signers: Vec<Signer> = sub
-                .signing_secrets(now)
-                .into_iter()
+                .signing_secrets(keyring, now)
+                .expect("secrets open")
+                .iter()
                 .map(Signer::for_secret)
                 .collect();
             let payload = msg.payload.get().as_bytes();
@@ -421,9 +430,12 @@ fn main() {
     let receiver = FastReceiver::start(2);
     let aws = FakeAws::start();
     let allow_list = AllowList::parse("127.0.0.0/8").expect("allow-list");
+    // The fake serves DynamoDB and SQS only: the handler gets the keyring
+    // as a warm instance holds it after its cold start.
+    let keyring = Keyring::generate();
     let subs: Vec<Subscription> = (0..SUBSCRIPTIONS)
         .map(|s| {
-            let sub = Subscription::create(
+            let (sub, _) = Subscription::create(
                 COMPANY,
                 NewSubscription {
                     url: format!("{}/hooks/{s}", receiver.endpoint()),
@@ -431,7 +443,9 @@ fn main() {
                     filters: Default::default(),
                 },
                 Utc::now(),
-            );
+                &keyring,
+            )
+            .expect("a keyring");
             aws.insert_item(SUBSCRIPTIONS_TABLE, &sub);
             sub
         })
@@ -442,6 +456,11 @@ fn main() {
         retry_queue_url: format!("{}/000000000000/bench-retry", aws.endpoint()),
         dead_letter_queue_url: format!("{}/000000000000/bench-dlq", aws.endpoint()),
         parked_events_table: "bench-parked".to_owned(),
+        keyring: KeyringConfig {
+            table: "bench-keyring".to_owned(),
+            kms_key_id: "bench-key".to_owned(),
+            refresh: Duration::from_secs(60),
+        },
         event_bus_name: "bench-operational".to_owned(),
         breaker: Default::default(),
         schedule: RetrySchedule::parse("5s,5m,30m,2h,5h,10h,10h").expect("schedule"),
@@ -454,7 +473,7 @@ fn main() {
     };
     let bodies = message_bodies(&subs, messages);
     let events = sqs_batches(&bodies, batch);
-    let bare = bare_requests(&subs, &bodies, batch);
+    let bare = bare_requests(&subs, &keyring, &bodies, batch);
     let payload_bytes = bare.iter().flatten().map(|r| r.body.len()).sum::<usize>() / messages;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -477,8 +496,9 @@ fn main() {
             dynamodb.clone(),
             aws_sdk_sqs::Client::new(&sdk),
             aws_sdk_eventbridge::Client::new(&sdk),
+            Arc::new(SecretVault::fixed(keyring.clone())),
         )
-            .expect("delivery");
+        .expect("delivery");
         let log = DeliveryLog::new(dynamodb, DELIVERIES_TABLE);
         // The receiver is plain http on loopback: the allow-listed client.
         let receiver_url = url::Url::parse(receiver.endpoint()).expect("receiver URL");

@@ -25,6 +25,10 @@ pub enum FailureKind {
     Connect,
     /// The SSRF guard refused the target.
     Blocked,
+    /// The subscription's signing secret does not decrypt (tampered, moved
+    /// from another item, or of a key version the keyring lacks): nothing
+    /// was sent, rather than a signature with a wrong key.
+    Secret,
     /// Anything else about building or sending the request.
     Request,
 }
@@ -37,6 +41,7 @@ impl FailureKind {
             Self::Timeout => "timeout",
             Self::Connect => "connect",
             Self::Blocked => "blocked_address",
+            Self::Secret => "secret_unreadable",
             Self::Request => "request",
         }
     }
@@ -76,6 +81,20 @@ impl AttemptResult {
             at,
             status: None,
             failure: Some(FailureKind::Blocked),
+            retry_after: None,
+            duration: Duration::ZERO,
+            excerpt: Some(reason.to_string()),
+        }
+    }
+}
+
+impl AttemptResult {
+    /// The attempt refused before sending: the secret does not open.
+    pub fn unsigned(at: DateTime<Utc>, reason: &shared::signing::sealed::OpenError) -> Self {
+        Self {
+            at,
+            status: None,
+            failure: Some(FailureKind::Secret),
             retry_after: None,
             duration: Duration::ZERO,
             excerpt: Some(reason.to_string()),

@@ -1,27 +1,71 @@
-//! A warm instance's short-lived cache of subscription reads.
+//! A warm instance's short-lived cache of subscription reads, with their
+//! signing secrets opened.
 //!
 //! Every attempt re-reads its subscription so archived ones stop receiving
 //! and rotated secrets take effect; a brief cache keeps a batch of events for
-//! one subscription from costing one read each.
+//! one subscription from costing one read each. Secrets are decrypted when a
+//! subscription is read (a cache miss), never per attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use shared::domain::subscription::Subscription;
+use shared::signing::SigningKeys;
+use shared::signing::sealed::{OpenError, StoredSecret};
+use shared::storage::keyring::{KeyringError, SecretVault};
 use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 use shared::ttl_cache::TtlCache;
+
+/// A subscription as read, and its secrets ready to sign (or why they do
+/// not open: that delivery then fails like any failed attempt).
+#[derive(Debug)]
+pub struct Cached {
+    /// The subscription.
+    pub sub: Subscription,
+    /// Its signing keys.
+    pub keys: Result<SigningKeys, OpenError>,
+}
+
+impl std::ops::Deref for Cached {
+    type Target = Subscription;
+
+    fn deref(&self) -> &Subscription {
+        &self.sub
+    }
+}
+
+/// A subscription read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The table could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The keyring could not be read again for a new key version.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
 
 /// Subscriptions by (company, id), absent ones included, reused for `ttl`.
 #[derive(Debug)]
 pub struct SubscriptionCache {
-    entries: TtlCache<(String, String), Option<Arc<Subscription>>>,
+    entries: TtlCache<(String, String), Option<Arc<Cached>>>,
+    vault: Arc<SecretVault>,
+}
+
+fn same_secrets(a: &Subscription, b: &Subscription) -> bool {
+    a.secret == b.secret
+        && a.previous_secret == b.previous_secret
+        && a.previous_secret_expires_at == b.previous_secret_expires_at
 }
 
 impl SubscriptionCache {
-    /// An empty cache whose entries live for `ttl` (0 disables caching).
-    pub fn new(ttl: Duration) -> Self {
+    /// An empty cache whose entries live for `ttl` (0 disables caching),
+    /// opening secrets with `vault`.
+    pub fn new(ttl: Duration, vault: Arc<SecretVault>) -> Self {
         Self {
             entries: TtlCache::new(ttl),
+            vault,
         }
     }
 
@@ -32,19 +76,38 @@ impl SubscriptionCache {
         company_id: &str,
         subscription_id: &str,
         store: &SubscriptionStore,
-    ) -> Result<Option<Arc<Subscription>>, StoreError> {
+    ) -> Result<Option<Arc<Cached>>, ReadError> {
         let key = (company_id.to_owned(), subscription_id.to_owned());
         if let Some(sub) = self.entries.get_fresh(&key) {
             return Ok(sub);
         }
-        let sub = store.get(company_id, subscription_id).await?.map(Arc::new);
-        self.entries.insert(key, sub.clone());
-        Ok(sub)
+        let cached = match store.get(company_id, subscription_id).await? {
+            Some(sub) => {
+                let versions = std::iter::once(&sub.secret)
+                    .chain(&sub.previous_secret)
+                    .filter_map(StoredSecret::key_version);
+                let keyring = self.vault.for_opening(versions).await?;
+                let keys = sub.signing_keys(&keyring, Utc::now());
+                Some(Arc::new(Cached { sub, keys }))
+            }
+            None => None,
+        };
+        self.entries.insert(key, cached.clone());
+        Ok(cached)
     }
 
-    /// Replaces the cached copy (after this instance changed it).
+    /// Replaces the cached copy (after this instance changed it), keeping
+    /// the opened secrets when they did not change.
     pub fn update(&self, sub: Subscription) {
         let key = (sub.company_id.clone(), sub.subscription_id.clone());
-        self.entries.insert(key, Some(Arc::new(sub)));
+        let kept = self
+            .entries
+            .get_fresh(&key)
+            .flatten()
+            .filter(|old| same_secrets(&old.sub, &sub))
+            .map(|old| old.keys.clone());
+        let keys = kept.unwrap_or_else(|| sub.signing_keys(&self.vault.current(), Utc::now()));
+        self.entries
+            .insert(key, Some(Arc::new(Cached { sub, keys })));
     }
 }

@@ -1,5 +1,6 @@
 //! Configuration of the delivery function, read once at cold start.
 
+use shared::storage::keyring::KeyringConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub struct DeliveryConfig {
     /// `PARKED_EVENTS_TABLE`: events held while the breaker is open, and
     /// events that used up their schedule.
     pub parked_events_table: String,
+    /// `KEYRING_TABLE`, `SECRETS_KMS_KEY_ID`: the keyring that opens
+    /// signing secrets.
+    pub keyring: KeyringConfig,
     /// `EVENT_BUS_NAME`: the EventBridge bus of operational events.
     pub event_bus_name: String,
     /// The breaker policy (`BREAKER_FAILURES`, `BREAKER_MIN_FAILING_SECONDS`,
@@ -69,6 +73,7 @@ impl DeliveryConfig {
             retry_queue_url: vars.required("RETRY_QUEUE_URL")?,
             dead_letter_queue_url: vars.required("DEAD_LETTER_QUEUE_URL")?,
             parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,
+            keyring: KeyringConfig::from_vars(vars)?,
             event_bus_name: vars.required("EVENT_BUS_NAME")?,
             breaker: BreakerPolicy::from_vars(vars, &schedule)?,
             schedule,

@@ -2,7 +2,7 @@
 //! parked, kept as failed or dropped; and the endpoint's health and
 //! breaker kept up to date on the way.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -16,15 +16,15 @@ use shared::domain::health::LastFailure;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
-use shared::signing::{Signer, signature_header};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
+use shared::storage::keyring::SecretVault;
 use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use url::Url;
 
 use crate::attempt::{self, AttemptResult, FailureKind, SignedRequest};
-use crate::cache::SubscriptionCache;
+use crate::cache::{Cached, SubscriptionCache};
 use crate::client::{self, ClientError};
 use crate::config::DeliveryConfig;
 use crate::queues::Queues;
@@ -138,6 +138,7 @@ impl Delivery {
         dynamodb: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
         events: aws_sdk_eventbridge::Client,
+        vault: Arc<SecretVault>,
     ) -> Result<Self, ClientError> {
         Ok(Self {
             http: client::build(config)?,
@@ -151,7 +152,7 @@ impl Delivery {
                 config.retry_queue_url.clone(),
                 config.dead_letter_queue_url.clone(),
             ),
-            cache: SubscriptionCache::new(config.cache_ttl),
+            cache: SubscriptionCache::new(config.cache_ttl, vault),
             schedule: config.schedule.clone(),
             allow: config.allow_list.clone(),
             concurrency: config.concurrency,
@@ -496,8 +497,9 @@ impl Delivery {
         }
     }
 
-    /// Signs and POSTs the payload (or refuses a blocked target).
-    async fn attempt(&self, sub: &Subscription, msg: &DeliveryMessage) -> AttemptResult {
+    /// Signs and POSTs the payload (or refuses a blocked target, or a
+    /// secret that does not open).
+    async fn attempt(&self, sub: &Cached, msg: &DeliveryMessage) -> AttemptResult {
         let now = Utc::now();
         let url = match Url::parse(&sub.url) {
             Ok(url) => url,
@@ -515,14 +517,21 @@ impl Delivery {
         if let Err(blocked) = client::check_target(&url, &self.allow) {
             return AttemptResult::blocked(now, &blocked);
         }
+        let keys = match &sub.keys {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!(
+                    idempotency_key = %msg.idempotency_key,
+                    subscription_id = %sub.subscription_id,
+                    error = %e,
+                    "signing secret does not decrypt: nothing sent"
+                );
+                return AttemptResult::unsigned(now, e);
+            }
+        };
         let body = msg.payload.get().as_bytes();
-        let signers: Vec<Signer> = sub
-            .signing_secrets(now)
-            .into_iter()
-            .map(Signer::for_secret)
-            .collect();
         let timestamp = now.timestamp();
-        let signature = signature_header(&signers, &msg.idempotency_key, timestamp, body);
+        let signature = keys.signature_header(&msg.idempotency_key, timestamp, body, now);
         let request = SignedRequest {
             url: &url,
             id: &msg.idempotency_key,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::storage::keyring::{KeyringStore, SecretVault};
 use webhook_delivery::{Delivery, DeliveryConfig};
 
 #[tokio::main]
@@ -12,11 +13,22 @@ async fn main() -> Result<(), Error> {
     let config = DeliveryConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    // Unwrapped once per cold start; a key that does not unwrap stops it here.
+    let keyring = KeyringStore::new(
+        dynamo.clone(),
+        aws_sdk_kms::Client::new(&sdk),
+        config.keyring.clone(),
+    );
+    let vault = SecretVault::load(keyring)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
     let delivery = Delivery::new(
         &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
+        dynamo,
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_eventbridge::Client::new(&sdk),
+        Arc::new(vault),
     )
     .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let delivery = Arc::new(delivery);

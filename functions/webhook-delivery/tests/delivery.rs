@@ -1,6 +1,7 @@
 //! The delivery function against the local AWS emulator and real loopback
 //! receivers (plain HTTP, and HTTPS with a certificate made by the test).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -10,8 +11,10 @@ use shared::delivery::message::{
 };
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::secret::WebhookSecret;
 use shared::signing::{self, key_bytes};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome};
+use shared::storage::keyring::SecretVault;
 use shared::storage::parked::{Order, ParkedEvent, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
@@ -33,6 +36,7 @@ struct Fixture {
     dynamo: aws_sdk_dynamodb::Client,
     events: aws_sdk_eventbridge::Client,
     company: String,
+    vault: Arc<SecretVault>,
 }
 
 /// A queued message as Lambda hands it over.
@@ -74,7 +78,16 @@ impl Fixture {
             dynamo,
             events: aws_sdk_eventbridge::Client::new(&sdk),
             company: emulator::unique_name("acme"),
+            vault: stack::secret_vault(&stack).await,
         }
+    }
+
+    /// The current secret of `sub`, opened with the stack's keyring.
+    fn secret_of(&self, sub: &Subscription) -> WebhookSecret {
+        self.vault
+            .current()
+            .open_stored(&sub.secret, sub.secret_owner())
+            .unwrap()
     }
 
     /// Trusts the certificate of an HTTPS receiver.
@@ -91,6 +104,7 @@ impl Fixture {
             self.dynamo.clone(),
             self.sqs.clone(),
             self.events.clone(),
+            Arc::clone(&self.vault),
         )
         .unwrap()
     }
@@ -111,7 +125,14 @@ impl Fixture {
                 .endpoint_url(proxy.endpoint())
                 .build(),
         );
-        let delivery = Delivery::new(&self.config, dynamo, sqs, self.events.clone()).unwrap();
+        let delivery = Delivery::new(
+            &self.config,
+            dynamo,
+            sqs,
+            self.events.clone(),
+            Arc::clone(&self.vault),
+        )
+        .unwrap();
         (proxy, delivery)
     }
 
@@ -127,11 +148,18 @@ impl Fixture {
                 .endpoint_url(proxy.endpoint())
                 .build(),
         );
-        Delivery::new(&self.config, dynamo, self.sqs.clone(), self.events.clone()).unwrap()
+        Delivery::new(
+            &self.config,
+            dynamo,
+            self.sqs.clone(),
+            self.events.clone(),
+            Arc::clone(&self.vault),
+        )
+        .unwrap()
     }
 
     async fn subscribe(&self, url: &str) -> Subscription {
-        let sub = Subscription::create(
+        let (sub, _) = Subscription::create(
             &self.company,
             NewSubscription {
                 url: url.to_owned(),
@@ -139,7 +167,9 @@ impl Fixture {
                 filters: Default::default(),
             },
             Utc::now(),
-        );
+            &self.vault.current(),
+        )
+        .unwrap();
         self.store.create(&sub, None).await.unwrap();
         sub
     }
@@ -300,8 +330,9 @@ async fn a_signed_event_reaches_an_https_receiver_and_is_logged() {
         expected_body,
         "the payload is posted byte for byte"
     );
-    assert!(verifies(req, sub.secret.expose()), "signature verifies");
-    assert!(verifies(req, &sub.secret.standard_webhooks_form()));
+    let secret = fx.secret_of(&sub);
+    assert!(verifies(req, secret.expose()), "signature verifies");
+    assert!(verifies(req, &secret.standard_webhooks_form()));
     assert_eq!(
         req.header("webhook-signature").unwrap().split(' ').count(),
         1,
@@ -453,7 +484,7 @@ async fn events_of_deleted_subscriptions_are_dropped() {
         )
         .await
         .unwrap();
-    let ghost = Subscription::create(
+    let (ghost, _) = Subscription::create(
         &fx.company,
         NewSubscription {
             url: "https://hooks.example.com/".into(),
@@ -461,7 +492,9 @@ async fn events_of_deleted_subscriptions_are_dropped() {
             filters: Default::default(),
         },
         Utc::now(),
-    );
+        &fx.vault.current(),
+    )
+    .unwrap();
     let (failed, tally) = run(
         &fx.delivery(),
         vec![fx.event_for(&sub).1, fx.event_for(&ghost).1],
@@ -706,12 +739,15 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
     let mut fx = Fixture::new().await;
     fx.config.cache_ttl = Duration::ZERO;
     let mut sub = fx.subscribe(&receiver.url("/")).await;
-    let old = sub.secret.expose().to_owned();
+    let old = fx.secret_of(&sub).expose().to_owned();
     let version = sub.version;
-    sub.rotate_secret(chrono::Duration::hours(1), Utc::now());
+    let new = sub
+        .rotate_secret(chrono::Duration::hours(1), Utc::now(), &fx.vault.current())
+        .unwrap()
+        .expose()
+        .to_owned();
     sub.version += 1;
     fx.store.replace(&sub, version).await.unwrap();
-    let new = sub.secret.expose().to_owned();
     let delivery = fx.delivery();
 
     run(&delivery, vec![fx.event_for(&sub).1]).await;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
+use shared::signing::sealed::StoredSecret;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Receiver;
@@ -34,7 +35,9 @@ async fn binary_delivers_the_sample_sqs_event() {
         &[("TARGET_ALLOW_LIST", "127.0.0.0/8")],
     );
     let subscriptions = stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
-    let mut sub = Subscription::create(
+    // The keyring as the API starts it; the binary unwraps it at cold start.
+    let keyring = stack::secret_vault(&stack).await.current();
+    let (mut sub, secret) = Subscription::create(
         message["company_id"].as_str().unwrap(),
         NewSubscription {
             url: receiver.url("/hook"),
@@ -42,8 +45,12 @@ async fn binary_delivers_the_sample_sqs_event() {
             filters: Filters::default(),
         },
         chrono::Utc::now(),
-    );
+        &keyring,
+    )
+    .unwrap();
+    // The sample event's subscription id, and the secret sealed for it.
     sub.subscription_id = message["subscription_id"].as_str().unwrap().to_owned();
+    sub.secret = StoredSecret::Sealed(keyring.seal(&secret, sub.secret_owner()).unwrap());
     SubscriptionStore::new(dynamo, subscriptions.clone())
         .create(&sub, None)
         .await
@@ -60,7 +67,7 @@ async fn binary_delivers_the_sample_sqs_event() {
     let req = &got[0];
     let body: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(body, message["payload"]);
-    let key = signing::key_bytes(sub.secret.expose());
+    let key = signing::key_bytes(secret.expose());
     signing::verify(
         &[&key],
         req.header("webhook-id").unwrap(),

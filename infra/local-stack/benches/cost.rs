@@ -350,7 +350,15 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     }
 
     let mut rng = fastrand::Rng::with_seed(42);
-    let (plans, subs) = workload::subscribe(&store, &ledger, &receivers, &unique, &mut rng).await;
+    let (plans, subs) = workload::subscribe(
+        &store,
+        &pipeline.secrets.current(),
+        &ledger,
+        &receivers,
+        &unique,
+        &mut rng,
+    )
+    .await;
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut runners = pipeline.start(shutdown).await.expect("runners start");

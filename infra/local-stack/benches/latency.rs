@@ -233,7 +233,15 @@ async fn run(label: &str, pipeline: Pipeline, pace: Duration) -> RunResult {
     // The same plans in every run (one seed); fresh company names keep the
     // job ids apart.
     let mut rng = fastrand::Rng::with_seed(42);
-    let (plans, subs) = workload::subscribe(&store, &ledger, &receivers, &unique, &mut rng).await;
+    let (plans, subs) = workload::subscribe(
+        &store,
+        &pipeline.secrets.current(),
+        &ledger,
+        &receivers,
+        &unique,
+        &mut rng,
+    )
+    .await;
 
     *PROBE.lock().unwrap() = Some(ProbeData::default());
     let (stop, shutdown) = tokio::sync::watch::channel(false);

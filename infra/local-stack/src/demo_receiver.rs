@@ -8,7 +8,9 @@
 //! is read with [`SubscriptionStore::get`] by the payload's `company_id` and
 //! `subscription_id` (fine locally: a forged claim still fails
 //! verification), and its current secret, plus the previous one during a
-//! rotation grace period, are tried ([`Subscription::signing_secrets`]).
+//! rotation grace period, are opened with the stack's keyring and tried
+//! ([`Subscription::signing_secrets`]). A real receiver holds its secret
+//! instead; the demo one stands in for every subscription.
 //!
 //! A verified event is answered `204 No Content`, recorded, and printed:
 //!
@@ -44,7 +46,9 @@ use serde_json::Value;
 use shared::config::{self, ConfigError};
 use shared::domain::jobs::JobState;
 use shared::domain::subscription::is_subscription_id;
+use shared::signing::sealed::StoredSecret;
 use shared::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
+use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -284,6 +288,7 @@ type Printer = Arc<dyn Fn(&str) + Send + Sync>;
 
 struct Inner {
     store: SubscriptionStore,
+    secrets: Arc<SecretVault>,
     log: ReceiverLog,
     printer: Printer,
 }
@@ -293,6 +298,7 @@ pub struct DemoReceiver {
     listener: TcpListener,
     addr: SocketAddr,
     store: SubscriptionStore,
+    secrets: Arc<SecretVault>,
     log: ReceiverLog,
     printer: Printer,
 }
@@ -308,9 +314,14 @@ impl std::fmt::Debug for DemoReceiver {
 
 impl DemoReceiver {
     /// Listens on `addr` (a loopback address; port 0 picks a free port),
-    /// looking subscriptions up in `store`. Prints to stdout until
-    /// [`with_printer`](Self::with_printer) says otherwise.
-    pub async fn bind(addr: SocketAddr, store: SubscriptionStore) -> Result<Self, ReceiverError> {
+    /// looking subscriptions up in `store` and opening their secrets with
+    /// `secrets`. Prints to stdout until [`with_printer`](Self::with_printer)
+    /// says otherwise.
+    pub async fn bind(
+        addr: SocketAddr,
+        store: SubscriptionStore,
+        secrets: Arc<SecretVault>,
+    ) -> Result<Self, ReceiverError> {
         if !addr.ip().is_loopback() {
             return Err(ReceiverError::NotLoopback(addr));
         }
@@ -321,6 +332,7 @@ impl DemoReceiver {
             listener,
             addr,
             store,
+            secrets,
             log: ReceiverLog::new(),
             printer: Arc::new(|line| println!("{line}")),
         })
@@ -354,12 +366,14 @@ impl DemoReceiver {
         let Self {
             listener,
             store,
+            secrets,
             log,
             printer,
             ..
         } = self;
         let inner = Arc::new(Inner {
             store,
+            secrets,
             log,
             printer,
         });
@@ -511,11 +525,19 @@ impl Inner {
             .map_err(|e| RejectReason::StoreUnavailable(e.to_string()))?
             .ok_or(RejectReason::UnknownSubscription)?;
         let now = chrono::Utc::now();
-        let keys: Vec<&[u8]> = subscription
-            .signing_secrets(now)
-            .into_iter()
-            .map(|secret| secret.expose().as_bytes())
-            .collect();
+        let versions = std::iter::once(&subscription.secret)
+            .chain(&subscription.previous_secret)
+            .filter_map(StoredSecret::key_version);
+        let unreadable = |e: &dyn std::fmt::Display| RejectReason::StoreUnavailable(e.to_string());
+        let keyring = self
+            .secrets
+            .for_opening(versions)
+            .await
+            .map_err(|e| unreadable(&e))?;
+        let secrets = subscription
+            .signing_secrets(&keyring, now)
+            .map_err(|e| unreadable(&e))?;
+        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
         signing::verify(&keys, id, timestamp, signature, &body, now.timestamp())
             .map_err(RejectReason::Signature)?;
         if string_at(&payload, "/idempotency_key").as_deref() != Some(id) {

@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use endpoint_prober::{Prober, ProberConfig};
 use job_events_ingest::{Ingest, IngestConfig};
 use shared::config::{ConfigError, Vars};
+use shared::storage::keyring::{KeyringError, KeyringStore, SecretVault};
 use subscriptions_api::{ApiConfig, App};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -42,6 +43,14 @@ pub enum PipelineError {
         function: &'static str,
         /// The configuration problem.
         source: ConfigError,
+    },
+    /// The signing-secret keyring could not be loaded.
+    #[error("{function}: {source}")]
+    Keyring {
+        /// Logical id of the function.
+        function: &'static str,
+        /// What failed.
+        source: KeyringError,
     },
     /// The delivery client could not be built.
     #[error(transparent)]
@@ -93,6 +102,9 @@ pub struct Pipeline {
     pub app: Arc<App>,
     /// The API's company claim, as deployed.
     pub company_claim: String,
+    /// The keyring the delivery handler opens signing secrets with (the
+    /// demo receiver verifies deliveries with it too).
+    pub secrets: Arc<SecretVault>,
     ingest: Arc<Ingest>,
     delivery: Arc<Delivery>,
     prober: Arc<Prober>,
@@ -132,11 +144,23 @@ impl Pipeline {
         let api_config = ApiConfig::from_vars(&vars(ids::API_FUNCTION)?)
             .map_err(configured(ids::API_FUNCTION))?;
         let company_claim = api_config.company_claim.clone();
+        let kms = aws_sdk_kms::Client::new(sdk);
+        let keyring = |function: &'static str, config: &shared::storage::keyring::KeyringConfig| {
+            (
+                KeyringStore::new(dynamo.clone(), kms.clone(), config.clone()),
+                move |source| PipelineError::Keyring { function, source },
+            )
+        };
+        // As at each function's cold start: the API starts the keyring of
+        // a new stack, delivery reads it.
+        let (store, failed) = keyring(ids::API_FUNCTION, &api_config.keyring);
+        let api_vault = SecretVault::load_or_create(store).await.map_err(failed)?;
         let app = App::new(
             api_config,
             dynamo.clone(),
             sqs.clone(),
             aws_sdk_eventbridge::Client::new(sdk),
+            Arc::new(api_vault),
         );
         let ingest = Ingest::new(
             &IngestConfig::from_vars(&vars(ids::INGEST_FUNCTION)?)
@@ -144,12 +168,16 @@ impl Pipeline {
             dynamo.clone(),
             sqs.clone(),
         );
+        let delivery_config = DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
+            .map_err(configured(ids::DELIVERY_FUNCTION))?;
+        let (store, failed) = keyring(ids::DELIVERY_FUNCTION, &delivery_config.keyring);
+        let secrets = Arc::new(SecretVault::load(store).await.map_err(failed)?);
         let delivery = Delivery::new(
-            &DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
-                .map_err(configured(ids::DELIVERY_FUNCTION))?,
+            &delivery_config,
             dynamo.clone(),
             sqs.clone(),
             aws_sdk_eventbridge::Client::new(sdk),
+            Arc::clone(&secrets),
         )?;
         let prober = Prober::new(
             &ProberConfig::from_vars(&vars(ids::PROBER_FUNCTION)?)
@@ -162,6 +190,7 @@ impl Pipeline {
             stack,
             app: Arc::new(app),
             company_claim,
+            secrets,
             ingest: Arc::new(ingest),
             delivery: Arc::new(delivery),
             prober: Arc::new(prober),

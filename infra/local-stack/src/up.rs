@@ -194,7 +194,8 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE)?,
     );
     let jobs_table = pipeline.stack.table(ids::JOBS_TABLE)?.to_owned();
-    let receiver = DemoReceiver::bind(config.receiver_addr, store).await?;
+    let receiver =
+        DemoReceiver::bind(config.receiver_addr, store, Arc::clone(&pipeline.secrets)).await?;
     let receiver_url = receiver.url();
     let receiver_log = receiver.log();
     let receiver_task = tokio::spawn(receiver.serve(stopped(shutdown.clone())));

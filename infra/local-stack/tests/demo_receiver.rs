@@ -20,6 +20,7 @@ use shared::signing::secret::WebhookSecret;
 use shared::signing::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, VerifyError, signature_header,
 };
+use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::stack::{self, ids};
@@ -38,15 +39,19 @@ struct Running {
 }
 
 impl Running {
-    async fn start(store: SubscriptionStore) -> Self {
+    async fn start(store: SubscriptionStore, secrets: &Arc<SecretVault>) -> Self {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let receiver = DemoReceiver::bind(SocketAddr::from(([127, 0, 0, 1], 0)), store)
-            .await
-            .expect("receiver binds")
-            .with_printer({
-                let lines = Arc::clone(&lines);
-                move |line| lines.lock().unwrap().push(line.to_owned())
-            });
+        let receiver = DemoReceiver::bind(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            store,
+            Arc::clone(secrets),
+        )
+        .await
+        .expect("receiver binds")
+        .with_printer({
+            let lines = Arc::clone(&lines);
+            move |line| lines.lock().unwrap().push(line.to_owned())
+        });
         let url = receiver.url();
         let log = receiver.log();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -141,12 +146,19 @@ fn job_delivery(sub: &Subscription, job_id: &str, previous: JobState, state: Job
     }
 }
 
-/// A stored subscription of a fresh company, and the store.
-async fn stored_subscription() -> (SubscriptionStore, Subscription) {
+/// A stored subscription of a fresh company, its secret, the store and the
+/// stack's keyring.
+async fn stored_subscription() -> (
+    SubscriptionStore,
+    Subscription,
+    WebhookSecret,
+    Arc<SecretVault>,
+) {
     let db = emulator::dynamodb().await;
     let stack = stack::deploy().await;
     let store = SubscriptionStore::new(db, stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap());
-    let sub = Subscription::create(
+    let vault = stack::secret_vault(&stack).await;
+    let (sub, secret) = Subscription::create(
         &emulator::unique_name("acme"),
         NewSubscription {
             url: "https://example.com/hooks".to_owned(),
@@ -154,19 +166,21 @@ async fn stored_subscription() -> (SubscriptionStore, Subscription) {
             filters: Filters::default(),
         },
         Utc::now(),
-    );
+        &vault.current(),
+    )
+    .unwrap();
     store.create(&sub, None).await.expect("subscription stored");
-    (store, sub)
+    (store, sub, secret, vault)
 }
 
 #[tokio::test]
 async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
-    let (store, sub) = stored_subscription().await;
-    let receiver = Running::start(store).await;
+    let (store, sub, secret, vault) = stored_subscription().await;
+    let receiver = Running::start(store, &vault).await;
     let now = Utc::now().timestamp();
 
     let delivery = job_delivery(&sub, "job-3f2a", JobState::Running, JobState::Completed);
-    assert_eq!(receiver.deliver(&delivery, &[&sub.secret], now).await, 204);
+    assert_eq!(receiver.deliver(&delivery, &[&secret], now).await, 204);
     let events = receiver.log.wait_for(1, WAIT).await.expect("one event");
     let event = &events[0];
     assert_eq!(event.webhook_id, delivery.id);
@@ -191,14 +205,14 @@ async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
     );
 
     // A redelivery is acknowledged again and marked as a duplicate.
-    assert_eq!(receiver.deliver(&delivery, &[&sub.secret], now).await, 204);
+    assert_eq!(receiver.deliver(&delivery, &[&secret], now).await, 204);
     let events = receiver.log.wait_for(2, WAIT).await.expect("two events");
     assert!(events[1].duplicate);
     assert!(receiver.lines()[1].ends_with("(duplicate)"));
 
     // A failure names its reason; a test event has no job.
     let failed = job_delivery(&sub, "job-77", JobState::Running, JobState::Failed);
-    assert_eq!(receiver.deliver(&failed, &[&sub.secret], now).await, 204);
+    assert_eq!(receiver.deliver(&failed, &[&secret], now).await, 204);
     let (id, body) = shared::delivery::message::test_event_message(
         &sub.company_id,
         &sub.subscription_id,
@@ -212,7 +226,7 @@ async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
             .get()
             .to_owned(),
     };
-    assert_eq!(receiver.deliver(&test, &[&sub.secret], now).await, 204);
+    assert_eq!(receiver.deliver(&test, &[&secret], now).await, 204);
     let events = receiver.log.wait_for(4, WAIT).await.expect("four events");
     assert_eq!(events[3].event_type, "webhook.test");
     assert_eq!(events[3].job_id, None);
@@ -234,8 +248,8 @@ async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
 
 #[tokio::test]
 async fn wrong_or_missing_signatures_unknown_subscriptions_and_stale_timestamps_are_401() {
-    let (store, sub) = stored_subscription().await;
-    let receiver = Running::start(store.clone()).await;
+    let (store, sub, secret, vault) = stored_subscription().await;
+    let receiver = Running::start(store.clone(), &vault).await;
     let now = Utc::now().timestamp();
     let delivery = job_delivery(&sub, "job-1", JobState::Pending, JobState::Running);
 
@@ -244,7 +258,7 @@ async fn wrong_or_missing_signatures_unknown_subscriptions_and_stale_timestamps_
     assert_eq!(receiver.deliver(&delivery, &[&other], now).await, 401);
     // Signed correctly, body changed afterwards.
     let signature = signature_header(
-        &[Signer::for_secret(&sub.secret)],
+        &[Signer::for_secret(&secret)],
         &delivery.id,
         now,
         delivery.body.as_bytes(),
@@ -272,9 +286,7 @@ async fn wrong_or_missing_signatures_unknown_subscriptions_and_stale_timestamps_
     unknown.subscription_id = new_subscription_id();
     let unknown_delivery = job_delivery(&unknown, "job-1", JobState::Pending, JobState::Running);
     assert_eq!(
-        receiver
-            .deliver(&unknown_delivery, &[&sub.secret], now)
-            .await,
+        receiver.deliver(&unknown_delivery, &[&secret], now).await,
         401
     );
     let mut elsewhere = sub.clone();
@@ -282,18 +294,16 @@ async fn wrong_or_missing_signatures_unknown_subscriptions_and_stale_timestamps_
     let elsewhere_delivery =
         job_delivery(&elsewhere, "job-1", JobState::Pending, JobState::Running);
     assert_eq!(
-        receiver
-            .deliver(&elsewhere_delivery, &[&sub.secret], now)
-            .await,
+        receiver.deliver(&elsewhere_delivery, &[&secret], now).await,
         401
     );
     // Correctly signed, but more than five minutes old or ahead.
     assert_eq!(
-        receiver.deliver(&delivery, &[&sub.secret], now - 301).await,
+        receiver.deliver(&delivery, &[&secret], now - 301).await,
         401
     );
     assert_eq!(
-        receiver.deliver(&delivery, &[&sub.secret], now + 360).await,
+        receiver.deliver(&delivery, &[&secret], now + 360).await,
         401
     );
 
@@ -333,11 +343,13 @@ async fn wrong_or_missing_signatures_unknown_subscriptions_and_stale_timestamps_
 
 #[tokio::test]
 async fn the_previous_secret_verifies_during_the_rotation_grace_only() {
-    let (store, mut sub) = stored_subscription().await;
-    let receiver = Running::start(store.clone()).await;
-    let old = sub.secret.clone();
+    let (store, mut sub, secret, vault) = stored_subscription().await;
+    let receiver = Running::start(store.clone(), &vault).await;
+    let old = secret;
     let version = sub.version;
-    sub.rotate_secret(chrono::Duration::hours(1), Utc::now());
+    let secret = sub
+        .rotate_secret(chrono::Duration::hours(1), Utc::now(), &vault.current())
+        .unwrap();
     sub.version += 1;
     store.replace(&sub, version).await.expect("rotated");
     let now = Utc::now().timestamp();
@@ -345,12 +357,9 @@ async fn the_previous_secret_verifies_during_the_rotation_grace_only() {
     let by_old = job_delivery(&sub, "job-1", JobState::Pending, JobState::Running);
     assert_eq!(receiver.deliver(&by_old, &[&old], now).await, 204);
     let by_new = job_delivery(&sub, "job-1", JobState::Running, JobState::Completed);
-    assert_eq!(receiver.deliver(&by_new, &[&sub.secret], now).await, 204);
+    assert_eq!(receiver.deliver(&by_new, &[&secret], now).await, 204);
     let both = job_delivery(&sub, "job-2", JobState::Pending, JobState::Running);
-    assert_eq!(
-        receiver.deliver(&both, &[&sub.secret, &old], now).await,
-        204
-    );
+    assert_eq!(receiver.deliver(&both, &[&secret, &old], now).await, 204);
     assert_eq!(receiver.log.wait_for(3, WAIT).await.unwrap().len(), 3);
 
     // Once the grace period is over, the old secret no longer verifies.
@@ -369,12 +378,12 @@ async fn the_previous_secret_verifies_during_the_rotation_grace_only() {
 
 #[tokio::test]
 async fn garbage_is_a_client_error_and_an_unreadable_store_asks_for_a_retry() {
-    let (store, sub) = stored_subscription().await;
-    let receiver = Running::start(store).await;
+    let (store, sub, secret, vault) = stored_subscription().await;
+    let receiver = Running::start(store, &vault).await;
     let now = Utc::now().timestamp();
     let ts = now.to_string();
     let signed_headers = |body: &[u8]| {
-        let signature = signature_header(&[Signer::for_secret(&sub.secret)], "evt_x", now, body);
+        let signature = signature_header(&[Signer::for_secret(&secret)], "evt_x", now, body);
         [
             (HEADER_ID, "evt_x".to_owned()),
             (HEADER_TIMESTAMP, ts.clone()),
@@ -429,9 +438,9 @@ async fn garbage_is_a_client_error_and_an_unreadable_store_asks_for_a_retry() {
     // A store that cannot be read: 503, so the sender retries later.
     let db = emulator::dynamodb().await;
     let broken = SubscriptionStore::new(db, emulator::unique_name("NoSuchTable"));
-    let receiver = Running::start(broken).await;
+    let receiver = Running::start(broken, &vault).await;
     let delivery = job_delivery(&sub, "job-1", JobState::Pending, JobState::Running);
-    assert_eq!(receiver.deliver(&delivery, &[&sub.secret], now).await, 503);
+    assert_eq!(receiver.deliver(&delivery, &[&secret], now).await, 503);
     assert!(matches!(
         receiver.log.rejected()[0].reason,
         RejectReason::StoreUnavailable(_)
@@ -440,8 +449,8 @@ async fn garbage_is_a_client_error_and_an_unreadable_store_asks_for_a_retry() {
 
 #[tokio::test]
 async fn shutdown_stops_serving_and_only_loopback_addresses_are_bound() {
-    let (store, _) = stored_subscription().await;
-    let mut receiver = Running::start(store.clone()).await;
+    let (store, _, _, vault) = stored_subscription().await;
+    let mut receiver = Running::start(store.clone(), &vault).await;
     // A kept-alive connection does not hold the shutdown up.
     assert_eq!(receiver.post(&[], "{}").await, 401);
     receiver.stop.take().unwrap().send(()).unwrap();
@@ -461,7 +470,7 @@ async fn shutdown_stops_serving_and_only_loopback_addresses_are_bound() {
     );
 
     let public = SocketAddr::from(([0, 0, 0, 0], 0));
-    let err = DemoReceiver::bind(public, store)
+    let err = DemoReceiver::bind(public, store, vault)
         .await
         .expect_err("not loopback");
     assert!(matches!(err, ReceiverError::NotLoopback(addr) if addr == public));

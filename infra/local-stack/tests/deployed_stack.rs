@@ -16,6 +16,7 @@ use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{self, Simulator};
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::secret::WebhookSecret;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Receiver;
@@ -155,13 +156,18 @@ async fn a_changed_batch_size_and_schedule_reach_the_runner_without_code() {
     );
 }
 
-/// Subscribes `receiver` to every event of `company` in `stack`'s table.
-async fn subscribe(stack: &DeployedStack, company: &str, receiver: &Receiver) -> Subscription {
+/// Subscribes `receiver` to every event of `company` in `stack`'s table;
+/// returns the subscription and its secret.
+async fn subscribe(
+    stack: &DeployedStack,
+    company: &str,
+    receiver: &Receiver,
+) -> (Subscription, WebhookSecret) {
     let store = SubscriptionStore::new(
         emulator::dynamodb().await,
         stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
     );
-    let sub = Subscription::create(
+    let (sub, secret) = Subscription::create(
         company,
         NewSubscription {
             url: receiver.url("/hook"),
@@ -169,9 +175,11 @@ async fn subscribe(stack: &DeployedStack, company: &str, receiver: &Receiver) ->
             filters: Filters::default(),
         },
         chrono::Utc::now(),
-    );
+        &stack::secret_vault(stack).await.current(),
+    )
+    .unwrap();
     store.create(&sub, None).await.unwrap();
-    sub
+    (sub, secret)
 }
 
 /// `local-stack up` as a child process on stack `stack_name`.
@@ -269,7 +277,7 @@ async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
         .unwrap();
     let receiver = Receiver::http().await;
     let company = emulator::unique_name("restart");
-    let sub = subscribe(&stack, &company, &receiver).await;
+    let (sub, secret) = subscribe(&stack, &company, &receiver).await;
     let simulator = Simulator::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         stack.table(ids::JOBS_TABLE).unwrap(),
@@ -292,7 +300,7 @@ async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
         .iter()
         .map(|t| (t.job_id.clone(), t.state.as_str().to_owned()))
         .collect();
-    let key = shared::signing::key_bytes(sub.secret.expose());
+    let key = shared::signing::key_bytes(secret.expose());
     let secrets = HashMap::from([(sub.subscription_id.clone(), key)]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut seen = BTreeSet::new();

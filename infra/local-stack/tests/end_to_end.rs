@@ -263,7 +263,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             } else {
                 receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/hooks/{c}"))
             };
-            let sub = Subscription::create(
+            let (sub, secret) = Subscription::create(
                 &company,
                 NewSubscription {
                     url,
@@ -271,13 +271,15 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
                     filters: filters.validate().unwrap(),
                 },
                 Utc::now(),
-            );
+                &pipeline.secrets.current(),
+            )
+            .unwrap();
             store.create(&sub, None).await.unwrap();
             ledger
                 .secrets
                 .lock()
                 .unwrap()
-                .insert(sub.subscription_id.clone(), sub.secret.expose().to_owned());
+                .insert(sub.subscription_id.clone(), secret.expose().to_owned());
             subs.push((sub, down));
         }
         plans.push(jobs);

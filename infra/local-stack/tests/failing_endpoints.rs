@@ -69,7 +69,7 @@ impl Running {
             pipeline.stack.table(ids::PARKED_EVENTS_TABLE).unwrap(),
         );
         let company = emulator::unique_name("acme");
-        let sub = Subscription::create(
+        let (sub, _) = Subscription::create(
             &company,
             NewSubscription {
                 url: url.to_owned(),
@@ -77,7 +77,9 @@ impl Running {
                 filters: Filters::default(),
             },
             Utc::now(),
-        );
+            &pipeline.secrets.current(),
+        )
+        .unwrap();
         store.create(&sub, None).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
         let runners = pipeline.start(shutdown).await.unwrap();

@@ -5,7 +5,11 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
+use std::sync::Arc;
+
+use shared::domain::subscription::Subscription;
 use shared::storage::deliveries::DeliveryLog;
+use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use subscriptions_api::{ApiConfig, App};
@@ -22,6 +26,8 @@ pub struct Fixture {
     pub store: SubscriptionStore,
     pub log: DeliveryLog,
     pub sqs: aws_sdk_sqs::Client,
+    /// The stack's signing-secret keyring.
+    pub vault: Arc<SecretVault>,
     /// The fresh delivery queue (the app's, unless a test pointed it
     /// elsewhere).
     pub queue_url: String,
@@ -70,19 +76,31 @@ impl Fixture {
         let deliveries = config.deliveries_table.clone();
         let queue_url = config.delivery_queue_url.clone();
         tweak(&mut config);
+        let vault = stack::secret_vault(&stack).await;
         Self {
             app: App::new(
                 config.clone(),
                 dynamo.clone(),
                 sqs.clone(),
                 aws_sdk_eventbridge::Client::new(&sdk),
+                Arc::clone(&vault),
             ),
+            vault,
             config,
             store: SubscriptionStore::new(dynamo.clone(), table),
             log: DeliveryLog::new(dynamo, deliveries),
             sqs,
             queue_url,
         }
+    }
+
+    /// The secrets `sub` signs with at `now`, opened.
+    pub fn opened(&self, sub: &Subscription, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        sub.signing_secrets(&self.vault.current(), now)
+            .expect("the secrets open")
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect()
     }
 
     pub async fn call(&self, req: ApiRequest) -> Reply {

@@ -13,6 +13,8 @@ use local_stack::simulate::{self, PlannedJob, Transition};
 use shared::domain::filters::FiltersInput;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
+use shared::signing::sealed::Keyring;
+use shared::signing::secret::WebhookSecret;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::receiver::{Received, Receiver, Reply};
 
@@ -64,10 +66,10 @@ pub struct Ledger {
 
 impl Ledger {
     /// Notes the subscription's signing key.
-    pub fn add(&mut self, sub: &Subscription) {
+    pub fn add(&mut self, sub: &Subscription, secret: &WebhookSecret) {
         self.secrets.insert(
             sub.subscription_id.clone(),
-            signing::key_bytes(sub.secret.expose()),
+            signing::key_bytes(secret.expose()),
         );
     }
 }
@@ -110,11 +112,13 @@ pub async fn receiver(
 }
 
 /// Each company's planned jobs and subscriptions ([`subscription_filters`]),
-/// the subscriptions spread over `receivers`, stored, and their keys noted in
+/// the subscriptions spread over `receivers`, sealed with `keyring`, stored,
+/// and their keys noted in
 /// `ledger`. Company names end in `unique`, so runs keep their job ids apart
 /// while one seed gives every run the same plans.
 pub async fn subscribe(
     store: &SubscriptionStore,
+    keyring: &Keyring,
     ledger: &Mutex<Ledger>,
     receivers: &[Receiver],
     unique: &str,
@@ -132,9 +136,10 @@ pub async fn subscribe(
                 description: None,
                 filters: filters.validate().expect("valid filters"),
             };
-            let sub = Subscription::create(&company, new, Utc::now());
+            let (sub, secret) =
+                Subscription::create(&company, new, Utc::now(), keyring).expect("a keyring");
             store.create(&sub, None).await.expect("subscription stored");
-            ledger.lock().unwrap().add(&sub);
+            ledger.lock().unwrap().add(&sub, &secret);
             subs.push(sub);
         }
         plans.push(jobs);

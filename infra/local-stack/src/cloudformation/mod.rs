@@ -30,6 +30,12 @@ pub mod ids {
     pub const REDRIVE_FUNCTION: &str = "DlqRedriveFunction";
     /// The endpoint prober (scheduled).
     pub const PROBER_FUNCTION: &str = "EndpointProberFunction";
+    /// The signing-secret key maintenance function (operator tool).
+    pub const SECRET_KEYS_FUNCTION: &str = "SecretKeysFunction";
+    /// The keyring of data keys that seal signing secrets.
+    pub const KEYRING_TABLE: &str = "KeyringTable";
+    /// The KMS key that wraps the keyring's data keys.
+    pub const SIGNING_SECRETS_KEY: &str = "SigningSecretsKey";
     /// Parked and failed events.
     pub const PARKED_EVENTS_TABLE: &str = "ParkedEventsTable";
     /// The operational events bus.

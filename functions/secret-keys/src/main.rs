@@ -1,0 +1,31 @@
+//! Lambda entry point of the signing-secret key maintenance function.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use secret_keys::{KeysConfig, SecretKeys};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init_json_logs();
+    let config = KeysConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk = shared::config::aws_sdk_config().await;
+    let keys = Arc::new(SecretKeys::new(
+        &config,
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_kms::Client::new(&sdk),
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let keys = Arc::clone(&keys);
+        let left = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        async move { keys.handle(event.payload, Instant::now() + left).await }
+    }))
+    .await
+}
