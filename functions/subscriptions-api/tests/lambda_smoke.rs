@@ -82,7 +82,14 @@ async fn missing_configuration_stops_the_cold_start_with_a_clear_error() {
             "http://127.0.0.1:9/000000000000/DeliveryQueue",
         ),
         ("CURSOR_SIGNING_KEY", CURSOR_KEY),
+        ("PARKED_EVENTS_TABLE", "ParkedEventsTable"),
+        ("EVENT_BUS_NAME", "webhooks-operational"),
+        ("KEYRING_TABLE", "KeyringTable"),
+        ("SECRETS_KMS_KEY_ID", "alias/signing-secrets"),
     ];
-    let bad = [("TARGET_ALLOW_LIST", "localhost")];
+    let bad = [
+        ("TARGET_ALLOW_LIST", "localhost"),
+        ("KEYRING_REFRESH_SECONDS", "0"),
+    ];
     runtime_api::assert_cold_start_names(BINARY, NAME, &complete, &bad).await;
 }

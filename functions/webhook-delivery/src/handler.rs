@@ -140,8 +140,29 @@ impl Delivery {
         events: aws_sdk_eventbridge::Client,
         vault: Arc<SecretVault>,
     ) -> Result<Self, ClientError> {
-        Ok(Self {
-            http: client::build(config)?,
+        Ok(Self::with_http(
+            config,
+            client::build(config)?,
+            dynamodb,
+            sqs,
+            events,
+            vault,
+        ))
+    }
+
+    /// [`Self::new`] with HTTP clients already built by [`client::build`]
+    /// (the cold start builds them before it reads the keyring, so a bad
+    /// local setting is reported first).
+    pub fn with_http(
+        config: &DeliveryConfig,
+        http: client::Clients,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        events: aws_sdk_eventbridge::Client,
+        vault: Arc<SecretVault>,
+    ) -> Self {
+        Self {
+            http,
             parked: ParkedEvents::new(dynamodb.clone(), config.parked_events_table.clone()),
             publisher: Publisher::new(events, config.event_bus_name.clone()),
             breaker: config.breaker.clone(),
@@ -156,7 +177,7 @@ impl Delivery {
             schedule: config.schedule.clone(),
             allow: config.allow_list.clone(),
             concurrency: config.concurrency,
-        })
+        }
     }
 
     /// Handles one invocation and emits its metrics.

@@ -12,6 +12,8 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init_json_logs();
     let config = DeliveryConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let http = webhook_delivery::client::build(&config)
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     // Unwrapped once per cold start; a key that does not unwrap stops it here.
@@ -23,14 +25,14 @@ async fn main() -> Result<(), Error> {
     let vault = SecretVault::load(keyring)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
-    let delivery = Delivery::new(
+    let delivery = Delivery::with_http(
         &config,
+        http,
         dynamo,
         aws_sdk_sqs::Client::new(&sdk),
         aws_sdk_eventbridge::Client::new(&sdk),
         Arc::new(vault),
-    )
-    .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    );
     let delivery = Arc::new(delivery);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let delivery = Arc::clone(&delivery);

@@ -80,6 +80,41 @@ async fn binary_delivers_the_sample_sqs_event() {
 }
 
 #[tokio::test]
+async fn cold_start_fails_naming_a_kms_key_that_does_not_unwrap_the_keyring() {
+    let stack = stack::deploy().await;
+    // Version 1, wrapped by the stack's key.
+    stack::secret_vault(&stack).await;
+    let kms = aws_sdk_kms::Client::new(&emulator::sdk_config().await);
+    let other = kms
+        .create_key()
+        .description("not the stack's signing-secrets key")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let missing = format!(
+        "{}/00000000-0000-4000-8000-000000000000",
+        other.rsplit_once('/').unwrap().0
+    );
+    for wrong in [other.as_str(), missing.as_str()] {
+        let env = stack::function_environment(
+            &stack,
+            ids::DELIVERY_FUNCTION,
+            &[("SECRETS_KMS_KEY_ID", wrong)],
+        );
+        let logs = runtime_api::failed_cold_start(BINARY, NAME, &stack::borrowed(&env)).await;
+        assert!(
+            logs.contains(wrong) && logs.contains("SECRETS_KMS_KEY_ID"),
+            "{wrong}: {logs}"
+        );
+        assert!(logs.contains("data key version 1"), "{logs}");
+    }
+}
+
+#[tokio::test]
 async fn cold_start_fails_naming_a_missing_or_bad_variable() {
     let complete = [
         ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable"),
@@ -94,8 +129,11 @@ async fn cold_start_fails_naming_a_missing_or_bad_variable() {
         ),
         ("PARKED_EVENTS_TABLE", "ParkedEventsTable"),
         ("EVENT_BUS_NAME", "webhooks-operational"),
+        ("KEYRING_TABLE", "KeyringTable"),
+        ("SECRETS_KMS_KEY_ID", "alias/signing-secrets"),
     ];
     let bad = [
+        ("KEYRING_REFRESH_SECONDS", "soon"),
         ("RETRY_SCHEDULE", "5s,soon"),
         ("TARGET_ALLOW_LIST", "localhost"),
         ("TARGET_EXTRA_CA_FILE", "/nonexistent/ca.pem"),
