@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run simulate redrive test lint tools token build clean bench bench-ingest
+.PHONY: run simulate redrive secret-keys test lint tools token build clean bench bench-ingest
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
 tools: $(VENV)/.installed
@@ -36,6 +36,11 @@ simulate:
 ## While `make run` serves: redrive dead letters, e.g. make redrive REQUEST='{"company_id":"acme","dry_run":true}'
 redrive:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- redrive '$(REQUEST)'
+
+## While `make run` serves: the signing-secret key function, e.g.
+## make secret-keys REQUEST='{"action":"rotate"}', then REQUEST='{"action":"reencrypt"}'
+secret-keys:
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- secret-keys '$(or $(REQUEST),{"action":"reencrypt","dry_run":true})'
 
 ## Lint everything, fuzz the API against its OpenAPI document, then run all
 ## tests against the emulator

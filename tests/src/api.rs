@@ -80,3 +80,19 @@ impl ApiRequest {
         lambda_http::request::from_str(&self.event().to_string()).expect("valid API Gateway event")
     }
 }
+
+/// The status and JSON body (`Null` when there is none) of a response of
+/// the subscriptions function.
+pub fn status_and_json(
+    response: &lambda_http::Response<lambda_http::Body>,
+) -> (u16, serde_json::Value) {
+    let body = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(serde_json::Value::Null),
+        lambda_http::Body::Binary(b) => {
+            serde_json::from_slice(b).unwrap_or(serde_json::Value::Null)
+        }
+        lambda_http::Body::Empty => serde_json::Value::Null,
+        _ => serde_json::Value::Null,
+    };
+    (response.status().as_u16(), body)
+}

@@ -10,6 +10,8 @@
 //!   function binary the way Lambda does.
 //! - [`aws_proxy`] and [`metering`]: a proxy in front of the emulator that
 //!   counts calls, injects faults and meters billing units.
+//! - [`standard_webhooks`]: the `standardwebhooks` PyPI package as an
+//!   independent verifier of signatures.
 //! - [`receiver`]: a programmable webhook receiver (HTTP or HTTPS) on
 //!   loopback: scripted replies, drops, hangs, and what it received.
 //!
@@ -26,6 +28,7 @@ pub mod metering;
 pub mod receiver;
 pub mod runtime_api;
 pub mod stack;
+pub mod standard_webhooks;
 
 /// Path of a sample event in `tests/events/`.
 pub fn event_path(name: &str) -> std::path::PathBuf {

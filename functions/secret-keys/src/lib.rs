@@ -12,7 +12,8 @@
 //!   change is re-read and re-sealed). It stops before its deadline and
 //!   returns `resume_after`: invoke it again with that to continue. Items
 //!   already under the newest version are left alone, so re-running it is
-//!   harmless. `"dry_run": true` only counts.
+//!   harmless. `"dry_run": true` only counts; `"limit": N` reads at most N
+//!   items per invocation.
 
 pub mod config;
 pub mod reencrypt;
@@ -41,6 +42,9 @@ pub enum KeysRequest {
         /// Count only; write nothing.
         #[serde(default)]
         dry_run: bool,
+        /// Most items to read in this invocation (the rest: `resume_after`).
+        #[serde(default)]
+        limit: Option<usize>,
     },
 }
 
@@ -125,10 +129,15 @@ impl SecretKeys {
             KeysRequest::Reencrypt {
                 resume_after,
                 dry_run,
+                limit,
             } => {
-                let report =
-                    reencrypt::run(&self.keyring, &self.store, resume_after, dry_run, deadline)
-                        .await?;
+                let pass = reencrypt::Pass {
+                    resume_after,
+                    dry_run,
+                    limit: limit.unwrap_or(usize::MAX),
+                    deadline,
+                };
+                let report = reencrypt::run(&self.keyring, &self.store, pass).await?;
                 Ok(KeysReport::Reencrypted(report))
             }
         }

@@ -48,15 +48,32 @@ pub struct ReencryptReport {
     pub resume_after: Option<SubscriptionKey>,
 }
 
-/// Re-seals the table's secrets after `resume_after`, until done or near
-/// `deadline`.
+/// What one invocation covers.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// Start after this item.
+    pub resume_after: Option<SubscriptionKey>,
+    /// Count only.
+    pub dry_run: bool,
+    /// Most items to read.
+    pub limit: usize,
+    /// Stop before this.
+    pub deadline: Instant,
+}
+
+/// Re-seals the table's secrets after `pass.resume_after`, until done, the
+/// limit, or near the deadline.
 pub async fn run(
     keyring: &KeyringStore,
     store: &SubscriptionStore,
-    resume_after: Option<SubscriptionKey>,
-    dry_run: bool,
-    deadline: Instant,
+    pass: Pass,
 ) -> Result<ReencryptReport, KeysError> {
+    let Pass {
+        resume_after,
+        dry_run,
+        limit,
+        deadline,
+    } = pass;
     // Read afresh: the newest version may be minutes old.
     let ring = SecretVault::load(keyring.clone()).await?.current();
     let key_version = ring.newest().ok_or(KeysError::EmptyKeyring)?;
@@ -66,14 +83,18 @@ pub async fn run(
         ..ReencryptReport::default()
     };
     let mut after = resume_after;
+    let stop = |report: &ReencryptReport| {
+        report.scanned >= limit || Instant::now() + DEADLINE_MARGIN >= deadline
+    };
     loop {
-        if Instant::now() + DEADLINE_MARGIN >= deadline {
+        if stop(&report) {
             report.resume_after = after;
             return Ok(report);
         }
-        let (items, next) = store.scan_page(after.as_ref(), PAGE).await?;
+        let page = i32::try_from(limit - report.scanned).map_or(PAGE, |left| left.min(PAGE));
+        let (items, next) = store.scan_page(after.as_ref(), page).await?;
         for sub in items {
-            if Instant::now() + DEADLINE_MARGIN >= deadline {
+            if stop(&report) {
                 report.resume_after = after;
                 return Ok(report);
             }

@@ -10,10 +10,13 @@
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
 //!   default the deployed stack's `JobsTable`), printing each state change. `SIMULATE_SEED`
 //!   reproduces a run, `SIMULATE_PAUSE_MS` paces it (default 300).
+//! - `local-stack secret-keys JSON`: the signing-secret key function
+//!   (`{"action": "rotate"}`, `{"action": "reencrypt"}`) against the stack
+//!   `make run` serves;
 //! - `local-stack redrive [JSON]`: the dead-letter redrive function against
 //!   the local queues, with the function's input.
 
-use local_stack::{jwt, redrive, simulate, up};
+use local_stack::{jwt, redrive, secret_keys, simulate, up};
 
 #[tokio::main]
 async fn main() {
@@ -58,9 +61,16 @@ async fn main() {
                 Err(e) => Err(e),
             }
         }
+        ["secret-keys", request] => match secret_keys::run(request).await {
+            Ok(report) => {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         _ => {
             eprintln!(
-                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}']"
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
             );
             std::process::exit(2);
         }

@@ -75,7 +75,18 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         delivery.environment["RETRY_SCHEDULE"],
         "5s,5m,30m,2h,5h,10h,10h"
     );
-    assert_eq!(stack.functions.len(), 5);
+    // The keyring's table and KMS key are the emulator's, created by
+    // CloudFormation like every other resource.
+    assert_eq!(
+        delivery.environment["KEYRING_TABLE"],
+        stack.table(ids::KEYRING_TABLE).unwrap()
+    );
+    assert!(
+        delivery.environment["SECRETS_KMS_KEY_ID"].starts_with("arn:aws:kms:"),
+        "{:?}",
+        delivery.environment
+    );
+    assert_eq!(stack.functions.len(), 6);
 
     // The mappings are Lambda's, with the template's settings.
     let streams: Vec<_> = stack.mappings_of(ids::INGEST_FUNCTION).collect();

@@ -172,13 +172,7 @@ impl Running {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = self.pipeline.app.handle(request.build()).await;
-        let status = response.status().as_u16();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        (status, body)
+        test_support::api::status_and_json(&self.pipeline.app.handle(request.build()).await)
     }
 
     /// A queue of the emulator subscribed, through a rule on the stack's

@@ -2,30 +2,9 @@
 //! package from PyPI, installed in the project's .venv) verifies our
 //! signatures with the `whsec_` form of the secret.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use shared::signing::secret::WebhookSecret;
 use shared::signing::{Signer, signature_header};
-
-const VERIFY: &str = r#"
-import json, sys
-from standardwebhooks import Webhook
-case = json.load(sys.stdin)
-headers = {"webhook-id": case["id"], "webhook-timestamp": str(case["ts"]), "webhook-signature": case["sig"]}
-results = []
-for secret in case["secrets"]:
-    try:
-        Webhook(secret).verify(case["body"], headers)
-        results.append(True)
-    except Exception:
-        results.append(False)
-print(json.dumps(results))
-"#;
-
-fn python() -> String {
-    format!("{}/../.venv/bin/python", env!("CARGO_MANIFEST_DIR"))
-}
+use test_support::standard_webhooks;
 
 fn verify_with_standardwebhooks(
     id: &str,
@@ -34,23 +13,7 @@ fn verify_with_standardwebhooks(
     body: &str,
     secrets: &[String],
 ) -> Vec<bool> {
-    let mut child = Command::new(python())
-        .args(["-c", VERIFY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the project's .venv python runs (make tools)");
-    let case =
-        serde_json::json!({"id": id, "ts": ts, "sig": sig, "body": body, "secrets": secrets});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "python failed");
-    serde_json::from_slice(&out.stdout).unwrap()
+    standard_webhooks::verify(id, &ts.to_string(), sig, body, secrets)
 }
 
 #[test]
