@@ -14,7 +14,7 @@ use shared::domain::subscription::{
     Subscription, SubscriptionStatus,
 };
 use shared::operational::{OperationalEvent, OperationalEventType};
-use shared::signing::sealed::{Keyring, StoredSecret};
+use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim, StoreError};
 use shared::target_guard::allow_list::AllowList;
 use shared::target_guard::url::{self as url_guard, UrlRejection};
@@ -194,9 +194,7 @@ impl App {
     /// holding every version its secrets are sealed with.
     async fn keyring_for(&self, sub: &Subscription) -> Result<Arc<Keyring>, ApiError> {
         self.vault.for_sealing().await?;
-        let versions = std::iter::once(&sub.secret)
-            .chain(&sub.previous_secret)
-            .filter_map(StoredSecret::key_version);
+        let versions = sub.secret_key_versions();
         Ok(self.vault.for_opening(versions).await?)
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use shared::domain::subscription::Subscription;
 use shared::signing::SigningKeys;
-use shared::signing::sealed::{OpenError, StoredSecret};
+use shared::signing::sealed::OpenError;
 use shared::storage::keyring::{KeyringError, SecretVault};
 use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 use shared::ttl_cache::TtlCache;
@@ -83,9 +83,7 @@ impl SubscriptionCache {
         }
         let cached = match store.get(company_id, subscription_id).await? {
             Some(sub) => {
-                let versions = std::iter::once(&sub.secret)
-                    .chain(&sub.previous_secret)
-                    .filter_map(StoredSecret::key_version);
+                let versions = sub.secret_key_versions();
                 let keyring = self.vault.for_opening(versions).await?;
                 let keys = sub.signing_keys(&keyring, Utc::now());
                 Some(Arc::new(Cached { sub, keys }))

@@ -46,7 +46,6 @@ use serde_json::Value;
 use shared::config::{self, ConfigError};
 use shared::domain::jobs::JobState;
 use shared::domain::subscription::is_subscription_id;
-use shared::signing::sealed::StoredSecret;
 use shared::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
 use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
@@ -525,9 +524,7 @@ impl Inner {
             .map_err(|e| RejectReason::StoreUnavailable(e.to_string()))?
             .ok_or(RejectReason::UnknownSubscription)?;
         let now = chrono::Utc::now();
-        let versions = std::iter::once(&subscription.secret)
-            .chain(&subscription.previous_secret)
-            .filter_map(StoredSecret::key_version);
+        let versions = subscription.secret_key_versions();
         let unreadable = |e: &dyn std::fmt::Display| RejectReason::StoreUnavailable(e.to_string());
         let keyring = self
             .secrets

@@ -275,10 +275,20 @@ impl Subscription {
         Ok(changed)
     }
 
+    /// Its stored secrets: the current one, and the previous one if kept.
+    fn stored_secrets(&self) -> impl Iterator<Item = &StoredSecret> {
+        std::iter::once(&self.secret).chain(&self.previous_secret)
+    }
+
+    /// The key versions its secrets are sealed with (a keyring must hold
+    /// them all to open them).
+    pub fn secret_key_versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.stored_secrets().filter_map(StoredSecret::key_version)
+    }
+
     /// Whether a secret of it is stored in the clear.
     pub fn has_plaintext_secret(&self) -> bool {
-        std::iter::once(&self.secret)
-            .chain(&self.previous_secret)
+        self.stored_secrets()
             .any(|s| matches!(s, StoredSecret::Plaintext(_)))
     }
 
