@@ -80,11 +80,13 @@ bench-signing:
 	cargo bench --quiet -p shared --bench signing
 
 .PHONY: bench-cold-start
-## Cold start and size of each function's release binary. Builds them first:
-## `cargo bench` leaves unstripped builds at the same paths.
-bench-cold-start:
-	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery -p dlq-redrive
-	cargo bench --quiet -p test-support --bench cold_start
+## Cold start and size of each function's release binary, configured from a
+## stack deployed in the emulator. Builds them first: `cargo bench` leaves
+## unstripped builds at the same paths.
+bench-cold-start: tools
+	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery \
+		-p dlq-redrive -p endpoint-prober -p secret-keys
+	infra/with-emulator.sh cargo bench --quiet -p test-support --bench cold_start
 
 .PHONY: bench-cost
 ## $ per million delivered webhooks on AWS: the end-to-end workload with every

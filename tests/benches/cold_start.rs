@@ -1,32 +1,42 @@
 //! Cold start and size of each function's release binary.
 //!
-//! Every binary in the release output directory (`target/release/`, next to
-//! this bench's own `deps/`) is started [`LAUNCHES`] times under a Lambda
-//! Runtime API on loopback ([`RuntimeApi`]), with the Lambda environment and
-//! the configuration it needs. A launch measures the time from just before
-//! the spawn to the function's first `GET /runtime/invocation/next`: process
-//! start, configuration, logging and AWS SDK set-up, the runtime's first
-//! request. No event is handed over, so the AWS endpoint is never called and
-//! need not be reachable. One extra launch per binary warms the page cache
-//! and is not counted. Next to the wall time, the table gives the process's
-//! CPU time and its threads' run-queue wait up to the first poll (from
-//! `/proc/<pid>/task/*/schedstat`), which tell start-up work from a busy or
-//! slowed-down machine.
+//! Every function's binary in the release output directory
+//! (`target/release/`, next to this bench's own `deps/`) is started
+//! [`LAUNCHES`] times under a Lambda Runtime API on loopback
+//! ([`RuntimeApi`]), with the Lambda environment and the configuration of a
+//! stack of `template.yaml` deployed in the emulator. A launch measures the
+//! time from just before the spawn to the function's first
+//! `GET /runtime/invocation/next`: process start, configuration, logging
+//! and AWS SDK set-up, what the function reads at cold start (the API and
+//! delivery functions read the signing-secret keyring: one Scan, one KMS
+//! Decrypt per key version, here against the emulator), and the runtime's
+//! first request. No event is handed over. One extra launch per binary warms
+//! the page cache and is not counted. Next to the wall time, the table gives
+//! the process's CPU time and its threads' run-queue wait up to the first
+//! poll (from `/proc/<pid>/task/*/schedstat`), which tell start-up work from
+//! a busy or slowed-down machine. A last table times the keyring load alone,
+//! in-process, with one to three key versions.
 //!
 //! `cargo bench` writes unstripped bench-profile builds of a package's
 //! binaries to the same paths, so the bench refuses a binary that still has a
 //! symbol table: run it through `make bench-cold-start`, which builds the
 //! release binaries first.
 //!
-//! Run: `make bench-cold-start`; `cargo bench -p test-support --bench
-//! cold_start -- <function>...` measures only the named functions, and
+//! Run: `make bench-cold-start`; `infra/with-emulator.sh cargo bench -p
+//! test-support --bench cold_start -- <function>...` measures only the named
+//! functions, and
 //! `COLD_START_DIR=<dir>` reads the binaries from another directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use local_stack::cloudformation::DeployedStack;
+use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
+use test_support::emulator;
 use test_support::runtime_api::RuntimeApi;
+use test_support::stack::{self, ids};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -39,50 +49,28 @@ const TARGET_MS: f64 = 10.0;
 const TARGET_BYTES: u64 = 8_000_000;
 
 const CURSOR_KEY: &str = "cold-start-bench-cursor-signing-key-0123456789";
-const QUEUE: &str = "http://127.0.0.1:9/000000000000";
 
-/// Each function with the configuration its `config.rs` requires (the
-/// values of `template.yaml` where it sets optional ones).
-fn functions() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
-    let queue = |name: &str| format!("{QUEUE}/{name}");
-    vec![
-        (
-            "subscriptions-api",
-            vec![
-                ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable".into()),
-                ("DELIVERIES_TABLE", "DeliveriesTable".into()),
-                ("DELIVERY_QUEUE_URL", queue("DeliveryQueue")),
-                ("CURSOR_SIGNING_KEY", CURSOR_KEY.into()),
-                ("COMPANY_CLAIM", "company_id".into()),
-            ],
-        ),
-        (
-            "job-events-ingest",
-            vec![
-                ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable".into()),
-                ("DELIVERY_QUEUE_URL", queue("DeliveryQueue")),
-                ("SUBSCRIPTION_CACHE_TTL_SECONDS", "10".into()),
-            ],
-        ),
-        (
-            "webhook-delivery",
-            vec![
-                ("SUBSCRIPTIONS_TABLE", "SubscriptionsTable".into()),
-                ("DELIVERIES_TABLE", "DeliveriesTable".into()),
-                ("RETRY_QUEUE_URL", queue("RetryQueue")),
-                ("DEAD_LETTER_QUEUE_URL", queue("DeadLetterQueue")),
-                ("DELIVERY_CONCURRENCY", "10".into()),
-                ("SUBSCRIPTION_CACHE_TTL_SECONDS", "5".into()),
-            ],
-        ),
-        (
-            "dlq-redrive",
-            vec![
-                ("DEAD_LETTER_QUEUE_URL", queue("DeadLetterQueue")),
-                ("DELIVERY_QUEUE_URL", queue("DeliveryQueue")),
-            ],
-        ),
-    ]
+/// Each function's binary and its resource in `template.yaml`.
+const FUNCTIONS: [(&str, &str); 6] = [
+    ("subscriptions-api", ids::API_FUNCTION),
+    ("job-events-ingest", ids::INGEST_FUNCTION),
+    ("webhook-delivery", ids::DELIVERY_FUNCTION),
+    ("dlq-redrive", ids::REDRIVE_FUNCTION),
+    ("endpoint-prober", ids::PROBER_FUNCTION),
+    ("secret-keys", ids::SECRET_KEYS_FUNCTION),
+];
+
+/// Each function with its environment in a stack of `template.yaml`
+/// deployed in the emulator (the local cursor key in place of the secret
+/// the template resolves).
+fn functions(stack: &DeployedStack) -> Vec<(&'static str, Vec<(String, String)>)> {
+    FUNCTIONS
+        .iter()
+        .map(|(binary, id)| {
+            let env = stack::function_environment(stack, id, &[("CURSOR_SIGNING_KEY", CURSOR_KEY)]);
+            (*binary, env)
+        })
+        .collect()
 }
 
 /// The release output directory: `COLD_START_DIR`, else the parent of this
@@ -127,7 +115,7 @@ struct Launch {
 }
 
 /// Starts `binary` once and waits for its first poll.
-async fn launch(binary: &Path, name: &str, config: &[(&str, String)]) -> Result<Launch, String> {
+async fn launch(binary: &Path, name: &str, config: &[(String, String)]) -> Result<Launch, String> {
     let runtime = RuntimeApi::start().await;
     let mut command = Command::new(binary);
     command
@@ -138,13 +126,13 @@ async fn launch(binary: &Path, name: &str, config: &[(&str, String)]) -> Result<
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", emulator::endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_SESSION_TOKEN", "local")
-        .envs(config.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(config.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -260,6 +248,52 @@ impl Row {
     }
 }
 
+/// Measured keyring loads per version count.
+const KEYRING_LOADS: usize = 20;
+
+/// What the API and delivery functions add to a cold start to read the
+/// signing-secret keyring: one Scan of the keyring table and one KMS
+/// Decrypt per version, timed in-process against the emulator with one,
+/// two and three versions.
+async fn keyring_loads(stack: &DeployedStack) {
+    let sdk = emulator::sdk_config().await;
+    let vars = stack
+        .function(ids::DELIVERY_FUNCTION)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .vars_with(&[]);
+    let store = KeyringStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        aws_sdk_kms::Client::new(&sdk),
+        KeyringConfig::from_vars(&vars).expect("delivery configures its keyring"),
+    );
+    println!();
+    println!("| keyring load at cold start (emulator) | requests | median ms | p90 ms |");
+    println!("| --- | ---: | ---: | ---: |");
+    for versions in 1..=3 {
+        while store.versions().await.expect("keyring table").len() < versions {
+            store.add_version(Utc::now()).await.expect("add a version");
+        }
+        // One uncounted load warms the connections.
+        let mut times = Vec::with_capacity(KEYRING_LOADS);
+        for i in 0..=KEYRING_LOADS {
+            let started = Instant::now();
+            SecretVault::load(store.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if i > 0 {
+                times.push(started.elapsed());
+            }
+        }
+        let times = Samples::new(times.into_iter());
+        println!(
+            "| {versions} version(s): 1 Scan + {versions} KMS Decrypt | {} | {:.2} | {:.2} |",
+            1 + versions,
+            times.median(),
+            times.p90()
+        );
+    }
+}
+
 /// `8684920` as `8,684,920`.
 fn group_digits(n: u64) -> String {
     let digits = n.to_string();
@@ -281,13 +315,14 @@ async fn main() -> ExitCode {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let dir = binary_dir();
+    let stack = stack::deploy().await;
     println!(
         "cold start: {} ({LAUNCHES} launches per binary after one warm-up)",
         dir.display()
     );
     let mut rows = Vec::new();
     let mut failed = false;
-    for (name, config) in functions() {
+    for (name, config) in functions(&stack) {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
@@ -345,6 +380,7 @@ async fn main() -> ExitCode {
     for row in &rows {
         println!("{}", row.line());
     }
+    keyring_loads(&stack).await;
     if failed {
         ExitCode::FAILURE
     } else {
