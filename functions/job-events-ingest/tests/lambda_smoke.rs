@@ -35,7 +35,7 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
     .unwrap()
     .0;
     SubscriptionStore::new(dynamo, table.clone())
-        .create(&sub, None)
+        .create(&sub, None, u64::MAX)
         .await
         .unwrap();
     let queue_url = stack.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned();

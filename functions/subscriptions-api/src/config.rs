@@ -34,7 +34,16 @@ pub struct ApiConfig {
     /// `KEYRING_TABLE`, `SECRETS_KMS_KEY_ID`: the keyring that seals
     /// signing secrets.
     pub keyring: KeyringConfig,
+    /// `MAX_SUBSCRIPTIONS_PER_COMPANY` (default 100): subscriptions a company
+    /// may have that are not archived.
+    pub max_subscriptions: u64,
+    /// `MAX_JOB_IDS_PER_FILTER` (default 1000): job ids one subscription's
+    /// filter may list.
+    pub max_job_ids: usize,
 }
+
+/// Default of `MAX_SUBSCRIPTIONS_PER_COMPANY`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: u64 = 100;
 
 impl ApiConfig {
     /// Reads the configuration from the environment.
@@ -80,6 +89,18 @@ impl ApiConfig {
                 1,
                 365,
             )?)),
+            max_subscriptions: vars.parse_in_range(
+                "MAX_SUBSCRIPTIONS_PER_COMPANY",
+                DEFAULT_MAX_SUBSCRIPTIONS,
+                1,
+                100_000,
+            )?,
+            max_job_ids: vars.parse_in_range(
+                "MAX_JOB_IDS_PER_FILTER",
+                shared::domain::filters::MAX_JOB_IDS,
+                1,
+                10_000,
+            )?,
         })
     }
 }

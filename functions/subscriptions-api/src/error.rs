@@ -148,6 +148,15 @@ impl ApiError {
                 "conflict",
                 "the webhook subscription was changed concurrently; retry the request",
             ),
+            StoreError::QuotaExceeded { quota, .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "subscription_quota_exceeded",
+                format!(
+                    "the company already has {quota} webhook subscriptions that are not \
+                     archived, its quota (MAX_SUBSCRIPTIONS_PER_COMPANY); archive one or ask \
+                     for a higher quota"
+                ),
+            ),
             StoreError::Dynamo { .. } => {
                 tracing::error!(error = %e, store, "store unavailable");
                 Self::unavailable()

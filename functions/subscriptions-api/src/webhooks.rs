@@ -105,8 +105,8 @@ fn check_description(d: Option<String>) -> Result<Option<String>, ValidationErro
     }
 }
 
-fn check_filters(f: Option<FiltersInput>) -> Result<Filters, ValidationError> {
-    f.map_or(Ok(Filters::default()), FiltersInput::validate)
+fn check_filters(f: Option<FiltersInput>, max_job_ids: usize) -> Result<Filters, ValidationError> {
+    f.map_or(Ok(Filters::default()), |f| f.validate_within(max_job_ids))
 }
 
 fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
@@ -250,7 +250,7 @@ impl App {
         let new = NewSubscription {
             url: check_url(&input.url, &self.config.allow_list).await?,
             description: check_description(input.description)?,
-            filters: check_filters(input.filters)?,
+            filters: check_filters(input.filters, self.config.max_job_ids)?,
         };
         let now = Utc::now();
         let keyring = self.vault.for_sealing().await?;
@@ -260,7 +260,11 @@ impl App {
             request_hash: request_fingerprint(raw),
             expires_at: now + IDEMPOTENCY_WINDOW,
         });
-        let (stored, secret, replayed) = match self.store.create(&sub, claim.as_ref()).await? {
+        let (stored, secret, replayed) = match self
+            .store
+            .create(&sub, claim.as_ref(), self.config.max_subscriptions)
+            .await?
+        {
             CreateOutcome::Created => (sub, secret, false),
             CreateOutcome::Replayed(original) => {
                 // The same response as the first time: the subscription's
@@ -419,7 +423,7 @@ impl App {
         let description = input.description.map(check_description).transpose()?;
         let filters = match input.filters {
             None => None,
-            Some(f) => Some(check_filters(f)?),
+            Some(f) => Some(check_filters(f, self.config.max_job_ids)?),
         };
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());

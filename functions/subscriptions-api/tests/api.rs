@@ -5,16 +5,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use common::{Fixture, error_of};
 use serde_json::{Value, json};
-use subscriptions_api::App;
 use test_support::api::ApiRequest;
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
 
 fn ts(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
@@ -606,34 +602,10 @@ async fn idempotent_create_replays_the_original() {
     }
 }
 
-/// Points the fixture's app at the emulator through a proxy that forwards
-/// one call at a time. DynamoDB isolates a conditional write or transaction
-/// from concurrent writes to its items; the emulator does not (it checks
-/// conditions and writes on parallel threads), so tests of racing callers
-/// serialise its calls while the requests still race through the handler.
-async fn serialise_emulator(f: &mut Fixture) -> AwsProxy {
-    let proxy = AwsProxy::start(emulator::endpoint());
-    proxy.one_at_a_time();
-    let sdk = emulator::sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(proxy.endpoint())
-            .build(),
-    );
-    f.app = App::new(
-        f.config.clone(),
-        dynamo,
-        f.sqs.clone(),
-        aws_sdk_eventbridge::Client::new(&sdk),
-        Arc::clone(&f.vault),
-    );
-    proxy
-}
-
 #[tokio::test]
 async fn concurrent_creates_with_one_key_make_one_subscription() {
     let mut f = Fixture::new().await;
-    let _proxy = serialise_emulator(&mut f).await;
+    let _proxy = f.serialise_emulator().await;
     let body = json!({"url": "https://hooks.example.com/race"});
     let calls = (0..8).map(|_| {
         f.call(
@@ -734,7 +706,7 @@ async fn patch_updates_clears_and_validates() {
 #[tokio::test]
 async fn concurrent_patches_never_lose_a_write() {
     let mut f = Fixture::new().await;
-    let _proxy = serialise_emulator(&mut f).await;
+    let _proxy = f.serialise_emulator().await;
     let s = f.create_default("acme").await;
     let id = s["id"].as_str().unwrap().to_owned();
     let path = format!("/webhooks/{id}");

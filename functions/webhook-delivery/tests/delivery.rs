@@ -170,7 +170,7 @@ impl Fixture {
             &self.vault.current(),
         )
         .unwrap();
-        self.store.create(&sub, None).await.unwrap();
+        self.store.create(&sub, None, u64::MAX).await.unwrap();
         sub
     }
 

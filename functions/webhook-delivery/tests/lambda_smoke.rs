@@ -52,7 +52,7 @@ async fn binary_delivers_the_sample_sqs_event() {
     sub.subscription_id = message["subscription_id"].as_str().unwrap().to_owned();
     sub.secret = StoredSecret::Sealed(keyring.seal(&secret, sub.secret_owner()).unwrap());
     SubscriptionStore::new(dynamo, subscriptions.clone())
-        .create(&sub, None)
+        .create(&sub, None, u64::MAX)
         .await
         .unwrap();
 

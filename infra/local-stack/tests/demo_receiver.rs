@@ -169,7 +169,10 @@ async fn stored_subscription() -> (
         &vault.current(),
     )
     .unwrap();
-    store.create(&sub, None).await.expect("subscription stored");
+    store
+        .create(&sub, None, u64::MAX)
+        .await
+        .expect("subscription stored");
     (store, sub, secret, vault)
 }
 

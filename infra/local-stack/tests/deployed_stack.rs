@@ -189,7 +189,7 @@ async fn subscribe(
         &stack::secret_vault(stack).await.current(),
     )
     .unwrap();
-    store.create(&sub, None).await.unwrap();
+    store.create(&sub, None, u64::MAX).await.unwrap();
     (sub, secret)
 }
 

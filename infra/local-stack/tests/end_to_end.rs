@@ -274,7 +274,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
                 &pipeline.secrets.current(),
             )
             .unwrap();
-            store.create(&sub, None).await.unwrap();
+            store.create(&sub, None, u64::MAX).await.unwrap();
             ledger
                 .secrets
                 .lock()

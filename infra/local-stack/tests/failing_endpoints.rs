@@ -80,7 +80,7 @@ impl Running {
             &pipeline.secrets.current(),
         )
         .unwrap();
-        store.create(&sub, None).await.unwrap();
+        store.create(&sub, None, u64::MAX).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
         let runners = pipeline.start(shutdown).await.unwrap();
         Self {

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::jobs::{self, JobState};
 use crate::validation::ValidationError;
 
-/// Most job ids one subscription may list.
+/// Most job ids one subscription may list, unless configured otherwise
+/// (`MAX_JOB_IDS_PER_FILTER` of the API).
 pub const MAX_JOB_IDS: usize = 1000;
 /// Longest accepted job id, in characters.
 pub const MAX_JOB_ID_LEN: usize = 256;
@@ -43,18 +44,24 @@ pub struct Filters {
 
 impl FiltersInput {
     /// Checks every value and returns the filters with duplicates removed
-    /// (first occurrence kept).
+    /// (first occurrence kept), with the default [`MAX_JOB_IDS`].
     pub fn validate(self) -> Result<Filters, ValidationError> {
+        self.validate_within(MAX_JOB_IDS)
+    }
+
+    /// [`Self::validate`] with at most `max_job_ids` job ids.
+    pub fn validate_within(self, max_job_ids: usize) -> Result<Filters, ValidationError> {
         let job_ids = match self.job_ids {
             None => None,
             Some(ids) => {
                 non_empty(&ids, "filters.job_ids")?;
-                if ids.len() > MAX_JOB_IDS {
+                if ids.len() > max_job_ids {
                     return Err(ValidationError::field(
                         "too_many_job_ids",
                         "filters.job_ids",
                         format!(
-                            "at most {MAX_JOB_IDS} job ids per subscription, got {}",
+                            "at most {max_job_ids} job ids per subscription (the quota \
+                             MAX_JOB_IDS_PER_FILTER), got {}",
                             ids.len()
                         ),
                     ));

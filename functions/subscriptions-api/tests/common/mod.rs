@@ -14,6 +14,7 @@ use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use subscriptions_api::{ApiConfig, App};
 use test_support::api::ApiRequest;
+use test_support::aws_proxy::AwsProxy;
 use test_support::emulator;
 use test_support::stack::{self, ids};
 
@@ -92,6 +93,31 @@ impl Fixture {
             sqs,
             queue_url,
         }
+    }
+
+    /// Points the app at the emulator through a proxy that forwards one
+    /// call at a time. DynamoDB isolates a conditional write or transaction
+    /// from concurrent writes to its items; the emulator does not (it
+    /// checks conditions and writes on parallel threads), so tests of racing
+    /// callers serialise its calls while the requests still race through
+    /// the handler.
+    pub async fn serialise_emulator(&mut self) -> AwsProxy {
+        let proxy = AwsProxy::start(emulator::endpoint());
+        proxy.one_at_a_time();
+        let sdk = emulator::sdk_config().await;
+        let dynamo = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(proxy.endpoint())
+                .build(),
+        );
+        self.app = App::new(
+            self.config.clone(),
+            dynamo,
+            self.sqs.clone(),
+            aws_sdk_eventbridge::Client::new(&sdk),
+            Arc::clone(&self.vault),
+        );
+        proxy
     }
 
     /// The secrets `sub` signs with at `now`, opened.

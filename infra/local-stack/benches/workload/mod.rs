@@ -138,7 +138,10 @@ pub async fn subscribe(
             };
             let (sub, secret) =
                 Subscription::create(&company, new, Utc::now(), keyring).expect("a keyring");
-            store.create(&sub, None).await.expect("subscription stored");
+            store
+                .create(&sub, None, u64::MAX)
+                .await
+                .expect("subscription stored");
             ledger.lock().unwrap().add(&sub, &secret);
             subs.push(sub);
         }

@@ -5,13 +5,15 @@
 //! tenant can never address another's items. Besides subscriptions (sort keys
 //! `sub_...`), the table holds create-idempotency records (sort keys
 //! `idempotency#...`) that expire through the table's TTL attribute
-//! `expires_at`; subscription queries only ever read the `sub_` range.
+//! `expires_at`, and one quota counter per company (sort key
+//! [`QUOTA_KEY`], see [`create`]); subscription queries only ever read the
+//! `sub_` range.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -20,6 +22,10 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
 use crate::domain::health::{BreakerState, DRAIN_START_DELAY, LastFailure, ProbeLane};
 use crate::domain::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
+
+mod create;
+
+pub use create::QUOTA_KEY;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -71,6 +77,16 @@ pub enum StoreError {
     /// A conditional write lost against a concurrent write.
     #[error("subscription {0} was changed concurrently")]
     VersionConflict(String),
+    /// A create would take the company past its subscription quota.
+    #[error(
+        "company {company_id} already has {quota} subscriptions that are not archived, its quota"
+    )]
+    QuotaExceeded {
+        /// The company.
+        company_id: String,
+        /// The quota it is at.
+        quota: u64,
+    },
     /// A write would have stored a signing secret in the clear.
     #[error("subscription {0} holds a signing secret in the clear: seal it before writing")]
     PlaintextSecret(String),
@@ -189,102 +205,6 @@ impl SubscriptionStore {
             table: self.table.clone(),
             source,
         })
-    }
-
-    /// Writes a new subscription. With an idempotency claim, the write and
-    /// the claim commit together, or the earlier result is returned.
-    pub async fn create(
-        &self,
-        sub: &Subscription,
-        claim: Option<&IdempotencyClaim>,
-    ) -> Result<CreateOutcome, StoreError> {
-        let item = self.encode_subscription(sub)?;
-        let Some(claim) = claim else {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(subscription_id)")
-                .send()
-                .await
-                .map_err(|e| self.dynamo_err("PutItem", e))?;
-            return Ok(CreateOutcome::Created);
-        };
-
-        let record = IdempotencyRecord {
-            company_id: sub.company_id.clone(),
-            subscription_id: format!("{IDEMPOTENCY_PREFIX}{}", claim.key),
-            target_subscription_id: sub.subscription_id.clone(),
-            request_hash: claim.request_hash.clone(),
-            expires_at: claim.expires_at.timestamp(),
-        };
-        let record_item = self.encode_item(&record.subscription_id, &record)?;
-        let put_record = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(record_item))
-            .condition_expression("attribute_not_exists(subscription_id) OR expires_at < :now")
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(Utc::now().timestamp().to_string()),
-            )
-            .build()
-            .map_err(|e| self.dynamo_err("TransactWriteItems", e))?;
-        let put_sub = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(subscription_id)")
-            .build()
-            .map_err(|e| self.dynamo_err("TransactWriteItems", e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_record).build())
-            .transact_items(TransactWriteItem::builder().put(put_sub).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(CreateOutcome::Created),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-            {
-                self.replay(&sub.company_id, claim).await
-            }
-            Err(err) => Err(self.dynamo_err("TransactWriteItems", err)),
-        }
-    }
-
-    /// Resolves an idempotency key that is already taken.
-    async fn replay(
-        &self,
-        company_id: &str,
-        claim: &IdempotencyClaim,
-    ) -> Result<CreateOutcome, StoreError> {
-        let key = format!("{IDEMPOTENCY_PREFIX}{}", claim.key);
-        let record = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("company_id", s(company_id))
-            .key("subscription_id", s(&key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.dynamo_err("GetItem", e))?
-            .item
-            .map(|item| self.decode_item::<IdempotencyRecord>(item))
-            .transpose()?;
-        let Some(record) = record else {
-            return Err(StoreError::VersionConflict(key));
-        };
-        if record.request_hash != claim.request_hash {
-            return Ok(CreateOutcome::KeyReused);
-        }
-        match self.get(company_id, &record.target_subscription_id).await? {
-            Some(sub) => Ok(CreateOutcome::Replayed(Box::new(sub))),
-            None => Err(StoreError::VersionConflict(record.target_subscription_id)),
-        }
     }
 
     /// The subscription `subscription_id` of `company_id`, if it exists.
