@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod cursor;
+pub mod deadline;
 pub mod delivery;
 pub mod domain;
 pub mod metrics;

@@ -129,7 +129,10 @@ async fn subscribe_all(store: &SubscriptionStore) {
             )
             .unwrap()
             .0;
-            store.create(&sub, None).await.expect("subscription stored");
+            store
+                .create(&sub, None, u64::MAX)
+                .await
+                .expect("subscription stored");
         }
     }
 }
@@ -145,7 +148,9 @@ async fn measure(
     let records = event["Records"].as_array().map_or(0, Vec::len);
     let cpu0 = thread_cpu_time();
     let started = Instant::now();
-    let (response, stats) = ingest.process(event).await;
+    let (response, stats) = ingest
+        .process(event, shared::deadline::Deadline::none())
+        .await;
     let wall = started.elapsed();
     let cpu = thread_cpu_time() - cpu0;
     assert!(
@@ -299,6 +304,7 @@ fn main() {
             send_concurrency: 8,
             send_attempts: 4,
             max_message_bytes: 262_144,
+            deadline_margin: Duration::from_secs(10),
         };
         let dynamo = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(&sdk)

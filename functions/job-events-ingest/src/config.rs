@@ -22,6 +22,10 @@ pub struct IngestConfig {
     /// `MAX_MESSAGE_BYTES` (default 262144, the SQS limit): larger events
     /// are trimmed.
     pub max_message_bytes: usize,
+    /// `DEADLINE_MARGIN_SECONDS` (default 10): a batch stops taking records
+    /// when less than this is left before the invocation's deadline, and
+    /// Lambda resumes at the first record not taken.
+    pub deadline_margin: Duration,
 }
 
 impl IngestConfig {
@@ -50,6 +54,12 @@ impl IngestConfig {
                 1024,
                 1_048_576,
             )?,
+            deadline_margin: Duration::from_secs(vars.parse_in_range(
+                "DEADLINE_MARGIN_SECONDS",
+                10u64,
+                1,
+                600,
+            )?),
         })
     }
 }

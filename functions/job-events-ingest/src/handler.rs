@@ -8,6 +8,8 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
 use serde_json::Value;
+use serde_json::value::RawValue;
+use shared::deadline::Deadline;
 use shared::delivery::message::{self, EventEnvelope};
 use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
 use shared::domain::subscription::Subscription;
@@ -16,15 +18,16 @@ use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;
-use crate::enqueue::{Enqueuer, Outgoing};
+use crate::enqueue::{Enqueuer, MAX_BATCH_ENTRIES, Outgoing};
 
 /// Subscription lookups in flight at once.
 const LOOKUP_CONCURRENCY: usize = 16;
+/// `SendMessageBatch` waves the outbox holds before it is sent: each flush
+/// keeps `SEND_CONCURRENCY` calls busy this many times over.
+const WAVES_PER_FLUSH: usize = 2;
 
 /// A transition found in the batch, with where it came from.
 struct Found {
-    /// Position of the record in the batch.
-    index: usize,
     event_id: String,
     sequence_number: String,
     timestamp: String,
@@ -50,6 +53,13 @@ pub struct BatchStats {
     pub trimmed: usize,
     /// Records whose messages were not all accepted.
     pub failed_records: usize,
+    /// Times the outbox was sent (each a bounded wave of calls).
+    pub flushes: usize,
+    /// Most messages held in memory at once.
+    pub peak_outbox: usize,
+    /// Transitions left for the next invocation because the deadline was
+    /// near.
+    pub deferred: usize,
 }
 
 impl BatchStats {
@@ -61,7 +71,8 @@ impl BatchStats {
             .count("MalformedRecords", self.malformed as u64)
             .count("MessagesEnqueued", self.enqueued as u64)
             .count("TrimmedEvents", self.trimmed as u64)
-            .count("FailedRecords", self.failed_records as u64);
+            .count("FailedRecords", self.failed_records as u64)
+            .count("DeferredRecords", self.deferred as u64);
         m
     }
 }
@@ -74,6 +85,86 @@ pub struct Ingest {
     cache: SubscriptionCache,
     enqueuer: Enqueuer,
     max_message_bytes: usize,
+    outbox_messages: usize,
+    outbox_bytes: usize,
+    deadline_margin: std::time::Duration,
+}
+
+/// Messages built but not sent yet: at most `max_messages` and about
+/// `max_bytes` of bodies, so memory does not grow with fan-out.
+struct Outbox {
+    messages: Vec<Outgoing>,
+    bytes: usize,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            messages: Vec::new(),
+            bytes: 0,
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Adds `m`; true when the outbox should be sent now.
+    fn push(&mut self, m: Outgoing) -> bool {
+        self.bytes += m.body.len();
+        self.messages.push(m);
+        self.messages.len() >= self.max_messages || self.bytes >= self.max_bytes
+    }
+
+    fn take(&mut self) -> Vec<Outgoing> {
+        self.bytes = 0;
+        std::mem::take(&mut self.messages)
+    }
+}
+
+/// One transition's messages, built one at a time from the shared event
+/// data as the outbox takes them.
+struct Fanout<'a> {
+    found: &'a Found,
+    event_type: String,
+    data: Box<RawValue>,
+    group: Arc<str>,
+    matching: Vec<&'a Subscription>,
+}
+
+impl Fanout<'_> {
+    fn body(&self, sub: &Subscription) -> String {
+        let key = message::idempotency_key(&sub.subscription_id, &self.found.event_id);
+        self.envelope().message_body(&sub.subscription_id, &key)
+    }
+
+    fn envelope(&self) -> EventEnvelope<'_> {
+        EventEnvelope {
+            company_id: &self.found.transition.company_id,
+            event_type: &self.event_type,
+            timestamp: &self.found.timestamp,
+            data: &self.data,
+        }
+    }
+}
+
+/// What one transition sends.
+enum Plan<'a> {
+    /// No subscription matches it.
+    Nothing,
+    /// These messages.
+    Send(Fanout<'a>),
+    /// Its event does not fit a message even when trimmed.
+    TooLarge,
+}
+
+/// Why the walk over a batch's transitions stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// This transition's messages could not all be built or sent.
+    Failed(usize),
+    /// The deadline was near before this transition was taken.
+    Deadline(usize),
 }
 
 fn skip(event_id: &str, reason: &dyn std::fmt::Display) {
@@ -98,13 +189,28 @@ impl Ingest {
                 config.max_message_bytes,
             ),
             max_message_bytes: config.max_message_bytes,
+            outbox_messages: config.send_concurrency * MAX_BATCH_ENTRIES * WAVES_PER_FLUSH,
+            outbox_bytes: config.send_concurrency * config.max_message_bytes * WAVES_PER_FLUSH,
+            deadline_margin: config.deadline_margin,
         }
     }
 
+    /// Sizes the outbox differently (tests of the chunking).
+    pub fn with_outbox(mut self, max_messages: usize, max_bytes: usize) -> Self {
+        self.outbox_messages = max_messages.max(1);
+        self.outbox_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// The invocation's deadline with this function's safety margin.
+    pub fn deadline(&self, at: Option<Instant>) -> Deadline {
+        Deadline::new(at, self.deadline_margin)
+    }
+
     /// Handles one stream event and returns the checkpoint for Lambda.
-    pub async fn handle(&self, event: Value) -> DynamoDbEventResponse {
+    pub async fn handle(&self, event: Value, deadline: Deadline) -> DynamoDbEventResponse {
         let started = Instant::now();
-        let (response, stats) = self.process(event).await;
+        let (response, stats) = self.process(event, deadline).await;
         tracing::info!(
             records = stats.records,
             transitions = stats.transitions,
@@ -114,6 +220,9 @@ impl Ingest {
             send_calls = stats.send_calls,
             trimmed = stats.trimmed,
             failed_records = stats.failed_records,
+            deferred = stats.deferred,
+            flushes = stats.flushes,
+            peak_outbox = stats.peak_outbox,
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "stream batch processed"
         );
@@ -121,8 +230,17 @@ impl Ingest {
         response
     }
 
-    /// The work of [`Ingest::handle`], with its counts.
-    pub async fn process(&self, event: Value) -> (DynamoDbEventResponse, BatchStats) {
+    /// The work of [`Ingest::handle`], with its counts. Transitions are
+    /// taken in order and their messages sent in bounded flushes as they
+    /// are built. The walk stops at the first transition whose messages
+    /// cannot all be built or sent, or, once at least one was taken, when
+    /// `deadline` is near; the response names the earliest transition not
+    /// fully enqueued, so Lambda resumes there.
+    pub async fn process(
+        &self,
+        event: Value,
+        deadline: Deadline,
+    ) -> (DynamoDbEventResponse, BatchStats) {
         let mut stats = BatchStats::default();
         let records = match event {
             Value::Object(mut map) => match map.remove("Records") {
@@ -139,51 +257,103 @@ impl Ingest {
         stats.transitions = found.len();
 
         let subscriptions = self.lookup(&found).await;
-        let mut messages = Vec::new();
-        let mut failed: Vec<usize> = Vec::new();
-        for f in &found {
-            match subscriptions.get(f.transition.company_id.as_str()) {
-                Some(Ok(subs)) => {
-                    if !self.messages_for(f, subs, &mut messages, &mut stats) {
-                        failed.push(f.index);
+        let mut outbox = Outbox::new(self.outbox_messages, self.outbox_bytes);
+        let mut stop = None;
+        'walk: for (position, f) in found.iter().enumerate() {
+            if position > 0 && deadline.is_near() {
+                stop = Some(Stop::Deadline(position));
+                break;
+            }
+            let Some(Ok(subs)) = subscriptions.get(f.transition.company_id.as_str()) else {
+                stats.failed_records += 1;
+                stop = Some(Stop::Failed(position));
+                break;
+            };
+            let fanout = match self.fanout(f, subs, &mut stats) {
+                Plan::Nothing => continue,
+                Plan::Send(fanout) => fanout,
+                Plan::TooLarge => {
+                    stats.failed_records += 1;
+                    stop = Some(Stop::Failed(position));
+                    break;
+                }
+            };
+            for sub in &fanout.matching {
+                let full = outbox.push(Outgoing {
+                    record: position,
+                    group: Arc::clone(&fanout.group),
+                    body: fanout.body(sub),
+                });
+                if full {
+                    if let Some(failed) = self.flush(&mut outbox, &mut stats).await {
+                        stop = Some(Stop::Failed(failed));
+                        break 'walk;
                     }
                 }
-                _ => failed.push(f.index),
             }
         }
-        let report = self.enqueuer.send(messages).await;
-        stats.enqueued = report.sent;
-        stats.send_calls = report.calls;
-        failed.extend(report.failed_records);
-        failed.sort_unstable();
-        failed.dedup();
-        stats.failed_records = failed.len();
+        // What is built belongs to transitions before the stop (the outbox
+        // never holds a later one's), so a failure here is the earliest.
+        if let Some(failed) = self.flush(&mut outbox, &mut stats).await {
+            stop = Some(Stop::Failed(failed));
+        }
 
-        let batch_item_failures = failed
-            .first()
-            .and_then(|first| found.iter().find(|f| f.index == *first))
-            .map(|f| {
+        let resume_at = match stop {
+            None => None,
+            Some(Stop::Failed(position)) => {
+                let f = &found[position];
                 tracing::warn!(
                     event_id = %f.event_id,
                     sequence_number = %f.sequence_number,
-                    later_failed = failed.len() - 1,
-                    "records not fully enqueued; Lambda resumes from the earliest"
+                    not_taken = found.len() - position - 1,
+                    "record not fully enqueued; Lambda resumes from it"
                 );
+                Some(f)
+            }
+            Some(Stop::Deadline(position)) => {
+                stats.deferred = found.len() - position;
+                let f = &found[position];
+                tracing::warn!(
+                    event_id = %f.event_id,
+                    sequence_number = %f.sequence_number,
+                    deferred = stats.deferred,
+                    remaining_ms = deadline.remaining().map(|d| d.as_millis() as u64),
+                    "invocation deadline near; the rest of the batch is left for the next invocation"
+                );
+                Some(f)
+            }
+        };
+        let mut response = DynamoDbEventResponse::default();
+        response.batch_item_failures = resume_at
+            .map(|f| {
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = Some(f.sequence_number.clone());
                 failure
             })
             .into_iter()
             .collect();
-        let mut response = DynamoDbEventResponse::default();
-        response.batch_item_failures = batch_item_failures;
         (response, stats)
+    }
+
+    /// Sends the outbox; the earliest transition (position) with a message
+    /// SQS never accepted, if any.
+    async fn flush(&self, outbox: &mut Outbox, stats: &mut BatchStats) -> Option<usize> {
+        if outbox.messages.is_empty() {
+            return None;
+        }
+        stats.peak_outbox = stats.peak_outbox.max(outbox.messages.len());
+        stats.flushes += 1;
+        let report = self.enqueuer.send(outbox.take()).await;
+        stats.enqueued += report.sent;
+        stats.send_calls += report.calls;
+        stats.failed_records += report.failed_records.len();
+        report.failed_records.first().copied()
     }
 
     /// Parses each record; skips (and logs) what isn't a usable transition.
     fn transitions(&self, records: Vec<Value>, stats: &mut BatchStats) -> Vec<Found> {
         let mut found = Vec::with_capacity(records.len());
-        for (index, raw) in records.into_iter().enumerate() {
+        for raw in records {
             let event_id = raw
                 .get("eventID")
                 .and_then(Value::as_str)
@@ -212,7 +382,6 @@ impl Ingest {
                         transition.state_changed_at.clone()
                     };
                     found.push(Found {
-                        index,
                         event_id: record.event_id,
                         sequence_number,
                         timestamp,
@@ -260,37 +429,33 @@ impl Ingest {
         (company, result)
     }
 
-    /// Adds the messages of one transition; false when the event can't be
-    /// made to fit the size limit.
-    fn messages_for(
+    /// The messages of one transition, to be built one at a time.
+    fn fanout<'a>(
         &self,
-        f: &Found,
-        subs: &[Subscription],
-        out: &mut Vec<Outgoing>,
+        f: &'a Found,
+        subs: &'a [Subscription],
         stats: &mut BatchStats,
-    ) -> bool {
+    ) -> Plan<'a> {
         let t = &f.transition;
-        let mut matching = subs
+        let matching: Vec<&Subscription> = subs
             .iter()
             .filter(|s| s.filters.matches(&t.job_id, &t.job_type, t.state))
-            .peekable();
-        let Some(first) = matching.peek() else {
-            return true;
+            .collect();
+        let Some(first) = matching.first() else {
+            return Plan::Nothing;
         };
-        let event_type = t.event_type();
-        let first_key = message::idempotency_key(&first.subscription_id, &f.event_id);
+        let group: Arc<str> = Arc::from(message::group_id(&t.company_id).as_ref());
         for trim in 0..=TRIM_ORDER.len() {
-            let data = message::job_data(&t.data(trim));
-            let envelope = EventEnvelope {
-                company_id: &t.company_id,
-                event_type: &event_type,
-                timestamp: &f.timestamp,
-                data: &data,
+            let fanout = Fanout {
+                found: f,
+                event_type: t.event_type(),
+                data: message::job_data(&t.data(trim)),
+                group: Arc::clone(&group),
+                matching: Vec::new(),
             };
             // Subscription ids and keys have fixed lengths: if the first
             // message fits, they all do.
-            let first_body = envelope.message_body(&first.subscription_id, &first_key);
-            if first_body.len() > self.max_message_bytes {
+            if fanout.body(first).len() > self.max_message_bytes {
                 continue;
             }
             if trim > 0 {
@@ -302,28 +467,14 @@ impl Ingest {
                     "event trimmed to fit the queue's message size limit"
                 );
             }
-            let mut first_body = Some(first_body);
-            let group: std::sync::Arc<str> =
-                std::sync::Arc::from(message::group_id(&t.company_id).as_ref());
-            for sub in matching {
-                let body = first_body.take().unwrap_or_else(|| {
-                    let key = message::idempotency_key(&sub.subscription_id, &f.event_id);
-                    envelope.message_body(&sub.subscription_id, &key)
-                });
-                out.push(Outgoing {
-                    record: f.index,
-                    group: std::sync::Arc::clone(&group),
-                    body,
-                });
-            }
-            return true;
+            return Plan::Send(Fanout { matching, ..fanout });
         }
         tracing::error!(
             event_id = %f.event_id,
             job_id = %t.job_id,
             "event exceeds the message size limit even when trimmed; the record is reported as failed"
         );
-        false
+        Plan::TooLarge
     }
 }
 
@@ -333,5 +484,5 @@ impl Ingest {
 #[allow(dead_code)]
 fn process_is_send(ingest: &'static Ingest, event: Value) {
     fn is_send<T: Send>(_: T) {}
-    is_send(ingest.process(event));
+    is_send(ingest.process(event, Deadline::none()));
 }

@@ -19,7 +19,9 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ingest = Arc::clone(&ingest);
-        async move { Ok::<_, Error>(ingest.handle(event.payload).await) }
+        let deadline =
+            ingest.deadline(Some(shared::deadline::instant_of(event.context.deadline())));
+        async move { Ok::<_, Error>(ingest.handle(event.payload, deadline).await) }
     }))
     .await
 }

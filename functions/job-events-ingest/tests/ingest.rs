@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use job_events_ingest::{Ingest, IngestConfig};
 use local_stack::stream::{StartPosition, StreamReader, lambda_event};
 use serde_json::{Value, json};
+use shared::deadline::Deadline;
 use shared::delivery::message::DeliveryMessage;
 use shared::domain::filters::FiltersInput;
 use shared::domain::subscription::{NewSubscription, Subscription};
@@ -127,7 +128,7 @@ impl Fixture {
         )
         .unwrap()
         .0;
-        self.store.create(&sub, None).await.unwrap();
+        self.store.create(&sub, None, u64::MAX).await.unwrap();
         sub.subscription_id
     }
 
@@ -238,7 +239,7 @@ async fn each_matching_subscription_gets_exactly_one_message_per_transition() {
     f.put(job("acme", "j3", "forecast", "completed")).await;
 
     let event = f.next_event().await;
-    let (response, stats) = f.ingest().process(event).await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     assert_eq!(stats.transitions, 6);
 
@@ -327,7 +328,7 @@ async fn the_payload_describes_the_transition() {
     f.put(item).await;
 
     let event = f.next_event().await;
-    let (response, _) = f.ingest().process(event).await;
+    let (response, _) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     let messages = f.drain().await;
     assert_eq!(messages.len(), 2);
@@ -381,7 +382,7 @@ async fn same_state_changes_and_removals_are_ignored() {
     f.subscribe("acme", json!({})).await;
     f.put(job("acme", "j1", "forecast", "running")).await;
     let event = f.next_event().await;
-    f.ingest().process(event).await;
+    f.ingest().process(event, Deadline::none()).await;
     assert_eq!(f.drain().await.len(), 1);
 
     let mut same = job("acme", "j1", "forecast", "running");
@@ -394,7 +395,7 @@ async fn same_state_changes_and_removals_are_ignored() {
         2,
         "MODIFY and REMOVE were read"
     );
-    let (response, stats) = f.ingest().process(event).await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     assert_eq!(
         (stats.transitions, stats.ignored, stats.enqueued),
@@ -411,7 +412,7 @@ async fn reprocessing_the_same_records_yields_the_same_idempotency_keys() {
     f.put(job("acme", "j1", "costs", "pending")).await;
     f.put(job("acme", "j1", "costs", "completed")).await;
     let event = f.next_event().await;
-    f.ingest().process(event.clone()).await;
+    f.ingest().process(event.clone(), Deadline::none()).await;
     let first: BTreeSet<String> = f
         .drain()
         .await
@@ -419,7 +420,7 @@ async fn reprocessing_the_same_records_yields_the_same_idempotency_keys() {
         .map(|m| m.idempotency_key)
         .collect();
     // A fresh instance (cold start) re-reading the same records.
-    f.ingest().process(event).await;
+    f.ingest().process(event, Deadline::none()).await;
     let second: BTreeSet<String> = f
         .drain()
         .await
@@ -458,7 +459,7 @@ async fn malformed_records_are_skipped_and_never_fail_the_batch() {
     records.insert(0, odd_company);
     records.insert(0, json!(42));
     records.insert(0, json!({"eventID": "garbage", "dynamodb": "???"}));
-    let (response, stats) = f.ingest().process(event).await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     assert_eq!(stats.malformed, 7);
     assert_eq!(stats.transitions, 1);
@@ -473,7 +474,7 @@ async fn malformed_records_are_skipped_and_never_fail_the_batch() {
 
     // Not even an object, or no records: nothing to do, nothing fails.
     for garbage in [json!("nonsense"), json!({"Records": "x"}), json!({})] {
-        let (response, stats) = f.ingest().process(garbage).await;
+        let (response, stats) = f.ingest().process(garbage, Deadline::none()).await;
         no_failures(&response);
         assert_eq!(stats.records, 0);
     }
@@ -488,7 +489,7 @@ async fn unknown_job_types_reach_only_subscriptions_without_a_type_filter() {
     f.put(job("acme", "j1", "brand-new-job-type", "pending"))
         .await;
     let event = f.next_event().await;
-    let (response, _) = f.ingest().process(event).await;
+    let (response, _) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     let messages = f.drain().await;
     assert_eq!(
@@ -510,7 +511,7 @@ async fn one_query_per_company_per_cache_period() {
     let proxy = AwsProxy::start(emulator::endpoint());
     let ingest = f.ingest_via(&proxy).await;
     let event = f.next_event().await;
-    let (response, stats) = ingest.process(event.clone()).await;
+    let (response, stats) = ingest.process(event.clone(), Deadline::none()).await;
     no_failures(&response);
     assert_eq!(stats.transitions, 30);
     assert_eq!(proxy.calls("DynamoDB_20120810.Query"), 2);
@@ -520,7 +521,7 @@ async fn one_query_per_company_per_cache_period() {
         "30 messages in batches of ten"
     );
     // Within the cache period the same instance asks nothing more.
-    ingest.process(event).await;
+    ingest.process(event, Deadline::none()).await;
     assert_eq!(proxy.calls("DynamoDB_20120810.Query"), 2);
     assert_eq!(f.drain().await.len(), 60);
 }
@@ -548,7 +549,7 @@ async fn rejected_entries_are_retried_then_reported_from_the_earliest_record() {
 
     // Entries rejected twice are retried and get through: nothing fails.
     proxy.fail_entries(FaultRule::times("\"job_id\":\"job-2\"", 2));
-    let (response, stats) = ingest.process(event.clone()).await;
+    let (response, stats) = ingest.process(event.clone(), Deadline::none()).await;
     no_failures(&response);
     assert_eq!(stats.enqueued, 16);
     assert_eq!(f.drain().await.len(), 16);
@@ -558,7 +559,7 @@ async fn rejected_entries_are_retried_then_reported_from_the_earliest_record() {
     proxy.clear_faults();
     proxy.fail_entries(FaultRule::always("\"job_id\":\"job-5\""));
     proxy.fail_entries(FaultRule::always("\"job_id\":\"job-6\""));
-    let (response, stats) = ingest.process(event.clone()).await;
+    let (response, stats) = ingest.process(event.clone(), Deadline::none()).await;
     let failures: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -585,7 +586,7 @@ async fn rejected_entries_are_retried_then_reported_from_the_earliest_record() {
     proxy.clear_faults();
     proxy.fail_requests("AmazonSQS.SendMessageBatch", 1000);
     let first = sequence(0);
-    let (response, _) = ingest.process(event).await;
+    let (response, _) = ingest.process(event, Deadline::none()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(
         response.batch_item_failures[0].item_identifier.as_deref(),
@@ -602,7 +603,7 @@ async fn store_failures_fail_the_affected_records() {
     let proxy = AwsProxy::start(emulator::endpoint());
     proxy.fail_requests("DynamoDB_20120810.Query", 1000);
     let ingest = f.ingest_via(&proxy).await;
-    let (response, stats) = ingest.process(event).await;
+    let (response, stats) = ingest.process(event, Deadline::none()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(stats.failed_records, 1);
     assert!(f.drain().await.is_empty());
@@ -635,7 +636,7 @@ async fn oversized_events_are_trimmed_history_first() {
     );
     f.put(item).await;
     let event = f.next_event().await;
-    let (response, stats) = f.ingest().process(event).await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     assert_eq!(stats.trimmed, 1);
     let messages = f.drain().await;
@@ -655,7 +656,7 @@ async fn the_sample_stream_event_is_processed() {
     let text =
         std::fs::read_to_string(test_support::event_path("dynamodb-stream-jobs.json")).unwrap();
     let event: Value = serde_json::from_str(&text).unwrap();
-    let (response, stats) = f.ingest().process(event).await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
     assert_eq!((stats.records, stats.transitions, stats.ignored), (3, 2, 1));
     let messages = f.drain().await;
@@ -663,4 +664,111 @@ async fn the_sample_stream_event_is_processed() {
         deliveries(&messages),
         [(sub, "job-7f3a".to_owned(), "completed".to_owned())]
     );
+}
+
+/// The idempotency key of every message, checked to be distinct.
+fn distinct_keys(messages: &[DeliveryMessage]) -> BTreeSet<String> {
+    let keys: BTreeSet<String> = messages.iter().map(|m| m.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), messages.len(), "a message was sent twice");
+    keys
+}
+
+#[tokio::test]
+async fn a_fan_out_larger_than_the_outbox_is_sent_in_bounded_flushes() {
+    let mut f = Fixture::new().await;
+    for _ in 0..25 {
+        f.subscribe("heavy", json!({})).await;
+    }
+    f.subscribe("quiet", json!({})).await;
+    for i in 0..4 {
+        f.put(job("heavy", &format!("h-{i}"), "forecast", "running"))
+            .await;
+    }
+    f.put(job("quiet", "q-0", "forecast", "running")).await;
+    let event = f.next_event().await;
+
+    // Bounded by count: 101 messages through an outbox of 10.
+    let (response, stats) = f
+        .ingest()
+        .with_outbox(10, 1 << 20)
+        .process(event.clone(), Deadline::none())
+        .await;
+    no_failures(&response);
+    assert_eq!(
+        (stats.enqueued, stats.flushes, stats.peak_outbox),
+        (101, 11, 10)
+    );
+    let messages = f.drain().await;
+    assert_eq!(distinct_keys(&messages).len(), 101);
+
+    // Bounded by bytes: an outbox of a little over two bodies holds at
+    // most three.
+    let body = messages.iter().map(|m| m.to_body().len()).min().unwrap();
+    let (response, stats) = f
+        .ingest()
+        .with_outbox(1000, 2 * body + 1)
+        .process(event, Deadline::none())
+        .await;
+    no_failures(&response);
+    assert_eq!(stats.enqueued, 101);
+    assert!(stats.peak_outbox <= 3, "peak {}", stats.peak_outbox);
+    assert!(
+        stats.flushes >= 101usize.div_ceil(3),
+        "{} flushes",
+        stats.flushes
+    );
+    assert_eq!(f.drain().await.len(), 101);
+}
+
+#[tokio::test]
+async fn a_near_deadline_leaves_the_rest_of_the_batch_for_the_next_invocation() {
+    let mut f = Fixture::new().await;
+    for _ in 0..3 {
+        f.subscribe("acme", json!({})).await;
+    }
+    for i in 0..5 {
+        f.put(job("acme", &format!("job-{i}"), "forecast", "pending"))
+            .await;
+    }
+    let event = f.next_event().await;
+    let records = event["Records"].as_array().unwrap().clone();
+    let ingest = f.ingest();
+
+    // Already inside the margin: one record is taken (every invocation
+    // makes progress), the next is named, nothing fails.
+    let near = ingest.deadline(Some(std::time::Instant::now()));
+    assert!(near.is_near());
+    let (response, stats) = ingest.process(event, near).await;
+    let resume = response.batch_item_failures[0]
+        .item_identifier
+        .clone()
+        .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(
+        resume,
+        records[1]["dynamodb"]["SequenceNumber"].as_str().unwrap()
+    );
+    assert_eq!(
+        (stats.enqueued, stats.deferred, stats.failed_records),
+        (3, 4, 0)
+    );
+    let first = f.drain().await;
+    assert_eq!(
+        deliveries(&first).iter().filter(|d| d.1 == "job-0").count(),
+        3
+    );
+
+    // Lambda resumes at the named record: the rest, once, no duplicates.
+    let rest = json!({"Records": records[1..]});
+    let far = ingest.deadline(Some(
+        std::time::Instant::now() + std::time::Duration::from_secs(600),
+    ));
+    let (response, stats) = ingest.process(rest, far).await;
+    no_failures(&response);
+    assert_eq!((stats.enqueued, stats.deferred), (12, 0));
+    let mut all = first;
+    all.extend(f.drain().await);
+    assert_eq!(distinct_keys(&all).len(), 15);
+    let jobs: BTreeSet<String> = deliveries(&all).into_iter().map(|d| d.1).collect();
+    assert_eq!(jobs.len(), 5);
 }

@@ -290,8 +290,10 @@ impl Pipeline {
                     every_ms = every.as_millis() as u64,
                     "schedule -> prober"
                 );
+                let timeout = self.stack.function(ids::PROBER_FUNCTION)?.timeout;
                 tasks.spawn(run_every(
                     every,
+                    timeout,
                     Arc::clone(&self.prober),
                     Arc::clone(&self.invocations),
                     shutdown.clone(),
@@ -356,6 +358,11 @@ impl Pipeline {
         };
         Ok((
             StreamRunner {
+                timeout: self
+                    .stack
+                    .function(&mapping.function)
+                    .map_err(|e| fail(e.to_string()))?
+                    .timeout,
                 mapping: mapping.clone(),
                 filter,
                 checkpoints,
@@ -404,6 +411,7 @@ impl Pipeline {
 /// schedule invoking it.
 async fn run_every(
     every: Duration,
+    timeout: Duration,
     prober: Arc<Prober>,
     invocations: Arc<Invocations>,
     mut shutdown: watch::Receiver<bool>,
@@ -419,8 +427,7 @@ async fn run_every(
             return;
         }
         let invoked = std::time::Instant::now();
-        // Like the template's 60 s function timeout.
-        let deadline = invoked + Duration::from_secs(60);
+        let deadline = invoked + timeout;
         let report = prober.run(chrono::Utc::now(), Some(deadline)).await;
         invocations.record(ids::PROBER_FUNCTION, invoked.elapsed(), &report.metrics());
     }

@@ -41,6 +41,8 @@ pub struct StreamRunner {
     pub on_failure_queue_url: Option<String>,
     /// Where each invocation of the handler is recorded.
     pub invocations: Arc<Invocations>,
+    /// The function's timeout: each invocation's deadline.
+    pub timeout: Duration,
 }
 
 /// Makes `shard` continue at `sequence` again, retrying until it works: a
@@ -119,7 +121,9 @@ impl StreamRunner {
                 }
             }
             let invoked = std::time::Instant::now();
-            let (response, stats) = ingest.process(event).await;
+            // The deployed function's timeout, as Lambda would set it.
+            let deadline = ingest.deadline(Some(invoked + self.timeout));
+            let (response, stats) = ingest.process(event, deadline).await;
             self.invocations
                 .record(&self.mapping.function, invoked.elapsed(), &stats.metrics());
             let failed = response
@@ -148,7 +152,14 @@ impl StreamRunner {
             if let Some(handled) = position.checked_sub(1) {
                 self.checkpoint(batch.get(handled)).await;
             }
-            attempts += 1;
+            // A batch cut short by the deadline failed nothing: Lambda
+            // resumes at the record named, with no retry spent.
+            let deferred = stats.deferred > 0 && stats.failed_records == 0;
+            if deferred {
+                attempts = 0;
+            } else {
+                attempts += 1;
+            }
             if attempts > self.mapping.max_retries.unwrap_or(u32::MAX) {
                 self.give_up(&sqs, &batch[position..], reader.stream_arn())
                     .await;
@@ -161,7 +172,7 @@ impl StreamRunner {
                 return;
             }
             let backoff = Duration::from_millis(100 * 2u64.pow(attempts.min(6)));
-            if !pause(backoff, &mut shutdown).await {
+            if !deferred && !pause(backoff, &mut shutdown).await {
                 return;
             }
         }

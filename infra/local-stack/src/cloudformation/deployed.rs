@@ -61,6 +61,8 @@ pub struct Function {
     pub arn: String,
     /// Environment variables as CloudFormation resolved them.
     pub environment: HashMap<String, String>,
+    /// The function's timeout (Lambda's default, 3 s, when unset).
+    pub timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Function {
@@ -253,6 +255,12 @@ impl DeployedStack {
                         .function_name
                         .unwrap_or_else(|| r.physical_id.clone()),
                     arn: config.function_arn.unwrap_or_default(),
+                    timeout: std::time::Duration::from_secs(
+                        config
+                            .timeout
+                            .and_then(|t| u64::try_from(t).ok())
+                            .unwrap_or(3),
+                    ),
                     environment: config
                         .environment
                         .and_then(|e| e.variables)
