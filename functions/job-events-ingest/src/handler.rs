@@ -284,11 +284,9 @@ impl Ingest {
                     group: Arc::clone(&fanout.group),
                     body: fanout.body(sub),
                 });
-                if full {
-                    if let Some(failed) = self.flush(&mut outbox, &mut stats).await {
-                        stop = Some(Stop::Failed(failed));
-                        break 'walk;
-                    }
+                if full && let Some(failed) = self.flush(&mut outbox, &mut stats).await {
+                    stop = Some(Stop::Failed(failed));
+                    break 'walk;
                 }
             }
         }
