@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run simulate redrive secret-keys test lint tools token build clean bench bench-ingest
+.PHONY: run simulate redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
 tools: $(VENV)/.installed
@@ -36,6 +36,11 @@ simulate:
 ## While `make run` serves: redrive dead letters, e.g. make redrive REQUEST='{"company_id":"acme","dry_run":true}'
 redrive:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- redrive '$(REQUEST)'
+
+## While `make run` serves: replay IngestFailureQueue entries through ingest, e.g.
+## make replay-ingest-failures REQUEST='{"dry_run":true}'
+replay-ingest-failures:
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- replay-ingest-failures '$(REQUEST)'
 
 ## While `make run` serves: the signing-secret key function, e.g.
 ## make secret-keys REQUEST='{"action":"rotate"}', then REQUEST='{"action":"reencrypt"}'

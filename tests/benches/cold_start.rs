@@ -51,9 +51,10 @@ const TARGET_BYTES: u64 = 8_000_000;
 const CURSOR_KEY: &str = "cold-start-bench-cursor-signing-key-0123456789";
 
 /// Each function's binary and its resource in `template.yaml`.
-const FUNCTIONS: [(&str, &str); 6] = [
+const FUNCTIONS: [(&str, &str); 7] = [
     ("subscriptions-api", ids::API_FUNCTION),
     ("job-events-ingest", ids::INGEST_FUNCTION),
+    ("ingest-replay", ids::INGEST_REPLAY_FUNCTION),
     ("webhook-delivery", ids::DELIVERY_FUNCTION),
     ("dlq-redrive", ids::REDRIVE_FUNCTION),
     ("endpoint-prober", ids::PROBER_FUNCTION),

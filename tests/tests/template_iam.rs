@@ -4,7 +4,8 @@
 //! decrypt with the signing-secrets KMS key or read the keyring table; only
 //! the API and secret-keys may generate data keys; every KMS statement is
 //! bound to that key and to the `purpose` encryption context. Ingest,
-//! redrive and the prober get neither, nor the variables that name them.
+//! the replay of ingest failures, redrive and the prober get neither, nor
+//! the variables that name them.
 
 use std::collections::BTreeSet;
 
@@ -194,11 +195,12 @@ fn every_kms_statement_is_bound_to_the_signing_secrets_key_and_its_purpose() {
 }
 
 #[test]
-fn ingest_redrive_and_the_prober_cannot_reach_the_keyring_or_its_key() {
+fn ingest_its_replay_redrive_and_the_prober_cannot_reach_the_keyring_or_its_key() {
     let template = template();
     let resources = resources(&template);
     for id in [
         ids::INGEST_FUNCTION,
+        ids::INGEST_REPLAY_FUNCTION,
         ids::REDRIVE_FUNCTION,
         ids::PROBER_FUNCTION,
     ] {

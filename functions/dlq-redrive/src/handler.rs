@@ -1,20 +1,12 @@
 //! The invocation handler: request in, report out.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use serde_json::Value;
 use shared::metrics::Metrics;
 
 use crate::redrive::{RedriveReport, Redriver};
 use crate::request::{RedriveRequest, RequestError};
-
-/// The local [`Instant`] of a Lambda invocation deadline.
-pub fn deadline_instant(deadline: SystemTime) -> Instant {
-    Instant::now()
-        + deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-}
 
 impl Redriver {
     /// Handles one invocation: validates the payload (an invalid one is an

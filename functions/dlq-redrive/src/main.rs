@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use dlq_redrive::handler::deadline_instant;
 use dlq_redrive::{RedriveConfig, Redriver};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -17,7 +16,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let redriver = Arc::clone(&redriver);
         async move {
-            let deadline = deadline_instant(event.context.deadline());
+            let deadline = shared::deadline::instant_of(event.context.deadline());
             redriver.handle(event.payload, deadline).await
         }
     }))

@@ -21,12 +21,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let prober = Arc::clone(&prober);
         async move {
-            let left = event
-                .context
-                .deadline()
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            Ok::<_, Error>(prober.handle(std::time::Instant::now() + left).await)
+            let deadline = shared::deadline::instant_of(event.context.deadline());
+            Ok::<_, Error>(prober.handle(deadline).await)
         }
     }))
     .await

@@ -4,12 +4,19 @@
 //! [`Ingest::handle`] takes the raw stream event, so a record that can't be
 //! parsed is logged and skipped instead of failing the whole batch, and
 //! returns `batchItemFailures` naming the earliest record whose messages
-//! were not all accepted by SQS; Lambda resumes from it.
+//! were not all accepted by SQS (or the first it did not take because its
+//! deadline was near); Lambda resumes from it.
+//!
+//! [`replay`] is the second binary, `ingest-replay`: it re-reads the stream
+//! records that `IngestFailureQueue` entries point to and runs them through
+//! the same handler.
 
 pub mod cache;
 pub mod config;
 pub mod enqueue;
 pub mod handler;
+pub mod replay;
+pub mod stream_records;
 
 pub use config::IngestConfig;
 pub use handler::Ingest;

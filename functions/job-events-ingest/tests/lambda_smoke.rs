@@ -74,3 +74,38 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
         Some(Outcome::Response(json!({"batchItemFailures": []})))
     );
 }
+
+#[tokio::test]
+async fn replay_binary_boots_reports_an_empty_queue_and_refuses_bad_requests() {
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(&stack, ids::INGEST_REPLAY_FUNCTION, &[]);
+    let (runtime, _child) = runtime_api::boot(
+        env!("CARGO_BIN_EXE_ingest-replay"),
+        "ingest-replay",
+        &stack::borrowed(&env),
+    )
+    .await;
+    let Some(Outcome::Response(report)) = runtime
+        .invoke(json!({"max_entries": 5}), Duration::from_secs(30))
+        .await
+    else {
+        panic!("the replay answers");
+    };
+    assert_eq!(
+        (report["entries"].clone(), report["replayed"].clone()),
+        (json!(0), json!(0))
+    );
+    let Some(Outcome::Error(error)) = runtime
+        .invoke(json!({"max_entries": 0}), Duration::from_secs(30))
+        .await
+    else {
+        panic!("a bad request is an invocation error");
+    };
+    assert_eq!(error["errorType"], "InvalidRequest", "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("max_entries")
+    );
+}

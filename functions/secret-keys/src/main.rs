@@ -1,7 +1,6 @@
 //! Lambda entry point of the signing-secret key maintenance function.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use secret_keys::{KeysConfig, SecretKeys};
@@ -20,12 +19,8 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let keys = Arc::clone(&keys);
-        let left = event
-            .context
-            .deadline()
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        async move { keys.handle(event.payload, Instant::now() + left).await }
+        let deadline = shared::deadline::instant_of(event.context.deadline());
+        async move { keys.handle(event.payload, deadline).await }
     }))
     .await
 }

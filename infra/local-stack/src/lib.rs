@@ -24,6 +24,7 @@ pub mod jwt;
 pub mod pipeline;
 pub mod queue_runner;
 pub mod redrive;
+pub mod replay_ingest;
 pub mod secret_keys;
 pub mod simulate;
 pub mod stream;

@@ -15,8 +15,10 @@
 //!   `make run` serves;
 //! - `local-stack redrive [JSON]`: the dead-letter redrive function against
 //!   the local queues, with the function's input.
+//! - `local-stack replay-ingest-failures [JSON]`: the ingest-replay function
+//!   against the local IngestFailureQueue and jobs stream.
 
-use local_stack::{jwt, redrive, secret_keys, simulate, up};
+use local_stack::{jwt, redrive, replay_ingest, secret_keys, simulate, up};
 
 #[tokio::main]
 async fn main() {
@@ -61,6 +63,15 @@ async fn main() {
                 Err(e) => Err(e),
             }
         }
+        ["replay-ingest-failures", request @ ..] if request.len() <= 1 => {
+            match replay_ingest::run(request.first().copied().unwrap_or_default()).await {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
         ["secret-keys", request] => match secret_keys::run(request).await {
             Ok(report) => {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -70,7 +81,7 @@ async fn main() {
         },
         _ => {
             eprintln!(
-                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack replay-ingest-failures ['{{\"max_entries\":..,\"dry_run\":..,\"discard_expired\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
             );
             std::process::exit(2);
         }

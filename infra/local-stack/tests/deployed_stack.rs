@@ -86,7 +86,7 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         "{:?}",
         delivery.environment
     );
-    assert_eq!(stack.functions.len(), 6);
+    assert_eq!(stack.functions.len(), 7);
 
     // The mappings are Lambda's, with the template's settings.
     let streams: Vec<_> = stack.mappings_of(ids::INGEST_FUNCTION).collect();

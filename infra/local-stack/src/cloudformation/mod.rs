@@ -30,6 +30,8 @@ pub mod ids {
     pub const REDRIVE_FUNCTION: &str = "DlqRedriveFunction";
     /// The endpoint prober (scheduled).
     pub const PROBER_FUNCTION: &str = "EndpointProberFunction";
+    /// The replay of ingest failures (operator tool).
+    pub const INGEST_REPLAY_FUNCTION: &str = "IngestReplayFunction";
     /// The signing-secret key maintenance function (operator tool).
     pub const SECRET_KEYS_FUNCTION: &str = "SecretKeysFunction";
     /// The keyring of data keys that seal signing secrets.
