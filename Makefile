@@ -71,9 +71,15 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-cold-start bench-latency bench-cost bench-delivery bench-signing
+bench: bench-ingest bench-load bench-cold-start bench-latency bench-cost bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
+
+.PHONY: bench-load
+## One heavy company's burst beside 19 quiet ones through ingest: peak memory
+## against fan-out, deadlines, calls per message, quiet latency, loss.
+bench-load: tools
+	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench load
 
 .PHONY: bench-delivery bench-signing
 ## Deliveries/s of one delivery instance against a bare reqwest loop (fast loopback fakes, no emulator).

@@ -74,9 +74,24 @@ pub struct Counts {
     pub unknown: AtomicUsize,
 }
 
+/// One message a [`FakeAws`] endpoint accepted in a `SendMessageBatch`,
+/// when it records them ([`FakeAws::record_messages`]).
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Its `MessageGroupId`.
+    pub group: String,
+    /// Its body.
+    pub body: String,
+    /// When the call carrying it arrived (wall clock, comparable across
+    /// processes).
+    pub at: std::time::SystemTime,
+}
+
 #[derive(Default)]
 struct AwsState {
     counts: Counts,
+    /// Accepted messages, when recording.
+    recorded: std::sync::Mutex<Option<Vec<Accepted>>>,
     /// DynamoDB items (attribute values in DynamoDB JSON) by table.
     tables: RwLock<HashMap<String, Vec<serde_json::Map<String, Value>>>>,
 }
@@ -106,6 +121,18 @@ impl FakeAws {
     /// What it received so far.
     pub fn counts(&self) -> &Counts {
         &self.state.counts
+    }
+
+    /// From now on keeps every message `SendMessageBatch` carries.
+    pub fn record_messages(&self) {
+        let mut recorded = self.state.recorded.lock().expect("recorded lock");
+        recorded.get_or_insert_with(Vec::new);
+    }
+
+    /// The messages kept since the last call (recording goes on).
+    pub fn take_recorded(&self) -> Vec<Accepted> {
+        let mut recorded = self.state.recorded.lock().expect("recorded lock");
+        recorded.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Stores `value` in `table`, serialised as DynamoDB does it
@@ -205,6 +232,14 @@ async fn answer(state: &AwsState, req: Request<Incoming>) -> Response<Full<Bytes
             counts.batches.fetch_add(1, Ordering::Relaxed);
             counts.entries.fetch_add(entries.len(), Ordering::Relaxed);
             counts.batch_bytes.fetch_add(body.len(), Ordering::Relaxed);
+            if let Some(recorded) = state.recorded.lock().expect("recorded lock").as_mut() {
+                let at = std::time::SystemTime::now();
+                recorded.extend(entries.iter().map(|e| Accepted {
+                    group: e["MessageGroupId"].as_str().unwrap_or_default().to_owned(),
+                    body: e["MessageBody"].as_str().unwrap_or_default().to_owned(),
+                    at,
+                }));
+            }
             let successful: Vec<Value> = entries
                 .iter()
                 .map(|e| {

@@ -610,3 +610,61 @@ async fn a_near_deadline_leaves_the_rest_of_the_batch_for_the_next_invocation() 
     let jobs: BTreeSet<String> = deliveries(&all).into_iter().map(|d| d.1).collect();
     assert_eq!(jobs.len(), 5);
 }
+
+/// The load test of BENCHMARKS.md, reduced: a heavy company's burst
+/// interleaved with 19 quiet companies, through the handler as Lambda
+/// feeds it (batches, resuming where a response points, the first
+/// invocation at its deadline), with a small outbox.
+#[tokio::test]
+async fn a_heavy_burst_beside_quiet_companies_loses_and_duplicates_nothing() {
+    let mut f = Fixture::new().await;
+    for _ in 0..20 {
+        f.subscribe("heavy", json!({})).await;
+    }
+    for q in 0..19 {
+        for _ in 0..2 {
+            f.subscribe(&format!("quiet-{q}"), json!({})).await;
+        }
+    }
+    let mut quiet_jobs = BTreeSet::new();
+    for i in 0..30 {
+        f.put(job("heavy", &format!("h-{i}"), "forecast", "running"))
+            .await;
+        if i < 19 {
+            let job_id = format!("q-{i}");
+            f.put(job(&format!("quiet-{i}"), &job_id, "forecast", "running"))
+                .await;
+            quiet_jobs.insert(job_id);
+        }
+    }
+    let records = f.next_event().await["Records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 49);
+    let ingest = f.ingest().with_outbox(25, 1 << 20);
+    let (mut next, mut invocations, mut sent) = (0, 0, Vec::new());
+    while next < records.len() {
+        let batch = &records[next..(next + 20).min(records.len())];
+        let deadline = if invocations == 0 {
+            ingest.deadline(Some(std::time::Instant::now()))
+        } else {
+            Deadline::none()
+        };
+        let (response, stats) = ingest.process(json!({"Records": batch}), deadline).await;
+        assert!(stats.peak_outbox <= 25);
+        assert_eq!(stats.failed_records, 0);
+        invocations += 1;
+        next += match response.batch_item_failures.first() {
+            None => batch.len(),
+            Some(failure) => batch
+                .iter()
+                .position(|r| {
+                    r["dynamodb"]["SequenceNumber"].as_str() == failure.item_identifier.as_deref()
+                })
+                .unwrap(),
+        };
+        sent.extend(f.drain().await);
+    }
+    assert!(invocations >= 4, "the first stopped at its deadline");
+    assert_eq!(distinct_keys(&sent).len(), 30 * 20 + 19 * 2);
+    let delivered: BTreeSet<String> = deliveries(&sent).into_iter().map(|d| d.1).collect();
+    assert!(quiet_jobs.is_subset(&delivered));
+}
