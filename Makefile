@@ -71,7 +71,7 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-load bench-cold-start bench-latency bench-cost bench-delivery bench-signing
+bench: bench-ingest bench-load bench-heavy-tenant bench-cold-start bench-latency bench-cost bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
 
@@ -80,6 +80,12 @@ bench-ingest: tools
 ## against fan-out, deadlines, calls per message, quiet latency, loss.
 bench-load: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench load
+
+.PHONY: bench-heavy-tenant
+## The same burst, scaled down, through the whole local stack (stream runner,
+## ingest, queues, delivery, verifying receivers).
+bench-heavy-tenant: tools
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench heavy_tenant
 
 .PHONY: bench-delivery bench-signing
 ## Deliveries/s of one delivery instance against a bare reqwest loop (fast loopback fakes, no emulator).

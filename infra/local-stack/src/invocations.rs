@@ -16,6 +16,8 @@ pub struct InvocationStats {
     pub billed_ms: u64,
     /// Sum of the durations as measured, milliseconds.
     pub measured_ms: f64,
+    /// The longest invocation, milliseconds.
+    pub longest_ms: f64,
     /// Bytes of the EMF metric lines the invocations write (the handlers'
     /// `handle` emits them; the runners call `process` and count them).
     pub metric_log_bytes: u64,
@@ -36,6 +38,7 @@ impl Invocations {
         stats.count += 1;
         stats.billed_ms += elapsed.as_nanos().div_ceil(1_000_000).max(1) as u64;
         stats.measured_ms += elapsed.as_secs_f64() * 1000.0;
+        stats.longest_ms = stats.longest_ms.max(elapsed.as_secs_f64() * 1000.0);
         stats.metric_log_bytes += metrics.document(function).to_string().len() as u64 + 1;
     }
 
