@@ -44,8 +44,11 @@ replay-ingest-failures:
 
 ## While `make run` serves: the signing-secret key function, e.g.
 ## make secret-keys REQUEST='{"action":"rotate"}', then REQUEST='{"action":"reencrypt"}'
+# The default request: a dry run of re-encryption (a variable, since a comma
+# inside $(or ...) would split its arguments).
+SECRET_KEYS_DRY_RUN := {"action":"reencrypt","dry_run":true}
 secret-keys:
-	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- secret-keys '$(or $(REQUEST),{"action":"reencrypt","dry_run":true})'
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- secret-keys '$(or $(REQUEST),$(SECRET_KEYS_DRY_RUN))'
 
 ## Lint everything, fuzz the API against its OpenAPI document, then run all
 ## tests against the emulator
