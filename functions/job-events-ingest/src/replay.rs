@@ -37,9 +37,9 @@ pub const STOP_MARGIN: Duration = Duration::from_secs(30);
 const HOLD_MARGIN: Duration = Duration::from_secs(60);
 /// Longest visibility timeout SQS accepts (12 hours).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
-/// `GetRecords` pages read past the last wanted record's position before a
-/// shard that keeps answering empty is taken as read to its end.
-const EMPTY_PAGES: usize = 5;
+/// Empty `GetRecords` pages in a row after which a read gives up for this
+/// run (the entry stays): the range's last record was not reached.
+const EMPTY_PAGES: usize = 20;
 /// Most records one `GetRecords` call returns.
 const PAGE: i32 = 1000;
 
@@ -123,7 +123,7 @@ pub struct BatchInfo {
     pub start_sequence_number: String,
     /// Last record of the batch.
     pub end_sequence_number: String,
-    /// Records in the batch.
+    /// Records in the batch (logged; the read goes by sequence numbers).
     #[serde(default)]
     pub batch_size: Option<usize>,
     /// The stream.
@@ -373,7 +373,7 @@ impl Replayer {
             return false;
         };
         let (records, gone) = match self.read(&batch).await {
-            Ok(records) => (records, None),
+            Ok(read) => read,
             Err(ReadError::Gone(reason)) => (Vec::new(), Some(reason)),
             Err(ReadError::Unavailable(reason)) => {
                 report.incomplete += 1;
@@ -381,19 +381,6 @@ impl Replayer {
                 return false;
             }
         };
-        // Fewer records than the batch had: the rest expired.
-        let missing = batch
-            .batch_size
-            .is_some_and(|size| records.len() < size && gone.is_none());
-        let gone = gone.or_else(|| {
-            missing.then(|| {
-                format!(
-                    "{} of {} records are no longer in the stream",
-                    batch.batch_size.unwrap_or_default() - records.len(),
-                    batch.batch_size.unwrap_or_default()
-                )
-            })
-        });
         report.records += records.len();
         if request.dry_run {
             if let Some(reason) = gone {
@@ -453,52 +440,104 @@ impl Replayer {
         }
     }
 
-    /// The batch's records, from its first to its last sequence number.
-    async fn read(&self, batch: &BatchInfo) -> Result<Vec<Record>, ReadError> {
-        let iterator = self
-            .streams
-            .get_shard_iterator()
-            .stream_arn(&batch.stream_arn)
-            .shard_id(&batch.shard_id)
-            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-            .sequence_number(&batch.start_sequence_number)
-            .send()
-            .await
-            .map_err(|e| read_error("GetShardIterator", e))?
-            .shard_iterator;
+    /// The batch's records, from its first to its last sequence number,
+    /// and why some can no longer be read, if some cannot: when the first
+    /// was trimmed, what is left of the range is read from the shard's
+    /// trim horizon; a shard or stream that is gone gives nothing. Reads
+    /// through empty pages until the last record (or the shard's end); a
+    /// shard that keeps answering empty is `Unavailable`, never taken as
+    /// read.
+    async fn read(&self, batch: &BatchInfo) -> Result<(Vec<Record>, Option<String>), ReadError> {
+        let at_start = self
+            .iterator(batch, ShardIteratorType::AtSequenceNumber)
+            .await;
+        let (mut iterator, mut gone) = match at_start {
+            Ok(iterator) => (iterator, None),
+            Err(ReadError::Gone(reason)) if reason.contains("TrimmedDataAccessException") => {
+                let from_horizon = self.iterator(batch, ShardIteratorType::TrimHorizon).await?;
+                (
+                    from_horizon,
+                    Some(format!(
+                        "{reason}; records before the trim horizon are lost"
+                    )),
+                )
+            }
+            Err(e) => return Err(e),
+        };
         let mut records = Vec::new();
-        let mut iterator = iterator;
         let mut empty = 0;
         while let Some(current) = iterator.take() {
-            let out = self
+            let out = match self
                 .streams
                 .get_records()
                 .shard_iterator(current)
                 .limit(PAGE)
                 .send()
                 .await
-                .map_err(|e| read_error("GetRecords", e))?;
+            {
+                Ok(out) => out,
+                // Records already read are replayed; the rest are lost.
+                Err(e) => match read_error("GetRecords", e) {
+                    ReadError::Gone(reason) => {
+                        gone = Some(reason);
+                        break;
+                    }
+                    unavailable => return Err(unavailable),
+                },
+            };
             let page = out.records.unwrap_or_default();
-            if page.is_empty() {
-                empty += 1;
-            } else {
-                empty = 0;
+            empty = if page.is_empty() { empty + 1 } else { 0 };
+            if empty > EMPTY_PAGES {
+                return Err(ReadError::Unavailable(format!(
+                    "GetRecords: {EMPTY_PAGES} empty pages in a row before sequence number {}",
+                    batch.end_sequence_number
+                )));
             }
-            let mut past_end = false;
+            let mut reached_end = false;
             for record in page {
-                if sequence_cmp(sequence(&record), &batch.end_sequence_number).is_gt() {
-                    past_end = true;
+                let seq = sequence(&record);
+                if sequence_cmp(seq, &batch.start_sequence_number).is_lt() {
+                    continue;
+                }
+                if sequence_cmp(seq, &batch.end_sequence_number).is_gt() {
+                    reached_end = true;
                     break;
                 }
+                reached_end = sequence_cmp(seq, &batch.end_sequence_number).is_eq();
                 records.push(record);
+                if reached_end {
+                    break;
+                }
             }
-            let complete = batch.batch_size.is_some_and(|n| records.len() >= n);
-            if past_end || complete || empty >= EMPTY_PAGES {
+            if reached_end {
                 break;
             }
             iterator = out.next_shard_iterator;
         }
-        Ok(records)
+        Ok((records, gone))
+    }
+
+    async fn iterator(
+        &self,
+        batch: &BatchInfo,
+        kind: ShardIteratorType,
+    ) -> Result<Option<String>, ReadError> {
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(&batch.stream_arn)
+            .shard_id(&batch.shard_id)
+            .shard_iterator_type(kind.clone());
+        let request = if kind == ShardIteratorType::AtSequenceNumber {
+            request.sequence_number(&batch.start_sequence_number)
+        } else {
+            request
+        };
+        Ok(request
+            .send()
+            .await
+            .map_err(|e| read_error("GetShardIterator", e))?
+            .shard_iterator)
     }
 
     async fn delete(&self, entry: &Message) -> bool {

@@ -194,3 +194,33 @@ async fn job_ids_per_filter_are_limited_by_the_quota() {
         (400, "too_many_job_ids", Some("filters.job_ids"))
     );
 }
+
+#[tokio::test]
+async fn creates_racing_to_recount_after_an_archive_take_the_freed_slot_once() {
+    let mut f = Fixture::with(|c| c.max_subscriptions = 2).await;
+    let first = create(&f, "acme", "https://hooks.example.com/1").await;
+    assert_eq!(
+        create(&f, "acme", "https://hooks.example.com/2")
+            .await
+            .status,
+        201
+    );
+    // The counter still says 2: every racer recounts (1) and corrects it.
+    assert_eq!(
+        f.archive("acme", first.body["id"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    let _proxy = f.serialise_emulator().await;
+    let urls: Vec<String> = (0..8)
+        .map(|i| format!("https://hooks.example.com/recount-{i}"))
+        .collect();
+    let replies = futures::future::join_all(urls.iter().map(|url| create(&f, "acme", url))).await;
+    let won = replies.iter().filter(|r| r.status == 201).count();
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_quota_exceeded(r, 2);
+    }
+    assert_eq!(won, 1, "the freed slot goes once");
+    assert_eq!(f.store.count_not_archived("acme").await.unwrap(), 2);
+}

@@ -25,6 +25,8 @@ pub const QUOTA_KEY: &str = "quota#subscriptions";
 /// The counter's attribute: subscriptions that are not archived (at most;
 /// see the module documentation).
 const COUNT: &str = "subscriptions";
+/// The counter's revision, bumped by every move of it.
+const REVISION: &str = "revision";
 /// Transactions tried before a create that keeps losing races gives up.
 const CREATE_ATTEMPTS: usize = 5;
 
@@ -32,13 +34,20 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// The counter as read: its value and revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counter {
+    count: u64,
+    revision: u64,
+}
+
 /// How a create moves the counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     /// Add one if it stays within the quota.
     Increment,
-    /// Set it to `to` if it still reads `seen` (absent: `None`).
-    Correct { seen: Option<u64>, to: u64 },
+    /// Set it to `to` if it is still at the revision read (absent: `None`).
+    Correct { seen: Option<Counter>, to: u64 },
 }
 
 impl SubscriptionStore {
@@ -56,7 +65,7 @@ impl SubscriptionStore {
         let item = self.encode_subscription(sub)?;
         for _ in 0..CREATE_ATTEMPTS {
             let slot = match self.counter(company).await? {
-                Some(count) if count < quota => Slot::Increment,
+                Some(counter) if counter.count < quota => Slot::Increment,
                 seen => {
                     let real = self.count_not_archived(company).await?;
                     if real >= quota {
@@ -149,25 +158,26 @@ impl SubscriptionStore {
             .table_name(&self.table)
             .key("company_id", s(company))
             .key("subscription_id", s(QUOTA_KEY))
-            .expression_attribute_names("#count", COUNT);
+            .expression_attribute_names("#count", COUNT)
+            .expression_attribute_names("#revision", REVISION)
+            .expression_attribute_values(":one", n(1));
         let update = match slot {
             Slot::Increment => update
-                .update_expression("SET #count = #count + :one")
+                .update_expression("SET #count = #count + :one ADD #revision :one")
                 .condition_expression("#count < :quota")
-                .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":quota", n(quota)),
             Slot::Correct { seen: None, to } => update
-                .update_expression("SET #count = :to")
+                .update_expression("SET #count = :to ADD #revision :one")
                 .condition_expression("attribute_not_exists(#count)")
                 .expression_attribute_values(":to", n(to)),
             Slot::Correct {
                 seen: Some(seen),
                 to,
             } => update
-                .update_expression("SET #count = :to")
-                .condition_expression("#count = :seen")
+                .update_expression("SET #count = :to ADD #revision :one")
+                .condition_expression("#revision = :seen")
                 .expression_attribute_values(":to", n(to))
-                .expression_attribute_values(":seen", n(seen)),
+                .expression_attribute_values(":seen", n(seen.revision)),
         };
         let update = update
             .build()
@@ -175,9 +185,8 @@ impl SubscriptionStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    /// The counter's value, `None` before the company's first create under
-    /// quotas.
-    async fn counter(&self, company: &str) -> Result<Option<u64>, StoreError> {
+    /// The counter, `None` before the company's first create under quotas.
+    async fn counter(&self, company: &str) -> Result<Option<Counter>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -188,9 +197,15 @@ impl SubscriptionStore {
             .send()
             .await
             .map_err(|e| self.dynamo_err("GetItem", e))?;
-        Ok(out
-            .item
-            .and_then(|item| item.get(COUNT)?.as_n().ok()?.parse().ok()))
+        let number = |item: &super::Item, name: &str| -> Option<u64> {
+            item.get(name)?.as_n().ok()?.parse().ok()
+        };
+        Ok(out.item.and_then(|item| {
+            Some(Counter {
+                count: number(&item, COUNT)?,
+                revision: number(&item, REVISION).unwrap_or(0),
+            })
+        }))
     }
 
     /// The company's subscriptions that are not archived, counted with a
