@@ -163,25 +163,7 @@ async fn main() {
         written.insert(job.clone(), Instant::now());
     }
     let write_seconds = started.elapsed().as_secs_f64();
-    let drain = Instant::now();
-    loop {
-        let arrived = {
-            let ledger = ledger.lock().unwrap();
-            expected
-                .iter()
-                .filter(|e| ledger.first.contains_key(*e))
-                .count()
-        };
-        if arrived == expected.len() {
-            break;
-        }
-        assert!(
-            drain.elapsed() < DRAIN_DEADLINE,
-            "{arrived} of {} deliveries arrived",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    workload::await_receipts(&ledger, &expected, DRAIN_DEADLINE, "heavy tenant").await;
     let all_arrived = started.elapsed().as_secs_f64();
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}

@@ -275,25 +275,7 @@ async fn run(label: &str, pipeline: Pipeline, pace: Duration) -> RunResult {
 
     let expected = workload::expected_events(&transitions, &subs);
 
-    let drain_started = Instant::now();
-    loop {
-        let arrived = {
-            let ledger = ledger.lock().unwrap();
-            expected
-                .iter()
-                .filter(|e| ledger.first.contains_key(*e))
-                .count()
-        };
-        if arrived == expected.len() {
-            break;
-        }
-        assert!(
-            drain_started.elapsed() < DRAIN_DEADLINE,
-            "{label}: {arrived} of {} events arrived {DRAIN_DEADLINE:?} after the last write",
-            expected.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    workload::await_receipts(&ledger, &expected, DRAIN_DEADLINE, label).await;
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}
 

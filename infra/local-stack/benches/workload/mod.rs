@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use local_stack::pipeline::PipelineConfig;
@@ -198,4 +198,37 @@ pub fn expected_events(transitions: &[Transition], subs: &[Subscription]) -> BTr
         }
     }
     expected
+}
+
+/// Waits until the receivers have a first verified receipt of every
+/// `expected` event, polling every 100 ms.
+///
+/// # Panics
+/// When they do not within `deadline`, naming `label` and how many
+/// arrived.
+pub async fn await_receipts(
+    ledger: &Mutex<Ledger>,
+    expected: &BTreeSet<EventId>,
+    deadline: Duration,
+    label: &str,
+) {
+    let started = Instant::now();
+    loop {
+        let arrived = {
+            let ledger = ledger.lock().unwrap();
+            expected
+                .iter()
+                .filter(|e| ledger.first.contains_key(*e))
+                .count()
+        };
+        if arrived == expected.len() {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{label}: {arrived} of {} events arrived {deadline:?} after the last write",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

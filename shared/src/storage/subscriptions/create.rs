@@ -18,7 +18,7 @@ use super::{
     CreateOutcome, IDEMPOTENCY_PREFIX, IdempotencyClaim, IdempotencyRecord, StoreError,
     SubscriptionStore, s,
 };
-use crate::domain::subscription::{ID_PREFIX, Subscription, SubscriptionStatus};
+use crate::domain::subscription::Subscription;
 
 /// Sort key of a company's quota counter item.
 pub const QUOTA_KEY: &str = "quota#subscriptions";
@@ -215,15 +215,7 @@ impl SubscriptionStore {
         let mut after = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("company_id = :c AND begins_with(subscription_id, :p)")
-                .filter_expression("#status <> :archived")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":c", s(company))
-                .expression_attribute_values(":p", s(ID_PREFIX))
-                .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
+                .not_archived(company)
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .consistent_read(true)
                 .set_exclusive_start_key(after)

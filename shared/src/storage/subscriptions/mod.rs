@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
 use crate::domain::health::{BreakerState, DRAIN_START_DELAY, LastFailure, ProbeLane};
@@ -308,6 +309,20 @@ impl SubscriptionStore {
         Ok(Page { items, has_more })
     }
 
+    /// A Query of `company_id`'s subscriptions that are not archived (active
+    /// and disabled).
+    fn not_archived(&self, company_id: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("company_id = :c AND begins_with(subscription_id, :p)")
+            .filter_expression("#status <> :archived")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":c", s(company_id))
+            .expression_attribute_values(":p", s(ID_PREFIX))
+            .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
+    }
+
     /// Every subscription of `company_id` that receives events: active ones,
     /// and disabled ones (their events are parked until they are enabled).
     /// One Query, paged through.
@@ -316,15 +331,7 @@ impl SubscriptionStore {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("company_id = :c AND begins_with(subscription_id, :p)")
-                .filter_expression("#status <> :s")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":c", s(company_id))
-                .expression_attribute_values(":p", s(ID_PREFIX))
-                .expression_attribute_values(":s", s(SubscriptionStatus::Archived.as_str()))
+                .not_archived(company_id)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
