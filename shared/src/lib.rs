@@ -9,9 +9,11 @@
 //!   events);
 //! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);
 //! - [`signing`]: secrets and Standard Webhooks signatures;
+//! - [`catalogue`]: the delivered event types and their JSON Schemas;
 //! - [`operational`]: the operational events published to EventBridge;
 //! - configuration, cursors, metrics, telemetry and small utilities.
 
+pub mod catalogue;
 pub mod config;
 pub mod cursor;
 pub mod deadline;

@@ -6,6 +6,7 @@
 //! number until it is delivered or dead-lettered.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -155,10 +156,10 @@ pub fn test_event_message(
 ) -> (String, String) {
     let key = idempotency_key(subscription_id, &format!("test:{}", uuid::Uuid::new_v4()));
     let at = timestamp(now);
-    let data = serde_json::value::to_raw_value(&serde_json::json!({
-        "message": "This is a test event sent from the webhooks API.",
-        "requested_at": at,
-    }))
+    let data = serde_json::value::to_raw_value(&TestEventData {
+        message: TEST_EVENT_MESSAGE,
+        requested_at: &at,
+    })
     .expect("test data serialises");
     let envelope = EventEnvelope {
         company_id,
@@ -212,16 +213,42 @@ pub fn idempotency_key(subscription_id: &str, event_id: &str) -> String {
     key
 }
 
-#[derive(Serialize)]
-struct Payload<'a, D> {
+// The catalogue (crate::catalogue) derives the events' JSON Schemas from
+// this type, so its doc comments are what customers read there.
+/// The body POSTed to the endpoint: the envelope every event shares, with
+/// the event's `data`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Payload<'a, D> {
+    /// The event type, e.g. `job.completed`.
     #[serde(rename = "type")]
-    event_type: &'a str,
-    timestamp: &'a str,
-    idempotency_key: &'a str,
-    subscription_id: &'a str,
-    company_id: &'a str,
-    data: D,
+    pub(crate) event_type: &'a str,
+    /// When the event happened (RFC 3339, UTC, milliseconds).
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) timestamp: &'a str,
+    /// The event's id for this subscription, also the `webhook-id` header:
+    /// the same on every retry and redelivery, so receivers deduplicate on
+    /// it.
+    pub(crate) idempotency_key: &'a str,
+    /// The subscription the event was delivered to.
+    pub(crate) subscription_id: &'a str,
+    /// The company that owns the subscription.
+    pub(crate) company_id: &'a str,
+    /// What happened; its shape depends on `type`.
+    pub(crate) data: D,
 }
+
+/// The `data` of a `webhook.test` event.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct TestEventData<'a> {
+    /// A fixed explanation.
+    pub(crate) message: &'a str,
+    /// When the test was requested (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    pub(crate) requested_at: &'a str,
+}
+
+/// The `message` of every test event.
+pub const TEST_EVENT_MESSAGE: &str = "This is a test event sent from the webhooks API.";
 
 #[derive(Serialize)]
 struct FirstAttempt<'a> {

@@ -8,6 +8,7 @@
 //! Everything else is ignored.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::Value;
@@ -60,7 +61,7 @@ impl ChangeKind {
 }
 
 /// A failed or cancelled job's reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct JobError {
     /// Machine-readable reason, e.g. `PLANNING_FAILED`.
     pub reason: Option<String>,
@@ -69,11 +70,11 @@ pub struct JobError {
 }
 
 /// One entry of a job's state history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StateChange {
-    /// The state entered.
+    /// The state entered, as the job recorded it.
     pub state: String,
-    /// When it was entered.
+    /// When it was entered, as the job recorded it.
     pub at: String,
 }
 
@@ -256,27 +257,33 @@ pub fn transition(
 pub const TRIM_ORDER: [&str; 3] = ["state_history", "input", "resource"];
 
 /// The `data` object of a job event.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct JobEventData<'a> {
-    /// The job.
+    /// The job's id.
     pub job_id: &'a str,
-    /// Its type.
+    /// The job's type, e.g. `materialize-view` (see `GET /job-types`).
     pub job_type: &'a str,
-    /// The state entered.
+    /// The state the job entered.
     pub state: JobState,
-    /// The state left.
+    /// The state it left; `null` for a new job.
     pub previous_state: Option<JobState>,
-    /// When the state was entered.
+    /// When the state was entered (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub state_changed_at: &'a str,
-    /// Input parameters.
+    /// The job's input parameters (`{}` when it has none).
+    #[schemars(extend("type" = "object"))]
     pub input: &'a Value,
-    /// What the job is about.
+    /// Ids and names of what the job is about, e.g. `dataset_id` (`{}` when
+    /// none).
+    #[schemars(extend("type" = "object"))]
     pub resource: &'a Value,
-    /// Error reason and message, or `null`.
+    /// Why a failed or cancelled job stopped; `null` otherwise.
     pub error: Option<&'a JobError>,
-    /// Past states.
+    /// The job's earlier states, oldest first.
     pub state_history: &'a [StateChange],
-    /// Parts left out to fit the size limit, when any were.
+    /// Parts left out (emptied) to keep the payload under the size limit:
+    /// `state_history`, then `input`, then `resource`. Absent when nothing
+    /// was.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub truncated: &'a [&'a str],
 }

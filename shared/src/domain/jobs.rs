@@ -141,7 +141,7 @@ pub fn job_type_names() -> String {
 
 /// The state of a job. Jobs move `pending -> running -> completed`, or to
 /// `failed`, or through `pending_cancellation` to `cancelled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Queued but not yet started.
