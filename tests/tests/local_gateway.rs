@@ -24,7 +24,7 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway::serve(listener, app, async {
+    tokio::spawn(gateway::serve(listener, app, gateway::PublicRoutes::of(&stack), async {
         let _ = stopped.await;
     }));
     (base, stop)
@@ -110,4 +110,40 @@ async fn dev_tokens_reach_the_api_with_their_company() {
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn the_console_is_the_only_route_served_without_a_token() {
+    let (base, _stop) = serve().await;
+    let http = reqwest::Client::new();
+    for (path, content_type) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/console.js", "text/javascript; charset=utf-8"),
+        ("/console/config.json", "application/json"),
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], content_type, "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'; script-src 'self'"), "{csp}");
+    }
+    // Locally the template has no console client id: fragment tokens only.
+    let settings: Value = http
+        .get(format!("{base}/console/config.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings, json!({"oidc": null}));
+    let r = http.get(format!("{base}/console/secrets.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Every other route still needs the token, the catalogue included.
+    for path in ["/event-types", "/job-types", "/webhooks", "/console/x/y"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = http.post(format!("{base}/console")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "only GET is public");
 }

@@ -110,6 +110,9 @@ impl App {
                 ));
             }
         };
+        if operation.is_public() {
+            return Ok(self.config.console.serve(id));
+        }
         let company = auth::company_id(req, &self.config.company_claim).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -123,6 +126,8 @@ impl App {
                 StatusCode::OK,
                 &views::job_types_body(),
             )),
+            Operation::ListEventTypes => Ok(views::event_types_response()),
+            Operation::Console => Ok(self.config.console.serve(Some(id))),
             Operation::CreateWebhook => self.create(&company, req).await,
             Operation::ListWebhooks => self.list(&company, req).await,
             Operation::GetWebhook => self.get(&company, id).await,

@@ -1,6 +1,8 @@
 //! Configuration of the subscriptions API, read once at cold start.
 
 use shared::config::{ConfigError, Vars};
+
+use crate::console::ConsoleConfig;
 use shared::cursor::{CursorCodec, MIN_KEY_LEN};
 use shared::storage::keyring::KeyringConfig;
 use shared::target_guard::allow_list::AllowList;
@@ -40,6 +42,9 @@ pub struct ApiConfig {
     /// `MAX_JOB_IDS_PER_FILTER` (default 1000): job ids one subscription's
     /// filter may list.
     pub max_job_ids: usize,
+    /// `CONSOLE_OIDC_*`: the console's sign-in and its
+    /// Content-Security-Policy.
+    pub console: ConsoleConfig,
 }
 
 /// Default of `MAX_SUBSCRIPTIONS_PER_COMPANY`.
@@ -101,6 +106,7 @@ impl ApiConfig {
                 1,
                 10_000,
             )?,
+            console: ConsoleConfig::from_vars(vars)?,
         })
     }
 }

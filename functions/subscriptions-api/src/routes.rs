@@ -30,6 +30,19 @@ pub enum Operation {
     EnableWebhook,
     /// `GET /job-types`
     ListJobTypes,
+    /// `GET /event-types`
+    ListEventTypes,
+    /// `GET /console` and `GET /console/{file}`: the console's static files,
+    /// the only routes without the authorizer.
+    Console,
+}
+
+impl Operation {
+    /// Whether the route is served without the authorizer (API Gateway
+    /// passes no claims, and the handler needs none).
+    pub const fn is_public(self) -> bool {
+        matches!(self, Operation::Console)
+    }
 }
 
 /// One row of the routing table.
@@ -37,7 +50,8 @@ pub enum Operation {
 pub struct Route {
     /// HTTP method.
     pub method: Method,
-    /// Path template; `{id}` matches one non-empty segment.
+    /// Path template; `{id}` (`{file}` for the console) matches one
+    /// non-empty segment.
     pub path: &'static str,
     /// The operation served.
     pub operation: Operation,
@@ -133,12 +147,26 @@ pub const ROUTES: &[Route] = &[
         Operation::ListJobTypes,
         "listJobTypes",
     ),
+    route(
+        Method::GET,
+        "/event-types",
+        Operation::ListEventTypes,
+        "listEventTypes",
+    ),
+    route(Method::GET, "/console", Operation::Console, "getConsole"),
+    route(
+        Method::GET,
+        "/console/{file}",
+        Operation::Console,
+        "getConsoleFile",
+    ),
 ];
 
 /// Result of matching a request line against [`ROUTES`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolution<'a> {
-    /// A route matched; `id` is the `{id}` segment, if the path has one.
+    /// A route matched; `id` is the `{id}` (or `{file}`) segment, if the
+    /// path has one.
     Found {
         /// The operation.
         operation: Operation,
@@ -158,7 +186,7 @@ fn match_path<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
     loop {
         match (want.next(), have.next()) {
             (None, None) => return Some(id),
-            (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some("{id}" | "{file}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
             (Some(w), Some(h)) if w == h => {}
             _ => return None,
         }
@@ -222,6 +250,21 @@ mod tests {
             Resolution::MethodNotAllowed(vec![Method::POST])
         );
         assert_eq!(resolve(&Method::GET, "/webhooks/x/y"), Resolution::NotFound);
+        assert_eq!(
+            resolve(&Method::GET, "/console/console.js"),
+            Resolution::Found {
+                operation: Operation::Console,
+                id: Some("console.js")
+            }
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/console"),
+            Resolution::Found {
+                operation: Operation::Console,
+                id: None
+            }
+        );
+        assert!(Operation::Console.is_public() && !Operation::ListEventTypes.is_public());
         assert_eq!(resolve(&Method::GET, "/"), Resolution::NotFound);
     }
 }

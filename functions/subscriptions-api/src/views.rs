@@ -357,6 +357,29 @@ pub fn job_types_body() -> JobTypesView {
     }
 }
 
+/// The body of `GET /event-types`, serialised once.
+static EVENT_TYPES_BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    #[derive(Serialize)]
+    struct EventTypesView {
+        data: &'static [shared::catalogue::EventType],
+    }
+    serde_json::to_string(&EventTypesView {
+        data: shared::catalogue::event_types(),
+    })
+    .expect("the catalogue serialises")
+});
+
+/// The response of `GET /event-types`: every delivered event type with its
+/// description, JSON Schema and example.
+pub fn event_types_response() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(CONTENT_TYPE, "application/json")
+        .header(CACHE_CONTROL, "no-store")
+        .body(Body::Text(EVENT_TYPES_BODY.clone()))
+        .expect("static response parts are valid")
+}
+
 /// A JSON response with `status` and `body`.
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let text = serde_json::to_string(body).expect("response bodies serialise");

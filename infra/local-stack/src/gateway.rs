@@ -1,6 +1,7 @@
 //! A loopback stand-in for API Gateway's HTTP API in front of the
-//! subscriptions function: bearer-token check, the API Gateway v2 event, and
-//! the response back to the client.
+//! subscriptions function: bearer-token check (except on the routes the
+//! deployed template declares without an authorizer), the API Gateway v2
+//! event, and the response back to the client.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +19,39 @@ use hyper_util::rt::TokioIo;
 use subscriptions_api::App;
 use tokio::net::TcpListener;
 
+use crate::cloudformation::{DeployedStack, PublicRoute};
 use crate::jwt;
+
+/// The routes served without the authorizer, as the deployed stack
+/// declares them.
+#[derive(Debug, Clone, Default)]
+pub struct PublicRoutes(Vec<PublicRoute>);
+
+impl PublicRoutes {
+    /// The public routes of `stack`'s HTTP API.
+    pub fn of(stack: &DeployedStack) -> Self {
+        Self(stack.public_routes.clone())
+    }
+
+    /// Whether `method` `path` matches a public route; a `{param}` segment
+    /// matches one non-empty segment, as API Gateway's do.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.0.iter().any(|route| {
+            route.method.eq_ignore_ascii_case(method) && {
+                let mut want = route.path.trim_matches('/').split('/');
+                let mut have = path.trim_matches('/').split('/');
+                loop {
+                    match (want.next(), have.next()) {
+                        (None, None) => break true,
+                        (Some(w), Some(h)) if w.starts_with('{') && !h.is_empty() => {}
+                        (Some(w), Some(h)) if w == h => {}
+                        _ => break false,
+                    }
+                }
+            }
+        })
+    }
+}
 
 /// API Gateway's payload limit.
 const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
@@ -125,9 +158,17 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// Serves one request the way API Gateway + Lambda would.
-pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    app: &App,
+    public: &PublicRoutes,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let Some(claims) = bearer_claims(&parts.headers) else {
+    let claims = if public.matches(parts.method.as_str(), parts.uri.path()) {
+        None
+    } else if let Some(claims) = bearer_claims(&parts.headers) {
+        Some(claims)
+    } else {
         let mut r = plain(StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#);
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
@@ -147,7 +188,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> 
         parts.uri.query().unwrap_or_default(),
         &parts.headers,
         &body.to_bytes(),
-        Some(&claims),
+        claims.as_ref(),
     );
     let request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(r) => r,
@@ -167,12 +208,15 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> 
     Response::from_parts(parts, Full::new(bytes))
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, `public`
+/// routes without a token.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    public: PublicRoutes,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let public = Arc::new(public);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -180,10 +224,12 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let app = Arc::clone(&app);
+        let public = Arc::clone(&public);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(handle(&app, req).await) }
+                let public = Arc::clone(&public);
+                async move { Ok::<_, Infallible>(handle(&app, &public, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

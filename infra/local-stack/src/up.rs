@@ -186,6 +186,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let api = tokio::spawn(gateway::serve(
         listener,
         Arc::clone(&pipeline.app),
+        gateway::PublicRoutes::of(&pipeline.stack),
         stopped(shutdown.clone()),
     ));
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -210,6 +211,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let token = jwt::dev_token(DEMO_COMPANY, &pipeline.company_claim);
     println!("\nThe webhooks service is running locally (tokens are decoded, NOT verified):");
     println!("  API            {base}");
+    println!("  console        {base}/console#token={token}");
     println!("  demo receiver  {receiver_url}  (verifies signatures, prints events)");
     println!("  jobs table     {jobs_table}");
     if config.demo {
@@ -224,6 +226,8 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     println!("  export TOKEN={token}");
     println!("  curl -s {base}/webhooks -H \"authorization: Bearer $TOKEN\"");
     println!("  make simulate COMPANY={DEMO_COMPANY} JOBS=3");
+    println!("\nOpen the console (signed in as {DEMO_COMPANY} with a development token):");
+    println!("  {base}/console#token={token}");
     println!("\nServing. Ctrl-C stops.");
 
     let _ = tokio::signal::ctrl_c().await;

@@ -167,6 +167,57 @@ pub struct DeployedStack {
     pub schedules: Vec<Schedule>,
     /// Where the emulator falls short of what the template asks.
     pub gaps: Vec<Gap>,
+    /// The HTTP API routes declared without an authorizer (`Auth:
+    /// Authorizer: NONE`), read from the deployed template.
+    pub public_routes: Vec<PublicRoute>,
+}
+
+/// A route of the stack's HTTP API that API Gateway serves without the
+/// authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicRoute {
+    /// Upper-case method, e.g. `GET`.
+    pub method: String,
+    /// Path template, e.g. `/console/{file}`.
+    pub path: String,
+}
+
+/// The routes of every HTTP API in a CloudFormation JSON body (the SAM
+/// transform's OpenAPI `Body`) whose `security` is `NONE` or empty.
+pub fn public_routes(body: &str) -> Result<Vec<PublicRoute>, serde_json::Error> {
+    let template: serde_json::Value = serde_json::from_str(body)?;
+    let mut routes = Vec::new();
+    let apis = template
+        .get("Resources")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|r| r.values())
+        .filter(|r| r["Type"] == "AWS::ApiGatewayV2::Api");
+    for api in apis {
+        let Some(paths) = api["Properties"]["Body"]["paths"].as_object() else {
+            continue;
+        };
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().into_iter().flatten() {
+                let public = match operation.get("security").and_then(|s| s.as_array()) {
+                    Some(schemes) => {
+                        schemes.is_empty()
+                            || schemes
+                                .iter()
+                                .all(|s| s.as_object().is_some_and(|o| o.contains_key("NONE")))
+                    }
+                    None => false,
+                };
+                if public {
+                    routes.push(PublicRoute {
+                        method: method.to_ascii_uppercase(),
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(routes)
 }
 
 fn request<'a, E>(operation: &'static str, stack: &'a str) -> impl FnOnce(E) -> StackReadError + 'a
@@ -329,6 +380,7 @@ impl DeployedStack {
             mappings,
             schedules,
             gaps: Vec::new(),
+            public_routes: public_routes(template_body)?,
         };
         stack.gaps = gaps::find(&stack, &declared);
         Ok(stack)

@@ -13,7 +13,9 @@ pub mod gaps;
 pub mod transform;
 
 pub use deploy::{DeployError, deploy};
-pub use deployed::{DeployedStack, EventSourceMapping, Function, Schedule, StackReadError};
+pub use deployed::{
+    DeployedStack, EventSourceMapping, Function, PublicRoute, Schedule, StackReadError,
+};
 pub use transform::{TransformError, transform};
 
 /// Logical ids of the template that local code names: the functions

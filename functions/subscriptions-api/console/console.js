@@ -1,0 +1,825 @@
+// The webhooks console: a framework-free single-page app over the API.
+//
+// Safety rules this file keeps (the page's Content-Security-Policy and
+// Trusted Types enforce the first two):
+// - every element is built with the DOM (el()); text from the API is set as
+//   text nodes, never parsed as HTML;
+// - no inline scripts or styles;
+// - the bearer token lives in sessionStorage only (never localStorage or a
+//   cookie), and a signing secret only in the panel that shows it: closing
+//   the panel or leaving the view removes it from the page and from memory.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "webhooks-console.token";
+  const PKCE_KEY = "webhooks-console.pkce";
+  // The API is served beside the console: /console -> the API's root.
+  const API_BASE = location.pathname.replace(/\/console\/?$/, "");
+  const main = document.getElementById("main");
+
+  // ---- DOM ---------------------------------------------------------------
+
+  /** An element with attributes (`on` holds event listeners) and children;
+   * strings become text nodes. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "on") {
+        for (const [event, fn] of Object.entries(value)) node.addEventListener(event, fn);
+      } else if (name === "class") {
+        node.className = value;
+      } else if (value === true) {
+        node.setAttribute(name, "");
+      } else {
+        node.setAttribute(name, String(value));
+      }
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+    return append(node, children);
+  }
+
+  function replace(node, ...children) {
+    node.replaceChildren();
+    return append(node, children);
+  }
+
+  let toastTimer;
+  function toast(message, kind) {
+    const box = document.getElementById("toast");
+    box.className = "toast visible " + (kind || "");
+    box.textContent = message;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.className = "toast"; }, 4000);
+  }
+
+  // ---- Times -------------------------------------------------------------
+
+  function absolute(iso) {
+    const d = new Date(iso);
+    return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  }
+
+  function relative(iso) {
+    const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    const abs = Math.abs(seconds);
+    const units = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+    const rtf = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+    for (const [unit, size] of units) {
+      if (abs >= size || unit === "second") return rtf.format(Math.trunc(seconds / size), unit);
+    }
+    return "";
+  }
+
+  /** A time shown relative, with the absolute UTC time beside it. */
+  function time(iso) {
+    if (!iso) return el("span", { class: "muted" }, "—");
+    return el("span", { class: "time" },
+      el("time", { datetime: iso, title: absolute(iso) }, relative(iso)),
+      el("span", { class: "abs" }, absolute(iso)));
+  }
+
+  // ---- Sign-in -----------------------------------------------------------
+
+  function b64url(bytes) {
+    let s = "";
+    for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function claims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    } catch {
+      return null;
+    }
+  }
+
+  function token() {
+    const t = sessionStorage.getItem(TOKEN_KEY);
+    if (!t) return null;
+    const c = claims(t);
+    if (c && typeof c.exp === "number" && c.exp * 1000 < Date.now()) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      return null;
+    }
+    return t;
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.hash = "#/";
+    render();
+  }
+
+  /** A token handed over in the fragment (`#token=...`) is taken and the
+   * fragment cleared, so it stays out of the history. */
+  function takeFragmentToken() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    const handed = params.get("token");
+    if (!handed) return;
+    sessionStorage.setItem(TOKEN_KEY, handed);
+    history.replaceState(null, "", location.pathname + "#/");
+  }
+
+  function redirectUri() {
+    return location.origin + location.pathname;
+  }
+
+  async function discovery(oidc) {
+    const r = await fetch(oidc.issuer + "/.well-known/openid-configuration");
+    if (!r.ok) throw new Error("the sign-in provider's discovery document answered " + r.status);
+    return r.json();
+  }
+
+  async function beginSignIn(oidc) {
+    const endpoints = await discovery(oidc);
+    const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+    const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+    const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state, token_endpoint: endpoints.token_endpoint }));
+    const query = new URLSearchParams({
+      response_type: "code",
+      client_id: oidc.client_id,
+      redirect_uri: redirectUri(),
+      scope: oidc.scope,
+      state,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+    });
+    location.assign(endpoints.authorization_endpoint + "?" + query);
+  }
+
+  /** Completes an authorization-code redirect (`?code=&state=`), if this
+   * page load is one. */
+  async function finishSignIn(oidc) {
+    const params = new URLSearchParams(location.search);
+    if (!params.has("code") && !params.has("error")) return;
+    history.replaceState(null, "", location.pathname + "#/");
+    const pending = JSON.parse(sessionStorage.getItem(PKCE_KEY) || "null");
+    sessionStorage.removeItem(PKCE_KEY);
+    if (params.has("error")) throw new Error("sign-in refused: " + params.get("error"));
+    if (!pending || pending.state !== params.get("state")) throw new Error("sign-in response did not match the request");
+    const r = await fetch(pending.token_endpoint, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code: params.get("code"),
+        redirect_uri: redirectUri(),
+        client_id: oidc.client_id,
+        code_verifier: pending.verifier,
+      }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error("the token endpoint refused the code: " + (body.error || r.status));
+    // The ID token carries the audience (this client) and the company claim.
+    const t = body.id_token || body.access_token;
+    if (!t) throw new Error("the token endpoint returned no token");
+    sessionStorage.setItem(TOKEN_KEY, t);
+  }
+
+  function signInView(settings, problem) {
+    const pasted = el("textarea", { id: "token-input", rows: 3, autocomplete: "off", spellcheck: "false" });
+    const form = el("form", {
+      class: "card narrow",
+      on: {
+        submit: (e) => {
+          e.preventDefault();
+          const value = pasted.value.trim();
+          if (!claims(value)) {
+            toast("That is not a JWT.", "bad");
+            return;
+          }
+          sessionStorage.setItem(TOKEN_KEY, value);
+          render();
+        },
+      },
+    },
+    el("h1", {}, "Sign in"),
+    problem ? el("p", { class: "error", role: "alert" }, problem) : null,
+    settings.oidc
+      ? el("p", {}, el("button", {
+          type: "button",
+          id: "oidc-sign-in",
+          on: { click: () => beginSignIn(settings.oidc).catch((e) => toast(e.message, "bad")) },
+        }, "Sign in with " + new URL(settings.oidc.issuer).host))
+      : el("p", {}, "Open the console with the sign-in link your platform gives you, or paste a token."),
+    el("label", { for: "token-input" }, "Bearer token"),
+    pasted,
+    el("p", {}, el("button", { type: "submit", class: "secondary" }, "Use this token")));
+    return form;
+  }
+
+  // ---- API ---------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, error) {
+      super((error && error.message) || "request failed (" + status + ")");
+      this.status = status;
+      this.code = error && error.code;
+      this.field = error && error.field;
+    }
+  }
+
+  async function api(method, path, body, headers) {
+    const init = { method, headers: Object.assign({ authorization: "Bearer " + token() }, headers || {}) };
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let r;
+    try {
+      r = await fetch(API_BASE + path, init);
+    } catch {
+      throw new ApiError(0, { message: "the API could not be reached" });
+    }
+    const data = r.status === 204 ? null : await r.json().catch(() => null);
+    if (r.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      render("Your session has ended; sign in again.");
+      throw new ApiError(401, data && data.error);
+    }
+    if (!r.ok) throw new ApiError(r.status, data && (data.error || { message: data.message }));
+    return data;
+  }
+
+  /** A section that loads: "Loading…", then `build(data)`, or the error
+   * with a retry button. */
+  function loader(load, build) {
+    const box = el("div", { class: "loader", "aria-busy": "true" }, el("p", { class: "loading" }, "Loading…"));
+    const run = () => {
+      box.setAttribute("aria-busy", "true");
+      replace(box, el("p", { class: "loading" }, "Loading…"));
+      load().then(
+        (data) => { box.removeAttribute("aria-busy"); replace(box, build(data, run)); },
+        (e) => {
+          box.removeAttribute("aria-busy");
+          replace(box, el("p", { class: "error", role: "alert" }, e.message, " ",
+            el("button", { type: "button", class: "secondary", on: { click: run } }, "Retry")));
+        });
+    };
+    run();
+    return box;
+  }
+
+  // ---- Badges ------------------------------------------------------------
+
+  function statusBadge(status) {
+    return el("span", { class: "badge status-" + status, "data-status": status }, status);
+  }
+
+  function healthBadge(health) {
+    const label = { closed: "healthy", open: "failing", half_open: "probing" }[health.state] || health.state;
+    const kind = health.state === "closed" && health.consecutive_failures > 0 ? "flaky" : health.state;
+    return el("span", { class: "badge health-" + kind, "data-health": health.state },
+      health.state === "closed" && health.consecutive_failures > 0 ? "retrying" : label);
+  }
+
+  function outcomeBadge(outcome) {
+    return el("span", { class: "badge outcome-" + outcome }, outcome);
+  }
+
+  // ---- Endpoint list -----------------------------------------------------
+
+  function listView() {
+    const filter = new URLSearchParams(location.hash.split("?")[1] || "").get("status") || "";
+    const select = el("select", {
+      id: "status-filter",
+      on: { change: () => { location.hash = "#/" + (select.value ? "?status=" + select.value : ""); } },
+    }, ["", "active", "disabled", "archived"].map((s) =>
+      el("option", { value: s, selected: s === filter }, s || "all (not archived)")));
+    const rows = el("tbody");
+    const more = el("p");
+    const load = (cursor) => {
+      const q = new URLSearchParams({ limit: "25" });
+      if (filter) q.set("status", filter);
+      if (cursor) q.set("cursor", cursor);
+      return api("GET", "/webhooks?" + q);
+    };
+    const fill = (page) => {
+      for (const sub of page.data) {
+        rows.append(el("tr", { "data-id": sub.id },
+          el("td", {}, el("a", { href: "#/webhooks/" + encodeURIComponent(sub.id), class: "url" }, sub.url),
+            sub.description ? el("div", { class: "muted desc" }, sub.description) : null),
+          el("td", {}, statusBadge(sub.status)),
+          el("td", {}, healthBadge(sub.health)),
+          el("td", {}, time(sub.created_at))));
+      }
+      replace(more, page.next_cursor
+        ? el("button", { type: "button", class: "secondary", on: { click: () => load(page.next_cursor).then(fill, (e) => toast(e.message, "bad")) } }, "Load more")
+        : null);
+      return null;
+    };
+    const table = el("table", { class: "list" },
+      el("caption", { class: "sr" }, "Endpoints"),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Endpoint"), el("th", { scope: "col" }, "Status"),
+        el("th", { scope: "col" }, "Health"), el("th", { scope: "col" }, "Created"))),
+      rows);
+    return [
+      el("div", { class: "bar" },
+        el("h1", {}, "Endpoints"),
+        el("a", { class: "button", href: "#/new", id: "new-endpoint" }, "Add endpoint")),
+      el("p", { class: "filter" }, el("label", { for: "status-filter" }, "Status "), select),
+      loader(() => load(null), (page) => {
+        if (page.data.length === 0) return el("p", { class: "empty" }, "No endpoints yet. Add one to start receiving webhooks.");
+        fill(page);
+        return [el("div", { class: "scroll" }, table), more];
+      }),
+    ];
+  }
+
+  // ---- Create and edit ---------------------------------------------------
+
+  function checkboxes(name, legend, options, chosen) {
+    return el("fieldset", { class: "picker", id: name },
+      el("legend", {}, legend),
+      el("p", { class: "hint" }, "None ticked: all of them."),
+      el("div", { class: "choices" }, options.map((o) => {
+        const id = name + "-" + o.value;
+        return el("label", { for: id, class: "choice" },
+          el("input", { type: "checkbox", id, name, value: o.value, checked: chosen.includes(o.value) }),
+          " ", o.label, o.hint ? el("span", { class: "muted" }, " — " + o.hint) : null);
+      })),
+      el("p", { class: "field-error", id: name + "-error", "aria-live": "polite" }));
+  }
+
+  function formView(existing) {
+    const filters = (existing && existing.filters) || {};
+    return loader(
+      () => Promise.all([api("GET", "/job-types"), api("GET", "/event-types")]),
+      ([jobTypes, eventTypes]) => {
+        const url = el("input", { id: "url", name: "url", type: "url", required: true, value: existing ? existing.url : "", placeholder: "https://example.com/webhooks", "aria-describedby": "url-error", autocomplete: "url" });
+        const description = el("textarea", { id: "description", name: "description", rows: 2, "aria-describedby": "description-error" });
+        description.value = (existing && existing.description) || "";
+        const jobIds = el("textarea", { id: "job_ids", name: "job_ids", rows: 3, "aria-describedby": "job_ids-error", spellcheck: "false" });
+        jobIds.value = (filters.job_ids || []).join("\n");
+        const events = checkboxes("states", "Event types",
+          eventTypes.data.filter((t) => t.name.startsWith("job.")).map((t) => ({ value: t.name.slice(4), label: t.name, hint: t.description })),
+          filters.states || []);
+        const types = checkboxes("job_types", "Job types",
+          jobTypes.data.map((t) => ({ value: t.name, label: t.name, hint: t.description })),
+          filters.job_types || []);
+        const errorFor = (id) => el("p", { class: "field-error", id: id + "-error", "aria-live": "polite" });
+        const formError = el("p", { class: "error", role: "alert", hidden: true });
+        const submit = el("button", { type: "submit" }, existing ? "Save changes" : "Create endpoint");
+        const idempotencyKey = crypto.randomUUID();
+        const form = el("form", { class: "card", novalidate: true, id: "endpoint-form" },
+          el("h1", {}, existing ? "Edit endpoint" : "Add endpoint"),
+          el("label", { for: "url" }, "Endpoint URL"), url, errorFor("url"),
+          el("label", { for: "description" }, "Description (optional)"), description, errorFor("description"),
+          events, types,
+          el("label", { for: "job_ids" }, "Job ids (optional, one per line)"), jobIds, errorFor("job_ids"),
+          formError,
+          el("p", { class: "actions" }, submit, " ",
+            el("a", { class: "button secondary", href: existing ? "#/webhooks/" + encodeURIComponent(existing.id) : "#/" }, "Cancel")));
+        form.addEventListener("submit", async (e) => {
+          e.preventDefault();
+          for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
+          formError.hidden = true;
+          const ticked = (name) => [...form.querySelectorAll("input[name=" + name + "]:checked")].map((i) => i.value);
+          const ids = jobIds.value.split(/\s+/).filter(Boolean);
+          const chosen = { job_ids: ids, job_types: ticked("job_types"), states: ticked("states") };
+          const f = {};
+          for (const [k, v] of Object.entries(chosen)) if (v.length) f[k] = v;
+          const body = {
+            url: url.value.trim(),
+            description: description.value.trim() || null,
+            filters: Object.keys(f).length ? f : null,
+          };
+          submit.disabled = true;
+          submit.textContent = "Saving…";
+          try {
+            if (existing) {
+              await api("PATCH", "/webhooks/" + encodeURIComponent(existing.id), body, { "if-match": '"' + existing.version + '"' });
+              toast("Saved.", "good");
+              location.hash = "#/webhooks/" + encodeURIComponent(existing.id);
+            } else {
+              if (!body.description) delete body.description;
+              if (!body.filters) delete body.filters;
+              const created = await api("POST", "/webhooks", body, { "idempotency-key": idempotencyKey });
+              location.hash = "#/webhooks/" + encodeURIComponent(created.id);
+              // After the view has rendered, show the secret once.
+              pendingSecret = created;
+            }
+          } catch (err) {
+            const field = (err.field || "").replace(/^filters\./, "").replace(/\[.*$/, "");
+            const target = form.querySelector("#" + CSS.escape(field) + "-error");
+            if (target) {
+              target.textContent = err.message;
+              const input = form.querySelector("#" + CSS.escape(field));
+              if (input && input.focus) input.focus();
+            } else {
+              formError.textContent = err.message;
+              formError.hidden = false;
+            }
+          } finally {
+            submit.disabled = false;
+            submit.textContent = existing ? "Save changes" : "Create endpoint";
+          }
+        });
+        queueMicrotask(() => url.focus());
+        return form;
+      });
+  }
+
+  // ---- The secret, shown once ---------------------------------------------
+
+  /** Set by create: the new subscription with its secret, shown by the
+   * detail view that renders next, then dropped. */
+  let pendingSecret = null;
+
+  function snippets(secret) {
+    const s = secret || "whsec_...";
+    return {
+      Python: [
+        "# pip install standardwebhooks",
+        "from standardwebhooks.webhooks import Webhook",
+        "",
+        'wh = Webhook("' + s + '")',
+        "# body: the raw request body; headers: the request headers.",
+        "# Raises on a bad signature or a timestamp older than 5 minutes.",
+        "event = wh.verify(body, headers)",
+      ],
+      Node: [
+        "// npm install standardwebhooks",
+        'import { Webhook } from "standardwebhooks";',
+        "",
+        'const wh = new Webhook("' + s + '");',
+        "// rawBody: the raw request body (string); headers: the request headers.",
+        "// Throws on a bad signature or a timestamp older than 5 minutes.",
+        "const event = wh.verify(rawBody, headers);",
+      ],
+      Go: [
+        "// go get github.com/standard-webhooks/standard-webhooks/libraries/go",
+        'import standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"',
+        "",
+        'wh, err := standardwebhooks.NewWebhook("' + s + '")',
+        "// body: the raw request body; r.Header: the request headers.",
+        "err = wh.Verify(body, r.Header)",
+      ],
+      Rust: [
+        "// cargo add standardwebhooks",
+        "use standardwebhooks::Webhook;",
+        "",
+        'let wh = Webhook::new("' + s + '")?;',
+        "// body: the raw request body; headers: an http::HeaderMap.",
+        "wh.verify(&body, &headers)?;",
+      ],
+    };
+  }
+
+  function snippetTabs(secret, idPrefix) {
+    const code = snippets(secret);
+    const pre = el("pre", { class: "code", id: idPrefix + "-code", tabindex: "0" });
+    const tabs = el("div", { role: "tablist", class: "tabs", "aria-label": "Verification snippets" });
+    const show = (lang) => {
+      for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.lang === lang));
+      pre.textContent = code[lang].join("\n");
+    };
+    for (const lang of Object.keys(code)) {
+      tabs.append(el("button", { type: "button", role: "tab", "data-lang": lang, "aria-controls": idPrefix + "-code", on: { click: () => show(lang) } }, lang));
+    }
+    show("Python");
+    return el("div", { class: "snippets" }, tabs, pre);
+  }
+
+  async function copy(text, what) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(what + " copied.", "good");
+    } catch {
+      toast("Copying is not allowed here; select the text and copy it.", "bad");
+    }
+  }
+
+  /** The panel that shows a secret once. `onClose` runs after it has left
+   * the page. */
+  function secretPanel(created, heading, onClose) {
+    let secret = created.standard_webhooks_secret;
+    const panel = el("section", { class: "card secret", id: "secret-panel", "aria-labelledby": "secret-heading", tabindex: "-1" });
+    const close = () => {
+      secret = null;
+      panel.remove();
+      if (onClose) onClose();
+    };
+    append(panel, [
+      el("h2", { id: "secret-heading" }, heading),
+      el("p", {}, "Copy the signing secret now: it is shown only this once. Receivers verify every webhook with it."),
+      el("label", { for: "secret-value" }, "Signing secret (Standard Webhooks form)"),
+      el("div", { class: "copy-row" },
+        el("input", { id: "secret-value", readonly: true, value: secret, spellcheck: "false", autocomplete: "off" }),
+        el("button", { type: "button", id: "copy-secret", on: { click: () => secret && copy(secret, "Secret") } }, "Copy")),
+      el("p", { class: "hint" }, "The same key as a plain UUID (for HMAC by hand): ",
+        el("code", { id: "secret-raw" }, created.secret)),
+      el("h3", {}, "Verify webhooks with this secret"),
+      snippetTabs(secret, "secret-snippet"),
+      el("p", {}, el("button", { type: "button", id: "close-secret", on: { click: close } }, "I have saved it — hide the secret")),
+    ]);
+    queueMicrotask(() => panel.focus());
+    return panel;
+  }
+
+  // ---- Endpoint detail ---------------------------------------------------
+
+  function detailView(id) {
+    const path = "/webhooks/" + encodeURIComponent(id);
+    const secretSlot = el("div");
+    if (pendingSecret && pendingSecret.id === id) {
+      secretSlot.append(secretPanel(pendingSecret, "Endpoint created"));
+    }
+    pendingSecret = null;
+    return [secretSlot, loader(() => api("GET", path), (sub, reload) => {
+      const confirmThen = (question, action) => () => { if (confirm(question)) action(); };
+      const act = (label, fn) => async () => {
+        try {
+          await fn();
+        } catch (e) {
+          toast(label + " failed: " + e.message, "bad");
+        }
+      };
+      const rotate = act("Rotation", async () => {
+        const rotated = await api("POST", path + "/rotate-secret", {});
+        replace(secretSlot, secretPanel(rotated, "Secret rotated", null));
+        toast("Secret rotated; the previous one keeps working until " + absolute(rotated.previous_secret_expires_at || new Date().toISOString()) + ".", "good");
+        reload();
+      });
+      const test = act("Test event", async () => {
+        const sent = await api("POST", path + "/test");
+        toast("Test event queued (" + sent.idempotency_key + ").", "good");
+      });
+      const archive = act("Archive", async () => {
+        await api("DELETE", path);
+        toast("Endpoint archived.", "good");
+        reload();
+      });
+      const enable = act("Enable", async () => {
+        await api("POST", path + "/enable");
+        toast("Endpoint enabled; parked events are being delivered.", "good");
+        reload();
+      });
+      const h = sub.health;
+      const live = sub.status !== "archived";
+      return [
+        el("div", { class: "bar" },
+          el("h1", { class: "url", id: "endpoint-url" }, sub.url),
+          el("span", {}, statusBadge(sub.status), " ", healthBadge(h))),
+        sub.description ? el("p", { class: "desc", id: "endpoint-description" }, sub.description) : null,
+        el("p", { class: "actions" },
+          live ? el("a", { class: "button secondary", href: "#" + path + "/edit", id: "edit" }, "Edit") : null, " ",
+          live ? el("button", { type: "button", id: "send-test", on: { click: test } }, "Send test event") : null, " ",
+          live ? el("button", { type: "button", class: "secondary", id: "rotate", on: { click: confirmThen("Rotate the signing secret? The current one stays valid for 24 hours.", rotate) } }, "Rotate secret") : null, " ",
+          sub.status === "disabled" ? el("button", { type: "button", id: "enable", on: { click: enable } }, "Enable") : null, " ",
+          live ? el("button", { type: "button", class: "danger", id: "archive", on: { click: confirmThen("Archive this endpoint? It stops receiving events.", archive) } }, "Archive") : null),
+        el("dl", { class: "facts" },
+          el("dt", {}, "Id"), el("dd", {}, el("code", {}, sub.id)),
+          el("dt", {}, "Created"), el("dd", {}, time(sub.created_at)),
+          el("dt", {}, "Event types"), el("dd", {}, (sub.filters.states || []).map((s) => "job." + s).join(", ") || "all"),
+          el("dt", {}, "Job types"), el("dd", {}, (sub.filters.job_types || []).join(", ") || "all"),
+          sub.filters.job_ids ? [el("dt", {}, "Job ids"), el("dd", {}, sub.filters.job_ids.join(", "))] : null,
+          el("dt", {}, "Failures in a row"), el("dd", {}, String(h.consecutive_failures)),
+          h.failing_since ? [el("dt", {}, "Failing since"), el("dd", {}, time(h.failing_since))] : null,
+          h.last_failure ? [el("dt", {}, "Last failure"), el("dd", {}, time(h.last_failure.at), " ", h.last_failure.status_code ? "HTTP " + h.last_failure.status_code : h.last_failure.error || "")] : null,
+          h.next_probe_at ? [el("dt", {}, "Next probe"), el("dd", {}, time(h.next_probe_at))] : null,
+          h.parked_events ? [el("dt", {}, "Parked events"), el("dd", {}, String(h.parked_events))] : null,
+          sub.archived_at ? [el("dt", {}, "Archived"), el("dd", {}, time(sub.archived_at), " ", sub.archived_reason || "")] : null,
+          sub.disabled_at ? [el("dt", {}, "Disabled"), el("dd", {}, time(sub.disabled_at), " ", sub.disabled_reason || "")] : null),
+        deliveriesSection(path),
+        failedSection(path),
+      ];
+    })];
+  }
+
+  // ---- Deliveries: chart and log -----------------------------------------
+
+  const DAY_MS = 24 * 3600 * 1000;
+
+  /** The attempts of the last 24 hours (newest first), up to 10 pages. */
+  async function lastDay(path) {
+    const since = Date.now() - DAY_MS;
+    const attempts = [];
+    let cursor = null;
+    for (let page = 0; page < 10; page++) {
+      const q = new URLSearchParams({ limit: "100" });
+      if (cursor) q.set("cursor", cursor);
+      const r = await api("GET", path + "/deliveries?" + q);
+      for (const a of r.data) if (Date.parse(a.at) >= since) attempts.push(a);
+      const oldest = r.data[r.data.length - 1];
+      if (!r.next_cursor || !oldest || Date.parse(oldest.at) < since) return { attempts, complete: true };
+      cursor = r.next_cursor;
+    }
+    return { attempts, complete: false };
+  }
+
+  function chart({ attempts, complete }) {
+    const now = Date.now();
+    const hourStart = Math.floor(now / 3600000) * 3600000;
+    const buckets = Array.from({ length: 24 }, (_, i) => ({ start: hourStart - (23 - i) * 3600000, delivered: 0, failed: 0 }));
+    for (const a of attempts) {
+      const i = 23 - Math.floor((hourStart - Math.floor(Date.parse(a.at) / 3600000) * 3600000) / 3600000);
+      if (i < 0 || i > 23) continue;
+      if (a.outcome === "delivered") buckets[i].delivered++;
+      else buckets[i].failed++;
+    }
+    const max = Math.max(1, ...buckets.map((b) => b.delivered + b.failed));
+    const W = 24 * 20, H = 120;
+    const bars = buckets.map((b, i) => {
+      const dh = (b.delivered / max) * (H - 20);
+      const fh = (b.failed / max) * (H - 20);
+      const x = i * 20 + 3;
+      const label = new Date(b.start).toISOString().slice(11, 16) + " UTC: " + b.delivered + " delivered, " + b.failed + " failed";
+      return svg("g", { "data-hour": i },
+        svg("title", {}, label),
+        svg("rect", { class: "bar-delivered", x, y: H - 16 - dh, width: 14, height: dh }),
+        svg("rect", { class: "bar-failed", x, y: H - 16 - dh - fh, width: 14, height: fh }),
+        i % 6 === 0 ? svg("text", { x, y: H - 3, class: "axis" }, new Date(b.start).toISOString().slice(11, 16)) : null);
+    });
+    const delivered = buckets.reduce((n, b) => n + b.delivered, 0);
+    const failed = buckets.reduce((n, b) => n + b.failed, 0);
+    return el("figure", { class: "chart", id: "chart", "data-delivered": delivered, "data-failed": failed },
+      svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-labelledby": "chart-caption", preserveAspectRatio: "none" }, bars),
+      el("figcaption", { id: "chart-caption" },
+        el("span", { class: "key delivered" }, delivered + " delivered"), " · ",
+        el("span", { class: "key failed" }, failed + " failed"),
+        " attempts per hour over the last 24 hours", complete ? "" : " (latest 1,000 attempts)"));
+  }
+
+  function deliveriesSection(path) {
+    const chartSlot = el("div");
+    const log = el("div");
+    const refresh = () => {
+      replace(chartSlot, loader(() => lastDay(path), chart));
+      replace(log, loader(() => api("GET", path + "/deliveries?limit=20"), (page) => attemptTable(path, page)));
+    };
+    refresh();
+    return el("section", { class: "card", id: "deliveries" },
+      el("div", { class: "bar" }, el("h2", {}, "Deliveries"),
+        el("button", { type: "button", class: "secondary", id: "refresh-deliveries", on: { click: refresh } }, "Refresh")),
+      chartSlot, log);
+  }
+
+  function attemptTable(path, first) {
+    if (first.data.length === 0) return el("p", { class: "empty" }, "No delivery attempts yet. Send a test event to try the endpoint.");
+    const rows = el("tbody");
+    const more = el("p");
+    const fill = (page) => {
+      for (const a of page.data) {
+        rows.append(el("tr", { "data-attempt": a.id },
+          el("td", {}, el("code", {}, a.event_type)),
+          el("td", {}, outcomeBadge(a.outcome)),
+          el("td", {}, a.status_code ? String(a.status_code) : a.error || "—"),
+          el("td", {}, a.duration_ms + " ms"),
+          el("td", {}, "#" + a.attempt),
+          el("td", {}, time(a.at)),
+          el("td", {}, a.response_excerpt ? el("code", { class: "excerpt" }, a.response_excerpt) : el("span", { class: "muted" }, "—"))));
+      }
+      replace(more, page.next_cursor
+        ? el("button", { type: "button", class: "secondary", on: { click: () => api("GET", path + "/deliveries?limit=20&cursor=" + encodeURIComponent(page.next_cursor)).then(fill, (e) => toast(e.message, "bad")) } }, "Load more")
+        : null);
+    };
+    fill(first);
+    return [el("div", { class: "scroll" }, el("table", { class: "log", id: "delivery-log" },
+      el("caption", { class: "sr" }, "Delivery attempts, newest first"),
+      el("thead", {}, el("tr", {}, ["Event", "Outcome", "Status", "Duration", "Attempt", "When", "Response"].map((t) => el("th", { scope: "col" }, t)))),
+      rows)), more];
+  }
+
+  // ---- Failed and parked events --------------------------------------------
+
+  function localInput(id, label, value) {
+    return [el("label", { for: id }, label), el("input", { id, type: "datetime-local", step: 1, value })];
+  }
+
+  function failedSection(path) {
+    const list = el("div");
+    const load = () => replace(list, loader(() => api("GET", path + "/failed-events?limit=20"), (page) => {
+      if (page.data.length === 0) return el("p", { class: "empty" }, "No failed or parked events.");
+      return el("div", { class: "scroll" }, el("table", { class: "log", id: "failed-events" },
+        el("caption", { class: "sr" }, "Failed and parked events, newest first"),
+        el("thead", {}, el("tr", {}, ["Event", "Status", "Happened", "Attempts", "Last result"].map((t) => el("th", { scope: "col" }, t)))),
+        el("tbody", {}, page.data.map((e) => {
+          const last = e.attempts[e.attempts.length - 1];
+          return el("tr", {},
+            el("td", {}, el("code", {}, e.event_type)),
+            el("td", {}, el("span", { class: "badge parked-" + e.status }, e.status)),
+            el("td", {}, time(e.arrived_at)),
+            el("td", {}, String(e.attempts.length)),
+            el("td", {}, last ? (last.status_code ? "HTTP " + last.status_code : last.error || "—") : "—"));
+        }))));
+    }));
+    const toLocal = (ms) => new Date(ms - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+    const [sinceLabel, since] = localInput("recover-since", "From", toLocal(Date.now() - DAY_MS));
+    const [untilLabel, until] = localInput("recover-until", "Until", toLocal(Date.now()));
+    const form = el("form", { class: "recover", id: "recover-form" },
+      sinceLabel, since, untilLabel, until,
+      el("button", { type: "submit" }, "Recover"));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        let total = 0;
+        let continuation = null;
+        do {
+          const body = { since: new Date(since.value).toISOString(), until: new Date(until.value).toISOString() };
+          if (continuation) body.continuation = continuation;
+          const r = await api("POST", path + "/recover", body);
+          total += r.recovered;
+          continuation = r.continuation;
+        } while (continuation);
+        toast(total + " event(s) queued for delivery again.", "good");
+        load();
+      } catch (err) {
+        toast("Recover failed: " + err.message, "bad");
+      }
+    });
+    load();
+    return el("section", { class: "card", id: "failed" },
+      el("h2", {}, "Failed and parked events"),
+      el("p", { class: "hint" }, "Events held while the endpoint was failing, or whose every attempt failed. Recover sends those of a time window again."),
+      form, list);
+  }
+
+  // ---- Event catalogue -----------------------------------------------------
+
+  function catalogueView() {
+    return [
+      el("h1", {}, "Event catalogue"),
+      el("p", {}, "Every webhook is a POST with a JSON body, signed with the Standard Webhooks scheme: headers ",
+        el("code", {}, "webhook-id"), ", ", el("code", {}, "webhook-timestamp"), " and ", el("code", {}, "webhook-signature"), "."),
+      el("section", { class: "card" }, el("h2", {}, "Verifying signatures"),
+        el("p", {}, "Use the endpoint's ", el("code", {}, "whsec_"), " secret (shown when the endpoint is created or its secret rotated) with a Standard Webhooks library:"),
+        snippetTabs(null, "catalogue-snippet")),
+      loader(() => api("GET", "/event-types"), (types) => types.data.map((t) =>
+        el("details", { class: "card event", id: "event-" + t.name.replace(/\W/g, "-") },
+          el("summary", {}, el("code", {}, t.name), " ", el("span", { class: "muted" }, t.description)),
+          el("h3", {}, "Example"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.example, null, 2)),
+          el("h3", {}, "JSON Schema"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.schema, null, 2))))),
+    ];
+  }
+
+  // ---- Routing -------------------------------------------------------------
+
+  let settings = null;
+
+  async function render(problem) {
+    if (!settings) {
+      try {
+        settings = await (await fetch(location.pathname.replace(/\/?$/, "") + "/config.json")).json();
+      } catch {
+        settings = { oidc: null };
+      }
+      if (settings.oidc) {
+        try {
+          await finishSignIn(settings.oidc);
+        } catch (e) {
+          problem = e.message;
+        }
+      }
+    }
+    const t = token();
+    const signOutButton = document.getElementById("sign-out");
+    const who = document.getElementById("who");
+    if (!t) {
+      signOutButton.hidden = true;
+      who.textContent = "";
+      replace(main, signInView(settings, problem));
+      return;
+    }
+    const c = claims(t) || {};
+    signOutButton.hidden = false;
+    who.textContent = c.sub || "";
+    const route = location.hash.replace(/^#/, "").split("?")[0] || "/";
+    for (const a of document.querySelectorAll("[data-nav]")) {
+      a.toggleAttribute("aria-current", (a.dataset.nav === "events") === route.startsWith("/events"));
+    }
+    let m;
+    if (route === "/" ) replace(main, listView());
+    else if (route === "/new") replace(main, formView(null));
+    else if (route === "/events") replace(main, catalogueView());
+    else if ((m = route.match(/^\/webhooks\/([^/]+)\/edit$/))) {
+      const id = decodeURIComponent(m[1]);
+      replace(main, loader(() => api("GET", "/webhooks/" + encodeURIComponent(id)), (sub) => formView(sub)));
+    } else if ((m = route.match(/^\/webhooks\/([^/]+)$/))) replace(main, detailView(decodeURIComponent(m[1])));
+    else replace(main, el("p", { class: "error" }, "No such page. ", el("a", { href: "#/" }, "Back to the endpoints")));
+    main.focus({ preventScroll: true });
+  }
+
+  document.getElementById("sign-out").addEventListener("click", signOut);
+  window.addEventListener("hashchange", () => render());
+  takeFragmentToken();
+  render();
+})();

@@ -1,0 +1,266 @@
+//! The console: a static single-page app under `/console`, embedded in the
+//! binary at build time (the files in `console/`), served with a strict
+//! Content-Security-Policy. These are the only routes without the
+//! authorizer; they serve static files and the sign-in settings, never
+//! data. The page signs in itself (OIDC authorization code with PKCE, or a
+//! token handed over in the URL fragment) and calls the API with the token.
+
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use shared::config::{ConfigError, Vars};
+
+use crate::error::ApiError;
+
+/// One embedded file.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+/// The page itself, served at `/console`.
+const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_str!("../console/index.html"),
+};
+
+/// The files under `/console/{file}`.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../console/console.js"),
+    },
+    Asset {
+        name: "console.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../console/console.css"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../console/favicon.svg"),
+    },
+];
+
+/// The name of the sign-in settings file, `/console/config.json`.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The console's OpenID Connect client.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OidcClient {
+    /// The provider (the API's `JwtIssuer`); its discovery document names
+    /// the authorization and token endpoints.
+    pub issuer: String,
+    /// The public client's id.
+    pub client_id: String,
+    /// Scopes asked for.
+    pub scope: String,
+}
+
+/// Sign-in settings and the security headers of the console.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// `None`: only a token handed over in the URL fragment signs in.
+    pub oidc: Option<OidcClient>,
+    /// The `Content-Security-Policy` of every console response.
+    pub content_security_policy: String,
+    config_json: String,
+}
+
+/// The origin (`https://host[:port]`) of `value`, read from `var`.
+fn origin(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|e| ConfigError::new(var, format!("not a URL: {e}")))?;
+    if url.scheme() != "https" || url.host_str().is_none() {
+        return Err(ConfigError::new(var, "must be an https URL"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+impl ConsoleConfig {
+    /// Reads `CONSOLE_OIDC_ISSUER`, `CONSOLE_OIDC_CLIENT_ID` (empty: no
+    /// OIDC sign-in), `CONSOLE_OIDC_SCOPE` (default `openid`) and
+    /// `CONSOLE_OIDC_TOKEN_ORIGIN` (the token endpoint's origin when it is
+    /// not the issuer's).
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let client_id = vars.optional("CONSOLE_OIDC_CLIENT_ID");
+        let oidc = match client_id {
+            None => None,
+            Some(client_id) => {
+                let issuer = vars.required("CONSOLE_OIDC_ISSUER")?;
+                origin("CONSOLE_OIDC_ISSUER", &issuer)?;
+                Some(OidcClient {
+                    issuer: issuer.trim_end_matches('/').to_owned(),
+                    client_id,
+                    scope: vars
+                        .optional("CONSOLE_OIDC_SCOPE")
+                        .unwrap_or_else(|| "openid".to_owned()),
+                })
+            }
+        };
+        let mut connect = vec!["'self'".to_owned()];
+        if let Some(oidc) = &oidc {
+            connect.push(origin("CONSOLE_OIDC_ISSUER", &oidc.issuer)?);
+            if let Some(token) = vars.optional("CONSOLE_OIDC_TOKEN_ORIGIN") {
+                connect.push(origin("CONSOLE_OIDC_TOKEN_ORIGIN", &token)?);
+            }
+        }
+        connect.dedup();
+        Ok(Self::new(oidc, &connect.join(" ")))
+    }
+
+    fn new(oidc: Option<OidcClient>, connect_src: &str) -> Self {
+        // No inline script or style, nothing from another origin but the
+        // sign-in provider's endpoints, no plugins, no framing, and
+        // Trusted Types: the page cannot turn a string into HTML at all.
+        let content_security_policy = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src {connect_src}; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+        );
+        let config_json = serde_json::to_string(&serde_json::json!({ "oidc": oidc }))
+            .expect("the settings serialise");
+        Self {
+            oidc,
+            content_security_policy,
+            config_json,
+        }
+    }
+
+    /// The response for `/console` (`file` = `None`) or `/console/{file}`.
+    pub fn serve(&self, file: Option<&str>) -> Response<Body> {
+        let (content_type, body, cache) = match file {
+            None => (INDEX.content_type, INDEX.body, "no-cache"),
+            Some(CONFIG_FILE) => (
+                "application/json",
+                self.config_json.as_str(),
+                "no-cache",
+            ),
+            Some(name) => match ASSETS.iter().find(|a| a.name == name) {
+                Some(asset) => (asset.content_type, asset.body, "no-cache"),
+                None => {
+                    let mut response = ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "route_not_found",
+                        "the console has no such file",
+                    )
+                    .into_response();
+                    self.secure(&mut response);
+                    return response;
+                }
+            },
+        };
+        let mut response = Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, content_type)
+            .header(CACHE_CONTROL, cache)
+            .body(Body::Text(body.to_owned()))
+            .expect("static response parts are valid");
+        self.secure(&mut response);
+        response
+    }
+
+    /// Adds the security headers to a console response.
+    fn secure(&self, response: &mut Response<Body>) {
+        let headers = response.headers_mut();
+        let csp = http::HeaderValue::from_str(&self.content_security_policy)
+            .expect("the policy is ASCII");
+        headers.insert(http::header::CONTENT_SECURITY_POLICY, csp);
+        for (name, value) in [
+            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (http::header::X_FRAME_OPTIONS, "DENY"),
+            (http::header::REFERRER_POLICY, "no-referrer"),
+            (
+                http::header::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        Vars::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn without_a_client_id_the_console_signs_in_by_fragment_only() {
+        let c = ConsoleConfig::from_vars(&vars(&[("CONSOLE_OIDC_ISSUER", "https://id.example/")]))
+            .unwrap();
+        assert_eq!(c.oidc, None);
+        assert!(c.content_security_policy.contains("connect-src 'self';"));
+        let r = c.serve(Some(CONFIG_FILE));
+        assert_eq!(r.body(), &Body::Text(r#"{"oidc":null}"#.to_owned()));
+    }
+
+    #[test]
+    fn the_policy_allows_the_issuer_and_token_origins_only() {
+        let c = ConsoleConfig::from_vars(&vars(&[
+            ("CONSOLE_OIDC_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"),
+            ("CONSOLE_OIDC_CLIENT_ID", "console"),
+            ("CONSOLE_OIDC_TOKEN_ORIGIN", "https://acme.auth.eu-west-1.amazoncognito.com"),
+        ]))
+        .unwrap();
+        assert!(c.content_security_policy.contains(
+            "connect-src 'self' https://cognito-idp.eu-west-1.amazonaws.com https://acme.auth.eu-west-1.amazoncognito.com;"
+        ));
+        assert_eq!(c.oidc.unwrap().scope, "openid");
+        let bad = ConsoleConfig::from_vars(&vars(&[
+            ("CONSOLE_OIDC_ISSUER", "http://plain.example"),
+            ("CONSOLE_OIDC_CLIENT_ID", "console"),
+        ]));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn files_are_served_with_their_type_and_the_security_headers() {
+        let c = ConsoleConfig::from_vars(&vars(&[])).unwrap();
+        for (file, ty) in [
+            (None, "text/html; charset=utf-8"),
+            (Some("console.js"), "text/javascript; charset=utf-8"),
+            (Some("console.css"), "text/css; charset=utf-8"),
+        ] {
+            let r = c.serve(file);
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()[CONTENT_TYPE], ty);
+            assert!(
+                r.headers()[http::header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("default-src 'none'; script-src 'self'; style-src 'self';")
+            );
+            assert_eq!(r.headers()[http::header::X_FRAME_OPTIONS], "DENY");
+        }
+        let missing = c.serve(Some("../Cargo.toml"));
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert!(missing.headers().contains_key(http::header::CONTENT_SECURITY_POLICY));
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        let page = INDEX.body;
+        assert!(!page.contains("<script>") && !page.contains("<style"));
+        assert!(!page.contains("style="), "no style attributes");
+        let handler = page.split_whitespace().any(|word| {
+            word.strip_prefix("on")
+                .and_then(|rest| rest.split_once('='))
+                .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_lowercase()))
+        });
+        assert!(!handler, "no inline event handlers");
+        assert!(page.contains(r#"<script src="./console/console.js" defer></script>"#));
+    }
+}
