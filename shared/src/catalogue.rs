@@ -59,8 +59,32 @@ fn generator() -> SchemaGenerator {
 
 fn schema_of<T: JsonSchema>(title: &str) -> Value {
     let mut schema = generator().into_root_schema_for::<T>().to_value();
+    unwrap_descriptions(&mut schema);
     schema["title"] = title.into();
     schema
+}
+
+/// Joins the lines of each paragraph of every `description` (they come
+/// from doc comments, wrapped at 80 columns).
+fn unwrap_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(text) if key == "description" => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.replace('\n', " "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    other => unwrap_descriptions(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 /// The schema every job event (`job.*`) matches: the envelope with job
@@ -267,7 +291,10 @@ mod tests {
             let example = event.example_value();
             assert_eq!(errors(&v, &example), Vec::<String>::new(), "{}", event.name);
             assert_eq!(example["type"], event.name.as_str());
-            assert!(event.example.get().starts_with(r#"{"type":""#), "sent order");
+            assert!(
+                event.example.get().starts_with(r#"{"type":""#),
+                "sent order"
+            );
             assert!(!event.description.is_empty());
         }
     }
@@ -277,7 +304,10 @@ mod tests {
         let completed = find("job.completed").unwrap();
         let failed = find("job.failed").unwrap();
         let v = validator(&completed.schema);
-        assert!(!v.is_valid(&failed.example_value()), "type and state are pinned");
+        assert!(
+            !v.is_valid(&failed.example_value()),
+            "type and state are pinned"
+        );
         let mut renamed = failed.example_value();
         renamed["type"] = "job.completed".into();
         assert!(!v.is_valid(&renamed), "data.state is pinned too");

@@ -24,9 +24,14 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gateway::serve(listener, app, gateway::PublicRoutes::of(&stack), async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(gateway::serve(
+        listener,
+        app,
+        gateway::PublicRoutes::of(&stack),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     (base, stop)
 }
 
@@ -125,7 +130,10 @@ async fn the_console_is_the_only_route_served_without_a_token() {
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], content_type, "{path}");
         let csp = r.headers()["content-security-policy"].to_str().unwrap();
-        assert!(csp.starts_with("default-src 'none'; script-src 'self'"), "{csp}");
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'"),
+            "{csp}"
+        );
     }
     // Locally the template has no console client id: fragment tokens only.
     let settings: Value = http
@@ -137,7 +145,11 @@ async fn the_console_is_the_only_route_served_without_a_token() {
         .await
         .unwrap();
     assert_eq!(settings, json!({"oidc": null}));
-    let r = http.get(format!("{base}/console/secrets.txt")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/console/secrets.txt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // Every other route still needs the token, the catalogue included.
     for path in ["/event-types", "/job-types", "/webhooks", "/console/x/y"] {

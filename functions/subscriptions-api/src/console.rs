@@ -73,8 +73,8 @@ pub struct ConsoleConfig {
 
 /// The origin (`https://host[:port]`) of `value`, read from `var`.
 fn origin(var: &'static str, value: &str) -> Result<String, ConfigError> {
-    let url = url::Url::parse(value)
-        .map_err(|e| ConfigError::new(var, format!("not a URL: {e}")))?;
+    let url =
+        url::Url::parse(value).map_err(|e| ConfigError::new(var, format!("not a URL: {e}")))?;
     if url.scheme() != "https" || url.host_str().is_none() {
         return Err(ConfigError::new(var, "must be an https URL"));
     }
@@ -135,11 +135,7 @@ impl ConsoleConfig {
     pub fn serve(&self, file: Option<&str>) -> Response<Body> {
         let (content_type, body, cache) = match file {
             None => (INDEX.content_type, INDEX.body, "no-cache"),
-            Some(CONFIG_FILE) => (
-                "application/json",
-                self.config_json.as_str(),
-                "no-cache",
-            ),
+            Some(CONFIG_FILE) => ("application/json", self.config_json.as_str(), "no-cache"),
             Some(name) => match ASSETS.iter().find(|a| a.name == name) {
                 Some(asset) => (asset.content_type, asset.body, "no-cache"),
                 None => {
@@ -210,9 +206,15 @@ mod tests {
     #[test]
     fn the_policy_allows_the_issuer_and_token_origins_only() {
         let c = ConsoleConfig::from_vars(&vars(&[
-            ("CONSOLE_OIDC_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"),
+            (
+                "CONSOLE_OIDC_ISSUER",
+                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc",
+            ),
             ("CONSOLE_OIDC_CLIENT_ID", "console"),
-            ("CONSOLE_OIDC_TOKEN_ORIGIN", "https://acme.auth.eu-west-1.amazoncognito.com"),
+            (
+                "CONSOLE_OIDC_TOKEN_ORIGIN",
+                "https://acme.auth.eu-west-1.amazoncognito.com",
+            ),
         ]))
         .unwrap();
         assert!(c.content_security_policy.contains(
@@ -247,7 +249,11 @@ mod tests {
         }
         let missing = c.serve(Some("../Cargo.toml"));
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-        assert!(missing.headers().contains_key(http::header::CONTENT_SECURITY_POLICY));
+        assert!(
+            missing
+                .headers()
+                .contains_key(http::header::CONTENT_SECURITY_POLICY)
+        );
     }
 
     #[test]

@@ -353,6 +353,33 @@ async fn unknown_ids_and_routes() {
 }
 
 #[tokio::test]
+async fn event_types_serve_each_delivered_type_with_its_schema_and_example() {
+    let f = Fixture::new().await;
+    let r = f.call(ApiRequest::anonymous("GET", "/event-types")).await;
+    assert_eq!(
+        error_of(&r),
+        (401, "unauthorized", None),
+        "authorised like the rest"
+    );
+    let r = f.call(ApiRequest::new("GET", "/event-types", "acme")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let types = r.body["data"].as_array().unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 7);
+    assert_eq!(names[0], "job.pending");
+    assert_eq!(names[6], "webhook.test");
+    for t in types {
+        assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&t["schema"])
+            .unwrap();
+        assert!(validator.is_valid(&t["example"]), "{}", t["name"]);
+        assert_eq!(t["example"]["type"], t["name"]);
+    }
+}
+
+#[tokio::test]
 async fn job_types_lists_the_catalogue_and_states() {
     let f = Fixture::new().await;
     let r = f.call(ApiRequest::new("GET", "/job-types", "acme")).await;

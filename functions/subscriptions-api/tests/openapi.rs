@@ -182,3 +182,108 @@ fn filters_states_enum_is_the_job_states() {
          if both are empty, the order differs)"
     );
 }
+
+/// The document as JSON, for the JSON Schema validator.
+fn json_document() -> serde_json::Value {
+    serde_json::to_value(document()).expect("the document is JSON-compatible")
+}
+
+/// A validator for the request body schema of webhook `name` in the
+/// document's `webhooks` section, with the whole document as the root
+/// resource so its `$ref`s resolve.
+fn webhook_validator(doc: &serde_json::Value, name: &str) -> jsonschema::Validator {
+    let mut root = doc.clone();
+    root["$schema"] = shared::catalogue::DIALECT.into();
+    root["$ref"] =
+        format!("#/webhooks/{name}/post/requestBody/content/application~1json/schema").into();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("webhook {name}: {e}"))
+}
+
+#[test]
+fn the_webhooks_section_describes_every_catalogued_event_with_its_signature_headers() {
+    let doc = json_document();
+    let webhooks = doc["webhooks"]
+        .as_object()
+        .expect("the document has a webhooks section");
+    let yaml = document();
+    let documented: Vec<&str> = yaml["webhooks"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
+    let catalogued: Vec<&str> = shared::catalogue::event_types()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(documented, catalogued, "webhooks = the catalogue, in order");
+    for (name, hook) in webhooks {
+        let post = &hook["post"];
+        let headers: Vec<String> = post["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no parameters"))
+            .iter()
+            .map(|p| {
+                let pointer = p["$ref"].as_str().unwrap().trim_start_matches('#');
+                let param = doc.pointer(pointer).unwrap();
+                assert_eq!(param["in"], "header", "{name}");
+                assert_eq!(param["required"], true, "{name}");
+                param["name"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"],
+            "{name}"
+        );
+        assert!(post["responses"].get("2XX").is_some(), "{name}");
+    }
+}
+
+#[test]
+fn the_documented_event_schemas_are_the_generated_ones() {
+    let doc = json_document();
+    for (component, generated) in [
+        ("JobEvent", shared::catalogue::job_event_schema()),
+        ("TestEvent", shared::catalogue::test_event_schema()),
+    ] {
+        let mut generated = generated;
+        generated.as_object_mut().unwrap().remove("$schema");
+        let documented = &doc["components"]["schemas"][component];
+        assert!(
+            documented == &generated,
+            "components/schemas/{component} differs from the schema generated from the payload \
+             types; replace it with:\n{}",
+            serde_yaml::to_string(&serde_json::json!({ component: generated })).unwrap()
+        );
+    }
+}
+
+#[test]
+fn catalogue_examples_match_their_documented_webhook_and_no_other() {
+    let doc = json_document();
+    let events = shared::catalogue::event_types();
+    for hook in events {
+        let validator = webhook_validator(&doc, &hook.name);
+        for event in events {
+            let example = event.example_value();
+            let errors: Vec<String> = validator
+                .iter_errors(&example)
+                .map(|e| e.to_string())
+                .collect();
+            if event.name == hook.name {
+                assert_eq!(errors, Vec::<String>::new(), "{}", event.name);
+            } else {
+                assert!(
+                    !errors.is_empty(),
+                    "the {} example must not match the {} webhook",
+                    event.name,
+                    hook.name
+                );
+            }
+        }
+    }
+}
