@@ -8,7 +8,9 @@
 //! drain to it. Nothing may be lost: every expected (subscription,
 //! transition) pair is received and verified at least once, or, for the
 //! receiver that is always down, is kept as parked or failed and listed by
-//! the API; the dead-letter queue stays empty.
+//! the API; the dead-letter queue stays empty. Every payload received, and
+//! every one kept, is valid against the event catalogue's JSON Schema of
+//! its type.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -48,10 +50,44 @@ struct Accepted {
     events: Vec<(EventId, String)>,
     /// Requests whose signature did not verify.
     bad_signatures: usize,
+    /// Verified payloads checked against the catalogue's schemas.
+    schema_checked: usize,
+    /// How payloads broke their type's schema.
+    schema_violations: Vec<String>,
+}
+
+/// A validator per catalogued event type.
+fn catalogue_validators() -> HashMap<String, jsonschema::Validator> {
+    shared::catalogue::event_types()
+        .iter()
+        .map(|t| {
+            let v = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&t.schema)
+                .expect("catalogue schemas compile");
+            (t.name.clone(), v)
+        })
+        .collect()
+}
+
+/// How `payload` breaks the schema of its `type` (empty when it is valid).
+fn schema_violations(
+    validators: &HashMap<String, jsonschema::Validator>,
+    payload: &Value,
+) -> Vec<String> {
+    let ty = payload["type"].as_str().unwrap_or_default();
+    match validators.get(ty) {
+        None => vec![format!("type {ty:?} is not in the catalogue")],
+        Some(v) => v
+            .iter_errors(payload)
+            .map(|e| format!("{ty} at {}: {e}", e.instance_path()))
+            .collect(),
+    }
 }
 
 struct Ledger {
     secrets: Mutex<HashMap<String, String>>,
+    schemas: HashMap<String, jsonschema::Validator>,
     accepted: Mutex<Accepted>,
     changed: tokio::sync::Notify,
 }
@@ -64,7 +100,13 @@ impl Ledger {
             return Reply::status(401);
         };
         let id = req.header("webhook-id").unwrap_or_default().to_owned();
-        self.accepted.lock().unwrap().events.push((event, id));
+        let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let violations = schema_violations(&self.schemas, &payload);
+        let mut accepted = self.accepted.lock().unwrap();
+        accepted.schema_checked += 1;
+        accepted.schema_violations.extend(violations);
+        accepted.events.push((event, id));
+        drop(accepted);
         self.changed.notify_waiters();
         Reply::status(204)
     }
@@ -130,9 +172,12 @@ async fn kept_events(pipeline: &Pipeline, sub: &Subscription) -> Vec<(EventId, S
             panic!("a JSON body");
         };
         let page: Value = serde_json::from_str(text).unwrap();
+        let validators = catalogue_validators();
         for e in page["data"].as_array().unwrap() {
             assert!(e["status"] == "parked" || e["status"] == "failed", "{e}");
             let payload = &e["payload"];
+            let violations = schema_violations(&validators, payload);
+            assert!(violations.is_empty(), "a kept payload: {violations:?}");
             kept.push((
                 (
                     sub.subscription_id.clone(),
@@ -233,6 +278,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
 
     let ledger = Arc::new(Ledger {
         secrets: Mutex::new(HashMap::new()),
+        schemas: catalogue_validators(),
         accepted: Mutex::new(Accepted::default()),
         changed: tokio::sync::Notify::new(),
     });
@@ -447,6 +493,12 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         "the receiver that came back was tried"
     );
     assert_eq!(accepted.bad_signatures, 0);
+    assert_eq!(accepted.schema_checked, accepted.events.len());
+    assert!(
+        accepted.schema_violations.is_empty(),
+        "received payloads break the catalogue's schemas: {:?}",
+        &accepted.schema_violations[..accepted.schema_violations.len().min(10)]
+    );
 
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}
