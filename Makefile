@@ -50,12 +50,35 @@ SECRET_KEYS_DRY_RUN := {"action":"reencrypt","dry_run":true}
 secret-keys:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- secret-keys '$(or $(REQUEST),$(SECRET_KEYS_DRY_RUN))'
 
-## Lint everything, fuzz the API against its OpenAPI document, then run all
-## tests against the emulator
+## Lint everything, fuzz the API against its OpenAPI document, run all
+## tests against the emulator, then the console's browser tests
 test: lint fuzz
 	mkdir -p target
 	infra/with-emulator.sh cargo test --workspace 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log
+	$(MAKE) --no-print-directory browser-test
+
+.PHONY: browser-tools browser-test
+## The distribution's Chromium (Debian packages chromium, chromium-driver;
+## apt-get as root, or sudo) and the pinned Playwright in .venv/
+CHROMIUM ?= /usr/bin/chromium
+browser-tools: $(VENV)/.browser-installed
+$(VENV)/.browser-installed: $(VENV)/.installed tests/browser/requirements.txt
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		sudo= ; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing Debian's chromium and chromium-driver"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+		|| { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }; \
+	fi
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/browser/requirements.txt
+	touch $@
+
+## The console in headless Chromium against the local stack; screenshots
+## of each main view in target/console-screenshots/
+browser-test: tools browser-tools
+	cargo build --quiet -p local-stack
+	@echo "browser: $$($(CHROMIUM) --version 2>/dev/null)"
+	CHROMIUM=$(CHROMIUM) infra/with-emulator.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/browser 2>&1 | tee target/browser-test-output.log
 
 .PHONY: fuzz
 ## Contract fuzzing: schemathesis (every check, stateful phase) against the

@@ -190,7 +190,7 @@ fn job_event_type(state: JobState, base: &Value) -> EventType {
     let transition = example_transition(state);
     let name = transition.event_type();
     let description = format!(
-        "A job entered the state `{}`: {}.",
+        "A job entered the state {}: {}.",
         state.as_str(),
         state.description().to_lowercase()
     );
@@ -208,7 +208,7 @@ fn job_event_type(state: JobState, base: &Value) -> EventType {
 }
 
 fn test_event_type() -> EventType {
-    let description = "Sent on request by `POST /webhooks/{id}/test` (or the console's \"Send test event\"), to check that an endpoint receives and verifies webhooks.";
+    let description = "Sent on request (POST /webhooks/{id}/test, or the console's Send test event) to check that an endpoint receives and verifies webhooks.";
     let at = timestamp(example_time());
     let data = serde_json::value::to_raw_value(&TestEventData {
         message: message::TEST_EVENT_MESSAGE,

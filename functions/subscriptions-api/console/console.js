@@ -449,7 +449,7 @@
     return {
       Python: [
         "# pip install standardwebhooks",
-        "from standardwebhooks.webhooks import Webhook",
+        "from standardwebhooks import Webhook",
         "",
         'wh = Webhook("' + s + '")',
         "# body: the raw request body; headers: the request headers.",
@@ -819,7 +819,10 @@
   }
 
   document.getElementById("sign-out").addEventListener("click", signOut);
-  window.addEventListener("hashchange", () => render());
+  window.addEventListener("hashchange", () => {
+    takeFragmentToken();
+    render();
+  });
   takeFragmentToken();
   render();
 })();

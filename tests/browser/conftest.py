@@ -1,0 +1,237 @@
+"""Fixtures of the console's browser tests.
+
+The tests run against the real local stack (`local-stack up` against the
+moto emulator that `infra/with-emulator.sh` starts), with real loopback
+receivers, in the distribution's headless Chromium driven by Playwright.
+Every test signs in as a company of its own, so tests never see each
+other's subscriptions.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_STACK = ROOT / "target" / "debug" / "local-stack"
+SCREENSHOTS = ROOT / "target" / "console-screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Chromium as root in a container, without the services a closed network
+# refuses (see the README's "Browser tests").
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The local stack under test: its API base URL and helpers."""
+
+    def __init__(self, base, log):
+        self.base = base
+        self.log = log
+
+    def token(self, company):
+        return subprocess.run(
+            [str(LOCAL_STACK), "token", company], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    def console_url(self, company):
+        return f"{self.base}/console#token={self.token(company)}"
+
+    def simulate(self, company, jobs):
+        """Writes `jobs` simulated jobs of `company` to the jobs table."""
+        env = dict(os.environ, SIMULATE_PAUSE_MS="20")
+        subprocess.run(
+            [str(LOCAL_STACK), "simulate", company, str(jobs)],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+
+
+@pytest.fixture(scope="session")
+def stack():
+    if "AWS_ENDPOINT_URL" not in os.environ:
+        pytest.fail("run under infra/with-emulator.sh (make browser-test)")
+    if not LOCAL_STACK.exists():
+        pytest.fail(f"{LOCAL_STACK} is missing: cargo build -p local-stack")
+    api_port, receiver_port = free_port(), free_port()
+    log_path = ROOT / "target" / "browser-test-stack.log"
+    log = open(log_path, "w")
+    env = dict(
+        os.environ,
+        LOCAL_DEMO="0",
+        LOCAL_API_ADDR=f"127.0.0.1:{api_port}",
+        LOCAL_RECEIVER_ADDR=f"127.0.0.1:{receiver_port}",
+        LOCAL_SCHEDULE_INTERVAL_SECONDS="2",
+        # The breaker opens after three failures in a row, so the parked
+        # events test is quick.
+        LOCAL_STACK_PARAMETERS="BreakerFailures=3",
+    )
+    proc = subprocess.Popen([str(LOCAL_STACK), "up"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 180
+    while "Serving." not in log_path.read_text():
+        if proc.poll() is not None:
+            pytest.fail(f"local-stack exited; see {log_path}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"local-stack did not start; see {log_path}")
+        time.sleep(0.2)
+    yield Stack(f"http://127.0.0.1:{api_port}", log_path)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+class Receiver:
+    """A webhook receiver on loopback that records what it gets and answers
+    with `status` and `body`."""
+
+    def __init__(self):
+        self.requests = []
+        self.status = 204
+        self.body = b""
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                with receiver.changed:
+                    receiver.requests.append({"headers": dict(self.headers), "body": body})
+                    status, reply = receiver.status, receiver.body
+                    receiver.changed.notify_all()
+                self.send_response(status)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, predicate, timeout=60):
+        """Waits until `predicate(requests)` holds; returns the requests."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: predicate(self.requests), timeout=timeout):
+                pytest.fail(f"the receiver did not get what was expected in {timeout} s")
+            return list(self.requests)
+
+    def events(self):
+        return [json.loads(r["body"]) for r in self.requests]
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Console:
+    """A browser page on the console, signed in as a company of its own,
+    that records every dialog and page error."""
+
+    def __init__(self, page, stack, company):
+        self.page = page
+        self.stack = stack
+        self.company = company
+        self.dialogs = []
+        self.errors = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.accept_confirms = True
+
+    def _dialog(self, dialog):
+        self.dialogs.append((dialog.type, dialog.message))
+        if dialog.type == "confirm" and self.accept_confirms:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    def open(self, route="#/"):
+        response = self.page.goto(self.stack.console_url(self.company))
+        self.page.wait_for_selector("main h1")
+        if route != "#/":
+            self.page.evaluate("route => { location.hash = route; }", route)
+            self.page.wait_for_selector("main h1")
+        return response
+
+    def screenshot(self, name):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+    def create(self, url, description=None, states=()):
+        """Creates an endpoint through the form; returns its id."""
+        self.page.click("#new-endpoint")
+        self.page.fill("#url", url)
+        if description:
+            self.page.fill("#description", description)
+        for state in states:
+            self.page.check(f"#states-{state}")
+        self.page.click("#endpoint-form button[type=submit]")
+        self.page.wait_for_selector("#secret-panel")
+        return re.search(r"#/webhooks/([^/?]+)", self.page.url).group(1)
+
+    def refresh_until(self, condition, timeout=60):
+        """Clicks the deliveries' Refresh until `condition` (a JavaScript
+        expression) holds in the page."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            expect(self.page.locator("#deliveries [aria-busy]")).to_have_count(0)
+            if self.page.evaluate(condition):
+                return
+            self.page.wait_for_timeout(500)
+            self.page.click("#refresh-deliveries")
+        pytest.fail(f"not within {timeout} s: {condition}")
+
+
+@pytest.fixture
+def console(browser, stack):
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900},
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    page = context.new_page()
+    c = Console(page, stack, "browser-" + uuid.uuid4().hex[:10])
+    yield c
+    assert c.errors == [], f"errors in the page: {c.errors}"
+    context.close()

@@ -1,0 +1,248 @@
+"""The console in a real headless Chromium against the local stack.
+
+Each test signs in with a development token handed over in the URL
+fragment, as `make run`'s console link does, and works through the console
+the way a customer would: forms, buttons, the clipboard.
+"""
+
+import json
+import re
+
+from playwright.sync_api import expect
+from standardwebhooks import Webhook
+
+XSS = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2;alert(2)</script>'
+
+
+def no_busy_loaders(page, scope="main"):
+    expect(page.locator(f"{scope} [aria-busy]")).to_have_count(0)
+
+
+def test_sign_in_keeps_the_token_out_of_the_url_and_storage_and_sends_a_strict_csp(console, stack):
+    page = console.page
+    response = page.goto(f"{stack.base}/console")
+    csp = response.headers["content-security-policy"]
+    for directive in (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+    ):
+        assert directive in csp, csp
+    assert "unsafe-inline" not in csp and "http" not in csp.replace("https", ""), csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    console.screenshot("sign-in")
+
+    console.open()
+    expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    assert "token" not in page.url, "the fragment token is cleared from the address"
+    assert page.evaluate("sessionStorage.length") == 1
+    assert page.evaluate("localStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""
+    expect(page.locator(".empty")).to_contain_text("No endpoints yet")
+    expect(page.locator("#who")).to_have_text(f"dev-user@{console.company}")
+
+    page.click("#sign-out")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_api_errors_show_next_to_the_field_they_name(console):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    page.fill("#url", "ftp://example.com/hooks")
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#url-error")).to_contain_text("https")
+    expect(page.locator("#url")).to_be_focused()
+    page.fill("#url", "https://example.com/hooks")
+    page.fill("#job_ids", "\n".join(["ok-1", "x" * 300]))
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#job_ids-error")).not_to_be_empty()
+    expect(page.locator("#url-error")).to_be_empty()
+    console.screenshot("form-errors")
+
+
+def test_create_then_simulated_jobs_fill_the_delivery_log_and_the_chart(console, stack, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    # The pickers come from /event-types and /job-types.
+    expect(page.locator("#states input[type=checkbox]")).to_have_count(6)
+    expect(page.locator("#job_types input[type=checkbox]")).not_to_have_count(0)
+    page.fill("#url", receiver.url)
+    page.fill("#description", "Finished and failed jobs")
+    page.check("#states-completed")
+    page.check("#states-failed")
+    console.screenshot("create")
+    page.click("#endpoint-form button[type=submit]")
+
+    # The secret is shown once, in Standard Webhooks form, and copies.
+    secret = page.locator("#secret-value").input_value()
+    assert secret.startswith("whsec_")
+    page.click("#copy-secret")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    expect(page.locator("#secret-snippet-code")).to_contain_text(secret)
+    page.click("#close-secret")
+    expect(page.locator("#secret-panel")).to_have_count(0)
+    assert secret not in page.content(), "no secret left on the page"
+
+    stack.simulate(console.company, 4)
+    wanted = receiver.wait_for(
+        lambda reqs: any(json.loads(r["body"])["type"] in ("job.completed", "job.failed") for r in reqs)
+    )
+    verifier = Webhook(secret)
+    for r in wanted:
+        verifier.verify(r["body"], r["headers"])
+    assert {e["type"] for e in receiver.events()} <= {"job.completed", "job.failed"}, "filters hold"
+
+    count = len(receiver.requests)
+    console.refresh_until(f"document.querySelectorAll('#delivery-log tbody tr').length >= {count}")
+    chart = page.locator("#chart")
+    assert int(chart.get_attribute("data-delivered")) >= count
+    expect(page.locator("#chart-caption")).to_contain_text("delivered")
+    row = page.locator("#delivery-log tbody tr").first
+    expect(row).to_contain_text("delivered")
+    expect(row).to_contain_text("204")
+    expect(row.locator(".abs")).to_contain_text("UTC")
+    console.screenshot("endpoint")
+
+    # The list shows it with its badges; the status filter narrows it.
+    page.click("a[data-nav=endpoints]")
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    expect(page.locator("[data-status=active]")).to_be_visible()
+    expect(page.locator("[data-health=closed]")).to_have_text("healthy")
+    console.screenshot("endpoints")
+    page.select_option("#status-filter", "archived")
+    expect(page.locator(".empty")).to_be_visible()
+
+
+def test_rotate_copy_test_event_and_archive(console, receiver):
+    page = console.page
+    console.open()
+    console.create(receiver.url, "rotation")
+    first = page.locator("#secret-value").input_value()
+    page.click("#close-secret")
+
+    page.click("#rotate")
+    expect(page.locator("#secret-heading")).to_have_text("Secret rotated")
+    rotated = page.locator("#secret-value").input_value()
+    assert rotated.startswith("whsec_") and rotated != first
+    page.click("#copy-secret")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == rotated
+    page.click("#close-secret")
+    assert rotated not in page.content()
+
+    page.click("#send-test")
+    expect(page.locator("#toast")).to_contain_text("Test event queued")
+    [request] = receiver.wait_for(lambda reqs: len(reqs) >= 1)
+    event = Webhook(copied).verify(request["body"], request["headers"])
+    assert event["type"] == "webhook.test"
+    # Both secrets sign during the grace period.
+    Webhook(first).verify(request["body"], request["headers"])
+    console.refresh_until("!!document.querySelector('#delivery-log tbody tr')")
+    expect(page.locator("#delivery-log tbody tr").first).to_contain_text("webhook.test")
+
+    page.click("#archive")
+    expect(page.locator("[data-status=archived]")).to_be_visible()
+    expect(page.locator("#send-test")).to_have_count(0)
+    assert [t for t, _ in console.dialogs] == ["confirm", "confirm"]
+
+
+def test_customer_text_renders_inert(console, stack, receiver):
+    page = console.page
+    receiver.status = 200
+    receiver.body = XSS.encode()
+    console.open()
+    console.create(receiver.url, XSS)
+    page.click("#close-secret")
+    page.click("#send-test")
+    receiver.wait_for(lambda reqs: len(reqs) >= 1)
+    console.refresh_until("!!document.querySelector('#delivery-log .excerpt')")
+    expect(page.locator("#endpoint-description")).to_have_text(XSS)
+    expect(page.locator("#delivery-log .excerpt").first).to_have_text(XSS)
+    page.click("a[data-nav=endpoints]")
+    expect(page.locator("table.list .desc")).to_have_text(XSS)
+    assert page.evaluate("window.__xss") is None, "no script ran"
+    assert page.locator("main img, main script").count() == 0, "no element was made from the text"
+    assert console.dialogs == [], "no dialog opened"
+    console.screenshot("xss-probe")
+
+
+def test_parked_events_show_and_recover(console, stack, receiver):
+    page = console.page
+    receiver.status = 503
+    console.open()
+    sub_id = console.create(receiver.url, "down for a while")
+    page.click("#close-secret")
+    stack.simulate(console.company, 3)
+    # Three failures in a row open the breaker; later events are parked.
+    deadline_ok = False
+    for _ in range(60):
+        page.reload()
+        no_busy_loaders(page)
+        if page.locator("#failed-events tbody tr").count() > 0:
+            deadline_ok = True
+            break
+        page.wait_for_timeout(1000)
+    assert deadline_ok, "parked events appear in the console"
+    expect(page.locator("[data-health=open], [data-health=half_open]")).to_be_visible()
+    expect(page.locator("#failed-events .badge").first).to_have_text(re.compile("parked|failed"))
+    console.screenshot("parked")
+
+    receiver.status = 204
+    before = len(receiver.requests)
+    page.click("#recover-form button[type=submit]")
+    expect(page.locator("#toast")).to_contain_text("queued for delivery again")
+    receiver.wait_for(lambda reqs: any(r for r in reqs[before:]), timeout=90)
+    assert sub_id
+
+
+def test_catalogue_shows_schemas_examples_and_snippets(console):
+    page = console.page
+    console.open("#/events")
+    events = page.locator("details.event")
+    expect(events).to_have_count(7)
+    failed = page.locator("#event-job-failed")
+    failed.locator("summary").click()
+    expect(failed.locator("pre").first).to_contain_text('"type": "job.failed"')
+    expect(failed.locator("pre").nth(1)).to_contain_text("https://json-schema.org/draft/2020-12/schema")
+    for lang, text in [("Python", "standardwebhooks"), ("Node", "new Webhook"), ("Go", "NewWebhook"), ("Rust", "Webhook::new")]:
+        page.click(f".snippets button[data-lang={lang}]")
+        expect(page.locator("#catalogue-snippet-code")).to_contain_text(text)
+        expect(page.locator("#catalogue-snippet-code")).to_contain_text("whsec_...")
+    console.screenshot("catalogue")
+
+
+def test_usable_at_375_pixels_and_by_keyboard(console, receiver):
+    page = console.page
+    page.set_viewport_size({"width": 375, "height": 812})
+    console.open()
+    console.create(receiver.url, "a phone-sized check")
+    page.click("#close-secret")
+    page.click("a[data-nav=endpoints]")
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "no sideways scrolling"
+    console.screenshot("endpoints-375px")
+
+    # The form by keyboard: every field has a label and takes focus in order.
+    page.keyboard.press("Tab")
+    page.goto(page.url.split("#")[0] + "#/new")
+    page.wait_for_selector("#url:focus")
+    for field in ["url", "description", "job_ids"]:
+        assert page.locator(f"label[for={field}]").count() == 1
+    page.keyboard.type("https://example.com/by-keyboard")
+    page.keyboard.press("Tab")
+    expect(page.locator("#description")).to_be_focused()
+    page.keyboard.type("typed")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    expect(page.locator("#states input").first).to_be_checked()
+    page.locator("#endpoint-form button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#secret-panel")).to_be_visible()
+    expect(page.locator("#endpoint-url")).to_have_text("https://example.com/by-keyboard")
