@@ -49,6 +49,11 @@ const ASSETS: &[Asset] = &[
 /// The name of the sign-in settings file, `/console/config.json`.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// The names served under `/console/{file}`.
+pub fn files() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|a| a.name).chain([CONFIG_FILE])
+}
+
 /// The console's OpenID Connect client.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OidcClient {

@@ -287,3 +287,21 @@ fn catalogue_examples_match_their_documented_webhook_and_no_other() {
         }
     }
 }
+
+#[test]
+fn the_console_files_enum_is_what_the_console_serves() {
+    let doc = json_document();
+    let params = doc["paths"]["/console/{file}"]["get"]["parameters"]
+        .as_array()
+        .expect("the console file route has parameters");
+    let documented: Vec<&str> = params[0]["schema"]["enum"]
+        .as_array()
+        .expect("an enum of file names")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let served: Vec<&str> = subscriptions_api::console::files().collect();
+    assert_eq!(documented, served);
+    let console = &doc["paths"]["/console"]["get"];
+    assert_eq!(console["security"], serde_json::json!([]), "no authorizer");
+}
