@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fake_oidc import FakeOidc
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,8 @@ def free_port():
 class Stack:
     """The local stack under test: its API base URL and helpers."""
 
-    def __init__(self, base, log):
+    def __init__(self, name, base, log):
+        self.name = name
         self.base = base
         self.log = log
 
@@ -62,7 +64,7 @@ class Stack:
 
     def simulate(self, company, jobs):
         """Writes `jobs` simulated jobs of `company` to the jobs table."""
-        env = dict(os.environ, SIMULATE_PAUSE_MS="20")
+        env = dict(os.environ, SIMULATE_PAUSE_MS="20", LOCAL_STACK_NAME=self.name)
         subprocess.run(
             [str(LOCAL_STACK), "simulate", company, str(jobs)],
             check=True,
@@ -71,41 +73,81 @@ class Stack:
         )
 
 
-@pytest.fixture(scope="session")
-def stack():
+from contextlib import contextmanager
+
+
+@contextmanager
+def local_stack(name, **settings):
+    """`local-stack up` on free loopback ports with `settings` as extra
+    environment, until the block ends; its log is target/<name>.log."""
     if "AWS_ENDPOINT_URL" not in os.environ:
         pytest.fail("run under infra/with-emulator.sh (make browser-test)")
     if not LOCAL_STACK.exists():
         pytest.fail(f"{LOCAL_STACK} is missing: cargo build -p local-stack")
     api_port, receiver_port = free_port(), free_port()
-    log_path = ROOT / "target" / "browser-test-stack.log"
+    log_path = ROOT / "target" / f"{name}.log"
     log = open(log_path, "w")
     env = dict(
         os.environ,
         LOCAL_DEMO="0",
+        LOCAL_STACK_NAME=name,
         LOCAL_API_ADDR=f"127.0.0.1:{api_port}",
         LOCAL_RECEIVER_ADDR=f"127.0.0.1:{receiver_port}",
+        **settings,
+    )
+    proc = subprocess.Popen([str(LOCAL_STACK), "up"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while "Serving." not in log_path.read_text():
+            if proc.poll() is not None:
+                pytest.fail(f"local-stack exited; see {log_path}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"local-stack did not start; see {log_path}")
+            time.sleep(0.2)
+        yield Stack(name, f"http://127.0.0.1:{api_port}", log_path)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with local_stack(
+        "browser-test-stack",
         LOCAL_SCHEDULE_INTERVAL_SECONDS="2",
         # The breaker opens after three failures in a row, so the parked
         # events test is quick.
         LOCAL_STACK_PARAMETERS="BreakerFailures=3",
-    )
-    proc = subprocess.Popen([str(LOCAL_STACK), "up"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 180
-    while "Serving." not in log_path.read_text():
-        if proc.poll() is not None:
-            pytest.fail(f"local-stack exited; see {log_path}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"local-stack did not start; see {log_path}")
-        time.sleep(0.2)
-    yield Stack(f"http://127.0.0.1:{api_port}", log_path)
-    proc.send_signal(signal.SIGINT)
+    ) as s:
+        yield s
+
+
+OIDC_CLIENT_ID = "webhooks-console-test"
+
+
+@pytest.fixture(scope="session")
+def oidc_stack():
+    """A second stack (API only) whose console signs in with a fake OpenID
+    provider on loopback HTTPS: the template's JwtIssuer and
+    ConsoleOidcClientId point at it. Yields (stack, provider, company)."""
+    company = "oidc-" + uuid.uuid4().hex[:10]
+    token = subprocess.run(
+        [str(LOCAL_STACK), "token", company], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    provider = FakeOidc(OIDC_CLIENT_ID, token)
     try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        with local_stack(
+            "browser-test-oidc-stack",
+            LOCAL_RUNNERS="0",
+            LOCAL_STACK_PARAMETERS=f"JwtIssuer={provider.issuer}/,ConsoleOidcClientId={OIDC_CLIENT_ID}",
+        ) as s:
+            yield s, provider, company
+    finally:
+        provider.close()
 
 
 class Receiver:

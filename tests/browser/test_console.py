@@ -246,3 +246,25 @@ def test_usable_at_375_pixels_and_by_keyboard(console, receiver):
     page.keyboard.press("Enter")
     expect(page.locator("#secret-panel")).to_be_visible()
     expect(page.locator("#endpoint-url")).to_have_text("https://example.com/by-keyboard")
+
+
+def test_oidc_sign_in_with_pkce(browser, oidc_stack):
+    stack, provider, company = oidc_stack
+    # The provider's certificate is self-signed: this context trusts it.
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = page.goto(f"{stack.base}/console")
+    assert f"connect-src 'self' {provider.issuer};" in response.headers["content-security-policy"]
+    page.click("#oidc-sign-in")
+    expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    assert "code=" not in page.url and "state=" not in page.url
+    [asked] = provider.authorizations
+    assert asked["redirect_uri"] == f"{stack.base}/console"
+    assert asked["response_type"] == "code" and asked["scope"] == "openid"
+    assert len(provider.exchanges) == 1, "the code was exchanged with its PKCE verifier"
+    assert page.evaluate("sessionStorage.getItem('webhooks-console.token')") == provider.id_token
+    expect(page.locator("#who")).to_have_text(f"dev-user@{company}")
+    assert errors == []
+    context.close()
