@@ -262,6 +262,23 @@ mod tests {
     }
 
     #[test]
+    fn the_script_never_parses_strings_as_html_or_code() {
+        let js = ASSETS.iter().find(|a| a.name == "console.js").unwrap().body;
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "localStorage.setItem",
+            "document.cookie",
+        ] {
+            assert!(!js.contains(sink), "console.js uses {sink}");
+        }
+    }
+
+    #[test]
     fn the_page_has_no_inline_script_or_style() {
         let page = INDEX.body;
         assert!(!page.contains("<script>") && !page.contains("<style"));
