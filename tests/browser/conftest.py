@@ -166,8 +166,8 @@ class Receiver:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 with receiver.changed:
-                    receiver.requests.append({"headers": dict(self.headers), "body": body})
                     status, reply = receiver.status, receiver.body
+                    receiver.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "status": status})
                     receiver.changed.notify_all()
                 self.send_response(status)
                 self.send_header("content-type", "text/html")

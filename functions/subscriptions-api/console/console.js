@@ -128,13 +128,21 @@
   }
 
   /** A token handed over in the fragment (`#token=...`) is taken and the
-   * fragment cleared, so it stays out of the history. */
-  function takeFragmentToken() {
+   * fragment cleared, so it stays out of the history. On page load it
+   * replaces the session (the embedding platform signs the user in); once
+   * the page runs, a link that would switch to another account must be
+   * confirmed. */
+  function takeFragmentToken(onLoad) {
     const params = new URLSearchParams(location.hash.slice(1));
     const handed = params.get("token");
     if (!handed) return;
-    sessionStorage.setItem(TOKEN_KEY, handed);
     history.replaceState(null, "", location.pathname + "#/");
+    const current = token();
+    if (!onLoad && current && current !== handed) {
+      const who = (claims(handed) || {}).sub || "another account";
+      if (!confirm("Switch this console to " + who + "?")) return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, handed);
   }
 
   function redirectUri() {
@@ -378,7 +386,10 @@
         const errorFor = (id) => el("p", { class: "field-error", id: id + "-error", "aria-live": "polite" });
         const formError = el("p", { class: "error", role: "alert", hidden: true });
         const submit = el("button", { type: "submit" }, existing ? "Save changes" : "Create endpoint");
-        const idempotencyKey = crypto.randomUUID();
+        // One key per body: a retried submission of the same endpoint is
+        // answered with the original; a changed form is a new request.
+        let idempotencyKey = null;
+        let keyedBody = null;
         const form = el("form", { class: "card", novalidate: true, id: "endpoint-form" },
           el("h1", {}, existing ? "Edit endpoint" : "Add endpoint"),
           el("label", { for: "url" }, "Endpoint URL"), url, errorFor("url"),
@@ -393,7 +404,7 @@
           for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
           formError.hidden = true;
           const ticked = (name) => [...form.querySelectorAll("input[name=" + name + "]:checked")].map((i) => i.value);
-          const ids = jobIds.value.split(/\s+/).filter(Boolean);
+          const ids = jobIds.value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
           const chosen = { job_ids: ids, job_types: ticked("job_types"), states: ticked("states") };
           const f = {};
           for (const [k, v] of Object.entries(chosen)) if (v.length) f[k] = v;
@@ -412,6 +423,10 @@
             } else {
               if (!body.description) delete body.description;
               if (!body.filters) delete body.filters;
+              if (JSON.stringify(body) !== keyedBody) {
+                keyedBody = JSON.stringify(body);
+                idempotencyKey = crypto.randomUUID();
+              }
               const created = await api("POST", "/webhooks", body, { "idempotency-key": idempotencyKey });
               location.hash = "#/webhooks/" + encodeURIComponent(created.id);
               // After the view has rendered, show the secret once.
@@ -609,9 +624,15 @@
 
   const DAY_MS = 24 * 3600 * 1000;
 
-  /** The attempts of the last 24 hours (newest first), up to 10 pages. */
+  /** The start of the chart's first hour: 23 whole hours before the
+   * current one. */
+  function chartStart() {
+    return Math.floor(Date.now() / 3600000) * 3600000 - 23 * 3600000;
+  }
+
+  /** The attempts the chart covers (newest first), up to 10 pages. */
   async function lastDay(path) {
-    const since = Date.now() - DAY_MS;
+    const since = chartStart();
     const attempts = [];
     let cursor = null;
     for (let page = 0; page < 10; page++) {
@@ -627,11 +648,10 @@
   }
 
   function chart({ attempts, complete }) {
-    const now = Date.now();
-    const hourStart = Math.floor(now / 3600000) * 3600000;
-    const buckets = Array.from({ length: 24 }, (_, i) => ({ start: hourStart - (23 - i) * 3600000, delivered: 0, failed: 0 }));
+    const first = chartStart();
+    const buckets = Array.from({ length: 24 }, (_, i) => ({ start: first + i * 3600000, delivered: 0, failed: 0 }));
     for (const a of attempts) {
-      const i = 23 - Math.floor((hourStart - Math.floor(Date.parse(a.at) / 3600000) * 3600000) / 3600000);
+      const i = Math.floor((Date.parse(a.at) - first) / 3600000);
       if (i < 0 || i > 23) continue;
       if (a.outcome === "delivered") buckets[i].delivered++;
       else buckets[i].failed++;
@@ -656,7 +676,8 @@
       el("figcaption", { id: "chart-caption" },
         el("span", { class: "key delivered" }, delivered + " delivered"), " · ",
         el("span", { class: "key failed" }, failed + " failed"),
-        " attempts per hour over the last 24 hours", complete ? "" : " (latest 1,000 attempts)"));
+        " attempts per hour since " + new Date(first).toISOString().slice(11, 16) + " UTC yesterday",
+        complete ? "" : " (the latest 1,000 attempts)"));
   }
 
   function deliveriesSection(path) {
@@ -701,49 +722,80 @@
 
   // ---- Failed and parked events --------------------------------------------
 
-  function localInput(id, label, value) {
-    return [el("label", { for: id }, label), el("input", { id, type: "datetime-local", step: 1, value })];
+  /** A date-time input read and written as UTC, like every time shown. */
+  function utcInput(id, label, ms) {
+    const input = el("input", { id, type: "datetime-local", step: 1, required: true, value: new Date(ms).toISOString().slice(0, 19) });
+    return [el("label", { for: id }, label + " (UTC)"), input];
+  }
+
+  function utcValue(input) {
+    const ms = Date.parse(input.value + "Z");
+    return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+  }
+
+  function failedRows(rows, page) {
+    for (const e of page.data) {
+      const last = e.attempts[e.attempts.length - 1];
+      rows.append(el("tr", { "data-key": e.idempotency_key },
+        el("td", {}, el("code", {}, e.event_type)),
+        el("td", {}, el("span", { class: "badge parked-" + e.status }, e.status)),
+        el("td", {}, time(e.arrived_at)),
+        el("td", {}, String(e.attempts.length)),
+        el("td", {}, last ? (last.status_code ? "HTTP " + last.status_code : last.error || "—") : "—")));
+    }
   }
 
   function failedSection(path) {
     const list = el("div");
-    const load = () => replace(list, loader(() => api("GET", path + "/failed-events?limit=20"), (page) => {
-      if (page.data.length === 0) return el("p", { class: "empty" }, "No failed or parked events.");
-      return el("div", { class: "scroll" }, el("table", { class: "log", id: "failed-events" },
+    const page = (cursor) => api("GET", path + "/failed-events?limit=20" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    const load = () => replace(list, loader(() => page(null), (first) => {
+      if (first.data.length === 0) return el("p", { class: "empty" }, "No failed or parked events.");
+      const rows = el("tbody");
+      const more = el("p");
+      const fill = (p) => {
+        failedRows(rows, p);
+        replace(more, p.next_cursor
+          ? el("button", { type: "button", class: "secondary", on: { click: () => page(p.next_cursor).then(fill, (e) => toast(e.message, "bad")) } }, "Load more")
+          : null);
+      };
+      fill(first);
+      return [el("div", { class: "scroll" }, el("table", { class: "log", id: "failed-events" },
         el("caption", { class: "sr" }, "Failed and parked events, newest first"),
         el("thead", {}, el("tr", {}, ["Event", "Status", "Happened", "Attempts", "Last result"].map((t) => el("th", { scope: "col" }, t)))),
-        el("tbody", {}, page.data.map((e) => {
-          const last = e.attempts[e.attempts.length - 1];
-          return el("tr", {},
-            el("td", {}, el("code", {}, e.event_type)),
-            el("td", {}, el("span", { class: "badge parked-" + e.status }, e.status)),
-            el("td", {}, time(e.arrived_at)),
-            el("td", {}, String(e.attempts.length)),
-            el("td", {}, last ? (last.status_code ? "HTTP " + last.status_code : last.error || "—") : "—"));
-        }))));
+        rows)), more];
     }));
-    const toLocal = (ms) => new Date(ms - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 19);
-    const [sinceLabel, since] = localInput("recover-since", "From", toLocal(Date.now() - DAY_MS));
-    const [untilLabel, until] = localInput("recover-until", "Until", toLocal(Date.now()));
-    const form = el("form", { class: "recover", id: "recover-form" },
-      sinceLabel, since, untilLabel, until,
-      el("button", { type: "submit" }, "Recover"));
+    const [sinceLabel, since] = utcInput("recover-since", "From", Date.now() - DAY_MS);
+    const [untilLabel, until] = utcInput("recover-until", "Until", Date.now() + 60000);
+    const submit = el("button", { type: "submit" }, "Recover");
+    const form = el("form", { class: "recover", id: "recover-form" }, sinceLabel, since, untilLabel, until, submit);
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
+      const span = { since: utcValue(since), until: utcValue(until) };
+      if (!span.since || !span.until) {
+        toast("Enter both times of the window.", "bad");
+        return;
+      }
+      submit.disabled = true;
+      submit.textContent = "Recovering…";
+      let total = 0;
+      let left = 0;
       try {
-        let total = 0;
         let continuation = null;
         do {
-          const body = { since: new Date(since.value).toISOString(), until: new Date(until.value).toISOString() };
+          const body = Object.assign({}, span);
           if (continuation) body.continuation = continuation;
           const r = await api("POST", path + "/recover", body);
           total += r.recovered;
+          left = r.not_recovered;
           continuation = r.continuation;
-        } while (continuation);
-        toast(total + " event(s) queued for delivery again.", "good");
+        } while (continuation && left === 0);
+        toast(total + " event(s) queued for delivery again" + (left ? "; " + left + " could not be queued, recover again" : "") + ".", left ? "bad" : "good");
         load();
       } catch (err) {
-        toast("Recover failed: " + err.message, "bad");
+        toast("Recover failed after " + total + " event(s): " + err.message, "bad");
+      } finally {
+        submit.disabled = false;
+        submit.textContent = "Recover";
       }
     });
     load();
@@ -807,22 +859,29 @@
       a.toggleAttribute("aria-current", (a.dataset.nav === "events") === route.startsWith("/events"));
     }
     let m;
-    if (route === "/" ) replace(main, listView());
+    const decode = (part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return null;
+      }
+    };
+    if (route === "/") replace(main, listView());
     else if (route === "/new") replace(main, formView(null));
     else if (route === "/events") replace(main, catalogueView());
-    else if ((m = route.match(/^\/webhooks\/([^/]+)\/edit$/))) {
-      const id = decodeURIComponent(m[1]);
+    else if ((m = route.match(/^\/webhooks\/([^/]+)\/edit$/)) && decode(m[1]) !== null) {
+      const id = decode(m[1]);
       replace(main, loader(() => api("GET", "/webhooks/" + encodeURIComponent(id)), (sub) => formView(sub)));
-    } else if ((m = route.match(/^\/webhooks\/([^/]+)$/))) replace(main, detailView(decodeURIComponent(m[1])));
+    } else if ((m = route.match(/^\/webhooks\/([^/]+)$/)) && decode(m[1]) !== null) replace(main, detailView(decode(m[1])));
     else replace(main, el("p", { class: "error" }, "No such page. ", el("a", { href: "#/" }, "Back to the endpoints")));
     main.focus({ preventScroll: true });
   }
 
   document.getElementById("sign-out").addEventListener("click", signOut);
   window.addEventListener("hashchange", () => {
-    takeFragmentToken();
+    takeFragmentToken(false);
     render();
   });
-  takeFragmentToken();
+  takeFragmentToken(true);
   render();
 })();

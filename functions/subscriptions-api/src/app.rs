@@ -47,6 +47,8 @@ impl App {
         let store = SubscriptionStore::new(dynamo.clone(), config.table.clone());
         let parked = ParkedEvents::new(dynamo.clone(), config.parked_events_table.clone());
         let deliveries = DeliveryLog::new(dynamo, config.deliveries_table.clone());
+        // The event catalogue is built once, at cold start, not on a request.
+        std::sync::LazyLock::force(&views::EVENT_TYPES_BODY);
         Self {
             requeuer: Requeuer::new(
                 sqs.clone(),

@@ -357,8 +357,9 @@ pub fn job_types_body() -> JobTypesView {
     }
 }
 
-/// The body of `GET /event-types`, serialised once.
-static EVENT_TYPES_BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The body of `GET /event-types`, serialised once (at cold start, by
+/// [`crate::App::new`]).
+pub(crate) static EVENT_TYPES_BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     #[derive(Serialize)]
     struct EventTypesView {
         data: &'static [shared::catalogue::EventType],
