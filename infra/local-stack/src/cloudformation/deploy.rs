@@ -98,14 +98,28 @@ pub async fn deploy(
         }
     }
     if status.as_ref().is_none_or(|s| !settled(s)) {
-        cfn.create_stack()
+        let created = cfn
+            .create_stack()
             .stack_name(stack)
             .template_body(template_body)
             .set_parameters(Some(parameters))
             .set_capabilities(Some(capabilities.to_vec()))
             .send()
-            .await
-            .map_err(request("CreateStack", stack))?;
+            .await;
+        match created {
+            Ok(_) => {}
+            // The stack did not exist a moment ago: the SDK retried a
+            // CreateStack whose first attempt went through but whose answer
+            // was lost (a busy emulator closes connections). It is ours;
+            // wait for it like any other.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_already_exists_exception()) =>
+            {
+                tracing::debug!(%stack, "CreateStack answered AlreadyExists on a retry; waiting for the stack");
+            }
+            Err(e) => return Err(request("CreateStack", stack)(e)),
+        }
     } else {
         let updated = cfn
             .update_stack()
