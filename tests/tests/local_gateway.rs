@@ -9,6 +9,11 @@ use subscriptions_api::{ApiConfig, App};
 use test_support::emulator;
 use test_support::stack::{self, ids};
 
+/// The JSON body of the answer to `req`.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
     let client = emulator::dynamodb().await;
     let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
@@ -69,39 +74,27 @@ async fn dev_tokens_reach_the_api_with_their_company() {
         assert_eq!(r.status(), 201);
     }
     // Query strings reach the handler, cursors included.
-    let page: Value = http
-        .get(format!("{base}/webhooks?limit=2&status=active"))
-        .header("authorization", &acme)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = json_of(
+        http.get(format!("{base}/webhooks?limit=2&status=active"))
+            .header("authorization", &acme),
+    )
+    .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: Value = http
-        .get(format!("{base}/webhooks"))
-        .query(&[("limit", "2"), ("status", "active"), ("cursor", cursor)])
-        .header("authorization", &acme)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = json_of(
+        http.get(format!("{base}/webhooks"))
+            .query(&[("limit", "2"), ("status", "active"), ("cursor", cursor)])
+            .header("authorization", &acme),
+    )
+    .await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next_cursor"], Value::Null);
 
-    let other: Value = http
-        .get(format!("{base}/webhooks"))
-        .header("authorization", &globex)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: Value = json_of(
+        http.get(format!("{base}/webhooks"))
+            .header("authorization", &globex),
+    )
+    .await;
     assert_eq!(other["data"], json!([]));
 
     // A token without the company claim passes the gateway; the function says 401.
@@ -136,14 +129,7 @@ async fn the_console_is_the_only_route_served_without_a_token() {
         );
     }
     // Locally the template has no console client id: fragment tokens only.
-    let settings: Value = http
-        .get(format!("{base}/console/config.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settings: Value = json_of(http.get(format!("{base}/console/config.json"))).await;
     assert_eq!(settings, json!({"oidc": null}));
     let r = http
         .get(format!("{base}/console/secrets.txt"))

@@ -122,6 +122,7 @@ impl App {
                 "no company in the request's authorization",
             )
         })?;
+        let file = id;
         let id = id.unwrap_or_default();
         match operation {
             Operation::ListJobTypes => Ok(views::json_response(
@@ -129,7 +130,7 @@ impl App {
                 &views::job_types_body(),
             )),
             Operation::ListEventTypes => Ok(views::event_types_response()),
-            Operation::Console => Ok(self.config.console.serve(Some(id))),
+            Operation::Console => Ok(self.config.console.serve(file)),
             Operation::CreateWebhook => self.create(&company, req).await,
             Operation::ListWebhooks => self.list(&company, req).await,
             Operation::GetWebhook => self.get(&company, id).await,

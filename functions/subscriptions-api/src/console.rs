@@ -138,11 +138,11 @@ impl ConsoleConfig {
 
     /// The response for `/console` (`file` = `None`) or `/console/{file}`.
     pub fn serve(&self, file: Option<&str>) -> Response<Body> {
-        let (content_type, body, cache) = match file {
-            None => (INDEX.content_type, INDEX.body, "no-cache"),
-            Some(CONFIG_FILE) => ("application/json", self.config_json.as_str(), "no-cache"),
+        let (content_type, body) = match file {
+            None => (INDEX.content_type, INDEX.body),
+            Some(CONFIG_FILE) => ("application/json", self.config_json.as_str()),
             Some(name) => match ASSETS.iter().find(|a| a.name == name) {
-                Some(asset) => (asset.content_type, asset.body, "no-cache"),
+                Some(asset) => (asset.content_type, asset.body),
                 None => {
                     let mut response = ApiError::new(
                         StatusCode::NOT_FOUND,
@@ -158,7 +158,8 @@ impl ConsoleConfig {
         let mut response = Response::builder()
             .status(StatusCode::OK)
             .header(CONTENT_TYPE, content_type)
-            .header(CACHE_CONTROL, cache)
+            // Revalidated on every load: a deploy reaches open consoles.
+            .header(CACHE_CONTROL, "no-cache")
             .body(Body::Text(body.to_owned()))
             .expect("static response parts are valid");
         self.secure(&mut response);

@@ -179,14 +179,19 @@ pub enum Resolution<'a> {
     NotFound,
 }
 
-fn match_path<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
+/// Matches `path` against a path template whose `{param}` segments match
+/// one non-empty segment each, as API Gateway's do; `Some` holds the last
+/// parameter's value, if the template has one.
+pub fn match_path<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> {
     let mut id = None;
     let mut want = template.trim_matches('/').split('/');
     let mut have = path.trim_matches('/').split('/');
     loop {
         match (want.next(), have.next()) {
             (None, None) => return Some(id),
-            (Some("{id}" | "{file}"), Some(seg)) if !seg.is_empty() => id = Some(seg),
+            (Some(w), Some(seg)) if w.starts_with('{') && w.ends_with('}') && !seg.is_empty() => {
+                id = Some(seg);
+            }
             (Some(w), Some(h)) if w == h => {}
             _ => return None,
         }

@@ -33,22 +33,12 @@ impl PublicRoutes {
         Self(stack.public_routes.clone())
     }
 
-    /// Whether `method` `path` matches a public route; a `{param}` segment
-    /// matches one non-empty segment, as API Gateway's do.
+    /// Whether `method` `path` matches a public route (the router's path
+    /// matching, as API Gateway's).
     pub fn matches(&self, method: &str, path: &str) -> bool {
         self.0.iter().any(|route| {
-            route.method.eq_ignore_ascii_case(method) && {
-                let mut want = route.path.trim_matches('/').split('/');
-                let mut have = path.trim_matches('/').split('/');
-                loop {
-                    match (want.next(), have.next()) {
-                        (None, None) => break true,
-                        (Some(w), Some(h)) if w.starts_with('{') && !h.is_empty() => {}
-                        (Some(w), Some(h)) if w == h => {}
-                        _ => break false,
-                    }
-                }
-            }
+            route.method.eq_ignore_ascii_case(method)
+                && subscriptions_api::routes::match_path(&route.path, path).is_some()
         })
     }
 }
