@@ -46,13 +46,54 @@ def free_port():
         return s.getsockname()[1]
 
 
+class Output:
+    """The lines a process prints, as they come (also written to `log`)."""
+
+    def __init__(self, stream, log):
+        self.lines = []
+        self.ended = False
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, args=(stream, log), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream, log):
+        for line in stream:
+            log.write(line)
+            log.flush()
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def wait_for(self, pattern, start=0, timeout=60):
+        """The first match of `pattern` in a line from line `start` on;
+        None when the output ends first or after `timeout` seconds."""
+        found = []
+
+        def seen():
+            for line in self.lines[start:]:
+                m = re.search(pattern, line)
+                if m:
+                    found.append(m)
+                    return True
+            return self.ended
+
+        with self.changed:
+            self.changed.wait_for(seen, timeout=timeout)
+        return found[0] if found else None
+
+
 class Stack:
     """The local stack under test: its API base URL and helpers."""
 
-    def __init__(self, name, base, log):
+    def __init__(self, name, base, log, proc, output):
         self.name = name
         self.base = base
         self.log = log
+        self.proc = proc
+        self.output = output
 
     def token(self, company):
         return subprocess.run(
@@ -60,7 +101,17 @@ class Stack:
         ).stdout.strip()
 
     def console_url(self, company):
-        return f"{self.base}/console#token={self.token(company)}"
+        """A new one-time sign-in link as `company`: asked for on the local
+        stack's standard input (a line naming the company), as a developer
+        asks `make run` for one."""
+        with self.output.changed:
+            start = len(self.output.lines)
+        self.proc.stdin.write(company + "\n")
+        self.proc.stdin.flush()
+        m = self.output.wait_for(rf"console link for {re.escape(company)} .*: (http\S+#dev-code=\S+)", start)
+        if not m:
+            pytest.fail(f"local-stack printed no sign-in link for {company}; see {self.log}")
+        return m.group(1)
 
     def simulate(self, company, jobs):
         """Writes `jobs` simulated jobs of `company` to the jobs table."""
@@ -95,22 +146,27 @@ def local_stack(name, **settings):
         LOCAL_RECEIVER_ADDR=f"127.0.0.1:{receiver_port}",
         **settings,
     )
-    proc = subprocess.Popen([str(LOCAL_STACK), "up"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [str(LOCAL_STACK), "up"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    output = Output(proc.stdout, log)
     try:
-        deadline = time.monotonic() + 180
-        while "Serving." not in log_path.read_text():
-            if proc.poll() is not None:
-                pytest.fail(f"local-stack exited; see {log_path}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"local-stack did not start; see {log_path}")
-            time.sleep(0.2)
-        yield Stack(name, f"http://127.0.0.1:{api_port}", log_path)
+        if not output.wait_for(r"^Serving\.", timeout=180):
+            pytest.fail(f"local-stack did not start; see {log_path}")
+        yield Stack(name, f"http://127.0.0.1:{api_port}", log_path, proc, output)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        proc.stdin.close()
+        output.reader.join(timeout=10)
         log.close()
 
 

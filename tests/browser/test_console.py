@@ -1,12 +1,15 @@
 """The console in a real headless Chromium against the local stack.
 
-Each test signs in with a development token handed over in the URL
-fragment, as `make run`'s console link does, and works through the console
-the way a customer would: forms, buttons, the clipboard.
+Each test signs in with a one-time link the local stack prints when asked
+(a line on its standard input), as `make run`'s console link does, and
+works through the console the way a customer would: forms, buttons, the
+clipboard.
 """
 
+import datetime
 import json
 import re
+import uuid
 
 from playwright.sync_api import expect
 from standardwebhooks import Webhook
@@ -34,11 +37,12 @@ def test_sign_in_keeps_the_token_out_of_the_url_and_storage_and_sends_a_strict_c
     assert "unsafe-inline" not in csp and "http" not in csp.replace("https", ""), csp
     assert response.headers["x-content-type-options"] == "nosniff"
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#sign-out")).to_be_hidden()
     console.screenshot("sign-in")
 
     console.open()
     expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
-    assert "token" not in page.url, "the fragment token is cleared from the address"
+    assert "dev-code" not in page.url, "the one-time code is cleared from the address"
     assert page.evaluate("sessionStorage.length") == 1
     assert page.evaluate("localStorage.length") == 0
     assert page.evaluate("document.cookie") == ""
@@ -47,7 +51,66 @@ def test_sign_in_keeps_the_token_out_of_the_url_and_storage_and_sends_a_strict_c
 
     page.click("#sign-out")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#sign-out")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_link_never_switches_a_signed_in_console_to_another_company(console, stack):
+    page = console.page
+    console.open()
+    me = f"dev-user@{console.company}"
+    mine = page.evaluate("sessionStorage.getItem('webhooks-console.token')")
+    other = "other-" + uuid.uuid4().hex[:10]
+    foreign = f"{stack.base}/console#token={stack.token(other)}"
+
+    def still_me():
+        expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+        expect(page.locator("#who")).to_have_text(me)
+        assert page.evaluate("sessionStorage.getItem('webhooks-console.token')") == mine
+        assert "token" not in page.url and "dev-code" not in page.url
+
+    # A link with another company's token, followed in the running console
+    # (only the fragment changes) and as a fresh load of the tab: the token
+    # is dropped from the address and never used.
+    page.goto(foreign)
+    page.wait_for_function("!location.hash.includes('token=')")
+    still_me()
+    page.goto("about:blank")
+    page.goto(foreign)
+    page.wait_for_selector("main h1")
+    still_me()
+
+    # A valid one-time link of another company asks first; declined, the
+    # console stays signed in as it was.
+    console.accept_confirms = False
+    page.goto(stack.console_url(other))
+    expect(page.locator("#toast")).to_have_text(f"Still signed in as {me}.")
+    still_me()
+    kind, message = console.dialogs[-1]
+    assert kind == "confirm" and f"dev-user@{other}" in message and me in message, message
+
+    # Accepted, it switches.
+    console.accept_confirms = True
+    page.goto(stack.console_url(other))
+    expect(page.locator("#who")).to_have_text(f"dev-user@{other}")
+    assert len(console.dialogs) == 2
+
+
+def test_a_sign_in_link_works_once(console, stack, browser):
+    page = console.page
+    link = stack.console_url(console.company)
+    page.goto(link)
+    expect(page.locator("#who")).to_have_text(f"dev-user@{console.company}")
+
+    # The same link again, in a tab of its own: refused.
+    context = browser.new_context()
+    replay = context.new_page()
+    replay.goto(link)
+    expect(replay.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(replay.locator("[role=alert]")).to_contain_text("works once")
+    assert replay.evaluate("sessionStorage.length") == 0
+    assert "dev-code" not in replay.url
+    context.close()
 
 
 def test_api_errors_show_next_to_the_field_they_name(console):
@@ -198,9 +261,20 @@ def test_parked_events_show_and_recover(console, stack, receiver):
     expect(page.locator("#failed-events .badge").first).to_have_text(re.compile("parked|failed"))
     console.screenshot("parked")
 
-    # Recover while the breaker is still open: the listed events go back on
-    # the delivery queue (the toast counts them), and once the endpoint
-    # answers again every one of them arrives, with its webhook-id.
+    # The window defaults to the whole retention (the stack's
+    # ParkedRetentionDays, 30) and says what it selects on.
+    since = datetime.datetime.fromisoformat(page.locator("#recover-since").input_value())
+    until = datetime.datetime.fromisoformat(page.locator("#recover-until").input_value())
+    assert until - since == datetime.timedelta(days=30)
+    assert until > datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None), "it ends after now (UTC)"
+    hint = page.locator("#recover-window-hint")
+    expect(hint).to_contain_text("by when they happened")
+    expect(hint).to_contain_text("the last 30 days.")
+
+    # Recover with the defaults while the breaker is still open: the listed
+    # events go back on the delivery queue (the toast counts them), and once
+    # the endpoint answers again every one of them arrives, with its
+    # webhook-id.
     kept = page.locator("#failed-events tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
     assert kept and all(kept)
     page.click("#recover-form button[type=submit]")
@@ -276,5 +350,32 @@ def test_oidc_sign_in_with_pkce(browser, oidc_stack):
     assert len(provider.exchanges) == 1, "the code was exchanged with its PKCE verifier"
     assert page.evaluate("sessionStorage.getItem('webhooks-console.token')") == provider.id_token
     expect(page.locator("#who")).to_have_text(f"dev-user@{company}")
+    assert errors == []
+    context.close()
+
+
+def test_the_oidc_console_takes_no_token_or_code_from_its_address(browser, oidc_stack):
+    stack, provider, company = oidc_stack
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    errors = []
+    posts = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    # Like the deployed stack (it has an OpenID client): a token in the
+    # address does not sign in, and nothing offers to paste one.
+    page.goto(f"{stack.base}/console#token={stack.token(company)}")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("[role=alert]")).to_contain_text("takes no token from its address")
+    expect(page.locator("#oidc-sign-in")).to_be_visible()
+    expect(page.locator("#token-input")).to_have_count(0)
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.length") == 0
+    # Nor does a one-time code: nothing is exchanged.
+    page.goto(f"{stack.base}/console#dev-code=a-code-from-elsewhere")
+    page.wait_for_function("!location.hash.includes('dev-code')")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert posts == []
     assert errors == []
     context.close()

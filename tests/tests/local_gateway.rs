@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use local_stack::dev_sign_in::{self, DevSignIn};
 use local_stack::{gateway, jwt};
 use serde_json::{Value, json};
 use subscriptions_api::{ApiConfig, App};
@@ -15,6 +16,11 @@ async fn json_of(req: reqwest::RequestBuilder) -> Value {
 }
 
 async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
+    serve_with(None).await
+}
+
+/// The gateway, with the console's one-time sign-in when `dev` is given.
+async fn serve_with(dev: Option<Arc<DevSignIn>>) -> (String, tokio::sync::oneshot::Sender<()>) {
     let client = emulator::dynamodb().await;
     let sqs = aws_sdk_sqs::Client::new(&emulator::sdk_config().await);
     let stack = stack::deploy().await;
@@ -33,6 +39,7 @@ async fn serve() -> (String, tokio::sync::oneshot::Sender<()>) {
         listener,
         app,
         gateway::PublicRoutes::of(&stack),
+        dev,
         async {
             let _ = stopped.await;
         },
@@ -128,9 +135,10 @@ async fn the_console_is_the_only_route_served_without_a_token() {
             "{csp}"
         );
     }
-    // Locally the template has no console client id: fragment tokens only.
+    // The template has no console client id here, and this gateway offers
+    // no development sign-in: the console has no sign-in, as deployed.
     let settings: Value = json_of(http.get(format!("{base}/console/config.json"))).await;
-    assert_eq!(settings, json!({"oidc": null}));
+    assert_eq!(settings, json!({"oidc": null, "parked_retention_days": 30}));
     let r = http
         .get(format!("{base}/console/secrets.txt"))
         .send()
@@ -144,4 +152,61 @@ async fn the_console_is_the_only_route_served_without_a_token() {
     }
     let r = http.post(format!("{base}/console")).send().await.unwrap();
     assert_eq!(r.status(), 401, "only GET is public");
+}
+
+#[tokio::test]
+async fn the_local_gateway_alone_exchanges_one_time_console_codes() {
+    let dev = Arc::new(DevSignIn::new("company_id"));
+    let (base, _stop) = serve_with(Some(Arc::clone(&dev))).await;
+    let http = reqwest::Client::new();
+    let settings: Value = json_of(http.get(format!("{base}/console/config.json"))).await;
+    assert_eq!(
+        settings["dev_sign_in"],
+        json!({"path": dev_sign_in::PATH, "code_ttl_seconds": 300})
+    );
+    assert_eq!(settings["parked_retention_days"], 30);
+
+    let link = dev.link(&base, "acme");
+    let code = link
+        .strip_prefix(&format!("{base}/console#dev-code="))
+        .unwrap();
+    let exchange = |code: &str| {
+        http.post(format!("{base}{}", dev_sign_in::PATH))
+            .json(&json!({ "code": code }))
+            .send()
+    };
+    let r = exchange(code).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let token: Value = r.json().await.unwrap();
+    let token = token["token"].as_str().unwrap();
+    assert_eq!(jwt::claims_unverified(token).unwrap()["company_id"], "acme");
+    // The token it gave works against the API.
+    let r = http
+        .get(format!("{base}/webhooks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Once only.
+    let again = exchange(code).await.unwrap();
+    assert_eq!(again.status(), 400);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_code");
+}
+
+#[tokio::test]
+async fn without_development_sign_in_there_is_no_exchange() {
+    let dev = DevSignIn::new("company_id");
+    let code = dev.issue("acme");
+    let (base, _stop) = serve().await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}{}", dev_sign_in::PATH))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the API has no such public route");
 }

@@ -7,12 +7,18 @@
 // - no inline scripts or styles;
 // - the bearer token lives in sessionStorage only (never localStorage or a
 //   cookie), and a signing secret only in the panel that shows it: closing
-//   the panel or leaving the view removes it from the page and from memory.
+//   the panel or leaving the view removes it from the page and from memory;
+// - no token is ever taken from the address: the console signs in through
+//   the OpenID provider, or (the local stack only, when its settings offer
+//   `dev_sign_in`) with a one-time code it exchanges; it never switches a
+//   signed-in session to another account without asking.
 "use strict";
 
 (() => {
   const TOKEN_KEY = "webhooks-console.token";
   const PKCE_KEY = "webhooks-console.pkce";
+  // The fragment parameter of the local stack's one-time sign-in links.
+  const DEV_CODE = "dev-code";
   // The API is served beside the console: /console -> the API's root.
   const API_BASE = location.pathname.replace(/\/console\/?$/, "");
   const main = document.getElementById("main");
@@ -127,22 +133,58 @@
     render();
   }
 
-  /** A token handed over in the fragment (`#token=...`) is taken and the
-   * fragment cleared, so it stays out of the history. On page load it
-   * replaces the session (the embedding platform signs the user in); once
-   * the page runs, a link that would switch to another account must be
-   * confirmed. */
-  function takeFragmentToken(onLoad) {
+  // Claims that differ between two tokens of one account.
+  const TOKEN_ONLY_CLAIMS = ["iat", "exp", "nbf", "jti", "auth_time", "at_hash", "nonce"];
+
+  /** The account a token signs in as: its claims but the per-token ones. */
+  function account(t) {
+    const c = claims(t) || {};
+    for (const name of TOKEN_ONLY_CLAIMS) delete c[name];
+    return JSON.stringify(Object.keys(c).sort().map((name) => [name, c[name]]));
+  }
+
+  /** Sign-in material in the address (`#token=`, `#dev-code=`) is removed
+   * from it at once, so it stays out of the history. A token there is
+   * never used. A one-time code is exchanged only where the settings offer
+   * development sign-in (the local stack); while signed in, switching to
+   * another account is asked first, and declining keeps the session.
+   * Returns what to tell a signed-out user, if anything. */
+  async function signInFromAddress() {
     const params = new URLSearchParams(location.hash.slice(1));
-    const handed = params.get("token");
-    if (!handed) return;
+    if (!params.has("token") && !params.has(DEV_CODE)) return null;
     history.replaceState(null, "", location.pathname + "#/");
+    const code = params.get(DEV_CODE);
+    if (!code || !settings.dev_sign_in) {
+      return "This console takes no token from its address; sign in below.";
+    }
+    let handed;
+    try {
+      const r = await fetch(settings.dev_sign_in.path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ code }),
+      });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok || typeof body.token !== "string") {
+        throw new Error((body.error && body.error.message) || "the sign-in link was refused (" + r.status + ")");
+      }
+      handed = body.token;
+    } catch (e) {
+      if (!token()) return e.message;
+      toast(e.message, "bad");
+      return null;
+    }
     const current = token();
-    if (!onLoad && current && current !== handed) {
-      const who = (claims(handed) || {}).sub || "another account";
-      if (!confirm("Switch this console to " + who + "?")) return;
+    if (current && account(current) !== account(handed)) {
+      const from = (claims(current) || {}).sub || "your current account";
+      const to = (claims(handed) || {}).sub || "another account";
+      if (!confirm("This link signs in as " + to + ". You are signed in as " + from + ". Switch accounts?")) {
+        toast("Still signed in as " + from + ".");
+        return null;
+      }
     }
     sessionStorage.setItem(TOKEN_KEY, handed);
+    return null;
   }
 
   function redirectUri() {
@@ -202,10 +244,13 @@
     sessionStorage.setItem(TOKEN_KEY, t);
   }
 
-  function signInView(settings, problem) {
+  /** Development sign-in (the local stack only): its one-time links, or
+   * a pasted development token. */
+  function devSignInForm(dev) {
     const pasted = el("textarea", { id: "token-input", rows: 3, autocomplete: "off", spellcheck: "false" });
-    const form = el("form", {
-      class: "card narrow",
+    const minutes = Math.round(dev.code_ttl_seconds / 60);
+    return el("form", {
+      id: "dev-sign-in",
       on: {
         submit: (e) => {
           e.preventDefault();
@@ -219,19 +264,28 @@
         },
       },
     },
-    el("h1", {}, "Sign in"),
-    problem ? el("p", { class: "error", role: "alert" }, problem) : null,
-    settings.oidc
-      ? el("p", {}, el("button", {
-          type: "button",
-          id: "oidc-sign-in",
-          on: { click: () => beginSignIn(settings.oidc).catch((e) => toast(e.message, "bad")) },
-        }, "Sign in with " + new URL(settings.oidc.issuer).host))
-      : el("p", {}, "Open the console with the sign-in link your platform gives you, or paste a token."),
-    el("label", { for: "token-input" }, "Bearer token"),
+    el("p", {}, "Local development: open the sign-in link local-stack printed (it works once, within " + minutes +
+      " minutes; press Enter where it runs for a new one), or paste a token from ", el("code", {}, "make token"), "."),
+    el("label", { for: "token-input" }, "Development token"),
     pasted,
     el("p", {}, el("button", { type: "submit", class: "secondary" }, "Use this token")));
-    return form;
+  }
+
+  function signInView(problem) {
+    return el("div", { class: "card narrow" },
+      el("h1", {}, "Sign in"),
+      problem ? el("p", { class: "error", role: "alert" }, problem) : null,
+      settings.oidc
+        ? el("p", {}, el("button", {
+            type: "button",
+            id: "oidc-sign-in",
+            on: { click: () => beginSignIn(settings.oidc).catch((e) => toast(e.message, "bad")) },
+          }, "Sign in with " + new URL(settings.oidc.issuer).host))
+        : null,
+      settings.dev_sign_in ? devSignInForm(settings.dev_sign_in) : null,
+      !settings.oidc && !settings.dev_sign_in
+        ? el("p", {}, "This console has no sign-in configured: its API needs an OpenID client (ConsoleOidcClientId).")
+        : null);
   }
 
   // ---- API ---------------------------------------------------------------
@@ -623,6 +677,8 @@
   // ---- Deliveries: chart and log -----------------------------------------
 
   const DAY_MS = 24 * 3600 * 1000;
+  // The template's default ParkedRetentionDays, for settings without it.
+  const DEFAULT_RETENTION_DAYS = 30;
 
   /** The start of the chart's first hour: 23 whole hours before the
    * current one. */
@@ -764,10 +820,19 @@
         el("thead", {}, el("tr", {}, ["Event", "Status", "Happened", "Attempts", "Last result"].map((t) => el("th", { scope: "col" }, t)))),
         rows)), more];
     }));
-    const [sinceLabel, since] = utcInput("recover-since", "From", Date.now() - DAY_MS);
-    const [untilLabel, until] = utcInput("recover-until", "Until", Date.now() + 60000);
+    // By default the whole retention: an event whose last retry failed
+    // a day after it happened is still in its window.
+    const known = Number.isInteger(settings.parked_retention_days) && settings.parked_retention_days > 0;
+    const days = known ? settings.parked_retention_days : DEFAULT_RETENTION_DAYS;
+    const end = Math.floor((Date.now() + 60000) / 1000) * 1000;
+    const [sinceLabel, since] = utcInput("recover-since", "From", end - days * DAY_MS);
+    const [untilLabel, until] = utcInput("recover-until", "Until", end);
     const submit = el("button", { type: "submit" }, "Recover");
-    const form = el("form", { class: "recover", id: "recover-form" }, sinceLabel, since, untilLabel, until, submit);
+    const form = el("form", { class: "recover", id: "recover-form", "aria-describedby": "recover-window-hint" },
+      sinceLabel, since, untilLabel, until, submit,
+      el("p", { class: "hint", id: "recover-window-hint" },
+        "The window selects events by when they happened (the event's timestamp), not by when they failed. It starts as the whole retention: the last " +
+        days + " days" + (known ? "." : " (the default retention; this API did not say its own).")));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const span = { since: utcValue(since), until: utcValue(until) };
@@ -827,28 +892,14 @@
 
   let settings = null;
 
-  async function render(problem) {
-    if (!settings) {
-      try {
-        settings = await (await fetch(location.pathname.replace(/\/?$/, "") + "/config.json")).json();
-      } catch {
-        settings = { oidc: null };
-      }
-      if (settings.oidc) {
-        try {
-          await finishSignIn(settings.oidc);
-        } catch (e) {
-          problem = e.message;
-        }
-      }
-    }
+  function render(problem) {
     const t = token();
     const signOutButton = document.getElementById("sign-out");
     const who = document.getElementById("who");
     if (!t) {
       signOutButton.hidden = true;
       who.textContent = "";
-      replace(main, signInView(settings, problem));
+      replace(main, signInView(problem));
       return;
     }
     const c = claims(t) || {};
@@ -877,11 +928,27 @@
     main.focus({ preventScroll: true });
   }
 
+  /** Loads the settings, completes a sign-in in progress, then renders
+   * and follows the address. */
+  async function start() {
+    try {
+      settings = await (await fetch(location.pathname.replace(/\/?$/, "") + "/config.json")).json();
+    } catch {
+      settings = { oidc: null };
+    }
+    let problem = null;
+    if (settings.oidc) {
+      try {
+        await finishSignIn(settings.oidc);
+      } catch (e) {
+        problem = e.message;
+      }
+    }
+    problem = (await signInFromAddress()) || problem;
+    window.addEventListener("hashchange", async () => render(await signInFromAddress()));
+    render(problem);
+  }
+
   document.getElementById("sign-out").addEventListener("click", signOut);
-  window.addEventListener("hashchange", () => {
-    takeFragmentToken(false);
-    render();
-  });
-  takeFragmentToken(true);
-  render();
+  start();
 })();

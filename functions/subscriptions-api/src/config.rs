@@ -43,7 +43,8 @@ pub struct ApiConfig {
     /// filter may list.
     pub max_job_ids: usize,
     /// `CONSOLE_OIDC_*`: the console's sign-in and its
-    /// Content-Security-Policy.
+    /// Content-Security-Policy; its recover form's default window is the
+    /// retention.
     pub console: ConsoleConfig,
 }
 
@@ -78,6 +79,12 @@ impl ApiConfig {
                 "TARGET_ALLOW_LIST is set: non-public targets in it are accepted (local development only)"
             );
         }
+        let retention_days = vars.parse_in_range(
+            "PARKED_RETENTION_DAYS",
+            shared::delivery::breaker::DEFAULT_RETENTION_DAYS,
+            1,
+            365,
+        )?;
         Ok(Self {
             table,
             deliveries_table,
@@ -88,12 +95,7 @@ impl ApiConfig {
             parked_events_table: vars.required("PARKED_EVENTS_TABLE")?,
             keyring: KeyringConfig::from_vars(vars)?,
             event_bus_name: vars.required("EVENT_BUS_NAME")?,
-            retention: chrono::Duration::days(i64::from(vars.parse_in_range(
-                "PARKED_RETENTION_DAYS",
-                shared::delivery::breaker::DEFAULT_RETENTION_DAYS,
-                1,
-                365,
-            )?)),
+            retention: chrono::Duration::days(i64::from(retention_days)),
             max_subscriptions: vars.parse_in_range(
                 "MAX_SUBSCRIPTIONS_PER_COMPANY",
                 DEFAULT_MAX_SUBSCRIPTIONS,
@@ -106,7 +108,7 @@ impl ApiConfig {
                 1,
                 10_000,
             )?,
-            console: ConsoleConfig::from_vars(vars)?,
+            console: ConsoleConfig::from_vars(vars, retention_days)?,
         })
     }
 }

@@ -2,8 +2,10 @@
 //! binary at build time (the files in `console/`), served with a strict
 //! Content-Security-Policy. These are the only routes without the
 //! authorizer; they serve static files and the sign-in settings, never
-//! data. The page signs in itself (OIDC authorization code with PKCE, or a
-//! token handed over in the URL fragment) and calls the API with the token.
+//! data. The page signs in itself (OIDC authorization code with PKCE) and
+//! calls the API with the token; it takes no token or code from its
+//! address (only the local stack's gateway adds a one-time development
+//! sign-in to the settings, see `local-stack`'s `dev_sign_in`).
 
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -69,8 +71,11 @@ pub struct OidcClient {
 /// Sign-in settings and the security headers of the console.
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
-    /// `None`: only a token handed over in the URL fragment signs in.
+    /// `None`: the console has no sign-in.
     pub oidc: Option<OidcClient>,
+    /// How long failed and parked events are kept: the recover form's
+    /// default window.
+    pub parked_retention_days: u32,
     /// The `Content-Security-Policy` of every console response.
     pub content_security_policy: String,
     config_json: String,
@@ -90,8 +95,9 @@ impl ConsoleConfig {
     /// Reads `CONSOLE_OIDC_ISSUER`, `CONSOLE_OIDC_CLIENT_ID` (empty: no
     /// OIDC sign-in), `CONSOLE_OIDC_SCOPE` (default `openid`) and
     /// `CONSOLE_OIDC_TOKEN_ORIGIN` (the token endpoint's origin when it is
-    /// not the issuer's).
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+    /// not the issuer's); `parked_retention_days` is the API's
+    /// `PARKED_RETENTION_DAYS`.
+    pub fn from_vars(vars: &Vars, parked_retention_days: u32) -> Result<Self, ConfigError> {
         let client_id = vars.optional("CONSOLE_OIDC_CLIENT_ID");
         let oidc = match client_id {
             None => None,
@@ -115,10 +121,10 @@ impl ConsoleConfig {
             }
         }
         connect.dedup();
-        Ok(Self::new(oidc, &connect.join(" ")))
+        Ok(Self::new(oidc, parked_retention_days, &connect.join(" ")))
     }
 
-    fn new(oidc: Option<OidcClient>, connect_src: &str) -> Self {
+    fn new(oidc: Option<OidcClient>, parked_retention_days: u32, connect_src: &str) -> Self {
         // No inline script or style, nothing from another origin but the
         // sign-in provider's endpoints, no plugins, no framing, and
         // Trusted Types: the page cannot turn a string into HTML at all.
@@ -127,10 +133,14 @@ impl ConsoleConfig {
              connect-src {connect_src}; base-uri 'none'; form-action 'none'; \
              frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
         );
-        let config_json = serde_json::to_string(&serde_json::json!({ "oidc": oidc }))
-            .expect("the settings serialise");
+        let config_json = serde_json::to_string(&serde_json::json!({
+            "oidc": oidc,
+            "parked_retention_days": parked_retention_days,
+        }))
+        .expect("the settings serialise");
         Self {
             oidc,
+            parked_retention_days,
             content_security_policy,
             config_json,
         }
@@ -200,43 +210,63 @@ mod tests {
     }
 
     #[test]
-    fn without_a_client_id_the_console_signs_in_by_fragment_only() {
-        let c = ConsoleConfig::from_vars(&vars(&[("CONSOLE_OIDC_ISSUER", "https://id.example/")]))
-            .unwrap();
+    fn without_a_client_id_the_console_has_no_sign_in() {
+        let c =
+            ConsoleConfig::from_vars(&vars(&[("CONSOLE_OIDC_ISSUER", "https://id.example/")]), 30)
+                .unwrap();
         assert_eq!(c.oidc, None);
         assert!(c.content_security_policy.contains("connect-src 'self';"));
         let r = c.serve(Some(CONFIG_FILE));
-        assert_eq!(r.body(), &Body::Text(r#"{"oidc":null}"#.to_owned()));
+        assert_eq!(
+            r.body(),
+            &Body::Text(r#"{"oidc":null,"parked_retention_days":30}"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn the_settings_carry_the_retention_for_the_recover_window() {
+        let c = ConsoleConfig::from_vars(&vars(&[]), 7).unwrap();
+        let Body::Text(settings) = c.serve(Some(CONFIG_FILE)).into_body() else {
+            panic!("the settings are text");
+        };
+        let settings: serde_json::Value = serde_json::from_str(&settings).unwrap();
+        assert_eq!(settings["parked_retention_days"], 7);
     }
 
     #[test]
     fn the_policy_allows_the_issuer_and_token_origins_only() {
-        let c = ConsoleConfig::from_vars(&vars(&[
-            (
-                "CONSOLE_OIDC_ISSUER",
-                "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc",
-            ),
-            ("CONSOLE_OIDC_CLIENT_ID", "console"),
-            (
-                "CONSOLE_OIDC_TOKEN_ORIGIN",
-                "https://acme.auth.eu-west-1.amazoncognito.com",
-            ),
-        ]))
+        let c = ConsoleConfig::from_vars(
+            &vars(&[
+                (
+                    "CONSOLE_OIDC_ISSUER",
+                    "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc",
+                ),
+                ("CONSOLE_OIDC_CLIENT_ID", "console"),
+                (
+                    "CONSOLE_OIDC_TOKEN_ORIGIN",
+                    "https://acme.auth.eu-west-1.amazoncognito.com",
+                ),
+            ]),
+            30,
+        )
         .unwrap();
         assert!(c.content_security_policy.contains(
             "connect-src 'self' https://cognito-idp.eu-west-1.amazonaws.com https://acme.auth.eu-west-1.amazoncognito.com;"
         ));
         assert_eq!(c.oidc.unwrap().scope, "openid");
-        let bad = ConsoleConfig::from_vars(&vars(&[
-            ("CONSOLE_OIDC_ISSUER", "http://plain.example"),
-            ("CONSOLE_OIDC_CLIENT_ID", "console"),
-        ]));
+        let bad = ConsoleConfig::from_vars(
+            &vars(&[
+                ("CONSOLE_OIDC_ISSUER", "http://plain.example"),
+                ("CONSOLE_OIDC_CLIENT_ID", "console"),
+            ]),
+            30,
+        );
         assert!(bad.is_err());
     }
 
     #[test]
     fn files_are_served_with_their_type_and_the_security_headers() {
-        let c = ConsoleConfig::from_vars(&vars(&[])).unwrap();
+        let c = ConsoleConfig::from_vars(&vars(&[]), 30).unwrap();
         for (file, ty) in [
             (None, "text/html; charset=utf-8"),
             (Some("console.js"), "text/javascript; charset=utf-8"),

@@ -1,7 +1,9 @@
 //! A loopback stand-in for API Gateway's HTTP API in front of the
 //! subscriptions function: bearer-token check (except on the routes the
 //! deployed template declares without an authorizer), the API Gateway v2
-//! event, and the response back to the client.
+//! event, and the response back to the client. Locally it also serves the
+//! console's one-time sign-in ([`crate::dev_sign_in`]), which the deployed
+//! API does not have.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -20,6 +22,7 @@ use subscriptions_api::App;
 use tokio::net::TcpListener;
 
 use crate::cloudformation::{DeployedStack, PublicRoute};
+use crate::dev_sign_in::{self, DevSignIn};
 use crate::jwt;
 
 /// The routes served without the authorizer, as the deployed stack
@@ -147,13 +150,40 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves one request the way API Gateway + Lambda would.
+/// The console's settings file, to which the local gateway adds
+/// `dev_sign_in` when it exchanges sign-in codes.
+const CONSOLE_SETTINGS: &str = "/console/config.json";
+
+/// Serves one request the way API Gateway + Lambda would; with
+/// `dev_sign_in`, also the console's one-time sign-in.
 pub async fn handle(
     app: &App,
     public: &PublicRoutes,
+    dev_sign_in: Option<&DevSignIn>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    if let Some(dev) = dev_sign_in.filter(|_| parts.uri.path() == dev_sign_in::PATH) {
+        let Ok(body) = Limited::new(body, 4096).collect().await else {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"message":"Request Entity Too Large"}"#,
+            );
+        };
+        let answer = dev.serve(&parts.method, &parts.headers, &body.to_bytes());
+        let mut response = Response::new(Full::new(answer.body));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        return response;
+    }
     let claims = if public.matches(parts.method.as_str(), parts.uri.path()) {
         None
     } else if let Some(claims) = bearer_claims(&parts.headers) {
@@ -187,23 +217,49 @@ pub async fn handle(
             return plain(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#);
         }
     };
+    let settings = dev_sign_in.is_some()
+        && parts.method == http::Method::GET
+        && parts.uri.path() == CONSOLE_SETTINGS;
     let response = app.handle(request).await;
     let (parts, body) = response.into_parts();
-    let bytes = match body {
+    let mut bytes = match body {
         lambda_http::Body::Empty => Bytes::new(),
         lambda_http::Body::Text(t) => Bytes::from(t),
         lambda_http::Body::Binary(b) => Bytes::from(b),
         _ => Bytes::new(),
     };
+    if settings && parts.status == StatusCode::OK {
+        bytes = with_dev_sign_in(&bytes);
+    }
     Response::from_parts(parts, Full::new(bytes))
 }
 
+/// The console's settings with `dev_sign_in`: the console then takes a
+/// one-time code from its address and offers to paste a token.
+fn with_dev_sign_in(settings: &[u8]) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(settings) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert(
+                "dev_sign_in".to_owned(),
+                serde_json::json!({
+                    "path": dev_sign_in::PATH,
+                    "code_ttl_seconds": dev_sign_in::CODE_TTL.as_secs(),
+                }),
+            );
+            Bytes::from(serde_json::Value::Object(map).to_string())
+        }
+        _ => Bytes::copy_from_slice(settings),
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes, `public`
-/// routes without a token.
+/// routes without a token; with `dev_sign_in`, the console's one-time
+/// sign-in too.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     public: PublicRoutes,
+    dev_sign_in: Option<Arc<DevSignIn>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let public = Arc::new(public);
@@ -215,11 +271,15 @@ pub async fn serve(
         };
         let app = Arc::clone(&app);
         let public = Arc::clone(&public);
+        let dev_sign_in = dev_sign_in.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let app = Arc::clone(&app);
                 let public = Arc::clone(&public);
-                async move { Ok::<_, Infallible>(handle(&app, &public, req).await) }
+                let dev_sign_in = dev_sign_in.clone();
+                async move {
+                    Ok::<_, Infallible>(handle(&app, &public, dev_sign_in.as_deref(), req).await)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

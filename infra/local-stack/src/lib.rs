@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod cloudformation;
 pub mod demo_receiver;
+pub mod dev_sign_in;
 pub mod filter;
 pub mod gateway;
 pub mod invocations;

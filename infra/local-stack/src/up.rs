@@ -17,6 +17,7 @@ use shared::target_guard::allow_list::AllowList;
 
 use crate::cloudformation::{self, ids};
 use crate::demo_receiver::{self, DemoReceiver};
+use crate::dev_sign_in::{self, DevSignIn};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::simulate::Simulator;
 use crate::{gateway, jwt};
@@ -180,6 +181,15 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // With an OpenID client the console signs in as deployed, through the
+    // provider only; without one, with the one-time links printed here.
+    let oidc = pipeline
+        .stack
+        .function(ids::API_FUNCTION)?
+        .environment
+        .get("CONSOLE_OIDC_CLIENT_ID")
+        .is_some_and(|id| !id.is_empty());
+    let dev_sign_in = (!oidc).then(|| Arc::new(DevSignIn::new(pipeline.company_claim.clone())));
     let listener = tokio::net::TcpListener::bind(config.api_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.api_addr))?;
@@ -187,6 +197,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         listener,
         Arc::clone(&pipeline.app),
         gateway::PublicRoutes::of(&pipeline.stack),
+        dev_sign_in.clone(),
         stopped(shutdown.clone()),
     ));
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -211,7 +222,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let token = jwt::dev_token(DEMO_COMPANY, &pipeline.company_claim);
     println!("\nThe webhooks service is running locally (tokens are decoded, NOT verified):");
     println!("  API            {base}");
-    println!("  console        {base}/console#token={token}");
+    println!("  console        {base}/console");
     println!("  demo receiver  {receiver_url}  (verifies signatures, prints events)");
     println!("  jobs table     {jobs_table}");
     if config.demo {
@@ -226,8 +237,20 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     println!("  export TOKEN={token}");
     println!("  curl -s {base}/webhooks -H \"authorization: Bearer $TOKEN\"");
     println!("  make simulate COMPANY={DEMO_COMPANY} JOBS=3");
-    println!("\nOpen the console (signed in as {DEMO_COMPANY} with a development token):");
-    println!("  {base}/console#token={token}");
+    match &dev_sign_in {
+        Some(dev) => {
+            let minutes = dev_sign_in::CODE_TTL.as_secs() / 60;
+            println!(
+                "\nOpen the console, signed in as {DEMO_COMPANY} (the link works once, within {minutes} minutes):"
+            );
+            println!("  {}", dev.link(&base, DEMO_COMPANY));
+            println!(
+                "Press Enter here for a new link, or type a company, then Enter, for a link that signs in as it."
+            );
+            print_links_on_request(Arc::clone(dev), base.clone());
+        }
+        None => println!("\nThe console signs in through the OpenID provider: {base}/console"),
+    }
     println!("\nServing. Ctrl-C stops.");
 
     let _ = tokio::signal::ctrl_c().await;
@@ -238,6 +261,39 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     receiver_task.await??;
     println!("Stopped.");
     Ok(())
+}
+
+/// Prints a new one-time console link for each line read from stdin: for
+/// the company the line names, or the demo company when it is empty. A
+/// thread of its own (not the runtime's), so a pending read never holds up
+/// Ctrl-C.
+fn print_links_on_request(dev: Arc<DevSignIn>, base: String) {
+    let minutes = dev_sign_in::CODE_TTL.as_secs() / 60;
+    let reader = move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            let company = match line.trim() {
+                "" => DEMO_COMPANY,
+                named => named,
+            };
+            if company.len() > shared::domain::job_event::MAX_ID_LEN
+                || company.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                println!("  not a company id: {company:?}");
+                continue;
+            }
+            println!(
+                "  console link for {company} (works once, within {minutes} minutes): {}",
+                dev.link(&base, company)
+            );
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("console-links".to_owned())
+        .spawn(reader)
+    {
+        tracing::warn!(error = %e, "no new console links on Enter");
+    }
 }
 
 /// Subscribes the demo receiver, simulates three jobs, and shows the
