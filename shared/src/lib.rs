@@ -11,7 +11,8 @@
 //! - [`signing`]: secrets and Standard Webhooks signatures;
 //! - [`catalogue`]: the delivered event types and their JSON Schemas;
 //! - [`operational`]: the operational events published to EventBridge;
-//! - configuration, cursors, metrics, telemetry and small utilities.
+//! - configuration, cursors, metrics, telemetry and small utilities
+//!   (e.g. [`text`], cutting text to a size limit).
 
 pub mod catalogue;
 pub mod config;
@@ -25,5 +26,6 @@ pub mod signing;
 pub mod storage;
 pub mod target_guard;
 pub mod telemetry;
+pub mod text;
 pub mod ttl_cache;
 pub mod validation;
