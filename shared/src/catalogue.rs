@@ -183,6 +183,7 @@ fn example_transition(state: JobState) -> JobTransition {
         resource: json!({ "dataset_id": "ds_7f3a", "dataset_name": "Q4 audience segments" }),
         error,
         state_history: history,
+        truncated: Vec::new(),
     }
 }
 
@@ -336,5 +337,20 @@ mod tests {
         );
         let v = validator(&find("job.completed").unwrap().schema);
         assert_eq!(errors(&v, &payload), Vec::<String>::new());
+
+        // An error message cut to its limit is marked, and still matches.
+        let mut transition = example_transition(JobState::Failed);
+        let error = transition.error.as_mut().unwrap();
+        error.message = Some("ü".repeat(crate::domain::job_event::MAX_ERROR_MESSAGE_LEN));
+        let transition = transition.bounded();
+        let data = message::job_data(&transition.data(0));
+        let payload: Value =
+            serde_json::from_str(example_payload("job.failed", &data, "x").get()).unwrap();
+        assert_eq!(payload["data"]["truncated"], json!(["error.message"]));
+        let v = validator(&find("job.failed").unwrap().schema);
+        assert_eq!(errors(&v, &payload), Vec::<String>::new());
+        let mut too_long = payload.clone();
+        too_long["data"]["error"]["message"] = "m".repeat(10_000).into();
+        assert!(!v.is_valid(&too_long), "the schema states the limit");
     }
 }

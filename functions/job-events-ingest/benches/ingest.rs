@@ -300,6 +300,10 @@ fn main() {
         let config = IngestConfig {
             table,
             queue_url: queue_url.clone(),
+            poison_queue_url: stack
+                .queue_url(test_support::stack::ids::INGEST_POISON_QUEUE)
+                .unwrap()
+                .to_owned(),
             cache_ttl: Duration::from_secs(600),
             send_concurrency: 8,
             send_attempts: 4,

@@ -177,6 +177,10 @@ async fn child(spec: &str) {
             "DELIVERY_QUEUE_URL",
             format!("{sqs_endpoint}/000000000000/DeliveryQueue"),
         ),
+        (
+            "INGEST_POISON_QUEUE_URL",
+            format!("{sqs_endpoint}/000000000000/IngestPoisonQueue"),
+        ),
         ("SUBSCRIPTION_CACHE_TTL_SECONDS", "600".to_owned()),
     ];
     if short {

@@ -11,6 +11,9 @@ pub struct IngestConfig {
     pub table: String,
     /// `DELIVERY_QUEUE_URL`: where delivery messages go.
     pub queue_url: String,
+    /// `INGEST_POISON_QUEUE_URL`: where records that cannot be turned into
+    /// delivery messages are set aside.
+    pub poison_queue_url: String,
     /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 10): how long a company's
     /// subscriptions are reused inside a warm instance.
     pub cache_ttl: Duration,
@@ -20,7 +23,8 @@ pub struct IngestConfig {
     /// is reported as failed.
     pub send_attempts: u32,
     /// `MAX_MESSAGE_BYTES` (default 262144, the SQS limit): larger events
-    /// are trimmed.
+    /// are trimmed, and set aside when trimming is not enough. Events are
+    /// bounded well under the default (see `shared::domain::job_event`).
     pub max_message_bytes: usize,
     /// `DEADLINE_MARGIN_SECONDS` (default 10): a batch stops taking records
     /// when less than this is left before the invocation's deadline, and
@@ -40,6 +44,7 @@ impl IngestConfig {
         Ok(Self {
             table: vars.required("SUBSCRIPTIONS_TABLE")?,
             queue_url: vars.required("DELIVERY_QUEUE_URL")?,
+            poison_queue_url: vars.required("INGEST_POISON_QUEUE_URL")?,
             cache_ttl: Duration::from_secs(vars.parse_in_range(
                 "SUBSCRIPTION_CACHE_TTL_SECONDS",
                 10u64,

@@ -19,12 +19,37 @@ use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;
 use crate::enqueue::{Enqueuer, MAX_BATCH_ENTRIES, Outgoing};
+use crate::poison::{PoisonRecord, ShardLookup};
 
 /// Subscription lookups in flight at once.
 const LOOKUP_CONCURRENCY: usize = 16;
 /// `SendMessageBatch` waves the outbox holds before it is sent: each flush
 /// keeps `SEND_CONCURRENCY` calls busy this many times over.
 const WAVES_PER_FLUSH: usize = 2;
+
+/// A record of the batch that ingest acts on, in stream order.
+enum Item {
+    /// A state transition, to fan out.
+    Transition(Found),
+    /// A record that cannot be turned into messages, to set aside.
+    Poison(PoisonRecord),
+}
+
+impl Item {
+    fn sequence_number(&self) -> Option<&str> {
+        match self {
+            Self::Transition(f) => Some(&f.sequence_number),
+            Self::Poison(p) => p.sequence_number.as_deref(),
+        }
+    }
+
+    fn event_id(&self) -> Option<&str> {
+        match self {
+            Self::Transition(f) => Some(&f.event_id),
+            Self::Poison(p) => p.event_id.as_deref(),
+        }
+    }
+}
 
 /// A transition found in the batch, with where it came from.
 struct Found {
@@ -43,15 +68,18 @@ pub struct BatchStats {
     pub transitions: usize,
     /// Records that were not transitions (same-state MODIFY, REMOVE).
     pub ignored: usize,
-    /// Records skipped because they could not be parsed.
+    /// Records that could not be parsed (set aside).
     pub malformed: usize,
+    /// Records set aside on the poison queue: unparseable, or too large
+    /// for a message even when trimmed.
+    pub poison: usize,
     /// Messages accepted by SQS.
     pub enqueued: usize,
     /// `SendMessageBatch` calls.
     pub send_calls: usize,
     /// Events trimmed to fit the message size limit.
     pub trimmed: usize,
-    /// Records whose messages were not all accepted.
+    /// Records whose messages (or poison entry) were not all accepted.
     pub failed_records: usize,
     /// Times the outbox was sent (each a bounded wave of calls).
     pub flushes: usize,
@@ -69,6 +97,7 @@ impl BatchStats {
         m.count("StreamRecords", self.records as u64)
             .count("Transitions", self.transitions as u64)
             .count("MalformedRecords", self.malformed as u64)
+            .count("PoisonRecords", self.poison as u64)
             .count("MessagesEnqueued", self.enqueued as u64)
             .count("TrimmedEvents", self.trimmed as u64)
             .count("FailedRecords", self.failed_records as u64)
@@ -84,6 +113,8 @@ pub struct Ingest {
     store: SubscriptionStore,
     cache: SubscriptionCache,
     enqueuer: Enqueuer,
+    poison: Enqueuer,
+    streams: Option<aws_sdk_dynamodbstreams::Client>,
     max_message_bytes: usize,
     outbox_messages: usize,
     outbox_bytes: usize,
@@ -154,21 +185,35 @@ enum Plan<'a> {
     Nothing,
     /// These messages.
     Send(Fanout<'a>),
-    /// Its event does not fit a message even when trimmed.
-    TooLarge,
+    /// Its event does not fit a message even when trimmed: set aside for
+    /// this reason.
+    TooLarge(String),
 }
 
-/// Why the walk over a batch's transitions stopped before its end.
+/// Why the walk over a batch's records stopped before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    /// This transition's messages could not all be built or sent.
+    /// This record's messages (or poison entry) could not all be built or
+    /// sent.
     Failed(usize),
-    /// The deadline was near before this transition was taken.
+    /// The deadline was near before this record was taken.
     Deadline(usize),
 }
 
-fn skip(event_id: &str, reason: &dyn std::fmt::Display) {
-    tracing::warn!(event_id, reason = %reason, "skipping stream record");
+impl Stop {
+    fn position(self) -> usize {
+        match self {
+            Self::Failed(p) | Self::Deadline(p) => p,
+        }
+    }
+
+    /// The earlier of two stops.
+    fn earliest(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.position() < a.position() { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl Ingest {
@@ -182,12 +227,20 @@ impl Ingest {
             store: SubscriptionStore::new(dynamodb, config.table.clone()),
             cache: SubscriptionCache::new(config.cache_ttl),
             enqueuer: Enqueuer::new(
-                sqs,
+                sqs.clone(),
                 config.queue_url.clone(),
                 config.send_concurrency,
                 config.send_attempts,
                 config.max_message_bytes,
             ),
+            poison: Enqueuer::new(
+                sqs,
+                config.poison_queue_url.clone(),
+                1,
+                config.send_attempts,
+                config.max_message_bytes,
+            ),
+            streams: None,
             max_message_bytes: config.max_message_bytes,
             outbox_messages: config.send_concurrency * MAX_BATCH_ENTRIES * WAVES_PER_FLUSH,
             outbox_bytes: config.send_concurrency * config.max_message_bytes * WAVES_PER_FLUSH,
@@ -199,6 +252,15 @@ impl Ingest {
     pub fn with_outbox(mut self, max_messages: usize, max_bytes: usize) -> Self {
         self.outbox_messages = max_messages.max(1);
         self.outbox_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// Looks up the shard of a poison record in the stream's shard list
+    /// with `streams` (`DescribeStream`): Lambda's stream events do not
+    /// name their shard. Without it, entries set aside by
+    /// [`Ingest::process`] have no shard.
+    pub fn with_streams(mut self, streams: aws_sdk_dynamodbstreams::Client) -> Self {
+        self.streams = Some(streams);
         self
     }
 
@@ -216,6 +278,7 @@ impl Ingest {
             transitions = stats.transitions,
             ignored = stats.ignored,
             malformed = stats.malformed,
+            poison = stats.poison,
             enqueued = stats.enqueued,
             send_calls = stats.send_calls,
             trimmed = stats.trimmed,
@@ -230,15 +293,36 @@ impl Ingest {
         response
     }
 
-    /// The work of [`Ingest::handle`], with its counts. Transitions are
-    /// taken in order and their messages sent in bounded flushes as they
-    /// are built. The walk stops at the first transition whose messages
-    /// cannot all be built or sent, or, once at least one was taken, when
-    /// `deadline` is near; the response names the earliest transition not
-    /// fully enqueued, so Lambda resumes there.
+    /// The work of [`Ingest::handle`], with its counts. Records are taken
+    /// in order: transitions' messages are sent in bounded flushes as they
+    /// are built, records that cannot be turned into messages are set aside
+    /// on the poison queue. The walk stops at the first record whose
+    /// messages (or poison entry) cannot all be sent, or, once at least one
+    /// was taken, when `deadline` is near; the response names the earliest
+    /// record not fully handled, so Lambda resumes there.
     pub async fn process(
         &self,
         event: Value,
+        deadline: Deadline,
+    ) -> (DynamoDbEventResponse, BatchStats) {
+        self.process_in(event, None, deadline).await
+    }
+
+    /// [`Ingest::process`] for records read from the shard `shard_id` (a
+    /// replay), which poison entries name.
+    pub async fn process_in_shard(
+        &self,
+        event: Value,
+        shard_id: &str,
+        deadline: Deadline,
+    ) -> (DynamoDbEventResponse, BatchStats) {
+        self.process_in(event, Some(shard_id), deadline).await
+    }
+
+    async fn process_in(
+        &self,
+        event: Value,
+        shard_id: Option<&str>,
         deadline: Deadline,
     ) -> (DynamoDbEventResponse, BatchStats) {
         let mut stats = BatchStats::default();
@@ -253,17 +337,36 @@ impl Ingest {
             tracing::warn!("stream event without records");
         }
         stats.records = records.len();
-        let found = self.transitions(records, &mut stats);
-        stats.transitions = found.len();
+        let stream_arn = records
+            .iter()
+            .find_map(|r| r.get("eventSourceARN").and_then(Value::as_str))
+            .map(|arn| shared::text::prefix(arn, crate::poison::MAX_COORDINATE_LEN).to_owned());
+        let items = self.transitions(records, &mut stats);
+        let companies: Vec<String> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Transition(f) => Some(f.transition.company_id.clone()),
+                Item::Poison(_) => None,
+            })
+            .collect();
+        stats.transitions = companies.len();
 
-        let subscriptions = self.lookup(&found).await;
+        let subscriptions = self.lookup(companies).await;
         let mut outbox = Outbox::new(self.outbox_messages, self.outbox_bytes);
+        let mut set_aside: Vec<(usize, PoisonRecord)> = Vec::new();
         let mut stop = None;
-        'walk: for (position, f) in found.iter().enumerate() {
+        'walk: for (position, item) in items.iter().enumerate() {
             if position > 0 && deadline.is_near() {
                 stop = Some(Stop::Deadline(position));
                 break;
             }
+            let f = match item {
+                Item::Transition(f) => f,
+                Item::Poison(p) => {
+                    set_aside.push((position, p.clone()));
+                    continue;
+                }
+            };
             let Some(Ok(subs)) = subscriptions.get(f.transition.company_id.as_str()) else {
                 stats.failed_records += 1;
                 stop = Some(Stop::Failed(position));
@@ -272,10 +375,17 @@ impl Ingest {
             let fanout = match self.fanout(f, subs, &mut stats) {
                 Plan::Nothing => continue,
                 Plan::Send(fanout) => fanout,
-                Plan::TooLarge => {
-                    stats.failed_records += 1;
-                    stop = Some(Stop::Failed(position));
-                    break;
+                Plan::TooLarge(reason) => {
+                    let poison = PoisonRecord {
+                        stream_arn: stream_arn.clone(),
+                        sequence_number: Some(f.sequence_number.clone()),
+                        event_id: Some(f.event_id.clone()),
+                        company_id: Some(f.transition.company_id.clone()),
+                        job_id: Some(f.transition.job_id.clone()),
+                        ..PoisonRecord::new(&reason)
+                    };
+                    set_aside.push((position, poison));
+                    continue;
                 }
             };
             for sub in &fanout.matching {
@@ -290,47 +400,115 @@ impl Ingest {
                 }
             }
         }
-        // What is built belongs to transitions before the stop (the outbox
-        // never holds a later one's), so a failure here is the earliest.
+        // What is built belongs to records before the stop (the outbox
+        // never holds a later one's), and so do the records set aside.
         if let Some(failed) = self.flush(&mut outbox, &mut stats).await {
-            stop = Some(Stop::Failed(failed));
+            stop = Stop::earliest(stop, Some(Stop::Failed(failed)));
+        }
+        // Boxed: rare, and its DescribeStream future would otherwise make
+        // the handler's future too deep for the compiler's layout queries.
+        if let Some(failed) = Box::pin(self.set_aside(set_aside, shard_id, &mut stats)).await {
+            stop = Stop::earliest(stop, Some(Stop::Failed(failed)));
         }
 
         let resume_at = match stop {
             None => None,
             Some(Stop::Failed(position)) => {
-                let f = &found[position];
                 tracing::warn!(
-                    event_id = %f.event_id,
-                    sequence_number = %f.sequence_number,
-                    not_taken = found.len() - position - 1,
+                    event_id = items[position].event_id(),
+                    sequence_number = items[position].sequence_number(),
+                    not_taken = items.len() - position - 1,
                     "record not fully enqueued; Lambda resumes from it"
                 );
-                Some(f)
+                resume_point(&items, position)
             }
             Some(Stop::Deadline(position)) => {
-                stats.deferred = found.len() - position;
-                let f = &found[position];
+                stats.deferred = items.len() - position;
                 tracing::warn!(
-                    event_id = %f.event_id,
-                    sequence_number = %f.sequence_number,
+                    event_id = items[position].event_id(),
+                    sequence_number = items[position].sequence_number(),
                     deferred = stats.deferred,
                     remaining_ms = deadline.remaining().map(|d| d.as_millis() as u64),
                     "invocation deadline near; the rest of the batch is left for the next invocation"
                 );
-                Some(f)
+                resume_point(&items, position)
             }
         };
         let mut response = DynamoDbEventResponse::default();
         response.batch_item_failures = resume_at
-            .map(|f| {
+            .map(|sequence_number| {
                 let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = Some(f.sequence_number.clone());
+                failure.item_identifier = Some(sequence_number.to_owned());
                 failure
             })
             .into_iter()
             .collect();
         (response, stats)
+    }
+
+    /// Sends the poison entries of `records` (with their batch positions)
+    /// to the poison queue, naming `shard_id` or the shard the stream's
+    /// shard list gives; the earliest position whose entry SQS never
+    /// accepted, if any.
+    async fn set_aside(
+        &self,
+        records: Vec<(usize, PoisonRecord)>,
+        shard_id: Option<&str>,
+        stats: &mut BatchStats,
+    ) -> Option<usize> {
+        if records.is_empty() {
+            return None;
+        }
+        let mut shards = ShardLookup::default();
+        let mut outgoing = Vec::with_capacity(records.len());
+        for (position, mut record) in records {
+            let shard = match (
+                shard_id,
+                &self.streams,
+                &record.stream_arn,
+                &record.sequence_number,
+            ) {
+                (Some(shard), ..) => Some(shard.to_owned()),
+                (None, Some(client), Some(arn), Some(sequence)) => {
+                    shards.shard_of(client, arn, sequence).await
+                }
+                _ => None,
+            };
+            if let Some(shard) = shard {
+                record = record.in_shard(&shard);
+            }
+            record.log();
+            let group = record.company_id.as_deref().map_or_else(
+                || Arc::from("unknown"),
+                |c| Arc::from(message::group_id(c).as_ref()),
+            );
+            outgoing.push(Outgoing {
+                record: position,
+                group,
+                body: record.to_body(),
+            });
+        }
+        let total = outgoing.len();
+        let report = self.poison.send(outgoing).await;
+        stats.poison += total - report.failed_records.len();
+        stats.send_calls += report.calls;
+        stats.failed_records += report.failed_records.len();
+        if !report.failed_records.is_empty() {
+            tracing::error!(
+                failed = report.failed_records.len(),
+                "poison entries not accepted by the poison queue; Lambda resumes from the first"
+            );
+        }
+        report.failed_records.first().copied()
+    }
+
+    /// Sets `records` aside on the poison queue (records a replay read but
+    /// cannot hand to the handler); the number SQS never accepted.
+    pub async fn set_aside_records(&self, records: Vec<PoisonRecord>) -> usize {
+        let mut stats = BatchStats::default();
+        let positioned = records.into_iter().enumerate().collect();
+        self.set_aside(positioned, None, &mut stats).await;
+        stats.failed_records
     }
 
     /// Sends the outbox; the earliest transition (position) with a message
@@ -348,26 +526,26 @@ impl Ingest {
         report.failed_records.first().copied()
     }
 
-    /// Parses each record; skips (and logs) what isn't a usable transition.
-    fn transitions(&self, records: Vec<Value>, stats: &mut BatchStats) -> Vec<Found> {
+    /// Parses each record: the transitions, and the records that cannot be
+    /// turned into messages, in order; what is not a transition (a
+    /// same-state MODIFY, a REMOVE) is counted and dropped.
+    fn transitions(&self, records: Vec<Value>, stats: &mut BatchStats) -> Vec<Item> {
         let mut found = Vec::with_capacity(records.len());
         for raw in records {
-            let event_id = raw
-                .get("eventID")
-                .and_then(Value::as_str)
-                .unwrap_or("<no eventID>")
-                .to_owned();
-            let record: EventRecord = match serde_json::from_value(raw) {
+            let poison = |reason: &str| PoisonRecord::from_lambda_record(&raw, reason);
+            let record: EventRecord = match serde_json::from_value(raw.clone()) {
                 Ok(r) => r,
                 Err(e) => {
                     stats.malformed += 1;
-                    skip(&event_id, &format!("not a DynamoDB stream record: {e}"));
+                    found.push(Item::Poison(poison(&format!(
+                        "not a DynamoDB stream record: {e}"
+                    ))));
                     continue;
                 }
             };
             let Some(sequence_number) = record.change.sequence_number.clone() else {
                 stats.malformed += 1;
-                skip(&event_id, &"no SequenceNumber");
+                found.push(Item::Poison(poison("no SequenceNumber")));
                 continue;
             };
             let kind = ChangeKind::from_event_name(&record.event_name);
@@ -379,17 +557,17 @@ impl Ingest {
                     } else {
                         transition.state_changed_at.clone()
                     };
-                    found.push(Found {
+                    found.push(Item::Transition(Found {
                         event_id: record.event_id,
                         sequence_number,
                         timestamp,
                         transition,
-                    });
+                    }));
                 }
                 Ok(None) => stats.ignored += 1,
                 Err(e) => {
                     stats.malformed += 1;
-                    skip(&event_id, &e);
+                    found.push(Item::Poison(poison(&e.to_string())));
                 }
             }
         }
@@ -399,12 +577,8 @@ impl Ingest {
     /// Each company's active subscriptions, one lookup per company.
     async fn lookup(
         &self,
-        found: &[Found],
+        mut companies: Vec<String>,
     ) -> HashMap<String, Result<Arc<Vec<Subscription>>, StoreError>> {
-        let mut companies: Vec<String> = found
-            .iter()
-            .map(|f| f.transition.company_id.clone())
-            .collect();
         companies.sort_unstable();
         companies.dedup();
         // Owned ids into an async fn: a closure over borrowed ones makes the
@@ -467,13 +641,30 @@ impl Ingest {
             }
             return Plan::Send(Fanout { matching, ..fanout });
         }
-        tracing::error!(
-            event_id = %f.event_id,
-            job_id = %t.job_id,
-            "event exceeds the message size limit even when trimmed; the record is reported as failed"
-        );
-        Plan::TooLarge
+        Plan::TooLarge(format!(
+            "the event exceeds the message size limit ({} bytes) even with {} left out",
+            self.max_message_bytes,
+            TRIM_ORDER.map(|t| t.as_str()).join(", ")
+        ))
     }
+}
+
+/// The sequence number Lambda resumes from when the record at `position`
+/// was not fully handled: its own, or, for records without one (not even
+/// stream records; they cannot be named), the next record's that has one.
+fn resume_point(items: &[Item], position: usize) -> Option<&str> {
+    let named = items[position..]
+        .iter()
+        .enumerate()
+        .find_map(|(skipped, item)| item.sequence_number().map(|s| (skipped, s)));
+    let skipped = named.map_or(items.len() - position, |(skipped, _)| skipped);
+    if skipped > 0 {
+        tracing::error!(
+            records = skipped,
+            "records without a sequence number could not be set aside and cannot be named for a retry; they are dropped"
+        );
+    }
+    named.map(|(_, s)| s)
 }
 
 /// Compile-time check: the handler's future is `Send`, so runners (the

@@ -2,7 +2,8 @@
 //! delivery message per (transition, matching subscription) out.
 //!
 //! [`Ingest::handle`] takes the raw stream event, so a record that can't be
-//! parsed is logged and skipped instead of failing the whole batch, and
+//! turned into messages (unparseable, or too large) is set aside on the
+//! poison queue ([`poison`]) instead of failing the whole batch, and
 //! returns `batchItemFailures` naming the earliest record whose messages
 //! were not all accepted by SQS (or the first it did not take because its
 //! deadline was near); Lambda resumes from it.
@@ -15,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod enqueue;
 pub mod handler;
+pub mod poison;
 pub mod replay;
 pub mod stream_records;
 

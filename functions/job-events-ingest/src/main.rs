@@ -12,11 +12,14 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
-    let ingest = Arc::new(Ingest::new(
-        &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_sqs::Client::new(&sdk),
-    ));
+    let ingest = Arc::new(
+        Ingest::new(
+            &config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_sqs::Client::new(&sdk),
+        )
+        .with_streams(aws_sdk_dynamodbstreams::Client::new(&sdk)),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ingest = Arc::clone(&ingest);
         let deadline =

@@ -9,7 +9,9 @@
 //! What can no longer be read (the records expired, or the shard is gone)
 //! is reported loudly and the entry stays, unless the request says
 //! `discard_expired`. Entries that could not be completed (a send failed, the
-//! deadline came) stay too, and come back for the next run. Replayed
+//! deadline came) stay too, and come back for the next run. Records that
+//! cannot be turned into messages are set aside on the poison queue, as
+//! ingest does, and do not hold their entry back. Replayed
 //! messages carry the same idempotency keys as any first attempt would, so
 //! messages of the batch that were sent before it failed arrive again as
 //! copies a receiver recognises.
@@ -25,6 +27,7 @@ use shared::config::{ConfigError, Vars};
 use shared::deadline::Deadline;
 
 use crate::handler::Ingest;
+use crate::poison::PoisonRecord;
 use crate::stream_records::{lambda_event, unusable};
 
 /// `max_entries` when the request leaves it out.
@@ -154,6 +157,9 @@ pub struct ReplayReport {
     pub records: usize,
     /// Delivery messages enqueued.
     pub enqueued: usize,
+    /// Records set aside on the poison queue (they cannot be turned into
+    /// messages); their entries complete all the same.
+    pub poison: usize,
     /// Entries left for another run: a send failed, the stream could not
     /// be reached, or the deadline came.
     pub incomplete: usize,
@@ -213,7 +219,7 @@ where
 
 /// Stream sequence numbers are decimal strings of up to 40 digits: compared
 /// by length, then digits.
-fn sequence_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn sequence_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     (a.len(), a).cmp(&(b.len(), b))
 }
 
@@ -265,6 +271,7 @@ impl Replayer {
             replayed = report.replayed,
             records = report.records,
             enqueued = report.enqueued,
+            poison = report.poison,
             incomplete = report.incomplete,
             unreadable = report.unreadable,
             expired = report.expired.len(),
@@ -394,13 +401,35 @@ impl Replayer {
             return false;
         }
         if !records.is_empty() {
-            let usable: Vec<&Record> = records.iter().filter(|r| unusable(r).is_none()).collect();
+            let (usable, unusable): (Vec<&Record>, Vec<PoisonRecord>) =
+                records
+                    .iter()
+                    .fold((Vec::new(), Vec::new()), |(mut ok, mut bad), r| {
+                        match unusable(r) {
+                            None => ok.push(r),
+                            Some(reason) => bad.push(PoisonRecord::from_stream_record(
+                                r,
+                                &batch.stream_arn,
+                                &batch.shard_id,
+                                &reason,
+                            )),
+                        }
+                        (ok, bad)
+                    });
+            let unusable_count = unusable.len();
+            if self.ingest.set_aside_records(unusable).await > 0 {
+                report.incomplete += 1;
+                tracing::warn!(shard = %batch.shard_id, "unusable records not set aside; the entry stays for the next run");
+                return false;
+            }
+            report.poison += unusable_count;
             let event = lambda_event(usable, &batch.stream_arn, region_of(&batch.stream_arn));
             let (response, stats) = self
                 .ingest
-                .process(event, self.ingest.deadline(Some(deadline)))
+                .process_in_shard(event, &batch.shard_id, self.ingest.deadline(Some(deadline)))
                 .await;
             report.enqueued += stats.enqueued;
+            report.poison += stats.poison;
             if !response.batch_item_failures.is_empty() {
                 report.incomplete += 1;
                 tracing::warn!(

@@ -270,7 +270,7 @@ async fn reprocessing_the_same_records_yields_the_same_idempotency_keys() {
 }
 
 #[tokio::test]
-async fn malformed_records_are_skipped_and_never_fail_the_batch() {
+async fn malformed_records_are_set_aside_and_never_fail_the_batch() {
     let mut f = Fixture::new().await;
     f.subscribe("acme", json!({})).await;
     let mut no_type = job("acme", "bad-1", "forecast", "pending");
@@ -299,8 +299,26 @@ async fn malformed_records_are_skipped_and_never_fail_the_batch() {
     records.insert(0, json!({"eventID": "garbage", "dynamodb": "???"}));
     let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);
-    assert_eq!(stats.malformed, 7);
+    assert_eq!((stats.malformed, stats.poison), (7, 7));
     assert_eq!(stats.transitions, 1);
+    let poison = f.drain_poison().await;
+    let mut reasons: Vec<String> = poison.iter().map(|p| p.reason.clone()).collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("attribute type is missing"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not a DynamoDB stream record"))
+    );
+    let odd = poison
+        .iter()
+        .find(|p| p.event_id.as_deref() == Some("odd-company"));
+    assert_eq!(odd.unwrap().job_id.as_deref(), Some("bad-3"));
     let messages = f.drain().await;
     assert_eq!(
         deliveries(&messages)
@@ -450,7 +468,8 @@ async fn store_failures_fail_the_affected_records() {
 #[tokio::test]
 async fn oversized_events_are_trimmed_history_first() {
     let mut f = Fixture::new().await;
-    f.config.max_message_bytes = 4096;
+    // Smaller than the 50 entries of history the payload keeps at most.
+    f.config.max_message_bytes = 2048;
     f.subscribe("acme", json!({})).await;
     let mut item = job("acme", "big", "model_training_run", "running");
     let history: Vec<AttributeValue> = (0..150)
@@ -667,4 +686,158 @@ async fn a_heavy_burst_beside_quiet_companies_loses_and_duplicates_nothing() {
     assert_eq!(distinct_keys(&sent).len(), 30 * 20 + 19 * 2);
     let delivered: BTreeSet<String> = deliveries(&sent).into_iter().map(|d| d.1).collect();
     assert!(quiet_jobs.is_subset(&delivered));
+}
+
+/// A job of `company` that failed with an error message of `bytes` bytes.
+fn failed_with_message(
+    company: &str,
+    job_id: &str,
+    bytes: usize,
+) -> HashMap<String, AttributeValue> {
+    let mut item = job(company, job_id, "forecast", "failed");
+    item.insert(
+        "error".to_owned(),
+        AttributeValue::M(HashMap::from([
+            ("reason".to_owned(), s("OUT_OF_MEMORY")),
+            ("message".to_owned(), s(&"m".repeat(bytes))),
+        ])),
+    );
+    item
+}
+
+/// The job ids of `messages`, sorted.
+fn jobs_of(messages: &[DeliveryMessage]) -> Vec<String> {
+    deliveries(messages).into_iter().map(|d| d.1).collect()
+}
+
+#[tokio::test]
+async fn a_poison_record_is_set_aside_and_every_record_around_it_is_delivered() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.subscribe("globex", json!({})).await;
+    f.put(job("globex", "g-0", "forecast", "running")).await;
+    f.put(failed_with_message("acme", "big", 250_000)).await;
+    f.put(job("globex", "g-1", "forecast", "running")).await;
+    f.put(job("acme", "odd", "forecast", "exploded")).await;
+    f.put(job("globex", "g-2", "forecast", "running")).await;
+    let records = f.next_records().await;
+    assert_eq!(records.len(), 5);
+    let event = lambda_event_of(&f, &records);
+
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
+    no_failures(&response);
+    assert_eq!(
+        (stats.enqueued, stats.poison, stats.failed_records),
+        (4, 1, 0)
+    );
+
+    // Every normal record is delivered; the 250 KB error is cut, and says so.
+    let messages = f.drain().await;
+    assert_eq!(jobs_of(&messages), ["big", "g-0", "g-1", "g-2"]);
+    let big = messages.iter().find(|m| m.company_id == "acme").unwrap();
+    assert!(big.to_body().len() < 256 * 1024);
+    let data = &payload(big)["data"];
+    assert_eq!(
+        data["error"]["message"].as_str().unwrap().len(),
+        shared::domain::job_event::MAX_ERROR_MESSAGE_LEN
+    );
+    assert_eq!(data["error"]["reason"], "OUT_OF_MEMORY");
+    assert_eq!(data["truncated"], json!(["error.message"]));
+
+    // The record that cannot become a message is set aside, fully named.
+    let odd = &records[3];
+    let poison = f.drain_poison().await;
+    assert_eq!(poison.len(), 1, "{poison:?}");
+    let entry = &poison[0];
+    assert!(
+        entry.reason.contains("unknown job state"),
+        "{}",
+        entry.reason
+    );
+    assert_eq!(entry.stream_arn.as_deref(), Some(f.stream_arn.as_str()));
+    assert_eq!(entry.shard_id.as_deref(), Some(odd.shard_id.as_str()));
+    assert_eq!(
+        entry.sequence_number.as_deref(),
+        Some(odd.sequence_number())
+    );
+    assert_eq!(entry.event_id, odd.record.event_id);
+    assert_eq!(entry.event_name.as_deref(), Some("INSERT"));
+    assert_eq!(
+        (entry.company_id.as_deref(), entry.job_id.as_deref()),
+        (Some("acme"), Some("odd"))
+    );
+    let batch = entry
+        .batch
+        .as_ref()
+        .expect("a one-record batch for the replay");
+    assert_eq!(
+        (&batch.start_sequence_number, &batch.end_sequence_number),
+        (
+            &odd.sequence_number().to_owned(),
+            &odd.sequence_number().to_owned()
+        )
+    );
+    let metrics = stats.metrics().document("job-events-ingest");
+    assert_eq!(metrics["PoisonRecords"], 1);
+}
+
+#[tokio::test]
+async fn an_event_too_large_even_when_trimmed_is_set_aside_instead_of_retried() {
+    let mut f = Fixture::new().await;
+    f.config.max_message_bytes = 4096;
+    f.subscribe("acme", json!({})).await;
+    f.subscribe("globex", json!({})).await;
+    f.put(job("globex", "g-0", "forecast", "running")).await;
+    f.put(failed_with_message("acme", "big", 6000)).await;
+    f.put(job("globex", "g-1", "forecast", "running")).await;
+    let event = f.next_event().await;
+    let (response, stats) = f.ingest().process(event, Deadline::none()).await;
+    no_failures(&response);
+    assert_eq!((stats.enqueued, stats.poison), (2, 1));
+    assert_eq!(jobs_of(&f.drain().await), ["g-0", "g-1"]);
+    let poison = f.drain_poison().await;
+    assert_eq!(poison.len(), 1);
+    assert!(
+        poison[0]
+            .reason
+            .contains("exceeds the message size limit (4096 bytes)"),
+        "{}",
+        poison[0].reason
+    );
+    assert_eq!(poison[0].job_id.as_deref(), Some("big"));
+}
+
+#[tokio::test]
+async fn a_poison_entry_the_queue_refuses_is_retried_from_its_record() {
+    let mut f = Fixture::new().await;
+    f.subscribe("globex", json!({})).await;
+    f.put(job("globex", "g-0", "forecast", "running")).await;
+    f.put(job("acme", "odd", "forecast", "exploded")).await;
+    f.put(job("globex", "g-1", "forecast", "running")).await;
+    let records = f.next_records().await;
+    let event = lambda_event_of(&f, &records);
+    let proxy = AwsProxy::start(emulator::endpoint());
+    proxy.fail_entries(FaultRule::always("\"setAsideAt\""));
+    let ingest = f.ingest_via(&proxy).await;
+    let (response, stats) = ingest.process(event, Deadline::none()).await;
+    let failures: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failures, [records[1].sequence_number().to_owned()]);
+    assert_eq!((stats.poison, stats.failed_records), (0, 1));
+    assert!(f.drain_poison().await.is_empty());
+    // Records before it were delivered (the one after it may be too: it
+    // is sent again with the same key when Lambda resumes).
+    assert!(jobs_of(&f.drain().await).contains(&"g-0".to_owned()));
+}
+
+/// The Lambda event of `records`.
+fn lambda_event_of(f: &Fixture, records: &[local_stack::stream::StreamRecord]) -> Value {
+    local_stack::stream::lambda_event(
+        records.iter().map(|r| &r.record),
+        &f.stream_arn,
+        "us-east-1",
+    )
 }

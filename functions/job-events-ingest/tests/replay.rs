@@ -232,3 +232,94 @@ async fn entries_it_cannot_complete_stay_and_expired_records_are_reported() {
     assert_eq!(waiting(&f).await, 1, "only the unreadable entry is left");
     assert!(f.drain().await.is_empty());
 }
+
+#[tokio::test]
+async fn replay_sets_poison_records_aside_and_completes_their_entry() {
+    let mut f = Fixture::new().await;
+    f.subscribe("acme", json!({})).await;
+    f.subscribe("globex", json!({})).await;
+    f.put(job("globex", "g-0", "forecast", "running")).await;
+    let mut big = job("acme", "big", "forecast", "failed");
+    big.insert(
+        "error".to_owned(),
+        aws_sdk_dynamodb::types::AttributeValue::M(std::collections::HashMap::from([(
+            "message".to_owned(),
+            common::s(&"m".repeat(250_000)),
+        )])),
+    );
+    f.put(big).await;
+    f.put(job("acme", "odd", "forecast", "exploded")).await;
+    f.put(job("globex", "g-1", "forecast", "running")).await;
+    let records = f.next_records().await;
+    assert_eq!(records.len(), 4);
+    let entry = json!({
+        "requestContext": {"condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "version": "1.0",
+        "DDBStreamBatchInfo": {
+            "shardId": records[0].shard_id,
+            "startSequenceNumber": records[0].sequence_number(),
+            "endSequenceNumber": records[3].sequence_number(),
+            "batchSize": 4,
+            "streamArn": f.stream_arn,
+        }
+    });
+    report_failure(&f, &entry).await;
+    let replayer = replayer(&f, f.ingest());
+
+    let report = run(&replayer, Value::Null).await;
+    assert_eq!(
+        (
+            report.entries,
+            report.replayed,
+            report.incomplete,
+            report.enqueued,
+            report.poison
+        ),
+        (1, 1, 0, 3, 1),
+        "{report:?}"
+    );
+    let delivered: BTreeSet<String> = f
+        .drain()
+        .await
+        .iter()
+        .map(|m| {
+            let p: Value = serde_json::from_str(m.payload.get()).unwrap();
+            p["data"]["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        BTreeSet::from(["g-0", "big", "g-1"].map(String::from))
+    );
+    let poison = f.drain_poison().await;
+    assert_eq!(poison.len(), 1);
+    assert_eq!(poison[0].job_id.as_deref(), Some("odd"));
+    assert_eq!(
+        poison[0].shard_id.as_deref(),
+        Some(records[2].shard_id.as_str())
+    );
+    assert_eq!(
+        poison[0].sequence_number.as_deref(),
+        Some(records[2].sequence_number())
+    );
+    assert_eq!(waiting(&f).await, 0, "the entry is done");
+
+    // Sent back to the failure queue (after a fix), a poison entry is read
+    // as the one-record batch it carries: replayed, and set aside again
+    // while the record still cannot become a message; the run goes on.
+    let body = serde_json::to_value(&poison[0]).unwrap();
+    report_failure(&f, &body).await;
+    let report = run(&replayer, Value::Null).await;
+    assert_eq!(
+        (
+            report.entries,
+            report.replayed,
+            report.records,
+            report.poison
+        ),
+        (1, 1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(f.drain_poison().await.len(), 1);
+    assert_eq!(waiting(&f).await, 0);
+}

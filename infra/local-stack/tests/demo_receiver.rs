@@ -128,6 +128,7 @@ fn job_delivery(sub: &Subscription, job_id: &str, previous: JobState, state: Job
             message: Some("The job exceeded its time limit of 30 minutes.".to_owned()),
         }),
         state_history: Vec::new(),
+        truncated: Vec::new(),
     };
     let data = job_data(&transition.data(0));
     let event_type = transition.event_type();

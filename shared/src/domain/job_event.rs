@@ -6,6 +6,15 @@
 //! was entered), and optionally `input` (M), `error` (M: `reason`,
 //! `message`), `state_history` (L of M: `state`, `at`) and `resource` (M).
 //! Everything else is ignored.
+//!
+//! Every variable-size part of a payload is bounded, so an event always fits
+//! one SQS message (256 KiB) with room to spare: ids, the job type and
+//! `updated_at` longer than their limits make the record unusable (they are
+//! never cut); `error.reason`, `error.message` and the entries of
+//! `state_history` are cut at a character boundary; `state_history` keeps
+//! its latest [`MAX_STATE_HISTORY`] entries; `input` and `resource` larger
+//! than their limits are left out (`{}`). What was cut is listed in
+//! `data.truncated`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
@@ -15,11 +24,30 @@ use serde_json::Value;
 
 use crate::domain::jobs::JobState;
 
-/// Longest accepted company or job id, in bytes.
+/// Longest accepted company or job id, in bytes. Ids are never cut: a
+/// longer one makes the record unusable.
 pub const MAX_ID_LEN: usize = 256;
+/// Longest accepted job type (`type`), in bytes; never cut either.
+pub const MAX_JOB_TYPE_LEN: usize = 256;
+/// Longest accepted `updated_at`, in bytes.
+pub const MAX_TIMESTAMP_LEN: usize = 64;
+/// `error.reason` is cut to this many bytes.
+pub const MAX_ERROR_REASON_LEN: usize = 256;
+/// `error.message` is cut to this many bytes.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 8 * 1024;
+/// `input` whose JSON is larger than this many bytes is left out (`{}`).
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+/// `resource` whose JSON is larger than this many bytes is left out (`{}`).
+pub const MAX_RESOURCE_BYTES: usize = 16 * 1024;
+/// Most `state_history` entries a payload carries: the latest are kept.
+pub const MAX_STATE_HISTORY: usize = 50;
+/// `state` and `at` of a `state_history` entry are cut to this many bytes.
+pub const MAX_STATE_HISTORY_FIELD_LEN: usize = 64;
+/// Longest unknown state quoted in a [`RecordError`], in bytes.
+const MAX_QUOTED_STATE_LEN: usize = 64;
 
-/// Why a stream record could not be turned into a transition. The record is
-/// logged with its event id and skipped; it never blocks the stream.
+/// Why a stream record could not be turned into a transition. Ingest sets
+/// the record aside with this reason; it never blocks the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
     /// A required attribute is absent.
@@ -63,19 +91,60 @@ impl ChangeKind {
 /// A failed or cancelled job's reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct JobError {
-    /// Machine-readable reason, e.g. `PLANNING_FAILED`.
+    /// Machine-readable reason, e.g. `PLANNING_FAILED`; at most 256 bytes
+    /// (longer ones are cut, see `truncated`).
+    #[schemars(length(max = MAX_ERROR_REASON_LEN))]
     pub reason: Option<String>,
-    /// Human-readable message.
+    /// Human-readable message; at most 8,192 bytes (longer ones are cut,
+    /// see `truncated`).
+    #[schemars(length(max = MAX_ERROR_MESSAGE_LEN))]
     pub message: Option<String>,
 }
 
 /// One entry of a job's state history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StateChange {
-    /// The state entered, as the job recorded it.
+    /// The state entered, as the job recorded it (at most 64 bytes).
+    #[schemars(length(max = MAX_STATE_HISTORY_FIELD_LEN))]
     pub state: String,
-    /// When it was entered, as the job recorded it.
+    /// When it was entered, as the job recorded it (at most 64 bytes).
+    #[schemars(length(max = MAX_STATE_HISTORY_FIELD_LEN))]
     pub at: String,
+}
+
+/// A part of a job event's `data` that was cut or left out to keep the
+/// payload within its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+pub enum Truncated {
+    /// `error.reason` was cut to its first 256 bytes.
+    #[serde(rename = "error.reason")]
+    ErrorReason,
+    /// `error.message` was cut to its first 8,192 bytes.
+    #[serde(rename = "error.message")]
+    ErrorMessage,
+    /// `state_history` holds only its latest entries (or none), or entries
+    /// were cut to 64 bytes.
+    #[serde(rename = "state_history")]
+    StateHistory,
+    /// `input` was left out (`{}`).
+    #[serde(rename = "input")]
+    Input,
+    /// `resource` was left out (`{}`).
+    #[serde(rename = "resource")]
+    Resource,
+}
+
+impl Truncated {
+    /// The name in `data.truncated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ErrorReason => "error.reason",
+            Self::ErrorMessage => "error.message",
+            Self::StateHistory => "state_history",
+            Self::Input => "input",
+            Self::Resource => "resource",
+        }
+    }
 }
 
 /// A job entering a new state: one INSERT, or one MODIFY that changed
@@ -102,6 +171,9 @@ pub struct JobTransition {
     pub error: Option<JobError>,
     /// Past states, oldest first, when the item carries them.
     pub state_history: Vec<StateChange>,
+    /// Parts cut or left out by [`JobTransition::bounded`], in the order of
+    /// [`Truncated`].
+    pub truncated: Vec<Truncated>,
 }
 
 fn string(item: &Item, name: &'static str) -> Result<Option<String>, RecordError> {
@@ -207,8 +279,39 @@ fn state_history(item: &Item) -> Result<Vec<StateChange>, RecordError> {
 }
 
 fn state(item: &Item) -> Result<JobState, RecordError> {
-    let name = required_string(item, "state")?;
-    JobState::parse(&name).ok_or(RecordError::UnknownState(name))
+    let mut name = required_string(item, "state")?;
+    JobState::parse(&name).ok_or_else(|| {
+        crate::text::truncate(&mut name, MAX_QUOTED_STATE_LEN);
+        RecordError::UnknownState(name)
+    })
+}
+
+fn job_type(item: &Item) -> Result<String, RecordError> {
+    let value = required_string(item, "type")?;
+    if value.is_empty() || value.len() > MAX_JOB_TYPE_LEN {
+        return Err(RecordError::Malformed {
+            attribute: "type",
+            problem: format!("must be 1 to {MAX_JOB_TYPE_LEN} bytes"),
+        });
+    }
+    Ok(value)
+}
+
+/// The length of `value` as compact JSON, without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("JSON values serialise");
+    count.0
 }
 
 /// The transition a stream record describes, `Ok(None)` when it describes
@@ -234,14 +337,20 @@ pub fn transition(
         }
     };
     let state_changed_at = required_string(new_image, "updated_at")?;
+    if state_changed_at.len() > MAX_TIMESTAMP_LEN {
+        return Err(RecordError::Malformed {
+            attribute: "updated_at",
+            problem: format!("longer than {MAX_TIMESTAMP_LEN} bytes"),
+        });
+    }
     DateTime::parse_from_rfc3339(&state_changed_at).map_err(|e| RecordError::Malformed {
         attribute: "updated_at",
         problem: format!("not RFC 3339: {e}"),
     })?;
-    Ok(Some(JobTransition {
+    let transition = JobTransition {
         company_id: id(new_image, "company_id")?,
         job_id: id(new_image, "job_id")?,
-        job_type: required_string(new_image, "type")?,
+        job_type: job_type(new_image)?,
         state: state(new_image)?,
         previous_state,
         state_changed_at,
@@ -249,19 +358,28 @@ pub fn transition(
         resource: map_as_json(new_image, "resource")?,
         error: job_error(new_image)?,
         state_history: state_history(new_image)?,
-    }))
+        truncated: Vec::new(),
+    };
+    Ok(Some(transition.bounded()))
 }
 
-/// How much of a large event was left out to fit the queue's size limit,
-/// in the order parts are dropped.
-pub const TRIM_ORDER: [&str; 3] = ["state_history", "input", "resource"];
+/// What is left out, in this order, of an event that is still too large
+/// for a smaller configured message size limit.
+pub const TRIM_ORDER: [Truncated; 3] = [
+    Truncated::StateHistory,
+    Truncated::Input,
+    Truncated::Resource,
+];
 
 /// The `data` object of a job event.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct JobEventData<'a> {
-    /// The job's id.
+    /// The job's id (at most 256 bytes).
+    #[schemars(length(max = MAX_ID_LEN))]
     pub job_id: &'a str,
-    /// The job's type, e.g. `materialize-view` (see `GET /job-types`).
+    /// The job's type, e.g. `materialize-view` (see `GET /job-types`; at
+    /// most 256 bytes).
+    #[schemars(length(max = MAX_JOB_TYPE_LEN))]
     pub job_type: &'a str,
     /// The state the job entered.
     pub state: JobState,
@@ -270,22 +388,23 @@ pub struct JobEventData<'a> {
     /// When the state was entered (RFC 3339).
     #[schemars(extend("format" = "date-time"))]
     pub state_changed_at: &'a str,
-    /// The job's input parameters (`{}` when it has none).
+    /// The job's input parameters (`{}` when it has none, or when their
+    /// JSON is larger than 64 KiB: see `truncated`).
     #[schemars(extend("type" = "object"))]
     pub input: &'a Value,
     /// Ids and names of what the job is about, e.g. `dataset_id` (`{}` when
-    /// none).
+    /// none, or when their JSON is larger than 16 KiB: see `truncated`).
     #[schemars(extend("type" = "object"))]
     pub resource: &'a Value,
     /// Why a failed or cancelled job stopped; `null` otherwise.
     pub error: Option<&'a JobError>,
-    /// The job's earlier states, oldest first.
+    /// The job's earlier states, oldest first: at most the latest 50.
+    #[schemars(length(max = MAX_STATE_HISTORY))]
     pub state_history: &'a [StateChange],
-    /// Parts left out (emptied) to keep the payload under the size limit:
-    /// `state_history`, then `input`, then `resource`. Absent when nothing
-    /// was.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub truncated: &'a [&'a str],
+    /// Parts cut or left out to keep the payload within its limits (see
+    /// each field). Absent when nothing was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<Truncated>,
 }
 
 static EMPTY_OBJECT: std::sync::LazyLock<Value> =
@@ -297,34 +416,79 @@ impl JobTransition {
         format!("job.{}", self.state)
     }
 
+    /// The transition with every part within its limit (see the module
+    /// documentation), and what was cut in `truncated`. [`transition`]
+    /// returns transitions bounded.
+    pub fn bounded(mut self) -> Self {
+        let mut cut = Vec::new();
+        if let Some(error) = &mut self.error {
+            if let Some(reason) = &mut error.reason
+                && crate::text::truncate(reason, MAX_ERROR_REASON_LEN)
+            {
+                cut.push(Truncated::ErrorReason);
+            }
+            if let Some(message) = &mut error.message
+                && crate::text::truncate(message, MAX_ERROR_MESSAGE_LEN)
+            {
+                cut.push(Truncated::ErrorMessage);
+            }
+        }
+        let history = &mut self.state_history;
+        let mut history_cut = history.len() > MAX_STATE_HISTORY;
+        history.drain(..history.len().saturating_sub(MAX_STATE_HISTORY));
+        for entry in history.iter_mut() {
+            history_cut |= crate::text::truncate(&mut entry.state, MAX_STATE_HISTORY_FIELD_LEN);
+            history_cut |= crate::text::truncate(&mut entry.at, MAX_STATE_HISTORY_FIELD_LEN);
+        }
+        if history_cut {
+            cut.push(Truncated::StateHistory);
+        }
+        if json_len(&self.input) > MAX_INPUT_BYTES {
+            self.input = Value::Object(Default::default());
+            cut.push(Truncated::Input);
+        }
+        if json_len(&self.resource) > MAX_RESOURCE_BYTES {
+            self.resource = Value::Object(Default::default());
+            cut.push(Truncated::Resource);
+        }
+        self.truncated.extend(cut);
+        self.truncated.sort_unstable();
+        self.truncated.dedup();
+        self
+    }
+
     /// The `data` object with the first `trim` parts of [`TRIM_ORDER`] left
     /// out (0 = everything).
     pub fn data(&self, trim: usize) -> JobEventData<'_> {
         let dropped = &TRIM_ORDER[..trim.min(TRIM_ORDER.len())];
-        let keep = |part: &str| !dropped.contains(&part);
+        let keep = |part: Truncated| !dropped.contains(&part);
+        let mut truncated = self.truncated.clone();
+        truncated.extend_from_slice(dropped);
+        truncated.sort_unstable();
+        truncated.dedup();
         JobEventData {
             job_id: &self.job_id,
             job_type: &self.job_type,
             state: self.state,
             previous_state: self.previous_state,
             state_changed_at: &self.state_changed_at,
-            input: if keep("input") {
+            input: if keep(Truncated::Input) {
                 &self.input
             } else {
                 &EMPTY_OBJECT
             },
-            resource: if keep("resource") {
+            resource: if keep(Truncated::Resource) {
                 &self.resource
             } else {
                 &EMPTY_OBJECT
             },
             error: self.error.as_ref(),
-            state_history: if keep("state_history") {
+            state_history: if keep(Truncated::StateHistory) {
                 &self.state_history
             } else {
                 &[]
             },
-            truncated: dropped,
+            truncated,
         }
     }
 }
@@ -336,6 +500,8 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn s(v: &str) -> AttributeValue {
@@ -457,5 +623,211 @@ mod tests {
         assert_eq!(one["truncated"], serde_json::json!(["state_history"]));
         let two = serde_json::to_value(t.data(2)).unwrap();
         assert_eq!(two["input"], serde_json::json!({}));
+    }
+
+    fn history(entries: usize, state: &str, at: &str) -> AttributeValue {
+        AttributeValue::L(
+            (0..entries)
+                .map(|i| {
+                    AttributeValue::M(std::collections::HashMap::from([
+                        ("state".to_owned(), s(&format!("{i}{state}"))),
+                        ("at".to_owned(), s(at)),
+                    ]))
+                })
+                .collect(),
+        )
+    }
+
+    fn error(reason: &str, message: &str) -> AttributeValue {
+        AttributeValue::M(std::collections::HashMap::from([
+            ("reason".to_owned(), s(reason)),
+            ("message".to_owned(), s(message)),
+        ]))
+    }
+
+    /// A map attribute whose JSON (`{"k":"..."}`) is exactly `bytes` long
+    /// once `fill` is escaped.
+    fn map_of_json_len(bytes: usize, fill: char) -> AttributeValue {
+        let escaped = serde_json::to_string(&fill.to_string()).unwrap().len() - 2;
+        let room = bytes - r#"{"k":""}"#.len();
+        let text = fill.to_string().repeat(room / escaped) + &"x".repeat(room % escaped);
+        let map = AttributeValue::M(std::collections::HashMap::from([(
+            "k".to_owned(),
+            s(&text),
+        )]));
+        assert_eq!(
+            json_len(&serde_dynamo::from_attribute_value(map.clone()).unwrap()),
+            bytes
+        );
+        map
+    }
+
+    #[test]
+    fn every_variable_part_is_bounded_and_what_was_cut_is_listed() {
+        let mut item = job("failed");
+        item.insert(
+            "error".to_owned(),
+            error(&"R".repeat(300), &"é".repeat(125_000)),
+        );
+        item.insert(
+            "state_history".to_owned(),
+            history(80, &"s".repeat(70), "t"),
+        );
+        item.insert(
+            "input".to_owned(),
+            map_of_json_len(MAX_INPUT_BYTES + 1, 'x'),
+        );
+        item.insert(
+            "resource".to_owned(),
+            map_of_json_len(MAX_RESOURCE_BYTES + 1, 'x'),
+        );
+        let t = transition(ChangeKind::Insert, &item, &Item::default())
+            .unwrap()
+            .unwrap();
+        let cut = t.error.as_ref().unwrap();
+        assert_eq!(cut.reason.as_deref(), Some("R".repeat(256).as_str()));
+        let message = cut.message.as_deref().unwrap();
+        assert_eq!(
+            message.len(),
+            MAX_ERROR_MESSAGE_LEN,
+            "4096 two-byte characters"
+        );
+        assert!(message.chars().all(|c| c == 'é'));
+        assert_eq!(t.state_history.len(), MAX_STATE_HISTORY);
+        assert!(
+            t.state_history[0].state.starts_with("30s"),
+            "the latest kept"
+        );
+        assert!(t.state_history.iter().all(|e| e.state.len() == 64));
+        assert_eq!(
+            (t.input.clone(), t.resource.clone()),
+            (json!({}), json!({}))
+        );
+        let data = serde_json::to_value(t.data(0)).unwrap();
+        assert_eq!(
+            data["truncated"],
+            json!([
+                "error.reason",
+                "error.message",
+                "state_history",
+                "input",
+                "resource"
+            ])
+        );
+        assert_eq!(data["error"]["message"].as_str().unwrap(), message);
+
+        // At the limits exactly, nothing is cut.
+        let mut item = job("failed");
+        item.insert(
+            "error".to_owned(),
+            error(&"R".repeat(256), &"m".repeat(MAX_ERROR_MESSAGE_LEN)),
+        );
+        item.insert("state_history".to_owned(), history(50, "", "t"));
+        item.insert("input".to_owned(), map_of_json_len(MAX_INPUT_BYTES, 'x'));
+        item.insert(
+            "resource".to_owned(),
+            map_of_json_len(MAX_RESOURCE_BYTES, 'x'),
+        );
+        let t = transition(ChangeKind::Insert, &item, &Item::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.truncated, []);
+        assert!(
+            serde_json::to_value(t.data(0))
+                .unwrap()
+                .get("truncated")
+                .is_none()
+        );
+        assert_eq!(json_len(&t.input), MAX_INPUT_BYTES);
+    }
+
+    #[test]
+    fn ids_types_and_times_over_their_limits_make_the_record_unusable() {
+        for (attribute, value) in [
+            ("company_id", "c".repeat(MAX_ID_LEN + 1)),
+            ("job_id", "j".repeat(MAX_ID_LEN + 1)),
+            ("type", "t".repeat(MAX_JOB_TYPE_LEN + 1)),
+            (
+                "updated_at",
+                format!("2026-11-22T10:00:00.{}Z", "0".repeat(60)),
+            ),
+        ] {
+            let mut item = job("running");
+            item.insert(attribute.to_owned(), s(&value));
+            let err = transition(ChangeKind::Insert, &item, &Item::default()).unwrap_err();
+            assert!(
+                matches!(err, RecordError::Malformed { attribute: a, .. } if a == attribute),
+                "{attribute}: {err}"
+            );
+        }
+        let huge_state = "x".repeat(300_000);
+        let err = transition(ChangeKind::Insert, &job(&huge_state), &Item::default()).unwrap_err();
+        assert!(
+            err.to_string().len() < 200,
+            "the reason quotes a bounded part"
+        );
+    }
+
+    /// SQS's limit on one message (and one `SendMessageBatch`).
+    const SQS_MAX_MESSAGE_BYTES: usize = 262_144;
+    /// What a first attempt at every limit must leave free: retries add
+    /// their attempt history and scheduling fields to the same message.
+    const SPARE_BYTES: usize = 64 * 1024;
+
+    #[test]
+    fn a_payload_at_every_limit_fits_one_sqs_message_with_room_to_spare() {
+        use crate::delivery::message::{self, DeliveryMessage, EventEnvelope};
+        // Characters JSON escapes the most: `"` (2 bytes) where controls
+        // are refused, a control character (6 bytes: \u0001) elsewhere.
+        let quote = "\"";
+        let control = "\u{1}";
+        let company = quote.repeat(MAX_ID_LEN);
+        let mut item = job("pending_cancellation");
+        item.insert("company_id".to_owned(), s(&company));
+        item.insert("job_id".to_owned(), s(&quote.repeat(MAX_ID_LEN)));
+        item.insert("type".to_owned(), s(&control.repeat(MAX_JOB_TYPE_LEN)));
+        let updated_at = format!(
+            "2026-11-22T10:00:00.{}Z",
+            "1".repeat(MAX_TIMESTAMP_LEN - 21)
+        );
+        assert_eq!(updated_at.len(), MAX_TIMESTAMP_LEN);
+        item.insert("updated_at".to_owned(), s(&updated_at));
+        item.insert(
+            "error".to_owned(),
+            error(&control.repeat(10_000), &control.repeat(100_000)),
+        );
+        let long = control.repeat(1000);
+        item.insert("state_history".to_owned(), history(1000, &long, &long));
+        item.insert(
+            "input".to_owned(),
+            map_of_json_len(MAX_INPUT_BYTES, '\u{1}'),
+        );
+        item.insert(
+            "resource".to_owned(),
+            map_of_json_len(MAX_RESOURCE_BYTES, '\u{1}'),
+        );
+        let t = transition(ChangeKind::Modify, &item, &job("running"))
+            .unwrap()
+            .unwrap();
+        let data = message::job_data(&t.data(0));
+        let at = timestamp(Utc::now());
+        let envelope = EventEnvelope {
+            company_id: &t.company_id,
+            event_type: &t.event_type(),
+            timestamp: &at,
+            data: &data,
+        };
+        let subscription = format!("sub_{}", "f".repeat(32));
+        let key = message::idempotency_key(&subscription, &"e".repeat(128));
+        let body = envelope.message_body(&subscription, &key);
+        assert!(
+            body.len() <= SQS_MAX_MESSAGE_BYTES - SPARE_BYTES,
+            "{} bytes at every limit",
+            body.len()
+        );
+        let parsed = DeliveryMessage::parse(&body).expect("a delivery message");
+        let payload: Value = serde_json::from_str(parsed.payload.get()).unwrap();
+        assert_eq!(payload["data"]["truncated"].as_array().unwrap().len(), 3);
+        assert_eq!(payload["company_id"], company.as_str());
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use job_events_ingest::poison::PoisonRecord;
 use job_events_ingest::{Ingest, IngestConfig};
 use local_stack::cloudformation::DeployedStack;
 use local_stack::stream::{StartPosition, StreamReader, StreamRecord, lambda_event};
@@ -99,8 +100,10 @@ impl Fixture {
         }
     }
 
+    /// The ingest handler as the function builds it.
     pub fn ingest(&self) -> Ingest {
         Ingest::new(&self.config, self.dynamo.clone(), self.sqs.clone())
+            .with_streams(aws_sdk_dynamodbstreams::Client::new(&self.sdk))
     }
 
     /// An ingest handler whose AWS calls go through `proxy`.
@@ -179,6 +182,19 @@ impl Fixture {
             &self.stream_arn,
             "us-east-1",
         )
+    }
+
+    /// Every entry on the poison queue, removed from it.
+    pub async fn drain_poison(&self) -> Vec<PoisonRecord> {
+        assert_eq!(
+            self.config.poison_queue_url,
+            self.stack.queue_url(ids::INGEST_POISON_QUEUE).unwrap()
+        );
+        emulator::drain(&self.sqs, &self.config.poison_queue_url)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).expect("a poison entry"))
+            .collect()
     }
 
     /// Every message on the delivery queue, removed from it.

@@ -58,6 +58,8 @@ pub mod ids {
     pub const DEAD_LETTER_QUEUE: &str = "DeadLetterQueue";
     /// The ingest mapping's on-failure destination.
     pub const INGEST_FAILURE_QUEUE: &str = "IngestFailureQueue";
+    /// Where ingest sets aside records it cannot turn into messages.
+    pub const INGEST_POISON_QUEUE: &str = "IngestPoisonQueue";
 }
 
 /// What to deploy, where.
