@@ -281,6 +281,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let sent = request.body.clone();
+    let authorization = request
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let answer = match &target {
         Some(target) => {
             *lock(&state.counts).entry(target.clone()).or_default() += 1;
@@ -304,6 +309,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             request: &sent,
             response: &answer.body,
             ok: answer.status.is_success(),
+            authorization: authorization.as_deref(),
         });
     }
     answer.into_response()

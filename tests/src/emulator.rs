@@ -16,6 +16,10 @@ pub fn endpoint() -> String {
     })
 }
 
+/// The access key id of the tests' own credentials ([`sdk_config`]); the
+/// local stack's functions sign with their own ([`local_stack::identity`]).
+pub const ACCESS_KEY_ID: &str = "local";
+
 /// SDK configuration for the emulator with static test credentials and
 /// the functions' HTTP client ([`shared::config::sdk_http_client`]).
 pub async fn sdk_config() -> SdkConfig {
@@ -24,7 +28,11 @@ pub async fn sdk_config() -> SdkConfig {
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "test",
+            ACCESS_KEY_ID,
+            "local",
+            None,
+            None,
+            "test",
         ))
         .load()
         .await

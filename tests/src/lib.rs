@@ -10,6 +10,9 @@
 //!   function binary the way Lambda does.
 //! - [`aws_proxy`] and [`metering`]: a proxy in front of the emulator that
 //!   counts calls, injects faults and meters billing units.
+//! - [`iam`]: each function's calls, recorded through that proxy, held to
+//!   its IAM policy in `template.yaml` (which the emulator does not
+//!   enforce).
 //! - [`standard_webhooks`]: the `standardwebhooks` PyPI package as an
 //!   independent verifier of signatures.
 //! - [`receiver`]: a programmable webhook receiver (HTTP or HTTPS) on
@@ -24,6 +27,7 @@ pub mod emulator;
 pub mod fake_endpoints;
 pub mod fake_sqs;
 pub mod http_server;
+pub mod iam;
 pub mod metering;
 pub mod receiver;
 pub mod runtime_api;

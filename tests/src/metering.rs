@@ -60,6 +60,9 @@ pub struct Call<'a> {
     pub response: &'a [u8],
     /// Whether the answer was a success (2xx).
     pub ok: bool,
+    /// The request's `Authorization` header: its SigV4 credential names
+    /// the caller's access key id.
+    pub authorization: Option<&'a str>,
 }
 
 /// Units consumed by one call, with their dimension.
@@ -298,6 +301,7 @@ mod tests {
             request,
             response,
             ok: true,
+            authorization: None,
         }
     }
 
@@ -334,6 +338,7 @@ mod tests {
             request: b"{}",
             response: b"{}",
             ok: false,
+            authorization: None,
         };
         assert_eq!(units(failed), (Dimension::DynamoWrites, 0.0));
     }

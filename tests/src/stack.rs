@@ -132,7 +132,7 @@ pub fn pipeline_config(
 }
 
 /// The stack's signing-secret keyring as the API function loads it at cold
-/// start (starting it, version 1, on a new stack): tests seal the secrets
+/// start (the stack's deploy started it, version 1): tests seal the secrets
 /// of the subscriptions they write with it.
 ///
 /// # Panics
@@ -150,7 +150,7 @@ pub async fn secret_vault(stack: &DeployedStack) -> Arc<SecretVault> {
         config,
     );
     Arc::new(
-        SecretVault::load_or_create(store)
+        SecretVault::load(store)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     )

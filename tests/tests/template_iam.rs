@@ -2,10 +2,13 @@
 //! subscriptions API (it returns a secret once, on create and rotate), the
 //! delivery function (it signs) and the secret-keys operator function may
 //! decrypt with the signing-secrets KMS key or read the keyring table; only
-//! the API and secret-keys may generate data keys; every KMS statement is
-//! bound to that key and to the `purpose` encryption context. Ingest,
-//! the replay of ingest failures, redrive and the prober get neither, nor
-//! the variables that name them.
+//! secret-keys may generate data keys or write the keyring (it starts it
+//! for the stack's deploy, as the `SigningKeyring` custom resource, and
+//! rotates it), so the public API cannot overwrite a key; every KMS
+//! statement is bound to that key and to the `purpose` encryption context.
+//! Ingest, the replay of ingest failures, redrive and the prober get
+//! neither, nor the variables that name them. Every `UpdateItem` limited
+//! to some attributes may read back only what it writes.
 
 use std::collections::BTreeSet;
 
@@ -139,7 +142,7 @@ fn only_the_api_delivery_and_secret_keys_functions_may_decrypt_signing_secrets()
     );
     assert_eq!(
         functions_granted(&template, "kms:GenerateDataKey"),
-        set(&[ids::API_FUNCTION, ids::SECRET_KEYS_FUNCTION]),
+        set(&[ids::SECRET_KEYS_FUNCTION]),
     );
     // The policies this test reads are the only ones: no opaque policy
     // template or managed policy on a function, no IAM resource beside them.
@@ -226,6 +229,85 @@ fn ingest_its_replay_redrive_and_the_prober_cannot_reach_the_keyring_or_its_key(
     }
     let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
     assert!(globals["KEYRING_TABLE"].is_null() && globals["SECRETS_KMS_KEY_ID"].is_null());
+}
+
+#[test]
+fn only_secret_keys_writes_the_keyring_which_the_deploy_starts_through_it() {
+    let template = template();
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ];
+    let mut writers = BTreeSet::new();
+    for (id, function) in of_type(&template, &FUNCTION_TYPES) {
+        for statement in statements(function).0 {
+            if names_resource(&statement["Resource"], ids::KEYRING_TABLE)
+                && writes.iter().any(|w| grants(statement, w))
+            {
+                writers.insert(id.to_owned());
+            }
+        }
+    }
+    assert_eq!(writers, set(&[ids::SECRET_KEYS_FUNCTION]));
+    // The public API reads the keyring and unwraps its data keys: nothing
+    // else, so it can neither overwrite a key nor make one.
+    for statement in statements(&resources(&template)[ids::API_FUNCTION]).0 {
+        for action in [
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:Encrypt",
+            "kms:ReEncryptTo",
+        ] {
+            assert!(
+                !grants(statement, action),
+                "the API may {action}: {statement:?}"
+            );
+        }
+        if names_resource(&statement["Resource"], ids::KEYRING_TABLE) {
+            assert_eq!(strings(&statement["Action"]), ["dynamodb:Scan"]);
+        }
+    }
+    // A new stack's keyring is started by its deploy, through secret-keys.
+    let starts: Vec<&str> = resources(&template)
+        .iter()
+        .filter(|(_, r)| {
+            r["Type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Custom::"))
+                && names_resource(&r["Properties"]["ServiceToken"], ids::SECRET_KEYS_FUNCTION)
+        })
+        .filter_map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(starts, ["SigningKeyring"]);
+}
+
+#[test]
+fn every_attribute_limited_update_reads_back_only_what_it_may() {
+    let template = template();
+    let mut seen = 0;
+    for (id, function) in of_type(&template, &FUNCTION_TYPES) {
+        for statement in statements(function).0 {
+            let condition = &statement["Condition"];
+            if condition["ForAllValues:StringEquals"]["dynamodb:Attributes"].is_null() {
+                continue;
+            }
+            seen += 1;
+            let returned = strings(&condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]);
+            assert!(
+                !returned.is_empty()
+                    && returned
+                        .iter()
+                        .all(|r| ["NONE", "UPDATED_NEW", "UPDATED_OLD"].contains(r)),
+                "{id}: an attribute-limited statement must bound ReturnValues to what it writes: {statement:?}"
+            );
+        }
+    }
+    assert_eq!(
+        seen, 3,
+        "delivery, prober and secret-keys update some attributes"
+    );
 }
 
 /// The checks above see through the ways a policy could grant decryption.

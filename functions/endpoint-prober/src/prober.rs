@@ -11,7 +11,7 @@ use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
 use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
-use shared::storage::subscriptions::{StoreError, SubscriptionStore};
+use shared::storage::subscriptions::{StoreError, SubscriptionStore, Updated};
 
 use crate::config::ProberConfig;
 
@@ -188,8 +188,8 @@ impl Prober {
             return;
         };
         if self.policy.should_disable(sub.health.failing_since, now) {
-            match self.store.disable(company, id, DISABLED_REASON, now).await {
-                Ok(Some(disabled)) => {
+            match self.store.disable(sub, DISABLED_REASON, now).await {
+                Ok(Some(Updated { sub: disabled, .. })) => {
                     tracing::warn!(
                         subscription_id = id,
                         failing_since = ?disabled.health.failing_since,
@@ -243,7 +243,7 @@ impl Prober {
         let Some(event) = probe else {
             // Nothing to probe with (the customer recovered everything, or
             // it expired): close the breaker and let the next event test it.
-            match self.store.close_breaker(company, id, now).await {
+            match self.store.close_breaker(sub, now).await {
                 Ok(_) => {
                     tracing::info!(
                         subscription_id = id,

@@ -38,7 +38,7 @@ async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes
     store.create(&sub, None, u64::MAX).await.unwrap();
     let now = Utc::now();
     store
-        .open_breaker(&sub.company_id, &sub.subscription_id, now, now)
+        .open_breaker(&sub, now, now)
         .await
         .unwrap()
         .expect("the breaker opens");

@@ -14,11 +14,15 @@
 //!   already under the newest version are left alone, so re-running it is
 //!   harmless. `"dry_run": true` only counts; `"limit": N` reads at most N
 //!   items per invocation.
+//! - A CloudFormation custom resource event (the template's
+//!   `SigningKeyring`) starts the keyring of a new stack: version 1 when it
+//!   is empty ([`custom_resource`]).
 
 pub mod config;
+pub mod custom_resource;
 pub mod reencrypt;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -26,7 +30,11 @@ use shared::storage::keyring::{KeyringError, KeyringStore};
 use shared::storage::subscriptions::{StoreError, SubscriptionKey, SubscriptionStore};
 
 pub use config::KeysConfig;
+pub use custom_resource::{CustomResourceEvent, CustomResourceReport};
 pub use reencrypt::ReencryptReport;
+
+/// Longest wait for CloudFormation to take a custom resource's response.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the operator asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -67,6 +75,8 @@ pub enum KeysReport {
     Rotated(RotateReport),
     /// Of `reencrypt`.
     Reencrypted(ReencryptReport),
+    /// Of a custom resource event.
+    CustomResource(CustomResourceReport),
 }
 
 /// An invocation failed.
@@ -84,6 +94,9 @@ pub enum KeysError {
     /// No key version exists yet.
     #[error("the keyring is empty: invoke {{\"action\": \"rotate\"}} first")]
     EmptyKeyring,
+    /// CloudFormation did not take a custom resource's response.
+    #[error(transparent)]
+    Response(#[from] custom_resource::ResponseError),
 }
 
 impl From<KeysError> for lambda_runtime::Diagnostic {
@@ -91,7 +104,7 @@ impl From<KeysError> for lambda_runtime::Diagnostic {
         let error_type = match e {
             KeysError::InvalidRequest(_) => "InvalidRequest",
             KeysError::EmptyKeyring => "EmptyKeyring",
-            KeysError::Keyring(_) | KeysError::Store(_) => "Unavailable",
+            KeysError::Keyring(_) | KeysError::Store(_) | KeysError::Response(_) => "Unavailable",
         };
         Self {
             error_type: error_type.to_owned(),
@@ -100,11 +113,13 @@ impl From<KeysError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// The function: the keyring and the subscriptions table.
+/// The function: the keyring, the subscriptions table, and an HTTP client
+/// for CloudFormation's response URLs.
 #[derive(Debug, Clone)]
 pub struct SecretKeys {
     keyring: KeyringStore,
     store: SubscriptionStore,
+    http: reqwest::Client,
 }
 
 impl SecretKeys {
@@ -117,11 +132,21 @@ impl SecretKeys {
         Self {
             keyring: KeyringStore::new(dynamodb.clone(), kms, config.keyring.clone()),
             store: SubscriptionStore::new(dynamodb, config.subscriptions_table.clone()),
+            http: reqwest::Client::builder()
+                .timeout(RESPONSE_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
     /// Handles one invocation, to be finished before `deadline`.
     pub async fn handle(&self, event: Value, deadline: Instant) -> Result<KeysReport, KeysError> {
+        if CustomResourceEvent::recognises(&event) {
+            let event: CustomResourceEvent = serde_json::from_value(event)
+                .inspect_err(|e| tracing::warn!(error = %e, "rejected custom resource event"))?;
+            let report = custom_resource::handle(&self.keyring, &self.http, &event).await?;
+            return Ok(KeysReport::CustomResource(report));
+        }
         let request: KeysRequest = serde_json::from_value(event)
             .inspect_err(|e| tracing::warn!(error = %e, "rejected secret-keys request"))?;
         match request {

@@ -13,13 +13,15 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    // Unwrapped once per cold start; a key that does not unwrap stops it here.
+    // Unwrapped once per cold start; a key that does not unwrap stops it
+    // here. The stack's deploy starts the keyring (SecretKeysFunction): the
+    // API never writes it.
     let keyring = KeyringStore::new(
         dynamo.clone(),
         aws_sdk_kms::Client::new(&sdk),
         config.keyring.clone(),
     );
-    let vault = SecretVault::load_or_create(keyring)
+    let vault = SecretVault::load(keyring)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
     let app = Arc::new(App::new(

@@ -19,7 +19,7 @@ use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
 use shared::storage::keyring::SecretVault;
 use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
-use shared::storage::subscriptions::SubscriptionStore;
+use shared::storage::subscriptions::{SubscriptionStore, Updated};
 use shared::target_guard::allow_list::AllowList;
 use url::Url;
 
@@ -379,6 +379,15 @@ impl Delivery {
         }
     }
 
+    /// Keeps a subscription this instance just updated for the next
+    /// attempts, when it is the whole item as stored; otherwise the cached
+    /// copy expires as usual and the next attempt reads it again.
+    fn remember(&self, updated: Updated) {
+        if updated.whole {
+            self.cache.update(updated.sub);
+        }
+    }
+
     async fn parked_count(&self, sub: &Subscription) -> Option<u64> {
         self.parked
             .count_parked(&sub.company_id, &sub.subscription_id, PARKED_COUNT_CAP)
@@ -392,24 +401,24 @@ impl Delivery {
     /// endpoint writes nothing.
     async fn healthy(&self, sub: &Subscription, msg: &DeliveryMessage, batch: &Batch) -> Settled {
         let now = Utc::now();
-        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        let id = sub.subscription_id.as_str();
         if let Some(event_key) = &msg.probe {
             if let Err(e) = self.parked.delete(id, event_key).await {
                 // It drains again later, with the same webhook-id.
                 tracing::warn!(subscription_id = id, error = %e, "probe delivered; its parked copy stays");
             }
-            match self.store.close_breaker(company, id, now).await {
+            match self.store.close_breaker(sub, now).await {
                 Ok(Some(closed)) => {
                     tracing::warn!(
                         subscription_id = id,
                         "probe succeeded: breaker closed, parked events drain"
                     );
                     Self::count(batch, |t| t.breakers_closed += 1);
-                    let parked = self.parked_count(&closed).await;
+                    let parked = self.parked_count(&closed.sub).await;
                     let event =
                         OperationalEvent::about(OperationalEventType::EndpointRecovered, sub, now)
                             .with_parked(parked);
-                    self.cache.update(closed);
+                    self.remember(closed);
                     self.publish(event, batch).await;
                 }
                 Ok(None) => {}
@@ -419,8 +428,8 @@ impl Delivery {
                 }
             }
         } else if sub.health.is_failing() {
-            match self.store.record_success(company, id, now).await {
-                Ok(Some(stored)) => self.cache.update(stored),
+            match self.store.record_success(sub, now).await {
+                Ok(Some(stored)) => self.remember(stored),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(subscription_id = id, error = %e, "failure streak not cleared");
@@ -437,7 +446,7 @@ impl Delivery {
     async fn unhealthy(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) -> bool {
         let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
         let failure = last_failure(result);
-        let stored = match self.store.record_failure(company, id, &failure).await {
+        let stored = match self.store.record_failure(sub, &failure).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return false,
             Err(e) => {
@@ -447,29 +456,34 @@ impl Delivery {
             }
         };
         let now = Utc::now();
-        if stored.parks_events() {
-            self.cache.update(stored);
+        if stored.sub.parks_events() {
+            self.remember(stored);
             return true;
         }
-        if !self.breaker.should_open(&stored.health, now) {
-            self.cache.update(stored);
+        if !self.breaker.should_open(&stored.sub.health, now) {
+            self.remember(stored);
             return false;
         }
         let probe_at = self
             .breaker
-            .next_probe_at(0, stored.health.failing_since, now);
-        match self.store.open_breaker(company, id, probe_at, now).await {
-            Ok(Some(opened)) => {
+            .next_probe_at(0, stored.sub.health.failing_since, now);
+        match self.store.open_breaker(&stored.sub, probe_at, now).await {
+            Ok(Some(mut opened)) => {
+                // The whole item only if the copy it applied to was.
+                opened.whole &= stored.whole;
                 tracing::warn!(
                     subscription_id = id,
-                    consecutive_failures = opened.health.consecutive_failures,
+                    consecutive_failures = opened.sub.health.consecutive_failures,
                     "endpoint keeps failing: breaker opened, events are parked"
                 );
                 Self::count(batch, |t| t.breakers_opened += 1);
-                let event =
-                    OperationalEvent::about(OperationalEventType::EndpointFailing, &opened, now)
-                        .with_parked(Some(0));
-                self.cache.update(opened);
+                let event = OperationalEvent::about(
+                    OperationalEventType::EndpointFailing,
+                    &opened.sub,
+                    now,
+                )
+                .with_parked(Some(0));
+                self.remember(opened);
                 self.publish(event, batch).await;
                 true
             }
@@ -493,7 +507,7 @@ impl Delivery {
     /// A failed probe: the breaker stays open and the next probe is due on
     /// the backoff. The probe's event stays parked.
     async fn probe_failed(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) {
-        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        let id = sub.subscription_id.as_str();
         let now = Utc::now();
         let probe_at = self.breaker.next_probe_at(
             sub.health.probe_attempts + 1,
@@ -502,12 +516,12 @@ impl Delivery {
         );
         match self
             .store
-            .record_probe_failure(company, id, &last_failure(result), probe_at)
+            .record_probe_failure(sub, &last_failure(result), probe_at)
             .await
         {
             Ok(Some(stored)) => {
                 tracing::info!(subscription_id = id, next_probe_at = %probe_at, "probe failed: breaker stays open");
-                self.cache.update(stored);
+                self.remember(stored);
             }
             Ok(None) => {}
             Err(e) => {
@@ -565,11 +579,7 @@ impl Delivery {
 
     async fn archive_gone(&self, sub: &Subscription, key: &str) -> Result<(), Retry> {
         let subscription_id = sub.subscription_id.as_str();
-        match self
-            .store
-            .archive(&sub.company_id, subscription_id, GONE_REASON, Utc::now())
-            .await
-        {
+        match self.store.archive(sub, GONE_REASON, Utc::now()).await {
             Ok(archived) => {
                 tracing::warn!(
                     idempotency_key = key,
@@ -577,7 +587,7 @@ impl Delivery {
                     "endpoint answered 410 Gone: subscription archived"
                 );
                 if let Some(archived) = archived {
-                    self.cache.update(archived);
+                    self.remember(archived);
                 }
                 Ok(())
             }

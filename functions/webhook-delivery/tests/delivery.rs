@@ -476,12 +476,7 @@ async fn events_of_deleted_subscriptions_are_dropped() {
     let fx = Fixture::new().await;
     let sub = fx.subscribe("https://hooks.example.com/").await;
     fx.store
-        .archive(
-            &fx.company,
-            &sub.subscription_id,
-            "deleted by API",
-            Utc::now(),
-        )
+        .archive(&sub, "deleted by API", Utc::now())
         .await
         .unwrap();
     let (ghost, _) = Subscription::create(

@@ -20,6 +20,7 @@ pub mod demo_receiver;
 pub mod dev_sign_in;
 pub mod filter;
 pub mod gateway;
+pub mod identity;
 pub mod invocations;
 pub mod jwt;
 pub mod pipeline;

@@ -22,6 +22,7 @@ use crate::cloudformation::{
     DeployStackError, DeployedStack, Deployment, EventSourceMapping, StackReadError, gaps, ids,
 };
 use crate::filter::Filter;
+use crate::identity::function_sdk;
 use crate::invocations::Invocations;
 use crate::queue_runner::QueueRunner;
 use crate::stream::{StartPosition, StreamError, StreamReader};
@@ -127,8 +128,6 @@ impl Pipeline {
     /// deployed environment plus the local-only variables.
     pub async fn build(sdk: &SdkConfig, config: PipelineConfig) -> Result<Self, PipelineError> {
         let stack = crate::cloudformation::deploy_stack(sdk, &config.deployment).await?;
-        let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
         let vars = |function: &'static str| -> Result<Vars, PipelineError> {
             let deployed = stack.function(function)?;
             let mut local = config.local_vars.clone();
@@ -140,51 +139,66 @@ impl Pipeline {
         };
         let configured =
             |function: &'static str| move |source| PipelineError::Config { function, source };
+        let keyring_failed =
+            |function: &'static str| move |source| PipelineError::Keyring { function, source };
 
+        // Each function calls AWS as itself (its logical id as access key
+        // id), as it would with its own role.
+        let api_sdk = function_sdk(sdk, ids::API_FUNCTION);
         let api_config = ApiConfig::from_vars(&vars(ids::API_FUNCTION)?)
             .map_err(configured(ids::API_FUNCTION))?;
         let company_claim = api_config.company_claim.clone();
-        let kms = aws_sdk_kms::Client::new(sdk);
-        let keyring = |function: &'static str, config: &shared::storage::keyring::KeyringConfig| {
-            (
-                KeyringStore::new(dynamo.clone(), kms.clone(), config.clone()),
-                move |source| PipelineError::Keyring { function, source },
-            )
-        };
-        // As at each function's cold start: the API starts the keyring of
-        // a new stack, delivery reads it.
-        let (store, failed) = keyring(ids::API_FUNCTION, &api_config.keyring);
-        let api_vault = SecretVault::load_or_create(store).await.map_err(failed)?;
+        let api_dynamo = aws_sdk_dynamodb::Client::new(&api_sdk);
+        // As at each function's cold start: the API and delivery read the
+        // keyring the stack's deploy started.
+        let api_vault = SecretVault::load(KeyringStore::new(
+            api_dynamo.clone(),
+            aws_sdk_kms::Client::new(&api_sdk),
+            api_config.keyring.clone(),
+        ))
+        .await
+        .map_err(keyring_failed(ids::API_FUNCTION))?;
         let app = App::new(
             api_config,
-            dynamo.clone(),
-            sqs.clone(),
-            aws_sdk_eventbridge::Client::new(sdk),
+            api_dynamo,
+            aws_sdk_sqs::Client::new(&api_sdk),
+            aws_sdk_eventbridge::Client::new(&api_sdk),
             Arc::new(api_vault),
         );
+        let ingest_sdk = function_sdk(sdk, ids::INGEST_FUNCTION);
         let ingest = Ingest::new(
             &IngestConfig::from_vars(&vars(ids::INGEST_FUNCTION)?)
                 .map_err(configured(ids::INGEST_FUNCTION))?,
-            dynamo.clone(),
-            sqs.clone(),
+            aws_sdk_dynamodb::Client::new(&ingest_sdk),
+            aws_sdk_sqs::Client::new(&ingest_sdk),
         );
+        let delivery_sdk = function_sdk(sdk, ids::DELIVERY_FUNCTION);
         let delivery_config = DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
             .map_err(configured(ids::DELIVERY_FUNCTION))?;
-        let (store, failed) = keyring(ids::DELIVERY_FUNCTION, &delivery_config.keyring);
-        let secrets = Arc::new(SecretVault::load(store).await.map_err(failed)?);
+        let delivery_dynamo = aws_sdk_dynamodb::Client::new(&delivery_sdk);
+        let secrets = Arc::new(
+            SecretVault::load(KeyringStore::new(
+                delivery_dynamo.clone(),
+                aws_sdk_kms::Client::new(&delivery_sdk),
+                delivery_config.keyring.clone(),
+            ))
+            .await
+            .map_err(keyring_failed(ids::DELIVERY_FUNCTION))?,
+        );
         let delivery = Delivery::new(
             &delivery_config,
-            dynamo.clone(),
-            sqs.clone(),
-            aws_sdk_eventbridge::Client::new(sdk),
+            delivery_dynamo,
+            aws_sdk_sqs::Client::new(&delivery_sdk),
+            aws_sdk_eventbridge::Client::new(&delivery_sdk),
             Arc::clone(&secrets),
         )?;
+        let prober_sdk = function_sdk(sdk, ids::PROBER_FUNCTION);
         let prober = Prober::new(
             &ProberConfig::from_vars(&vars(ids::PROBER_FUNCTION)?)
                 .map_err(configured(ids::PROBER_FUNCTION))?,
-            dynamo,
-            sqs,
-            aws_sdk_eventbridge::Client::new(sdk),
+            aws_sdk_dynamodb::Client::new(&prober_sdk),
+            aws_sdk_sqs::Client::new(&prober_sdk),
+            aws_sdk_eventbridge::Client::new(&prober_sdk),
         );
         Ok(Self {
             stack,

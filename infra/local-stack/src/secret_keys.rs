@@ -19,10 +19,12 @@ pub async fn run(request: &str) -> Result<KeysReport, Box<dyn std::error::Error>
         .await
         .map_err(|e| format!("{e} (is `make run` serving?)"))?;
     let config = KeysConfig::from_vars(&stack.function(ids::SECRET_KEYS_FUNCTION)?.vars_with(&[]))?;
+    // As the function itself ([`crate::identity`]).
+    let function = crate::identity::function_sdk(&sdk, ids::SECRET_KEYS_FUNCTION);
     let keys = SecretKeys::new(
         &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_kms::Client::new(&sdk),
+        aws_sdk_dynamodb::Client::new(&function),
+        aws_sdk_kms::Client::new(&function),
     );
     // The function's timeout in the template.
     let deadline = Instant::now() + Duration::from_secs(900);

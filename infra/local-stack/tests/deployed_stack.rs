@@ -2,7 +2,9 @@
 //! runners driven by what was deployed: every resource is created or a
 //! listed emulator gap; the functions' environments and the event source
 //! mappings are CloudFormation's; a template change reaches the runner
-//! with no Rust change; a stack that failed to deploy is created again; and
+//! with no Rust change; the deploy starts the signing-secret keyring
+//! through the secret-keys function's custom resource, also when an update
+//! adds it; a stack that failed to deploy is created again; and
 //! a hard-killed `local-stack up` resumes the jobs stream from its
 //! checkpoints without losing a transition.
 
@@ -241,6 +243,59 @@ impl Up {
     async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_deploy_starts_the_keyring_through_secret_keys_also_when_an_update_adds_it() {
+    let audit = test_support::iam::Audit::start();
+    let sdk = audit.sdk().await;
+    // A stack deployed before the keyring was started by the deploy.
+    let mut deployment = stack::deployment(&[]);
+    deployment.template = edited_template(&[(
+        "  SigningKeyring:\n    Type: Custom::SigningKeyring\n    Properties:\n      \
+         ServiceToken: !GetAtt SecretKeysFunction.Arn\n      KeyringTable: !Ref KeyringTable\n",
+        "",
+    )]);
+    let versions = |stack: DeployedStack| async move {
+        let config = shared::storage::keyring::KeyringConfig::from_vars(&stack::function_vars(
+            &stack,
+            ids::API_FUNCTION,
+            &[],
+        ))
+        .unwrap();
+        let sdk = emulator::sdk_config().await;
+        shared::storage::keyring::KeyringStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_kms::Client::new(&sdk),
+            config,
+        )
+        .versions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect::<Vec<_>>()
+    };
+    let older = local_stack::cloudformation::deploy_stack(&sdk, &deployment)
+        .await
+        .unwrap();
+    assert_eq!(versions(older).await, Vec::<u32>::new());
+    assert_eq!(audit.recorded(), 0, "no function ran");
+
+    // The update adds SigningKeyring: its Create runs secret-keys, which
+    // adds version 1; deploying again changes nothing.
+    deployment.template = local_stack::cloudformation::template_path();
+    let updated = local_stack::cloudformation::deploy_stack(&sdk, &deployment)
+        .await
+        .unwrap();
+    assert_eq!(versions(updated.clone()).await, [1]);
+    let again = local_stack::cloudformation::deploy_stack(&sdk, &deployment)
+        .await
+        .unwrap();
+    assert_eq!(versions(again).await, [1]);
+    // With the function's own grants.
+    assert!(audit.recorded() > 0);
+    audit.assert_granted(&updated);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@
 //! receiver that is always down, is kept as parked or failed and listed by
 //! the API; the dead-letter queue stays empty. Every payload received, and
 //! every one kept, is valid against the event catalogue's JSON Schema of
-//! its type.
+//! its type. Every AWS call each function made is granted by its IAM
+//! policy in the template.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -251,7 +252,8 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_lost() {
-    let sdk = emulator::sdk_config().await;
+    let audit = test_support::iam::Audit::start();
+    let sdk = audit.sdk().await;
     // Breakers open after five failures at once; the prober runs every
     // second and drains in five-second windows; the always-down endpoint is
     // disabled after 40 s.
@@ -502,6 +504,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
 
     stop.send(true).unwrap();
     while runners.join_next().await.is_some() {}
+    audit.assert_granted(&pipeline.stack);
     for queue in [
         ids::DELIVERY_QUEUE,
         ids::RETRY_QUEUE,

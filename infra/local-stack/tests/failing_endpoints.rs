@@ -39,6 +39,7 @@ struct Running {
     sub: Subscription,
     stop: watch::Sender<bool>,
     runners: JoinSet<()>,
+    audit: test_support::iam::Audit,
 }
 
 impl Running {
@@ -47,7 +48,8 @@ impl Running {
             .with_env_filter("info,aws=warn,hyper=warn")
             .with_test_writer()
             .try_init();
-        let sdk = emulator::sdk_config().await;
+        let audit = test_support::iam::Audit::start();
+        let sdk = audit.sdk().await;
         let mut config = stack::pipeline_config(
             parameters,
             &[
@@ -93,6 +95,7 @@ impl Running {
             sub,
             stop,
             runners,
+            audit,
         }
     }
 
@@ -226,6 +229,7 @@ impl Running {
     async fn stop(mut self) {
         self.stop.send(true).unwrap();
         while self.runners.join_next().await.is_some() {}
+        self.audit.assert_granted(&self.pipeline.stack);
     }
 }
 

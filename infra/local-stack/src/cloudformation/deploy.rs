@@ -55,6 +55,26 @@ where
     }
 }
 
+/// What [`start`] asked CloudFormation to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create the stack.
+    Create,
+    /// Update the existing stack.
+    Update,
+    /// Nothing: the stack is already as the template says.
+    Unchanged,
+}
+
+/// A stack operation under way.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// What was asked.
+    pub operation: Operation,
+    /// When, to tell this operation's failures from older ones.
+    since: std::time::SystemTime,
+}
+
 /// Deploys `template_body` (CloudFormation JSON, already transformed) as
 /// stack `stack` with `parameters`: creates it, or updates it when it
 /// exists (an update with no changes is a success). Waits until it is
@@ -65,6 +85,18 @@ pub async fn deploy(
     template_body: &str,
     parameters: &[(String, String)],
 ) -> Result<(), DeployError> {
+    let started = start(cfn, stack, template_body, parameters).await?;
+    finish(cfn, stack, started).await
+}
+
+/// Starts the creation or update of stack `stack` (see [`deploy`]) without
+/// waiting for it: custom resources may need an answer first.
+pub async fn start(
+    cfn: &Client,
+    stack: &str,
+    template_body: &str,
+    parameters: &[(String, String)],
+) -> Result<Started, DeployError> {
     let parameters: Vec<Parameter> = parameters
         .iter()
         .map(|(k, v)| {
@@ -120,6 +152,10 @@ pub async fn deploy(
             }
             Err(e) => return Err(request("CreateStack", stack)(e)),
         }
+        Ok(Started {
+            operation: Operation::Create,
+            since: started,
+        })
     } else {
         let updated = cfn
             .update_stack()
@@ -136,12 +172,35 @@ pub async fn deploy(
                     .and_then(|e| e.meta().message())
                     .is_some_and(|m| m.contains("No updates are to be performed")) =>
             {
-                return Ok(());
+                return Ok(Started {
+                    operation: Operation::Unchanged,
+                    since: started,
+                });
             }
             Err(e) => return Err(request("UpdateStack", stack)(e)),
         }
+        Ok(Started {
+            operation: Operation::Update,
+            since: started,
+        })
     }
-    wait(cfn, stack, started).await
+}
+
+/// Waits until the operation `started` is complete; a failure names each
+/// failed resource and its reason.
+pub async fn finish(cfn: &Client, stack: &str, started: Started) -> Result<(), DeployError> {
+    if started.operation == Operation::Unchanged {
+        return Ok(());
+    }
+    wait(cfn, stack, started.since).await
+}
+
+/// Whether stack `stack` exists and takes an update ([`start`] updates it
+/// rather than creating it again).
+pub async fn updatable(cfn: &Client, stack: &str) -> Result<bool, DeployError> {
+    Ok(current_status(cfn, stack)
+        .await?
+        .is_some_and(|s| settled(&s)))
 }
 
 /// Whether a stack in `status` takes an update.

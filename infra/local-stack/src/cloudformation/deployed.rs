@@ -159,6 +159,9 @@ pub struct DeployedStack {
     resources: BTreeMap<String, StackResource>,
     /// Outputs by key.
     pub outputs: HashMap<String, String>,
+    /// The parameters it was deployed with, by key (those left to their
+    /// default may be absent).
+    pub parameters: HashMap<String, String>,
     /// Functions by logical id.
     pub functions: BTreeMap<String, Function>,
     /// Every event source mapping of the stack's functions.
@@ -274,17 +277,23 @@ impl DeployedStack {
                 break;
             }
         }
-        let outputs = cfn
+        let described = cfn
             .describe_stacks()
             .stack_name(name)
             .send()
             .await
             .map_err(request("DescribeStacks", name))?
             .stacks
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|s| s.outputs.unwrap_or_default())
-            .filter_map(|o| Some((o.output_key?, o.output_value?)))
+            .unwrap_or_default();
+        let outputs = described
+            .iter()
+            .flat_map(|s| s.outputs())
+            .filter_map(|o| Some((o.output_key.clone()?, o.output_value.clone()?)))
+            .collect();
+        let parameters = described
+            .iter()
+            .flat_map(|s| s.parameters())
+            .filter_map(|p| Some((p.parameter_key.clone()?, p.parameter_value.clone()?)))
             .collect();
 
         let mut functions = BTreeMap::new();
@@ -376,6 +385,7 @@ impl DeployedStack {
             name: name.to_owned(),
             resources,
             outputs,
+            parameters,
             functions,
             mappings,
             schedules,

@@ -110,7 +110,8 @@ pub fn find(stack: &DeployedStack, declared: &BTreeMap<String, Declared>) -> Vec
     {
         gaps.push(Gap {
             subject: "IAM roles".to_owned(),
-            local: "created, not enforced; the handlers run with the emulator's full access"
+            local: "created, not enforced by the emulator; each function calls as itself, and \
+                    tests hold its calls to its policy"
                 .to_owned(),
             known: true,
         });

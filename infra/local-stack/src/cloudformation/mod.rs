@@ -2,11 +2,13 @@
 //!
 //! [`transform`] runs AWS's SAM translator over the template (moto's
 //! CloudFormation does not run transforms), [`deploy`] creates or updates
-//! the stack with CloudFormation and waits for it, and [`DeployedStack`]
+//! the stack with CloudFormation and waits for it ([`custom_resources`]
+//! answered by their functions' handlers), and [`DeployedStack`]
 //! reads what CloudFormation made: physical names, outputs, each function's
 //! resolved environment, the event source mappings and schedules. What the
 //! emulator does not create or honour is listed in [`gaps`].
 
+pub mod custom_resources;
 pub mod deploy;
 pub mod deployed;
 pub mod gaps;
@@ -100,18 +102,40 @@ pub enum DeployStackError {
     /// The deployed stack could not be read.
     #[error(transparent)]
     Read(#[from] StackReadError),
+    /// A custom resource of the template failed.
+    #[error(transparent)]
+    CustomResource(#[from] custom_resources::CustomResourceError),
 }
 
-/// Transforms and deploys `deployment`, waits for CloudFormation, and reads
-/// the stack back.
+/// Transforms and deploys `deployment`, creates its new custom resources
+/// (the keyring's first version, for one), waits for CloudFormation, and
+/// reads the stack back.
 pub async fn deploy_stack(
     sdk: &aws_config::SdkConfig,
     deployment: &Deployment,
 ) -> Result<DeployedStack, DeployStackError> {
     let body = transform(&deployment.template, &deployment.region).await?;
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
-    deploy(&cfn, &deployment.stack_name, &body, &deployment.parameters).await?;
-    Ok(DeployedStack::read(sdk, &deployment.stack_name, &body).await?)
+    let stack = deployment.stack_name.as_str();
+    let custom = custom_resources::declared(&body)?;
+    // An update sends Create only to the custom resources it adds.
+    let existing = if !custom.is_empty() && deploy::updatable(&cfn, stack).await? {
+        custom_resources::existing(&cfn, stack).await?
+    } else {
+        Default::default()
+    };
+    let started = deploy::start(&cfn, stack, &body, &deployment.parameters).await?;
+    let new: Vec<&custom_resources::CustomResource> = match started.operation {
+        deploy::Operation::Create => custom.iter().collect(),
+        deploy::Operation::Update => custom
+            .iter()
+            .filter(|c| !existing.contains(&c.logical_id))
+            .collect(),
+        deploy::Operation::Unchanged => Vec::new(),
+    };
+    custom_resources::create(sdk, stack, &new).await?;
+    deploy::finish(&cfn, stack, started).await?;
+    Ok(DeployedStack::read(sdk, stack, &body).await?)
 }
 
 /// Name of the stack `make run` deploys (`LOCAL_STACK_NAME` overrides it).

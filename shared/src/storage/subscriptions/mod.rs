@@ -144,6 +144,22 @@ pub struct SubscriptionKey {
     pub subscription_id: String,
 }
 
+/// A subscription after one of the health and status updates: the
+/// attributes the update wrote as DynamoDB returned them (`UPDATED_NEW`;
+/// the delivery and prober roles may read back only what they may write),
+/// the rest as the caller held it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    /// The subscription as the caller held it, with the update applied.
+    pub sub: Subscription,
+    /// Whether the caller held the item as stored just before the update
+    /// (every write moves `version` by one, and this one moved it past
+    /// the held version), so `sub` is the whole item as stored now: a copy
+    /// worth caching. Otherwise only the attributes the update wrote are
+    /// current.
+    pub whole: bool,
+}
+
 /// Subscriptions in DynamoDB. Cheap to clone; build one per process.
 #[derive(Debug, Clone)]
 pub struct SubscriptionStore {
@@ -346,57 +362,37 @@ impl SubscriptionStore {
         }
     }
 
-    /// Archives the subscription with `reason` in one conditional
+    /// Archives the subscription `held` with `reason` in one conditional
     /// `UpdateItem` that touches only the status attributes (so a caller
     /// can be granted exactly that), bumping `version` so concurrent
     /// read-modify-writes notice. Returns it as stored, or `None` when it
-    /// doesn't exist; an already archived one is left as is.
+    /// doesn't exist; an already archived one is left as is (and read).
     pub async fn archive(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        let when = AttributeValue::S(
-            serde_json::to_value(now)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_else(|| now.to_rfc3339()),
-        );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("company_id", s(company_id))
-            .key("subscription_id", s(subscription_id))
-            .update_expression(
-                "SET #status = :archived, archived_at = :now, archived_reason = :reason, \
-                 updated_at = :now, version = version + :one REMOVE probe_lane, next_probe_at",
-            )
-            .condition_expression("attribute_exists(subscription_id) AND #status <> :archived")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
-            .expression_attribute_values(":now", when)
-            .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out
-                .attributes
-                .map(|item| self.decode_item(item))
-                .transpose(),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                self.get(company_id, subscription_id).await
-            }
-            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
+    ) -> Result<Option<Updated>, StoreError> {
+        let archived = self
+            .update_if(held, &["probe_lane", "next_probe_at"], |u| {
+                u.update_expression(
+                    "SET #status = :archived, archived_at = :now, archived_reason = :reason, \
+                     updated_at = :now, version = version + :one REMOVE probe_lane, next_probe_at",
+                )
+                .condition_expression("attribute_exists(subscription_id) AND #status <> :archived")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":archived", s(SubscriptionStatus::Archived.as_str()))
+                .expression_attribute_values(":now", time_value(now))
+                .expression_attribute_values(":reason", s(reason))
+            })
+            .await?;
+        if archived.is_some() {
+            return Ok(archived);
         }
+        Ok(self
+            .get(&held.company_id, &held.subscription_id)
+            .await?
+            .map(|sub| Updated { sub, whole: true }))
     }
 
     /// One page of every company's subscriptions (the whole table, for
@@ -481,35 +477,71 @@ impl SubscriptionStore {
         }
     }
 
-    /// One conditional `UpdateItem` on a subscription that returns it as
-    /// stored afterwards, or `None` when the condition did not hold (or it
-    /// does not exist). Every health write bumps `version`, so the API's
-    /// read-modify-writes never overwrite it.
+    /// One conditional `UpdateItem` on the subscription `held` that asks
+    /// back only the attributes it wrote (`UPDATED_NEW`) and applies them,
+    /// and the removal of `removed`, to `held`; `None` when the condition
+    /// did not hold (or it does not exist). Every health write bumps
+    /// `version`, so the API's read-modify-writes never overwrite it.
     async fn update_if(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
+        removed: &[&str],
         build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
-    ) -> Result<Option<Subscription>, StoreError> {
+    ) -> Result<Option<Updated>, StoreError> {
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("company_id", s(company_id))
-            .key("subscription_id", s(subscription_id))
+            .key("company_id", s(&held.company_id))
+            .key("subscription_id", s(&held.subscription_id))
             .expression_attribute_values(":one", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
         match build(request).send().await {
-            Ok(out) => out
-                .attributes
-                .map(|item| self.decode_item(item))
-                .transpose(),
+            Ok(out) => {
+                let written = out.attributes.unwrap_or_default();
+                let mut item = self.encode_item(&held.subscription_id, held)?;
+                for name in removed {
+                    item.remove(*name);
+                }
+                item.extend(written);
+                let sub: Subscription = self.decode_item(item)?;
+                let whole = sub.version == held.version + 1;
+                Ok(Some(Updated { sub, whole }))
+            }
             Err(err)
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
                 Ok(None)
+            }
+            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
+        }
+    }
+
+    /// One conditional `UpdateItem` that asks nothing back; `false` when
+    /// the condition did not hold.
+    async fn write_if(
+        &self,
+        company_id: &str,
+        subscription_id: &str,
+        build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("company_id", s(company_id))
+            .key("subscription_id", s(subscription_id))
+            .expression_attribute_values(":one", n(1));
+        match build(request).send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
             }
             Err(err) => Err(self.dynamo_err("UpdateItem", err)),
         }
@@ -530,17 +562,16 @@ impl SubscriptionStore {
         })
     }
 
-    /// Counts one failed attempt atomically (concurrent instances never
-    /// lose a count) and starts the streak if none is running. Returns the
-    /// subscription as stored afterwards.
+    /// Counts one failed attempt of `held` atomically (concurrent
+    /// instances never lose a count) and starts the streak if none is
+    /// running. Returns it with the counts as stored afterwards.
     pub async fn record_failure(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         failure: &LastFailure,
-    ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value = self.failure_value(subscription_id, failure)?;
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        let failure_value = self.failure_value(&held.subscription_id, failure)?;
+        self.update_if(held, &[], |u| {
             u.update_expression(
                 "SET consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, \
                  failing_since = if_not_exists(failing_since, :at), last_failure = :failure, \
@@ -559,12 +590,11 @@ impl SubscriptionStore {
     /// that opened it: concurrent instances open one breaker.
     pub async fn open_breaker(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         probe_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        self.update_if(held, &[], |u| {
             u.update_expression(
                 "SET breaker = :open, breaker_opened_at = :now, probe_attempts = :zero, \
                  probe_lane = :probe, next_probe_at = :probe_at, version = version + :one",
@@ -587,11 +617,10 @@ impl SubscriptionStore {
     /// Ends a failure streak after a success while the breaker is closed.
     pub async fn record_success(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         now: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        self.update_if(held, &["failing_since"], |u| {
             u.update_expression(
                 "SET consecutive_failures = :zero, last_success_at = :now, \
                  version = version + :one REMOVE failing_since",
@@ -610,11 +639,16 @@ impl SubscriptionStore {
     /// for the call that closed it.
     pub async fn close_breaker(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         now: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        let removed = [
+            "failing_since",
+            "breaker",
+            "breaker_opened_at",
+            "probe_attempts",
+        ];
+        self.update_if(held, &removed, |u| {
             u.update_expression(
                 "SET consecutive_failures = :zero, last_success_at = :now, probe_lane = :drain, \
                  next_probe_at = :due, version = version + :one \
@@ -637,13 +671,12 @@ impl SubscriptionStore {
     /// due at `probe_at`.
     pub async fn record_probe_failure(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         failure: &LastFailure,
         probe_at: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        let failure_value = self.failure_value(subscription_id, failure)?;
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        let failure_value = self.failure_value(&held.subscription_id, failure)?;
+        self.update_if(held, &[], |u| {
             u.update_expression(
                 "SET breaker = :open, next_probe_at = :probe_at, last_failure = :failure, \
                  consecutive_failures = if_not_exists(consecutive_failures, :zero) + :one, \
@@ -673,29 +706,24 @@ impl SubscriptionStore {
         seen: i64,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let claimed = self
-            .update_if(company_id, subscription_id, |u| {
-                let u = match lane {
-                    ProbeLane::Probe => u
-                        .update_expression(
-                            "SET next_probe_at = :until, breaker = :half_open, \
+        self.write_if(company_id, subscription_id, |u| {
+            let u = match lane {
+                ProbeLane::Probe => u
+                    .update_expression(
+                        "SET next_probe_at = :until, breaker = :half_open, \
                              version = version + :one",
-                        )
-                        .expression_attribute_values(
-                            ":half_open",
-                            s(BreakerState::HalfOpen.as_str()),
-                        ),
-                    ProbeLane::Drain => {
-                        u.update_expression("SET next_probe_at = :until, version = version + :one")
-                    }
-                };
-                u.condition_expression("probe_lane = :lane AND next_probe_at = :seen")
-                    .expression_attribute_values(":lane", s(lane.as_str()))
-                    .expression_attribute_values(":seen", n(seen))
-                    .expression_attribute_values(":until", n(until.timestamp_millis()))
-            })
-            .await?;
-        Ok(claimed.is_some())
+                    )
+                    .expression_attribute_values(":half_open", s(BreakerState::HalfOpen.as_str())),
+                ProbeLane::Drain => {
+                    u.update_expression("SET next_probe_at = :until, version = version + :one")
+                }
+            };
+            u.condition_expression("probe_lane = :lane AND next_probe_at = :seen")
+                .expression_attribute_values(":lane", s(lane.as_str()))
+                .expression_attribute_values(":seen", n(seen))
+                .expression_attribute_values(":until", n(until.timestamp_millis()))
+        })
+        .await
     }
 
     /// Takes a drained subscription out of the prober's index, if the
@@ -706,15 +734,13 @@ impl SubscriptionStore {
         subscription_id: &str,
         claimed_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let done = self
-            .update_if(company_id, subscription_id, |u| {
-                u.update_expression("SET version = version + :one REMOVE probe_lane, next_probe_at")
-                    .condition_expression("probe_lane = :drain AND next_probe_at = :until")
-                    .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
-                    .expression_attribute_values(":until", n(claimed_until.timestamp_millis()))
-            })
-            .await?;
-        Ok(done.is_some())
+        self.write_if(company_id, subscription_id, |u| {
+            u.update_expression("SET version = version + :one REMOVE probe_lane, next_probe_at")
+                .condition_expression("probe_lane = :drain AND next_probe_at = :until")
+                .expression_attribute_values(":drain", s(ProbeLane::Drain.as_str()))
+                .expression_attribute_values(":until", n(claimed_until.timestamp_millis()))
+        })
+        .await
     }
 
     /// Disables an active subscription whose breaker is open: status
@@ -723,12 +749,11 @@ impl SubscriptionStore {
     /// that disabled it.
     pub async fn disable(
         &self,
-        company_id: &str,
-        subscription_id: &str,
+        held: &Subscription,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Subscription>, StoreError> {
-        self.update_if(company_id, subscription_id, |u| {
+    ) -> Result<Option<Updated>, StoreError> {
+        self.update_if(held, &["probe_lane", "next_probe_at"], |u| {
             u.update_expression(
                 "SET #status = :disabled, disabled_at = :now, disabled_reason = :reason, \
                  breaker = :open, updated_at = :now, version = version + :one \

@@ -1,0 +1,310 @@
+//! The template's custom resources, answered by their functions' handlers.
+//!
+//! CloudFormation invokes a custom resource's function (its `ServiceToken`)
+//! with a `Create` event and waits for the answer at the event's
+//! `ResponseURL`. moto records the resource and waits for that answer on
+//! its own response endpoint, but cannot run the function (it would need
+//! Docker), so the local stack runs the function's handler in-process with
+//! the same event, as the function itself ([`crate::identity`]), and the
+//! handler answers moto as it answers CloudFormation. As in AWS, a
+//! resource gets its `Create` when the stack is created or when an update
+//! adds it; `Update` and `Delete` events are not sent locally.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::error::DisplayErrorContext;
+use secret_keys::{KeysConfig, KeysReport, SecretKeys};
+use serde_json::{Value, json};
+use shared::config::Vars;
+
+use super::ids;
+use crate::identity::function_sdk;
+
+/// A custom resource the template declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomResource {
+    /// Its logical id.
+    pub logical_id: String,
+    /// Its type, e.g. `Custom::SigningKeyring`.
+    pub resource_type: String,
+    /// Logical id of the function its `ServiceToken` names.
+    pub function: String,
+}
+
+/// A custom resource could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CustomResourceError {
+    /// Its `ServiceToken` is not `Fn::GetAtt` of a function's `Arn`.
+    #[error("custom resource {logical_id}: its ServiceToken {token} is not a function's Arn")]
+    NoFunction {
+        /// The resource.
+        logical_id: String,
+        /// The token as the template writes it.
+        token: String,
+    },
+    /// The function has no local handler for custom resource events.
+    #[error("custom resource {logical_id}: {function} has no local handler")]
+    NoHandler {
+        /// The resource.
+        logical_id: String,
+        /// The function.
+        function: String,
+    },
+    /// An AWS call failed.
+    #[error("custom resource {logical_id}: {operation} failed: {message}")]
+    Request {
+        /// The resource.
+        logical_id: String,
+        /// The API call.
+        operation: &'static str,
+        /// The service's answer.
+        message: String,
+    },
+    /// The handler failed or answered `FAILED`.
+    #[error("custom resource {logical_id} ({function}) failed: {reason}")]
+    Failed {
+        /// The resource.
+        logical_id: String,
+        /// The function.
+        function: String,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// The custom resources of a CloudFormation JSON body (types `Custom::*`
+/// and `AWS::CloudFormation::CustomResource`).
+pub fn declared(body: &str) -> Result<Vec<CustomResource>, CustomResourceError> {
+    let template: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let mut found = Vec::new();
+    for (id, resource) in template["Resources"].as_object().into_iter().flatten() {
+        let resource_type = resource["Type"].as_str().unwrap_or_default();
+        if !resource_type.starts_with("Custom::")
+            && resource_type != "AWS::CloudFormation::CustomResource"
+        {
+            continue;
+        }
+        let token = &resource["Properties"]["ServiceToken"];
+        let function = match &token["Fn::GetAtt"] {
+            Value::Array(parts) if parts.get(1) == Some(&json!("Arn")) => {
+                parts.first().and_then(Value::as_str).map(str::to_owned)
+            }
+            Value::String(s) => s.strip_suffix(".Arn").map(str::to_owned),
+            _ => None,
+        };
+        let function = function.ok_or_else(|| CustomResourceError::NoFunction {
+            logical_id: id.clone(),
+            token: token.to_string(),
+        })?;
+        found.push(CustomResource {
+            logical_id: id.clone(),
+            resource_type: resource_type.to_owned(),
+            function,
+        });
+    }
+    Ok(found)
+}
+
+/// Logical ids of the resources stack `stack` has now.
+pub async fn existing(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<BTreeSet<String>, CustomResourceError> {
+    let mut ids = BTreeSet::new();
+    let mut next = None;
+    loop {
+        let page = cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| CustomResourceError::Request {
+                logical_id: stack.to_owned(),
+                operation: "ListStackResources",
+                message: DisplayErrorContext(e).to_string(),
+            })?;
+        ids.extend(
+            page.stack_resource_summaries
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.logical_resource_id),
+        );
+        next = page.next_token;
+        if next.is_none() {
+            return Ok(ids);
+        }
+    }
+}
+
+/// The physical id of `logical_id` in stack `stack`.
+async fn physical_id(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    logical_id: &str,
+) -> Result<String, String> {
+    let mut next = None;
+    loop {
+        let page = cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        let found = page
+            .stack_resource_summaries()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical_id))
+            .and_then(|r| r.physical_resource_id.clone());
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        next = page.next_token;
+        if next.is_none() {
+            return Err(format!("stack {stack} has no resource {logical_id}"));
+        }
+    }
+}
+
+/// Sends each of `resources` of stack `stack` its `Create` event, through
+/// its function's handler, and checks the handler's answer.
+pub async fn create(
+    sdk: &SdkConfig,
+    stack: &str,
+    resources: &[&CustomResource],
+) -> Result<(), CustomResourceError> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    for resource in resources {
+        let failed = |operation: &'static str| {
+            move |e: String| CustomResourceError::Request {
+                logical_id: resource.logical_id.clone(),
+                operation,
+                message: e,
+            }
+        };
+        let stack_id = cfn
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeStacks")(DisplayErrorContext(e).to_string()))?
+            .stacks
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|s| s.stack_id)
+            .unwrap_or_else(|| stack.to_owned());
+        // The function's name (moto's DescribeStackResource fails while
+        // the stack is in progress; its list does not).
+        let physical = physical_id(&cfn, stack, &resource.function)
+            .await
+            .map_err(failed("ListStackResources"))?;
+        let function = lambda
+            .get_function_configuration()
+            .function_name(&physical)
+            .send()
+            .await
+            .map_err(|e| failed("GetFunctionConfiguration")(DisplayErrorContext(e).to_string()))?;
+        let endpoint = sdk.endpoint_url().ok_or_else(|| {
+            failed("the emulator's response URL")("AWS_ENDPOINT_URL is not set".to_owned())
+        })?;
+        let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
+        let event = json!({
+            "RequestType": "Create",
+            "ServiceToken": function.function_arn.clone().unwrap_or_default(),
+            "ResponseURL": format!(
+                "{}/cloudformation_{region}/cfnresponse?stack={stack_id}",
+                endpoint.trim_end_matches('/')
+            ),
+            "StackId": stack_id,
+            "RequestId": uuid::Uuid::new_v4().to_string(),
+            "LogicalResourceId": resource.logical_id,
+            "ResourceType": resource.resource_type,
+            "ResourceProperties": {"ServiceToken": function.function_arn.clone().unwrap_or_default()},
+        });
+        let timeout = Duration::from_secs(
+            function
+                .timeout
+                .and_then(|t| u64::try_from(t).ok())
+                .unwrap_or(3),
+        );
+        let environment = function
+            .environment
+            .and_then(|e| e.variables)
+            .unwrap_or_default();
+        run(sdk, resource, environment, event, Instant::now() + timeout).await?;
+        tracing::info!(resource = %resource.logical_id, function = %resource.function, "custom resource created");
+    }
+    Ok(())
+}
+
+/// Runs the handler of `resource`'s function with `event`.
+async fn run(
+    sdk: &SdkConfig,
+    resource: &CustomResource,
+    environment: std::collections::HashMap<String, String>,
+    event: Value,
+    deadline: Instant,
+) -> Result<(), CustomResourceError> {
+    let failed = |reason: String| CustomResourceError::Failed {
+        logical_id: resource.logical_id.clone(),
+        function: resource.function.clone(),
+        reason,
+    };
+    match resource.function.as_str() {
+        ids::SECRET_KEYS_FUNCTION => {
+            let config = KeysConfig::from_vars(&Vars::from_map(environment))
+                .map_err(|e| failed(e.to_string()))?;
+            let function = function_sdk(sdk, ids::SECRET_KEYS_FUNCTION);
+            let keys = SecretKeys::new(
+                &config,
+                aws_sdk_dynamodb::Client::new(&function),
+                aws_sdk_kms::Client::new(&function),
+            );
+            match keys.handle(event, deadline).await {
+                Ok(KeysReport::CustomResource(report)) if report.succeeded() => Ok(()),
+                Ok(KeysReport::CustomResource(report)) => Err(failed(report.reason)),
+                Ok(other) => Err(failed(format!("answered {other:?}"))),
+                Err(e) => Err(failed(e.to_string())),
+            }
+        }
+        _ => Err(CustomResourceError::NoHandler {
+            logical_id: resource.logical_id.clone(),
+            function: resource.function.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_resources_and_the_function_of_their_service_token() {
+        let body = json!({"Resources": {
+            "Keys": {"Type": "Custom::SigningKeyring", "Properties": {"ServiceToken": {"Fn::GetAtt": ["SecretKeysFunction", "Arn"]}}},
+            "Other": {"Type": "AWS::CloudFormation::CustomResource", "Properties": {"ServiceToken": {"Fn::GetAtt": "F.Arn"}}},
+            "Table": {"Type": "AWS::DynamoDB::Table"},
+        }})
+        .to_string();
+        let found = declared(&body).unwrap();
+        assert_eq!(
+            found
+                .iter()
+                .map(|c| (c.logical_id.as_str(), c.function.as_str()))
+                .collect::<Vec<_>>(),
+            [("Keys", "SecretKeysFunction"), ("Other", "F")]
+        );
+        let topic = json!({"Resources": {"T": {"Type": "Custom::X", "Properties": {"ServiceToken": "arn:aws:sns:us-east-1:1:t"}}}}).to_string();
+        assert!(matches!(
+            declared(&topic),
+            Err(CustomResourceError::NoFunction { .. })
+        ));
+    }
+}
