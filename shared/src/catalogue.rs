@@ -121,6 +121,7 @@ const EXAMPLE_SUBSCRIPTION: &str = "sub_0193a4c2e8f47d2a9b1c3e5f7a9b0c1d";
 fn example_payload(event_type: &str, data: &RawValue, event_id: &str) -> Box<RawValue> {
     let at = timestamp(example_time());
     let envelope = EventEnvelope {
+        sequence: None,
         company_id: EXAMPLE_COMPANY,
         event_type,
         timestamp: &at,

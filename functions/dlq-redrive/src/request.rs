@@ -249,6 +249,7 @@ mod tests {
     #[test]
     fn filters_are_anded_and_absent_ones_match_anything() {
         let body = shared::delivery::message::EventEnvelope {
+            sequence: None,
             company_id: "acme",
             event_type: "job.completed",
             timestamp: "2026-11-22T10:00:00.000Z",

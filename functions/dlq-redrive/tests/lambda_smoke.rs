@@ -39,6 +39,7 @@ async fn binary_boots_and_redrives_the_sample_event() {
     let delivery = stack.queue_url(ids::DELIVERY_QUEUE).unwrap().to_owned();
     let data = serde_json::value::to_raw_value(&json!({"job_id": "job-7f3a"})).unwrap();
     let envelope = EventEnvelope {
+        sequence: None,
         company_id: company,
         event_type: "job.completed",
         timestamp: "2026-11-22T10:00:00.000Z",

@@ -37,6 +37,7 @@ fn dead_body(company: &str, subscription: &str, attempt: u32) -> Dead {
     let data =
         serde_json::value::to_raw_value(&json!({"job_id": "job-1", "state": "failed"})).unwrap();
     let first = EventEnvelope {
+        sequence: None,
         company_id: company,
         event_type: "job.failed",
         timestamp: "2026-11-22T10:00:00.000Z",

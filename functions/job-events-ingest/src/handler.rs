@@ -171,6 +171,7 @@ impl Fanout<'_> {
 
     fn envelope(&self) -> EventEnvelope<'_> {
         EventEnvelope {
+            sequence: Some(&self.found.sequence_number),
             company_id: &self.found.transition.company_id,
             event_type: &self.event_type,
             timestamp: &self.found.timestamp,

@@ -131,6 +131,7 @@ fn job_data(i: usize, pad: usize) -> Box<serde_json::value::RawValue> {
 fn message_body(sub: &Subscription, i: usize, pad: usize) -> String {
     let data = job_data(i, pad);
     let envelope = EventEnvelope {
+        sequence: None,
         company_id: COMPANY,
         event_type: "job.completed",
         timestamp: "2026-11-22T10:00:00.000Z",

@@ -133,6 +133,7 @@ fn job_delivery(sub: &Subscription, job_id: &str, previous: JobState, state: Job
     let data = job_data(&transition.data(0));
     let event_type = transition.event_type();
     let envelope = EventEnvelope {
+        sequence: None,
         company_id: &sub.company_id,
         event_type: &event_type,
         timestamp: &at,

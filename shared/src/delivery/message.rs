@@ -87,6 +87,11 @@ pub struct DeliveryMessage {
     /// outcome closes the breaker or schedules the next probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Where the event stands among its source's events: for a job event,
+    /// the stream record's sequence number, which grows with every change
+    /// of one job. Parked events of one job drain in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<String>,
     /// The exact JSON body to POST.
     pub payload: Box<RawValue>,
 }
@@ -134,6 +139,23 @@ impl DeliveryMessage {
         self
     }
 
+    /// The events that must reach the endpoint in order share this key:
+    /// the job of a job event (its payload's `data.job_id`). `None` for
+    /// events that need no order among others (test events).
+    pub fn order_group(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Data {
+            job_id: String,
+        }
+        #[derive(Deserialize)]
+        struct Payload {
+            data: Data,
+        }
+        serde_json::from_str::<Payload>(self.payload.get())
+            .ok()
+            .map(|p| p.data.job_id)
+    }
+
     /// When the event arrived: the `timestamp` of its payload (the time of
     /// the transition that made it). Parked events are ordered by it.
     pub fn event_time(&self) -> Option<DateTime<Utc>> {
@@ -166,6 +188,7 @@ pub fn test_event_message(
         event_type: TEST_EVENT_TYPE,
         timestamp: &at,
         data: &data,
+        sequence: None,
     };
     let body = envelope.message_body(subscription_id, &key);
     (key, body)
@@ -258,6 +281,8 @@ struct FirstAttempt<'a> {
     idempotency_key: &'a str,
     event_type: &'a str,
     attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<&'a str>,
     payload: Payload<'a, &'a RawValue>,
 }
 
@@ -272,6 +297,9 @@ pub struct EventEnvelope<'a> {
     pub timestamp: &'a str,
     /// The serialised `data` object, shared by every subscription.
     pub data: &'a RawValue,
+    /// The event's place among its source's events (the stream record's
+    /// sequence number of a job event), if it has one.
+    pub sequence: Option<&'a str>,
 }
 
 impl EventEnvelope<'_> {
@@ -285,6 +313,7 @@ impl EventEnvelope<'_> {
             idempotency_key,
             event_type: self.event_type,
             attempt: 1,
+            sequence: self.sequence,
             payload: Payload {
                 event_type: self.event_type,
                 timestamp: self.timestamp,
@@ -373,11 +402,13 @@ mod tests {
             event_type: "job.completed",
             timestamp: "2026-11-22T10:00:00.000Z",
             data: &data,
+            sequence: Some("4100000000001234567890"),
         };
         let body = envelope.message_body("sub_1", "evt_x");
         let msg: DeliveryMessage = serde_json::from_str(&body).unwrap();
         assert_eq!(msg.attempt, 1);
         assert_eq!(msg.subscription_id, "sub_1");
+        assert_eq!(msg.sequence.as_deref(), Some("4100000000001234567890"));
         let payload: serde_json::Value = serde_json::from_str(msg.payload.get()).unwrap();
         assert_eq!(
             payload,

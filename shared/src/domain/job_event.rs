@@ -816,6 +816,8 @@ mod tests {
             event_type: &t.event_type(),
             timestamp: &at,
             data: &data,
+            // Stream sequence numbers have up to 40 digits.
+            sequence: Some(&"9".repeat(40)),
         };
         let subscription = format!("sub_{}", "f".repeat(32));
         let key = message::idempotency_key(&subscription, &"e".repeat(128));
