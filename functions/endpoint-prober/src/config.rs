@@ -31,6 +31,16 @@ pub struct ProberConfig {
     /// `MAX_ENDPOINTS_PER_RUN` (default 200): subscriptions handled per lane
     /// and run; the rest wait for the next run.
     pub max_per_run: usize,
+    /// `PROBE_LOOKAHEAD_SECONDS` (default 60, the schedule's period; at most
+    /// 900, SQS's longest delay): probes and drains due before the next
+    /// run are sent by this one, delayed on the queue until they are due,
+    /// so they happen on time whatever the schedule's grain.
+    pub lookahead: Duration,
+    /// `ENDPOINT_BUDGET_SECONDS` (default 10): the most one subscription's
+    /// probe or drain step may take inside a run, so no endpoint, however
+    /// many events it holds, starves the others; a drain cut short goes on
+    /// in the next run.
+    pub endpoint_budget: Duration,
 }
 
 impl ProberConfig {
@@ -62,6 +72,18 @@ impl ProberConfig {
                 86_400,
             )?),
             max_per_run: vars.parse_in_range("MAX_ENDPOINTS_PER_RUN", 200usize, 1, 10_000)?,
+            lookahead: Duration::from_secs(vars.parse_in_range(
+                "PROBE_LOOKAHEAD_SECONDS",
+                60u64,
+                0,
+                u64::from(shared::delivery::requeue::MAX_DELAY_SECONDS),
+            )?),
+            endpoint_budget: Duration::from_secs(vars.parse_in_range(
+                "ENDPOINT_BUDGET_SECONDS",
+                10u64,
+                1,
+                600,
+            )?),
         })
     }
 }

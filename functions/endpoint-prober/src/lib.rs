@@ -6,19 +6,25 @@
 //! - **disable**: an endpoint failing for `DISABLE_AFTER_SECONDS` gets
 //!   status `disabled` and an `endpoint.disabled` operational event; its
 //!   parked events stay until enabled or expired;
-//! - **probe**: for a due open breaker it half-opens the breaker and sends
-//!   the oldest parked event to the DeliveryQueue marked as a probe; the
-//!   delivery function closes the breaker on success or schedules the next
-//!   probe on the retry schedule's backoff. The prober never signs or
-//!   decrypts anything;
+//! - **probe**: for an open breaker due before the next run it half-opens
+//!   the breaker and sends the oldest parked event (one key-range read) to
+//!   the DeliveryQueue marked as a probe, delayed until the probe is due;
+//!   the delivery function closes the breaker on success or schedules the
+//!   next probe on the retry schedule capped at `PROBE_INTERVAL_MAX_SECONDS`
+//!   (default 60, ±20 % jitter). The prober never signs or decrypts
+//!   anything;
 //! - **drain**: after recovery (or `enable`) it sends parked events back to
-//!   the DeliveryQueue oldest first, send before delete, at most
-//!   `DRAIN_RATE_PER_SECOND` per subscription: one run schedules up to a
-//!   window's worth with SQS delays of `i / rate` seconds, and claims the
+//!   the DeliveryQueue oldest first, page by page, deleting each SQS
+//!   batch's events once SQS took them, at most `DRAIN_RATE_PER_SECOND`
+//!   per subscription and each job's events a second apart in the order of
+//!   its states: one run schedules up to a window's worth (and at most
+//!   [`prober::DRAIN_STEP_MAX_BYTES`]) with SQS delays, and claims the
 //!   subscription until that window ends, so runs never overlap on it.
 //!
-//! Every claim is a conditional write on `next_probe_at`, so two runs that
-//! overlap never probe or drain the same subscription twice.
+//! Each subscription gets at most `ENDPOINT_BUDGET_SECONDS` of a run; a run
+//! stops taking subscriptions near its deadline. Every claim is a
+//! conditional write on `next_probe_at`, so two runs that overlap never
+//! probe or drain the same subscription twice.
 
 pub mod config;
 pub mod prober;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::delivery::breaker::BreakerPolicy;
 use shared::delivery::message::{DeliveryMessage, group_id};
-use shared::delivery::requeue::Requeuer;
+use shared::delivery::requeue::{MAX_DELAY_SECONDS, Pacer, RequeueReport, Requeuer};
 use shared::domain::health::ProbeLane;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
@@ -18,12 +18,25 @@ use crate::config::ProberConfig;
 /// Reason recorded on subscriptions the prober disables.
 pub const DISABLED_REASON: &str = "endpoint failed continuously for DisableAfterSeconds";
 
-/// A run stops taking new subscriptions this long before its deadline, so
-/// the one in hand finishes (a drain's sends and deletes) inside it.
+/// A run stops this long before its deadline: it takes no new
+/// subscription, and the one in hand stops between two SQS batches (its
+/// drain goes on in the next run).
 pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Parked events counted for operational events, at most.
 const PARKED_COUNT_CAP: u64 = 10_000;
+
+/// Most message bytes one drain step sends for one subscription, so a
+/// step's work stays bounded whatever the events weigh.
+pub const DRAIN_STEP_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parked events read per page of a drain step (DynamoDB returns at most
+/// 1 MB a page anyway): the most a step holds in memory at once.
+pub const DRAIN_PAGE: usize = 100;
+
+/// Unreadable parked events set aside in search of one to probe with,
+/// per run.
+const PROBE_CANDIDATES: usize = 5;
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +55,9 @@ pub struct ProberReport {
     pub skipped: u64,
     /// Due subscriptions left for the next run because the deadline was near.
     pub deferred: u64,
+    /// Subscriptions whose probe or drain step used up its time budget
+    /// (the drain goes on in the next run).
+    pub over_budget: u64,
     /// Reads, writes or sends that failed (retried on a later run).
     pub errors: u64,
 }
@@ -51,6 +67,7 @@ impl ProberReport {
     pub fn metrics(&self) -> Metrics {
         let mut m = Metrics::new();
         m.count("ProbesSent", self.probes_sent)
+            .count("EndpointsOverBudget", self.over_budget)
             .count("EndpointsDisabled", self.disabled)
             .count("DrainedEvents", self.drained)
             .count("DrainsFinished", self.drains_finished)
@@ -73,6 +90,8 @@ pub struct Prober {
     drain_window: chrono::Duration,
     probe_lease: chrono::Duration,
     max_per_run: usize,
+    lookahead: chrono::Duration,
+    endpoint_budget: std::time::Duration,
 }
 
 impl Prober {
@@ -101,6 +120,8 @@ impl Prober {
             drain_window: duration(config.drain_window),
             probe_lease: duration(config.probe_lease),
             max_per_run: config.max_per_run,
+            lookahead: duration(config.lookahead),
+            endpoint_budget: config.endpoint_budget,
         }
     }
 
@@ -113,56 +134,56 @@ impl Prober {
     }
 
     /// One run at `now`; with a `deadline`, subscriptions not started
-    /// [`DEADLINE_MARGIN`] before it wait for the next run.
+    /// [`DEADLINE_MARGIN`] before it wait for the next run. Takes what is
+    /// due up to the lookahead after `now`.
     pub async fn run(
         &self,
         now: DateTime<Utc>,
         deadline: Option<std::time::Instant>,
     ) -> ProberReport {
         let mut report = ProberReport::default();
-        let near = || deadline.is_some_and(|d| std::time::Instant::now() + DEADLINE_MARGIN >= d);
-        match self
-            .store
-            .due(ProbeLane::Probe, now, self.max_per_run)
-            .await
-        {
-            Ok(due) => {
-                for sub in due {
-                    if near() {
-                        report.deferred += 1;
-                        continue;
-                    }
-                    self.probe_or_disable(&sub, now, &mut report).await;
+        let stop_at = deadline.map(|d| d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
+        let near = || stop_at.is_some_and(|d| std::time::Instant::now() >= d);
+        // Each subscription's share of the run: its budget, and never past
+        // the point where the run stops.
+        let budget = || {
+            let own = std::time::Instant::now() + self.endpoint_budget;
+            stop_at.map_or(own, |d| own.min(d))
+        };
+        let horizon = now + self.lookahead;
+        for lane in [ProbeLane::Probe, ProbeLane::Drain] {
+            let due = match self.store.due(lane, horizon, self.max_per_run).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(error = %e, lane = lane.as_str(), "due subscriptions not read");
+                    report.errors += 1;
+                    continue;
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "due breakers not read");
-                report.errors += 1;
-            }
-        }
-        match self
-            .store
-            .due(ProbeLane::Drain, now, self.max_per_run)
-            .await
-        {
-            Ok(due) => {
-                for sub in due {
-                    if near() {
-                        report.deferred += 1;
-                        continue;
-                    }
-                    self.drain(&sub, now, &mut report).await;
+            };
+            for sub in due {
+                if near() {
+                    report.deferred += 1;
+                    continue;
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "due drains not read");
-                report.errors += 1;
+                match lane {
+                    ProbeLane::Probe => {
+                        self.probe_or_disable(&sub, now, budget(), &mut report)
+                            .await;
+                    }
+                    ProbeLane::Drain => self.drain(&sub, now, budget(), &mut report).await,
+                }
             }
         }
         if report != ProberReport::default() {
             tracing::info!(?report, "prober run");
         }
         report
+    }
+
+    /// Seconds from `now` until `due` (epoch milliseconds), 0 if past.
+    fn seconds_until(due: i64, now: DateTime<Utc>) -> u32 {
+        let ms = (due - now.timestamp_millis()).max(0);
+        u32::try_from((ms + 999) / 1000).unwrap_or(u32::MAX)
     }
 
     fn error(report: &mut ProberReport, subscription_id: &str, what: &str, e: &StoreError) {
@@ -181,38 +202,42 @@ impl Prober {
         &self,
         sub: &Subscription,
         now: DateTime<Utc>,
+        until: std::time::Instant,
         report: &mut ProberReport,
     ) {
         let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
         let Some(seen) = sub.health.next_probe_at else {
             return;
         };
-        if self.policy.should_disable(sub.health.failing_since, now) {
-            match self.store.disable(sub, DISABLED_REASON, now).await {
-                Ok(Some(Updated { sub: disabled, .. })) => {
-                    tracing::warn!(
-                        subscription_id = id,
-                        failing_since = ?disabled.health.failing_since,
-                        "endpoint failed for too long: subscription disabled, its events stay parked"
-                    );
-                    report.disabled += 1;
-                    let parked = self.parked_count(&disabled).await;
-                    let event = OperationalEvent::about(
-                        OperationalEventType::EndpointDisabled,
-                        &disabled,
-                        now,
-                    )
-                    .with_parked(parked);
-                    self.publisher.publish_logged(&event).await;
-                }
-                Ok(None) => report.skipped += 1,
-                Err(e) => Self::error(report, id, "could not disable", &e),
+        let due = DateTime::from_timestamp_millis(seen)
+            .unwrap_or(now)
+            .max(now);
+        if self.policy.should_disable(sub.health.failing_since, due) {
+            if due > now {
+                // Disabled by the run at its time, not probed before.
+                return;
             }
+            self.disable(sub, now, report).await;
             return;
         }
+        // The event to probe with, found before the claim: a read that
+        // runs out of budget leaves the breaker as it was, due now.
+        let probe =
+            match tokio::time::timeout_at(until.into(), self.probe_candidate(sub, report)).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => return Self::error(report, id, "parked events not read", &e),
+                Err(_) => {
+                    tracing::warn!(
+                        subscription_id = id,
+                        "probe not sent: its parked events took longer than the budget to read"
+                    );
+                    report.over_budget += 1;
+                    return;
+                }
+            };
         match self
             .store
-            .claim(company, id, ProbeLane::Probe, seen, now + self.probe_lease)
+            .claim(company, id, ProbeLane::Probe, seen, due + self.probe_lease)
             .await
         {
             Ok(true) => {}
@@ -222,25 +247,7 @@ impl Prober {
             }
             Err(e) => return Self::error(report, id, "probe not claimed", &e),
         }
-        let oldest = self
-            .parked
-            .list(
-                company,
-                id,
-                &ParkedQuery {
-                    status: Some(ParkedStatus::Parked),
-                    ..ParkedQuery::default()
-                },
-                Order::OldestFirst,
-                1,
-                None,
-            )
-            .await;
-        let probe = match oldest {
-            Ok(page) => page.items.into_iter().next(),
-            Err(e) => return Self::error(report, id, "parked events not read", &e),
-        };
-        let Some(event) = probe else {
+        let Some((event_key, mut msg)) = probe else {
             // Nothing to probe with (the customer recovered everything, or
             // it expired): close the breaker and let the next event test it.
             match self.store.close_breaker(sub, now).await {
@@ -255,33 +262,24 @@ impl Prober {
             }
             return;
         };
-        let Some(mut msg) = DeliveryMessage::parse(&event.message) else {
-            // Kept for the customer to see, out of the probe's way; the
-            // next probe takes the next event.
-            tracing::error!(subscription_id = id, event_key = %event.event_key, "parked message does not parse: kept as failed");
-            let mut failed = event.clone();
-            failed.status = ParkedStatus::Failed;
-            if let Err(e) = self.parked.put(&failed).await {
-                Self::error(report, id, "unreadable parked event not set aside", &e);
-            }
-            report.errors += 1;
-            return;
-        };
         msg = msg.redriven();
-        msg.probe = Some(event.event_key.clone());
+        msg.probe = Some(event_key.clone());
+        let delay = Self::seconds_until(seen, now).min(MAX_DELAY_SECONDS);
         let sent = self
             .sqs
             .send_message()
             .queue_url(&self.delivery_queue_url)
             .message_group_id(group_id(company))
             .message_body(msg.to_body())
+            .delay_seconds(i32::try_from(delay).unwrap_or(0))
             .send()
             .await;
         match sent {
             Ok(_) => {
                 tracing::info!(
                     subscription_id = id,
-                    event_key = %event.event_key,
+                    event_key = %event_key,
+                    delay_seconds = delay,
                     probes_made = sub.health.probe_attempts,
                     "probe sent"
                 );
@@ -295,15 +293,67 @@ impl Prober {
         }
     }
 
-    async fn drain(&self, sub: &Subscription, now: DateTime<Utc>, report: &mut ProberReport) {
+    /// The oldest parked event that parses, with its key; unreadable ones
+    /// found first are set aside as failed, out of the probe's way.
+    async fn probe_candidate(
+        &self,
+        sub: &Subscription,
+        report: &mut ProberReport,
+    ) -> Result<Option<(String, DeliveryMessage)>, StoreError> {
+        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
+        for _ in 0..PROBE_CANDIDATES {
+            let Some(event) = self.parked.oldest_parked(company, id).await? else {
+                return Ok(None);
+            };
+            if let Some(msg) = DeliveryMessage::parse(&event.message) {
+                return Ok(Some((event.event_key, msg)));
+            }
+            tracing::error!(subscription_id = id, event_key = %event.event_key, "parked message does not parse: kept as failed");
+            report.errors += 1;
+            self.parked.set_aside(&event).await?;
+        }
+        Ok(None)
+    }
+
+    async fn disable(&self, sub: &Subscription, now: DateTime<Utc>, report: &mut ProberReport) {
+        let id = sub.subscription_id.as_str();
+        match self.store.disable(sub, DISABLED_REASON, now).await {
+            Ok(Some(Updated { sub: disabled, .. })) => {
+                tracing::warn!(
+                    subscription_id = id,
+                    failing_since = ?disabled.health.failing_since,
+                    "endpoint failed for too long: subscription disabled, its events stay parked"
+                );
+                report.disabled += 1;
+                let parked = self.parked_count(&disabled).await;
+                let event =
+                    OperationalEvent::about(OperationalEventType::EndpointDisabled, &disabled, now)
+                        .with_parked(parked);
+                self.publisher.publish_logged(&event).await;
+            }
+            Ok(None) => report.skipped += 1,
+            Err(e) => Self::error(report, id, "could not disable", &e),
+        }
+    }
+
+    async fn drain(
+        &self,
+        sub: &Subscription,
+        now: DateTime<Utc>,
+        until: std::time::Instant,
+        report: &mut ProberReport,
+    ) {
         let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
         let Some(seen) = sub.health.next_probe_at else {
             return;
         };
-        let until = now + self.drain_window;
+        let due = DateTime::from_timestamp_millis(seen)
+            .unwrap_or(now)
+            .max(now);
+        let claimed_until = due + self.drain_window;
         match self
             .store
-            .claim(company, id, ProbeLane::Drain, seen, until)
+            .claim(company, id, ProbeLane::Drain, seen, claimed_until)
             .await
         {
             Ok(true) => {}
@@ -315,59 +365,105 @@ impl Prober {
         }
         if sub.is_disabled() {
             // Drained once enabled.
-            if let Err(e) = self.store.finish_drain(company, id, until).await {
+            if let Err(e) = self.store.finish_drain(company, id, claimed_until).await {
                 Self::error(report, id, "drain not ended", &e);
             }
             return;
         }
+        // This step's events become visible from `due` on, at most `rate`
+        // a second, for one window.
         let rate = self.drain_rate.max(1);
+        let offset = Self::seconds_until(seen, now);
         let window_secs = u32::try_from(self.drain_window.num_seconds().max(1)).unwrap_or(1);
-        let limit = usize::try_from(rate.saturating_mul(window_secs)).unwrap_or(usize::MAX);
-        let page = self
-            .parked
-            .list(
-                company,
-                id,
-                &ParkedQuery {
-                    status: Some(ParkedStatus::Parked),
-                    ..ParkedQuery::default()
-                },
-                Order::OldestFirst,
-                limit,
-                None,
+        let mut pacer = Pacer::new(
+            Some(rate),
+            offset,
+            offset.saturating_add(window_secs),
+            DRAIN_STEP_MAX_BYTES,
+        );
+        let query = ParkedQuery {
+            status: Some(ParkedStatus::Parked),
+            ..ParkedQuery::default()
+        };
+        let mut after: Option<String> = None;
+        let mut total = RequeueReport::default();
+        let mut first_page = true;
+        loop {
+            if std::time::Instant::now() >= until {
+                report.over_budget += 1;
+                break;
+            }
+            let page = tokio::time::timeout_at(
+                until.into(),
+                self.parked.list(
+                    company,
+                    id,
+                    &query,
+                    Order::OldestFirst,
+                    DRAIN_PAGE,
+                    after.as_deref(),
+                ),
             )
             .await;
-        let events = match page {
-            Ok(page) => page.items,
-            Err(e) => return Self::error(report, id, "parked events not read", &e),
-        };
-        if events.is_empty() {
-            match self.store.finish_drain(company, id, until).await {
-                Ok(true) => {
-                    tracing::info!(subscription_id = id, "drain finished");
-                    report.drains_finished += 1;
+            let page = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => {
+                    Self::error(report, id, "parked events not read", &e);
+                    break;
                 }
-                Ok(false) => {}
-                Err(e) => Self::error(report, id, "drain not finished", &e),
+                Err(_) => {
+                    report.over_budget += 1;
+                    break;
+                }
+            };
+            if page.items.is_empty() {
+                // Never before the drain is due: events that instances
+                // with an older copy of the subscription still park until
+                // then must be drained too.
+                if first_page && due <= now {
+                    match self.store.finish_drain(company, id, claimed_until).await {
+                        Ok(true) => {
+                            tracing::info!(subscription_id = id, "drain finished");
+                            report.drains_finished += 1;
+                        }
+                        Ok(false) => {}
+                        Err(e) => Self::error(report, id, "drain not finished", &e),
+                    }
+                }
+                break;
             }
-            return;
+            first_page = false;
+            let step = self
+                .requeuer
+                .requeue(id, &page.items, &mut pacer, Some(until))
+                .await;
+            if let Some(last) = step.handled.checked_sub(1).and_then(|i| page.items.get(i)) {
+                after = Some(last.position());
+            }
+            total.sent += step.sent;
+            total.not_sent += step.not_sent;
+            total.not_deleted += step.not_deleted;
+            total.unreadable += step.unreadable;
+            if step.stopped && std::time::Instant::now() >= until {
+                report.over_budget += 1;
+            }
+            if step.stopped || !page.has_more {
+                break;
+            }
         }
-        // Event i becomes visible i / rate seconds from now: at most `rate`
-        // a second, oldest first.
-        let sent = self
-            .requeuer
-            .requeue(id, &events, |i| u32::try_from(i).unwrap_or(u32::MAX) / rate)
-            .await;
-        tracing::info!(
-            subscription_id = id,
-            sent = sent.sent,
-            not_sent = sent.not_sent,
-            not_deleted = sent.not_deleted,
-            rate_per_second = rate,
-            "parked events drained to the delivery queue"
-        );
-        report.drained += sent.sent as u64;
-        if sent.not_sent + sent.not_deleted + sent.unreadable > 0 {
+        if total != RequeueReport::default() {
+            tracing::info!(
+                subscription_id = id,
+                sent = total.sent,
+                not_sent = total.not_sent,
+                not_deleted = total.not_deleted,
+                rate_per_second = rate,
+                delay_seconds = offset,
+                "parked events drained to the delivery queue"
+            );
+        }
+        report.drained += total.sent as u64;
+        if total.not_sent + total.not_deleted + total.unreadable > 0 {
             report.errors += 1;
         }
     }

@@ -1,8 +1,20 @@
 //! The prober against the emulator: a run near its deadline leaves due
 //! subscriptions for the next run; a due breaker with nothing parked to
-//! probe with is closed and its (empty) drain ends.
+//! probe with is closed and its (empty) drain ends; a probe reads one key
+//! range however many failed events the subscription holds; a drain larger
+//! than a run makes progress every run, killed or cut short by its budget,
+//! with no duplicate beyond the batch it was in.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use futures::StreamExt;
+use shared::delivery::message::{DeliveryMessage, EventEnvelope};
+use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
+use test_support::aws_proxy::AwsProxy;
 
 use chrono::Utc;
 use endpoint_prober::{Prober, ProberConfig};
@@ -18,8 +30,13 @@ use test_support::stack::{self, ids};
 async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes() {
     let sdk = emulator::sdk_config().await;
     let stack = stack::deploy().await;
-    let config =
-        ProberConfig::from_vars(&stack::function_vars(&stack, ids::PROBER_FUNCTION, &[])).unwrap();
+    let config = ProberConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::PROBER_FUNCTION,
+        // Only what is due at each run's time.
+        &[("PROBE_LOOKAHEAD_SECONDS", "0")],
+    ))
+    .unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let store = SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone());
     let sub = Subscription::create(
@@ -79,4 +96,342 @@ async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes
         .unwrap()
         .unwrap();
     assert!(done.health.probe_lane.is_none());
+}
+
+/// A deployed stack, the prober's configuration with `vars`, and its AWS
+/// calls through a counting proxy.
+struct Setup {
+    config: ProberConfig,
+    store: SubscriptionStore,
+    parked: ParkedEvents,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    proxy: AwsProxy,
+    sdk: aws_config::SdkConfig,
+}
+
+impl Setup {
+    async fn new(vars: &[(&str, &str)]) -> Self {
+        let sdk = emulator::sdk_config().await;
+        let stack = stack::deploy().await;
+        let config =
+            ProberConfig::from_vars(&stack::function_vars(&stack, ids::PROBER_FUNCTION, vars))
+                .unwrap();
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        Self {
+            store: SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone()),
+            parked: ParkedEvents::new(dynamo.clone(), config.parked_events_table.clone()),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            dynamo,
+            config,
+            proxy: AwsProxy::start(emulator::endpoint()),
+            sdk,
+        }
+    }
+
+    /// The prober, its AWS calls through the proxy.
+    fn prober(&self) -> Prober {
+        self.prober_with(&self.config)
+    }
+
+    /// The prober configured with `config`, its AWS calls through the
+    /// proxy.
+    fn prober_with(&self, config: &ProberConfig) -> Prober {
+        let via = |b: aws_sdk_dynamodb::config::Builder| b.endpoint_url(self.proxy.endpoint());
+        Prober::new(
+            config,
+            aws_sdk_dynamodb::Client::from_conf(
+                via(aws_sdk_dynamodb::config::Builder::from(&self.sdk)).build(),
+            ),
+            aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&self.sdk)
+                    .endpoint_url(self.proxy.endpoint())
+                    .build(),
+            ),
+            aws_sdk_eventbridge::Client::new(&self.sdk),
+        )
+    }
+
+    async fn subscription(&self) -> Subscription {
+        let sub = Subscription::create(
+            &emulator::unique_name("acme"),
+            NewSubscription {
+                url: "https://hooks.example.com/jobs".to_owned(),
+                description: None,
+                filters: Filters::default(),
+            },
+            Utc::now(),
+            &Keyring::generate(),
+        )
+        .unwrap()
+        .0;
+        self.store.create(&sub, None, u64::MAX).await.unwrap();
+        sub
+    }
+
+    /// `n` events of `sub` with `status`, one a second from `first`
+    /// seconds after a fixed time, ten jobs taking turns, each message
+    /// padded to about `bytes`.
+    async fn seed(
+        &self,
+        sub: &Subscription,
+        status: ParkedStatus,
+        first: u64,
+        n: u64,
+        bytes: usize,
+    ) -> Vec<ParkedEvent> {
+        let now = Utc::now();
+        let events: Vec<ParkedEvent> = (first..first + n)
+            .map(|i| {
+                let at = chrono::DateTime::from_timestamp(1_795_000_000 + i as i64, 0).unwrap();
+                let data = serde_json::value::to_raw_value(&serde_json::json!({
+                    "job_id": format!("job-{}", i % 10),
+                    "state": "running",
+                    "padding": "x".repeat(bytes),
+                }))
+                .unwrap();
+                let timestamp = at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                let key = format!("evt_{i:032}");
+                let sequence = (1_000_000_000_000_000_000u128 + u128::from(i)).to_string();
+                let body = EventEnvelope {
+                    company_id: &sub.company_id,
+                    event_type: "job.running",
+                    timestamp: &timestamp,
+                    data: &data,
+                    sequence: Some(&sequence),
+                }
+                .message_body(&sub.subscription_id, &key);
+                let msg = DeliveryMessage::parse(&body).unwrap();
+                ParkedEvent::of(&msg, status, now, chrono::Duration::days(1))
+            })
+            .collect();
+        let table = self.config.parked_events_table.clone();
+        let writes = events.chunks(25).map(|chunk| {
+            let requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|e| {
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(serde_dynamo::to_item(e).unwrap()))
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                })
+                .collect();
+            let (dynamo, table) = (self.dynamo.clone(), table.clone());
+            async move {
+                let out = dynamo
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    out.unprocessed_items.unwrap_or_default().is_empty(),
+                    "the emulator takes every write"
+                );
+            }
+        });
+        futures::stream::iter(writes)
+            .buffer_unordered(8)
+            .collect::<Vec<()>>()
+            .await;
+        events
+    }
+
+    async fn parked_count(&self, sub: &Subscription) -> u64 {
+        self.parked
+            .count_parked(&sub.company_id, &sub.subscription_id, u64::MAX)
+            .await
+            .unwrap()
+    }
+
+    /// Messages on the delivery queue, delayed ones included.
+    async fn queued(&self) -> u64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.config.delivery_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+            )
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        out.attributes
+            .unwrap_or_default()
+            .values()
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum()
+    }
+}
+
+const QUERY: &str = "DynamoDB_20120810.Query";
+
+#[tokio::test]
+async fn a_probe_and_the_parked_count_read_one_range_beside_twenty_thousand_failed_events() {
+    let setup = Setup::new(&[("PROBE_LOOKAHEAD_SECONDS", "0")]).await;
+    let sub = setup.subscription().await;
+    // Weeks of one rejected event type: 20,000 failed events, all older
+    // than the one event parked since the endpoint went down.
+    setup.seed(&sub, ParkedStatus::Failed, 0, 20_000, 0).await;
+    let parked = setup.seed(&sub, ParkedStatus::Parked, 30_000, 1, 0).await;
+    let now = Utc::now();
+    setup
+        .store
+        .open_breaker(&sub, now, now)
+        .await
+        .unwrap()
+        .expect("the breaker opens");
+
+    let prober = setup.prober();
+    let queries = count_queries(&setup.proxy, &setup.config.parked_events_table);
+    let run = prober.run(Utc::now(), None).await;
+    assert_eq!((run.probes_sent, run.errors), (1, 0), "{run:?}");
+    let reads = queries.swap(0, Ordering::SeqCst);
+    assert!(
+        reads <= 2,
+        "{reads} queries of the parked events to find the one to probe with"
+    );
+    let probe = emulator::take(&setup.sqs, &setup.config.delivery_queue_url, 1).await;
+    assert_eq!(probe.len(), 1);
+    let msg = DeliveryMessage::parse(probe[0].body().unwrap()).unwrap();
+    assert_eq!(msg.probe.as_deref(), Some(parked[0].event_key.as_str()));
+
+    let counting = ParkedEvents::new(
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&setup.sdk)
+                .endpoint_url(setup.proxy.endpoint())
+                .build(),
+        ),
+        setup.config.parked_events_table.clone(),
+    );
+    let count = counting
+        .count_parked(&sub.company_id, &sub.subscription_id, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let reads = queries.swap(0, Ordering::SeqCst);
+    assert!(reads <= 2, "{reads} queries to count the parked events");
+}
+
+/// Counts the queries of `table` made through `proxy`.
+fn count_queries(proxy: &AwsProxy, table: &str) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let (counted, table) = (Arc::clone(&count), table.to_owned());
+    proxy.observe(move |call| {
+        let request: serde_json::Value = serde_json::from_slice(call.request).unwrap_or_default();
+        if call.target == QUERY && request["TableName"] == table.as_str() {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    count
+}
+
+/// The idempotency keys of the messages sent through `proxy`, as they
+/// are sent.
+fn record_sends(
+    proxy: &AwsProxy,
+) -> (Arc<Mutex<Vec<String>>>, tokio::sync::watch::Receiver<usize>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    let seen = Arc::clone(&sent);
+    proxy.observe(move |call| {
+        if call.target != "AmazonSQS.SendMessageBatch" || !call.ok {
+            return;
+        }
+        let request: serde_json::Value = serde_json::from_slice(call.request).unwrap();
+        let mut seen = seen.lock().unwrap();
+        for entry in request["Entries"].as_array().unwrap() {
+            let msg = DeliveryMessage::parse(entry["MessageBody"].as_str().unwrap()).unwrap();
+            seen.push(msg.idempotency_key);
+        }
+        tx.send_modify(|batches| *batches += 1);
+    });
+    (sent, rx)
+}
+
+#[tokio::test]
+async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_beyond_one_batch() {
+    let setup = Setup::new(&[
+        ("PROBE_LOOKAHEAD_SECONDS", "0"),
+        ("DRAIN_RATE_PER_SECOND", "1000"),
+        ("DRAIN_WINDOW_SECONDS", "55"),
+        ("ENDPOINT_BUDGET_SECONDS", "1"),
+    ])
+    .await;
+    let sub = setup.subscription().await;
+    const N: u64 = 400;
+    setup.seed(&sub, ParkedStatus::Parked, 0, N, 512).await;
+    // Recovered: the breaker closed and the drain is due now.
+    let now = Utc::now();
+    let (company, id) = (sub.company_id.clone(), sub.subscription_id.clone());
+    let (company, id) = (company.as_str(), id.as_str());
+    let open = setup.store.open_breaker(&sub, now, now).await.unwrap();
+    assert!(open.is_some(), "the breaker opens");
+    let sub = setup.store.get(company, id).await.unwrap().unwrap();
+    setup
+        .store
+        .close_breaker(&sub, now - shared::domain::health::DRAIN_START_DELAY)
+        .await
+        .unwrap()
+        .expect("the breaker closes");
+    let (sent, mut batches) = record_sends(&setup.proxy);
+    let prober = setup.prober();
+
+    // Run 1 (with all the time it wants) is killed, like a Lambda at its
+    // timeout, once five batches went out.
+    let mut unbounded = setup.config.clone();
+    unbounded.endpoint_budget = Duration::from_secs(600);
+    let unbounded = setup.prober_with(&unbounded);
+    let mut killed = tokio::spawn(async move { unbounded.run(Utc::now(), None).await });
+    tokio::select! {
+        seen = batches.wait_for(|n| *n >= 5) => {
+            seen.unwrap();
+            killed.abort();
+            let _ = killed.await;
+        }
+        run = &mut killed => panic!("the run ended before five batches: {run:?}"),
+    }
+    let left = setup.parked_count(&sub).await;
+    let queued = setup.queued().await;
+    assert!(left < N, "the killed run deleted what it had sent");
+    assert!(
+        queued <= N - left + 10,
+        "{queued} sent but only {} deleted: more than the batch in hand",
+        N - left
+    );
+
+    // Runs cut short by their one-second budget each go on where the last
+    // one stopped, until none is left.
+    let mut at = Utc::now() + chrono::Duration::seconds(56);
+    let mut before = left;
+    let mut runs = 0;
+    while before > 0 {
+        let run = prober
+            .run(at, Some(Instant::now() + Duration::from_secs(60)))
+            .await;
+        let now_left = setup.parked_count(&sub).await;
+        assert!(now_left < before, "run {runs} made no progress: {run:?}");
+        assert_eq!(run.errors, 0, "{run:?}");
+        assert_eq!(run.drained, before - now_left, "{run:?}");
+        before = now_left;
+        at += chrono::Duration::seconds(56);
+        runs += 1;
+    }
+    assert!(runs >= 2, "one budget of a second drained {N} events");
+    let sent = sent.lock().unwrap();
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for key in sent.iter() {
+        *times.entry(key).or_default() += 1;
+    }
+    assert_eq!(times.len() as u64, N, "every event sent");
+    let twice = times.values().filter(|n| **n > 1).count();
+    assert!(twice <= 10, "{twice} events sent twice");
 }

@@ -8,6 +8,7 @@ use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use shared::cursor::CursorPosition;
+use shared::delivery::requeue::{MAX_DELAY_SECONDS, Pacer};
 use shared::storage::parked::{Order, ParkedQuery, ParkedStatus};
 
 use crate::app::App;
@@ -145,7 +146,7 @@ impl App {
             Some(last) if has_more => Some(self.config.cursors.encode(
                 &scope,
                 &CursorPosition {
-                    after: last.event_key.clone(),
+                    after: last.position(),
                     filter: Some(filter),
                 },
             )),
@@ -239,9 +240,12 @@ impl App {
             )
             .await
             .map_err(|e| ApiError::store(e, "parked events"))?;
+        // At once, but each job's events a second apart in the order of its
+        // states, so the endpoint receives them in that order.
+        let mut pacer = Pacer::new(None, 0, MAX_DELAY_SECONDS, usize::MAX);
         let report = self
             .requeuer
-            .requeue(&sub.subscription_id, &page.items, |_| 0)
+            .requeue(&sub.subscription_id, &page.items, &mut pacer, None)
             .await;
         tracing::info!(
             subscription_id = %sub.subscription_id,
@@ -250,11 +254,15 @@ impl App {
             not_deleted = report.not_deleted,
             "events recovered to the delivery queue"
         );
-        let continuation = match page.items.last() {
-            Some(last) if page.has_more => Some(self.config.cursors.encode(
+        // Where the next call goes on: after the last event handled (all of
+        // the page, unless the pacing's 15-minute span filled first).
+        let handled = &page.items[..report.handled.min(page.items.len())];
+        let more = page.has_more || handled.len() < page.items.len();
+        let continuation = match handled.last() {
+            Some(last) if more => Some(self.config.cursors.encode(
                 &scope,
                 &CursorPosition {
-                    after: last.event_key.clone(),
+                    after: last.position(),
                     filter: Some(filter),
                 },
             )),

@@ -1,20 +1,93 @@
 //! Parked and failed events back on the DeliveryQueue: the prober's drain
 //! after a recovery and the API's `recover` both send first and delete
-//! after, so a crash in between gives a duplicate with the same
-//! `webhook-id`, never a loss; a delete only removes the copy that was
-//! read, so an event parked again meanwhile stays parked.
+//! after, batch by batch, so a crash in between gives at most one batch of
+//! duplicates with the same `webhook-id`, never a loss; a delete only
+//! removes the copy that was read, so an event parked again meanwhile
+//! stays parked.
+//!
+//! Events go back paced by a [`Pacer`]: at most so many a second, the
+//! events of one job (one [order group]) at least [`ORDER_GAP_SECONDS`]
+//! apart in the order they were parked, so the endpoint receives each
+//! job's states in the order the job went through them.
+//!
+//! [order group]: crate::delivery::message::DeliveryMessage::order_group
+
+use std::collections::HashMap;
+use std::time::Instant;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::delivery::message::group_id;
-use crate::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
+use crate::storage::parked::{ParkedEvent, ParkedEvents};
 
 /// Longest delay SQS applies to a message, in seconds.
 pub const MAX_DELAY_SECONDS: u32 = 900;
 /// Most message bytes in one `SendMessageBatch` (SQS's limit for the whole
 /// batch is 256 KiB).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Most entries in one `SendMessageBatch`.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// Seconds between two events of one job: each becomes visible on the
+/// queue this long after the one before it, so one is delivered before
+/// the next is taken (SQS delays have a one-second grain).
+pub const ORDER_GAP_SECONDS: u32 = 1;
+
+/// Spaces the events of one requeue step: when each may be delivered,
+/// and where the step ends.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    per_second: Option<u32>,
+    offset: u32,
+    horizon: u32,
+    max_bytes: usize,
+    taken: u32,
+    bytes: usize,
+    last_slot: HashMap<String, u32>,
+}
+
+impl Pacer {
+    /// Events from `offset` seconds on, at most `per_second` a second
+    /// (`None`: as fast as they are sent), none at or past `horizon`
+    /// seconds (at most [`MAX_DELAY_SECONDS`]), and at most `max_bytes`
+    /// of messages in all.
+    pub fn new(per_second: Option<u32>, offset: u32, horizon: u32, max_bytes: usize) -> Self {
+        Self {
+            per_second: per_second.map(|r| r.max(1)),
+            offset,
+            horizon: horizon.min(MAX_DELAY_SECONDS + 1),
+            max_bytes,
+            taken: 0,
+            bytes: 0,
+            last_slot: HashMap::new(),
+        }
+    }
+
+    /// The delay in seconds of the next event, of `group` with a message
+    /// of `bytes`, or `None` when it does not fit in this step (it and
+    /// every event after it wait for the next step).
+    pub fn next(&mut self, group: Option<&str>, bytes: usize) -> Option<u32> {
+        let base = self.offset + self.per_second.map_or(0, |r| self.taken / r);
+        let slot = match group.and_then(|g| self.last_slot.get(g)) {
+            Some(last) => base.max(last + ORDER_GAP_SECONDS),
+            None => base,
+        };
+        if slot >= self.horizon || (self.taken > 0 && self.bytes + bytes > self.max_bytes) {
+            return None;
+        }
+        self.taken += 1;
+        self.bytes += bytes;
+        if let Some(g) = group {
+            self.last_slot.insert(g.to_owned(), slot);
+        }
+        Some(slot)
+    }
+
+    /// Events taken so far.
+    pub fn taken(&self) -> u32 {
+        self.taken
+    }
+}
 
 /// What a requeue did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,8 +98,14 @@ pub struct RequeueReport {
     pub not_sent: usize,
     /// Sent but still in the table: sent again later (same `webhook-id`).
     pub not_deleted: usize,
-    /// Stored messages that no longer parse: left in the table, logged.
+    /// Stored messages that no longer parse: set aside as failed, logged.
     pub unreadable: usize,
+    /// Events handled from the start of the slice (sent, not sent or set
+    /// aside); the rest did not fit the step or the deadline.
+    pub handled: usize,
+    /// Whether the step stopped before the end of the slice: the pacer is
+    /// full or the deadline came.
+    pub stopped: bool,
 }
 
 /// Sends parked events to the DeliveryQueue and deletes them after.
@@ -35,6 +114,13 @@ pub struct Requeuer {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     parked: ParkedEvents,
+}
+
+/// One entry of a batch being built.
+struct Entry<'a> {
+    event: &'a ParkedEvent,
+    body: String,
+    delay: u32,
 }
 
 impl Requeuer {
@@ -47,86 +133,135 @@ impl Requeuer {
         }
     }
 
-    /// Sends `events` (of one subscription) in order, event `i` delayed by
-    /// `delay_of(i)` seconds (at most 15 minutes), as first attempts; then
-    /// deletes the ones SQS accepted.
+    /// Sends `events` (of one subscription, oldest first) as first
+    /// attempts, delayed as `pacer` says, in batches of at most ten entries
+    /// and [`MAX_BATCH_BYTES`]; deletes the ones SQS accepted after each
+    /// batch; stops when the pacer is full or `deadline` has come (checked
+    /// between batches).
     pub async fn requeue(
         &self,
         subscription_id: &str,
         events: &[ParkedEvent],
-        delay_of: impl Fn(usize) -> u32,
+        pacer: &mut Pacer,
+        deadline: Option<Instant>,
     ) -> RequeueReport {
         let mut report = RequeueReport::default();
-        let mut sent: Vec<&ParkedEvent> = Vec::with_capacity(events.len());
-        // Batches of at most ten entries and MAX_BATCH_BYTES of bodies.
-        let mut batches: Vec<Vec<(usize, &ParkedEvent, String)>> = Vec::new();
-        let mut bytes = 0;
-        for (i, event) in events.iter().enumerate() {
+        let mut batch: Vec<Entry<'_>> = Vec::with_capacity(MAX_BATCH_ENTRIES);
+        let mut batch_bytes = 0;
+        for event in events {
             let Some(msg) = event.requeued() else {
-                // Set aside as failed: kept for the customer to see, and
-                // out of the way of the events after it.
+                // Out of the way of the events after it.
                 tracing::error!(subscription_id, event_key = %event.event_key, "parked message does not parse: kept as failed");
-                let mut failed = event.clone();
-                failed.status = ParkedStatus::Failed;
-                if let Err(e) = self.parked.put(&failed).await {
+                if let Err(e) = self.parked.set_aside(event).await {
                     tracing::error!(subscription_id, error = %e, "unreadable parked event not set aside");
                 }
                 report.unreadable += 1;
+                report.handled += 1;
                 continue;
             };
             let body = msg.to_body();
-            let full = batches
-                .last()
-                .is_none_or(|b| b.len() == 10 || bytes + body.len() > MAX_BATCH_BYTES);
+            let full =
+                batch.len() == MAX_BATCH_ENTRIES || batch_bytes + body.len() > MAX_BATCH_BYTES;
             if full {
-                batches.push(Vec::with_capacity(10));
-                bytes = 0;
+                self.send(subscription_id, std::mem::take(&mut batch), &mut report)
+                    .await;
+                batch_bytes = 0;
             }
-            bytes += body.len();
-            batches.last_mut().expect("a batch").push((i, event, body));
+            if batch.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                report.stopped = true;
+                break;
+            }
+            let Some(delay) = pacer.next(msg.order_group().as_deref(), body.len()) else {
+                report.stopped = true;
+                break;
+            };
+            batch_bytes += body.len();
+            batch.push(Entry { event, body, delay });
         }
-        for batch in batches {
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut keys = Vec::with_capacity(batch.len());
-            for (i, event, body) in batch {
-                let entry = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_group_id(group_id(&event.company_id))
-                    .message_body(body)
-                    .delay_seconds(i32::try_from(delay_of(i).min(MAX_DELAY_SECONDS)).unwrap_or(0))
-                    .build()
-                    .expect("id and body are set");
-                entries.push(entry);
-                keys.push((i.to_string(), event));
-            }
-            if entries.is_empty() {
-                continue;
-            }
-            let count = entries.len();
-            match self
-                .sqs
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    for ok in &out.successful {
-                        if let Some((_, event)) = keys.iter().find(|(id, _)| *id == ok.id) {
-                            sent.push(event);
-                        }
-                    }
-                    report.not_sent += out.failed.len();
-                }
-                Err(e) => {
-                    tracing::error!(subscription_id, error = %DisplayErrorContext(&e), "parked events not sent: tried again later");
-                    report.not_sent += count;
-                }
-            }
-        }
-        report.sent = sent.len();
-        report.not_deleted = self.parked.delete_sent(&sent).await;
+        self.send(subscription_id, batch, &mut report).await;
         report
+    }
+
+    /// Sends one batch and deletes what SQS accepted.
+    async fn send(&self, subscription_id: &str, batch: Vec<Entry<'_>>, report: &mut RequeueReport) {
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len();
+        report.handled += count;
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_group_id(group_id(&e.event.company_id))
+                    .message_body(e.body.clone())
+                    .delay_seconds(i32::try_from(e.delay.min(MAX_DELAY_SECONDS)).unwrap_or(0))
+                    .build()
+                    .expect("id and body are set")
+            })
+            .collect();
+        let sent: Vec<&ParkedEvent> = match self
+            .sqs
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                report.not_sent += out.failed.len();
+                out.successful
+                    .iter()
+                    .filter_map(|ok| ok.id.parse::<usize>().ok())
+                    .filter_map(|i| batch.get(i).map(|e| e.event))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::error!(subscription_id, error = %DisplayErrorContext(&e), "parked events not sent: tried again later");
+                report.not_sent += count;
+                Vec::new()
+            }
+        };
+        report.sent += sent.len();
+        report.not_deleted += self.parked.delete_sent(&sent).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_events_are_a_gap_apart_and_others_follow_the_rate() {
+        let mut p = Pacer::new(Some(10), 0, 60, usize::MAX);
+        let slots: Vec<u32> = ["a", "b", "a", "c", "a"]
+            .into_iter()
+            .map(|g| p.next(Some(g), 100).unwrap())
+            .collect();
+        assert_eq!(slots, [0, 0, 1, 0, 2]);
+        let mut p = Pacer::new(Some(2), 5, 60, usize::MAX);
+        let slots: Vec<u32> = (0..5).map(|_| p.next(None, 1).unwrap()).collect();
+        assert_eq!(slots, [5, 5, 6, 6, 7], "two a second after the offset");
+    }
+
+    #[test]
+    fn a_step_ends_at_its_horizon_or_its_bytes() {
+        let mut p = Pacer::new(Some(1), 0, 3, usize::MAX);
+        assert_eq!(p.next(None, 1), Some(0));
+        assert_eq!(p.next(None, 1), Some(1));
+        assert_eq!(p.next(None, 1), Some(2));
+        assert_eq!(p.next(None, 1), None);
+        let mut p = Pacer::new(None, 0, 900, 1000);
+        assert_eq!(p.next(Some("j"), 600), Some(0));
+        assert_eq!(p.next(Some("k"), 600), None, "past the byte cap");
+        let mut p = Pacer::new(None, 0, 900, 10);
+        assert_eq!(p.next(None, 600), Some(0), "one event always fits");
+        let mut p = Pacer::new(None, 0, 2, usize::MAX);
+        assert_eq!(p.next(Some("j"), 1), Some(0));
+        assert_eq!(p.next(Some("j"), 1), Some(1));
+        assert_eq!(p.next(Some("j"), 1), None, "the job's next state waits");
+        assert_eq!(p.taken(), 2);
     }
 }
