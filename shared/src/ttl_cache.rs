@@ -44,6 +44,15 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             .map(|(_, value)| value.clone())
     }
 
+    /// Forgets `key`.
+    pub fn remove<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.entries.lock().expect("cache lock").remove(key);
+    }
+
     /// Stores `value` for `key`, fresh from now.
     pub fn insert(&self, key: K, value: V) {
         let mut entries = self.entries.lock().expect("cache lock");

@@ -194,15 +194,17 @@ fn classify(err: &reqwest::Error) -> FailureKind {
 }
 
 /// The error and its causes on one line, for the attempt log.
-fn error_text(err: &reqwest::Error) -> String {
+fn error_text(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(e) = source {
         text.push_str(": ");
         text.push_str(&e.to_string());
         source = e.source();
     }
-    text.truncate(shared::storage::deliveries::MAX_EXCERPT);
+    // On a character boundary: an error text can hold any UTF-8 (a host
+    // name, a TLS peer's message).
+    shared::text::truncate(&mut text, shared::storage::deliveries::MAX_EXCERPT);
     text
 }
 
@@ -221,6 +223,23 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Named(String);
+
+    #[test]
+    fn error_texts_are_cut_on_a_character_boundary() {
+        use shared::storage::deliveries::MAX_EXCERPT;
+        // One ASCII byte first, so that the limit falls inside a
+        // two-byte character.
+        let err = Named(format!("x{}", "é".repeat(MAX_EXCERPT)));
+        let text = error_text(&err);
+        assert_eq!(text.len(), MAX_EXCERPT - 1);
+        assert!(text.starts_with("xé"));
+        let short = Named("connection refused by hôte.example".to_owned());
+        assert_eq!(error_text(&short), "connection refused by hôte.example");
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_dates() {

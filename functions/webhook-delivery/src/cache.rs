@@ -85,12 +85,23 @@ impl SubscriptionCache {
             Some(sub) => {
                 let versions = sub.secret_key_versions();
                 let keyring = self.vault.for_opening(versions).await?;
-                let keys = sub.signing_keys(&keyring, Utc::now());
+                let mut keys = sub.signing_keys(&keyring, Utc::now());
+                if keys.is_err() {
+                    // The keyring may have changed since it was read (a
+                    // rotation the last read did not see yet): read it
+                    // once more (at most every few seconds) before failing.
+                    let keyring = self.vault.reread_for_opening().await?;
+                    keys = sub.signing_keys(&keyring, Utc::now());
+                }
                 Some(Arc::new(Cached { sub, keys }))
             }
             None => None,
         };
-        self.entries.insert(key, cached.clone());
+        // A secret that does not open is never cached: the next attempt
+        // reads the subscription and the keyring again.
+        if cached.as_ref().is_none_or(|c| c.keys.is_ok()) {
+            self.entries.insert(key, cached.clone());
+        }
         Ok(cached)
     }
 
@@ -105,6 +116,11 @@ impl SubscriptionCache {
             .filter(|old| same_secrets(&old.sub, &sub))
             .map(|old| old.keys.clone());
         let keys = kept.unwrap_or_else(|| sub.signing_keys(&self.vault.current(), Utc::now()));
+        if keys.is_err() {
+            // Read again, with the keyring, by the next attempt.
+            self.entries.remove(&key);
+            return;
+        }
         self.entries
             .insert(key, Some(Arc::new(Cached { sub, keys })));
     }

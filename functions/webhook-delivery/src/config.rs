@@ -7,6 +7,7 @@ use std::time::Duration;
 use shared::config::{ConfigError, Vars};
 use shared::delivery::breaker::BreakerPolicy;
 use shared::delivery::retry::RetrySchedule;
+use shared::domain::health::DRAIN_START_DELAY;
 use shared::target_guard::allow_list::AllowList;
 
 /// Settings of the delivery function.
@@ -38,7 +39,8 @@ pub struct DeliveryConfig {
     /// `DELIVERY_CONCURRENCY` (default 16): POSTs in flight per invocation.
     pub concurrency: usize,
     /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 5): how long a subscription
-    /// read is reused inside a warm instance.
+    /// read is reused inside a warm instance; below the drain start delay
+    /// ([`DRAIN_START_DELAY`]).
     pub cache_ttl: Duration,
     /// `CONNECT_TIMEOUT_MS` (default 5000).
     pub connect_timeout: Duration,
@@ -78,16 +80,57 @@ impl DeliveryConfig {
             breaker: BreakerPolicy::from_vars(vars, &schedule)?,
             schedule,
             concurrency: vars.parse_in_range("DELIVERY_CONCURRENCY", 16usize, 1, 256)?,
-            cache_ttl: Duration::from_secs(vars.parse_in_range(
-                "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                5u64,
-                0,
-                300,
-            )?),
+            cache_ttl: cache_ttl(vars)?,
             connect_timeout: millis("CONNECT_TIMEOUT_MS", 5_000)?,
             request_timeout: millis("REQUEST_TIMEOUT_MS", 15_000)?,
             allow_list: AllowList::from_vars(vars)?,
             extra_ca_file: vars.optional("TARGET_EXTRA_CA_FILE").map(PathBuf::from),
         })
+    }
+}
+
+/// `SUBSCRIPTION_CACHE_TTL_SECONDS`, refused at or above the drain start
+/// delay: a drain starts that long after a breaker closes so that every
+/// warm instance has re-read the subscription by then; with a longer TTL
+/// an instance could park events after the drain ended, and they would
+/// wait for the next outage.
+fn cache_ttl(vars: &Vars) -> Result<Duration, ConfigError> {
+    let below = u64::try_from(DRAIN_START_DELAY.num_seconds()).unwrap_or(1);
+    let ttl = vars.parse_or("SUBSCRIPTION_CACHE_TTL_SECONDS", 5u64)?;
+    if ttl >= below {
+        return Err(ConfigError::new(
+            "SUBSCRIPTION_CACHE_TTL_SECONDS",
+            format!(
+                "must be below the {below}-second drain start delay (events parked by an \
+                 instance with an older copy after the drain starts would stay parked), got {ttl}"
+            ),
+        ));
+    }
+    Ok(Duration::from_secs(ttl))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(ttl: &str) -> Vars {
+        Vars::from_map([("SUBSCRIPTION_CACHE_TTL_SECONDS".to_owned(), ttl.to_owned())].into())
+    }
+
+    #[test]
+    fn a_cache_ttl_at_or_above_the_drain_start_delay_is_refused() {
+        assert_eq!(cache_ttl(&vars("9")).unwrap(), Duration::from_secs(9));
+        assert_eq!(cache_ttl(&vars("0")).unwrap(), Duration::ZERO);
+        for ttl in ["10", "300"] {
+            let e = cache_ttl(&vars(ttl)).unwrap_err().to_string();
+            assert!(
+                e.contains("SUBSCRIPTION_CACHE_TTL_SECONDS") && e.contains("drain start delay"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            cache_ttl(&Vars::from_map(Default::default())).unwrap(),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -1003,3 +1003,66 @@ async fn a_drain_or_recover_never_deletes_an_event_parked_again_meanwhile() {
     assert_eq!(parked.delete_sent(&[&again]).await, 0);
     assert!(fx.parked_events(&sub).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_secret_that_does_not_open_is_never_cached_and_opens_once_the_keyring_is_read_again() {
+    use shared::storage::keyring::KeyringStore;
+    use webhook_delivery::cache::SubscriptionCache;
+
+    let sdk = emulator::sdk_config().await;
+    let stack = stack::deploy().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let config =
+        DeliveryConfig::from_vars(&stack::function_vars(&stack, ids::DELIVERY_FUNCTION, &[]))
+            .unwrap();
+    let store = SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone());
+    let keyring = KeyringStore::new(
+        dynamo.clone(),
+        aws_sdk_kms::Client::new(&sdk),
+        config.keyring.clone(),
+    );
+    // A warm instance's keyring, just read (at its cold start): it reads it
+    // again for an unknown version at most every few seconds.
+    let vault = stack::secret_vault(&stack).await;
+    let (mut sub, _) = Subscription::create(
+        &emulator::unique_name("acme"),
+        NewSubscription {
+            url: "https://hooks.example.com/jobs".to_owned(),
+            description: None,
+            filters: Default::default(),
+        },
+        Utc::now(),
+        &vault.current(),
+    )
+    .unwrap();
+    store.create(&sub, None, u64::MAX).await.unwrap();
+    let cache = SubscriptionCache::new(Duration::from_secs(300), Arc::clone(&vault));
+
+    // A rotation adds a key version and re-seals the secret with it, right
+    // after the instance read its keyring.
+    keyring.add_version(Utc::now()).await.unwrap();
+    let ring = keyring.load_into(&vault.current()).await.unwrap();
+    assert!(sub.reseal_secrets(&ring).unwrap());
+    assert!(store.store_resealed_secrets(&sub).await.unwrap());
+    let (company, id) = (sub.company_id.clone(), sub.subscription_id.clone());
+    let first = cache.get(&company, &id, &store).await.unwrap().unwrap();
+    assert!(
+        first.keys.is_err(),
+        "the instance has not read the new version yet"
+    );
+
+    // The failure is not served from the cache for its 300 s: once the
+    // instance may read its keyring again, the secret opens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let again = cache.get(&company, &id, &store).await.unwrap().unwrap();
+        if again.keys.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the secret still does not open: the failure was cached"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

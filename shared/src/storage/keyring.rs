@@ -414,6 +414,13 @@ impl SecretVault {
         Ok(ring)
     }
 
+    /// The keyring read again (unless it was read in the last few seconds),
+    /// for a secret that did not open with the keyring held: a version
+    /// added by a rotation since.
+    pub async fn reread_for_opening(&self) -> Result<Arc<Keyring>, KeyringError> {
+        self.reload(UNKNOWN_VERSION_RELOAD).await
+    }
+
     /// Reads the table unless it was read less than `min_age` ago; one
     /// reader at a time.
     async fn reload(&self, min_age: Duration) -> Result<Arc<Keyring>, KeyringError> {
