@@ -350,6 +350,16 @@ impl Prober {
         let due = DateTime::from_timestamp_millis(seen)
             .unwrap_or(now)
             .max(now);
+        if due > now {
+            // Due before the next run: its first step goes out now, delayed.
+            // With nothing parked yet there is nothing to send and nothing
+            // to end (a drain ends only once due): left for that run.
+            match self.parked.oldest_parked(company, id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(e) => return Self::error(report, id, "parked events not read", &e),
+            }
+        }
         let claimed_until = due + self.drain_window;
         match self
             .store
