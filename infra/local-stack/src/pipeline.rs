@@ -171,7 +171,9 @@ impl Pipeline {
                 .map_err(configured(ids::INGEST_FUNCTION))?,
             aws_sdk_dynamodb::Client::new(&ingest_sdk),
             aws_sdk_sqs::Client::new(&ingest_sdk),
-        );
+        )
+        // As in Lambda: poison records set aside name their shard.
+        .with_streams(aws_sdk_dynamodbstreams::Client::new(&ingest_sdk));
         let delivery_sdk = function_sdk(sdk, ids::DELIVERY_FUNCTION);
         let delivery_config = DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
             .map_err(configured(ids::DELIVERY_FUNCTION))?;
