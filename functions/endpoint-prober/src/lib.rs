@@ -19,7 +19,8 @@
 //!   per subscription and each job's events a second apart in the order of
 //!   its states: one run schedules up to a window's worth (and at most
 //!   [`prober::DRAIN_STEP_MAX_BYTES`]) with SQS delays, and claims the
-//!   subscription until that window ends, so runs never overlap on it.
+//!   subscription until that window and its budget have passed, so runs
+//!   never overlap on it and a job's states never do across steps.
 //!
 //! Each subscription gets at most `ENDPOINT_BUDGET_SECONDS` of a run; a run
 //! stops taking subscriptions near its deadline. Every claim is a

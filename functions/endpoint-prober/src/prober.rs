@@ -34,6 +34,10 @@ pub const DRAIN_STEP_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// 1 MB a page anyway): the most a step holds in memory at once.
 pub const DRAIN_PAGE: usize = 100;
 
+/// The least time a drain step has to read its first page, however little
+/// of its budget is left, so that every step makes progress.
+const FIRST_PAGE_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Unreadable parked events set aside in search of one to probe with,
 /// per run.
 const PROBE_CANDIDATES: usize = 5;
@@ -151,6 +155,11 @@ impl Prober {
             stop_at.map_or(own, |d| own.min(d))
         };
         let horizon = now + self.lookahead;
+        // Each subscription is handled at the run's time plus what the run
+        // has taken so far: its delays and claims count from when its
+        // messages are actually sent.
+        let started = std::time::Instant::now();
+        let at = || now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
         for lane in [ProbeLane::Probe, ProbeLane::Drain] {
             let due = match self.store.due(lane, horizon, self.max_per_run).await {
                 Ok(due) => due,
@@ -167,10 +176,10 @@ impl Prober {
                 }
                 match lane {
                     ProbeLane::Probe => {
-                        self.probe_or_disable(&sub, now, budget(), &mut report)
+                        self.probe_or_disable(&sub, at(), budget(), &mut report)
                             .await;
                     }
-                    ProbeLane::Drain => self.drain(&sub, now, budget(), &mut report).await,
+                    ProbeLane::Drain => self.drain(&sub, at(), budget(), &mut report).await,
                 }
             }
         }
@@ -354,13 +363,24 @@ impl Prober {
             // Due before the next run: its first step goes out now, delayed.
             // With nothing parked yet there is nothing to send and nothing
             // to end (a drain ends only once due): left for that run.
-            match self.parked.oldest_parked(company, id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(e) => return Self::error(report, id, "parked events not read", &e),
+            let oldest =
+                tokio::time::timeout_at(until.into(), self.parked.oldest_parked(company, id)).await;
+            match oldest {
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => return Self::error(report, id, "parked events not read", &e),
+                Err(_) => {
+                    report.over_budget += 1;
+                    return;
+                }
             }
         }
-        let claimed_until = due + self.drain_window;
+        // Held until every event this step sends is visible: the step's
+        // window after it is due, plus the time its sends may take (they
+        // stop at the budget).
+        let claimed_until = due
+            + self.drain_window
+            + chrono::Duration::from_std(self.endpoint_budget).unwrap_or_default();
         match self
             .store
             .claim(company, id, ProbeLane::Drain, seen, claimed_until)
@@ -399,12 +419,21 @@ impl Prober {
         let mut total = RequeueReport::default();
         let mut first_page = true;
         loop {
-            if std::time::Instant::now() >= until {
+            // Every step makes progress: its first page (given at least
+            // FIRST_PAGE_TIME to be read) and first SQS batch go whatever
+            // the budget says; after that the budget decides.
+            let now_instant = std::time::Instant::now();
+            if !first_page && now_instant >= until {
                 report.over_budget += 1;
                 break;
             }
+            let read_until = if first_page {
+                until.max(now_instant + FIRST_PAGE_TIME)
+            } else {
+                until
+            };
             let page = tokio::time::timeout_at(
-                until.into(),
+                read_until.into(),
                 self.parked.list(
                     company,
                     id,

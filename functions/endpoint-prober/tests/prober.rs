@@ -180,6 +180,20 @@ impl Setup {
         n: u64,
         bytes: usize,
     ) -> Vec<ParkedEvent> {
+        self.seed_as(sub, status, first, n, bytes, false).await
+    }
+
+    /// [`Self::seed`], with the keys of earlier versions (`{millis}#{id}`)
+    /// when `legacy`.
+    async fn seed_as(
+        &self,
+        sub: &Subscription,
+        status: ParkedStatus,
+        first: u64,
+        n: u64,
+        bytes: usize,
+        legacy: bool,
+    ) -> Vec<ParkedEvent> {
         let now = Utc::now();
         let events: Vec<ParkedEvent> = (first..first + n)
             .map(|i| {
@@ -202,7 +216,11 @@ impl Setup {
                 }
                 .message_body(&sub.subscription_id, &key);
                 let msg = DeliveryMessage::parse(&body).unwrap();
-                ParkedEvent::of(&msg, status, now, chrono::Duration::days(1))
+                let mut event = ParkedEvent::of(&msg, status, now, chrono::Duration::days(1));
+                if legacy {
+                    event.event_key = format!("{}#{key}", at.timestamp_millis());
+                }
+                event
             })
             .collect();
         let table = self.config.parked_events_table.clone();
@@ -281,6 +299,11 @@ async fn a_probe_and_the_parked_count_read_one_range_beside_twenty_thousand_fail
     // Weeks of one rejected event type: 20,000 failed events, all older
     // than the one event parked since the endpoint went down.
     setup.seed(&sub, ParkedStatus::Failed, 0, 20_000, 0).await;
+    // And 2,000 more written by an earlier version, in the legacy range:
+    // read in whole pages, not ten items a query.
+    setup
+        .seed_as(&sub, ParkedStatus::Failed, 20_000, 2_000, 0, true)
+        .await;
     let parked = setup.seed(&sub, ParkedStatus::Parked, 30_000, 1, 0).await;
     let now = Utc::now();
     setup
@@ -296,7 +319,7 @@ async fn a_probe_and_the_parked_count_read_one_range_beside_twenty_thousand_fail
     assert_eq!((run.probes_sent, run.errors), (1, 0), "{run:?}");
     let reads = queries.swap(0, Ordering::SeqCst);
     assert!(
-        reads <= 2,
+        reads <= 4,
         "{reads} queries of the parked events to find the one to probe with"
     );
     let probe = emulator::take(&setup.sqs, &setup.config.delivery_queue_url, 1).await;
@@ -318,7 +341,7 @@ async fn a_probe_and_the_parked_count_read_one_range_beside_twenty_thousand_fail
         .unwrap();
     assert_eq!(count, 1);
     let reads = queries.swap(0, Ordering::SeqCst);
-    assert!(reads <= 2, "{reads} queries to count the parked events");
+    assert!(reads <= 4, "{reads} queries to count the parked events");
 }
 
 /// Counts the queries of `table` made through `proxy`.
@@ -361,9 +384,10 @@ fn record_sends(
 async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_beyond_one_batch() {
     let setup = Setup::new(&[
         ("PROBE_LOOKAHEAD_SECONDS", "0"),
-        ("DRAIN_RATE_PER_SECOND", "1000"),
-        ("DRAIN_WINDOW_SECONDS", "55"),
-        ("ENDPOINT_BUDGET_SECONDS", "1"),
+        // A step of at most 100 events: 20 a second for 5 seconds.
+        ("DRAIN_RATE_PER_SECOND", "20"),
+        ("DRAIN_WINDOW_SECONDS", "5"),
+        ("ENDPOINT_BUDGET_SECONDS", "10"),
     ])
     .await;
     let sub = setup.subscription().await;
@@ -408,24 +432,44 @@ async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_be
         N - left
     );
 
-    // Runs cut short by their one-second budget each go on where the last
-    // one stopped, until none is left.
-    let mut at = Utc::now() + chrono::Duration::seconds(56);
-    let mut before = left;
+    // A run whose deadline comes 200 ms after it starts stops between two
+    // batches, after its first: progress, and less than its step.
+    // (Each run holds the subscription for its window and its budget: the
+    // killed one's budget was 600 s.)
+    let step = chrono::Duration::seconds(5 + 10 + 1);
+    let mut at = Utc::now() + chrono::Duration::seconds(5 + 600 + 1);
+    let cut = prober
+        .run(
+            at,
+            Some(
+                Instant::now()
+                    + endpoint_prober::prober::DEADLINE_MARGIN
+                    + Duration::from_millis(200),
+            ),
+        )
+        .await;
+    let after_cut = setup.parked_count(&sub).await;
+    assert_eq!(cut.over_budget, 1, "{cut:?}");
+    assert!(cut.drained >= 10 && cut.drained < 100, "{cut:?}");
+    assert_eq!(cut.drained, left - after_cut, "{cut:?}");
+
+    // Each later run goes on where the last one stopped, one step (at most
+    // 100 events, fewer when one job's states need more seconds) at a time,
+    // until none is left.
+    let mut before = after_cut;
     let mut runs = 0;
     while before > 0 {
-        let run = prober
-            .run(at, Some(Instant::now() + Duration::from_secs(60)))
-            .await;
+        at += step;
+        let run = prober.run(at, None).await;
         let now_left = setup.parked_count(&sub).await;
         assert!(now_left < before, "run {runs} made no progress: {run:?}");
+        assert!(run.drained <= 100, "more than a step: {run:?}");
         assert_eq!(run.errors, 0, "{run:?}");
         assert_eq!(run.drained, before - now_left, "{run:?}");
         before = now_left;
-        at += chrono::Duration::seconds(56);
         runs += 1;
     }
-    assert!(runs >= 2, "one budget of a second drained {N} events");
+    assert!(runs >= 3, "{N} events in {runs} steps of at most 100");
     let sent = sent.lock().unwrap();
     let mut times: HashMap<&str, usize> = HashMap::new();
     for key in sent.iter() {

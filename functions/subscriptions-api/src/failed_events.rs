@@ -56,6 +56,37 @@ fn check_window(
     Ok(())
 }
 
+/// What a recover continuation holds: the position after which the next
+/// call goes on, and the time (epoch milliseconds) by which every event
+/// the calls so far sent is visible.
+struct Continuation<'a> {
+    after: &'a str,
+    not_before_ms: i64,
+}
+
+impl<'a> Continuation<'a> {
+    /// `{position}|{not_before_ms}` (a token of an older version holds the
+    /// position alone).
+    fn parse(text: &'a str) -> Self {
+        match text.rsplit_once('|') {
+            Some((after, ms)) => Self {
+                after,
+                not_before_ms: ms.parse().unwrap_or(0),
+            },
+            None => Self {
+                after: text,
+                not_before_ms: 0,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Continuation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}|{}", self.after, self.not_before_ms)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecoverRequest {
@@ -224,6 +255,12 @@ impl App {
                     .after,
             ),
         };
+        // The continuation holds where the last call stopped and when the
+        // last of its events becomes visible: this call's events come after.
+        let (after, not_before) = match after.as_deref().map(Continuation::parse) {
+            Some(c) => (Some(c.after.to_owned()), c.not_before_ms),
+            None => (None, 0),
+        };
         let page = self
             .parked
             .list(
@@ -241,8 +278,13 @@ impl App {
             .await
             .map_err(|e| ApiError::store(e, "parked events"))?;
         // At once, but each job's events a second apart in the order of its
-        // states, so the endpoint receives them in that order.
-        let mut pacer = Pacer::new(None, 0, MAX_DELAY_SECONDS, usize::MAX);
+        // states, so the endpoint receives them in that order; a
+        // continuation's events after the calls before it.
+        let wait_ms = (not_before - now.timestamp_millis()).max(0);
+        let offset = u32::try_from((wait_ms + 999) / 1000)
+            .unwrap_or(MAX_DELAY_SECONDS)
+            .min(MAX_DELAY_SECONDS);
+        let mut pacer = Pacer::new(None, offset, MAX_DELAY_SECONDS + 1, usize::MAX);
         let report = self
             .requeuer
             .requeue(&sub.subscription_id, &page.items, &mut pacer, None)
@@ -259,13 +301,19 @@ impl App {
         let handled = &page.items[..report.handled.min(page.items.len())];
         let more = page.has_more || handled.len() < page.items.len();
         let continuation = match handled.last() {
-            Some(last) if more => Some(self.config.cursors.encode(
-                &scope,
-                &CursorPosition {
-                    after: last.position(),
-                    filter: Some(filter),
-                },
-            )),
+            Some(last) if more => Some(
+                self.config.cursors.encode(
+                    &scope,
+                    &CursorPosition {
+                        after: Continuation {
+                            after: &last.position(),
+                            not_before_ms: now.timestamp_millis() + i64::from(pacer.span()) * 1000,
+                        }
+                        .to_string(),
+                        filter: Some(filter),
+                    },
+                ),
+            ),
             _ => None,
         };
         let view = RecoverView {
@@ -288,6 +336,20 @@ mod tests {
         assert_ne!(a, cursor_scope("acme", "sub_1", "failed-events"));
         assert_ne!(a, cursor_scope("acme", "sub_2", "recover"));
         assert_ne!(a, cursor_scope("globex", "sub_1", "recover"));
+    }
+
+    #[test]
+    fn continuations_carry_the_position_and_when_the_sent_events_are_visible() {
+        let text = Continuation {
+            after: "1795341600123#0042#evt_a",
+            not_before_ms: 1_795_341_700_000,
+        }
+        .to_string();
+        let back = Continuation::parse(&text);
+        assert_eq!(back.after, "1795341600123#0042#evt_a");
+        assert_eq!(back.not_before_ms, 1_795_341_700_000);
+        let old = Continuation::parse("1795341600123#evt_a");
+        assert_eq!((old.after, old.not_before_ms), ("1795341600123#evt_a", 0));
     }
 
     #[test]

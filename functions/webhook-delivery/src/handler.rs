@@ -2,6 +2,8 @@
 //! parked, kept as failed or dropped; and the endpoint's health and
 //! breaker kept up to date on the way.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,6 +132,42 @@ pub struct Delivery {
     concurrency: usize,
 }
 
+/// One record and its message, if it parses.
+type Parsed = (SqsMessage, Option<DeliveryMessage>);
+
+/// The batch's records in groups delivered one after the other: the
+/// events of one job for one subscription, in the order of their stream
+/// sequence numbers (two states of one job in one batch reach the endpoint
+/// in the order the job went through them); every other record alone.
+/// Groups keep the order of their first record.
+fn in_order(records: Vec<SqsMessage>) -> Vec<Vec<Parsed>> {
+    let mut groups: Vec<Vec<Parsed>> = Vec::with_capacity(records.len());
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for record in records {
+        let msg = record.body.as_deref().and_then(DeliveryMessage::parse);
+        let key = msg.as_ref().and_then(|m| {
+            m.sequence.as_ref()?;
+            Some((m.subscription_id.clone(), m.order_group()?))
+        });
+        match key.map(|k| index.entry(k)) {
+            Some(Entry::Occupied(at)) => groups[*at.get()].push((record, msg)),
+            Some(Entry::Vacant(at)) => {
+                at.insert(groups.len());
+                groups.push(vec![(record, msg)]);
+            }
+            None => groups.push(vec![(record, msg)]),
+        }
+    }
+    for group in groups.iter_mut().filter(|g| g.len() > 1) {
+        group.sort_by_cached_key(|(_, m)| {
+            m.as_ref()
+                .and_then(|m| m.sequence.as_deref())
+                .map(|s| format!("{s:0>40}"))
+        });
+    }
+    groups
+}
+
 impl Delivery {
     /// Builds the function's state; fails when the HTTP client can't be
     /// built from the configuration.
@@ -193,8 +231,8 @@ impl Delivery {
         let batch = Batch::default();
         // Owned records into an async fn: a closure over borrowed records
         // makes the whole future not `Send` (rust-lang/rust#102211).
-        let outcomes: Vec<Option<String>> = futures::stream::iter(event.records)
-            .map(|record| self.deliver_reporting(record, &batch))
+        let outcomes: Vec<Vec<String>> = futures::stream::iter(in_order(event.records))
+            .map(|group| self.deliver_group(group, &batch))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -211,20 +249,29 @@ impl Delivery {
         (response, tally)
     }
 
-    /// [`Self::deliver`], returning the message id when it stays on the queue.
-    async fn deliver_reporting(&self, record: SqsMessage, batch: &Batch) -> Option<String> {
-        match self.deliver(&record, batch).await {
-            Ok(()) => None,
-            Err(Retry) => Some(record.message_id.unwrap_or_default()),
+    /// [`Self::deliver`] for each record of `group`, one after the other;
+    /// the message ids of those that stay on the queue.
+    async fn deliver_group(&self, group: Vec<Parsed>, batch: &Batch) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (record, msg) in group {
+            if let Err(Retry) = self.deliver(&record, msg, batch).await {
+                failed.push(record.message_id.unwrap_or_default());
+            }
         }
+        failed
     }
 
-    async fn deliver(&self, record: &SqsMessage, batch: &Batch) -> Result<(), Retry> {
+    async fn deliver(
+        &self,
+        record: &SqsMessage,
+        msg: Option<DeliveryMessage>,
+        batch: &Batch,
+    ) -> Result<(), Retry> {
         let tally = &batch.tally;
         let count = |f: fn(&mut Tally)| f(&mut tally.lock().expect("tally lock"));
         let message_id = record.message_id.as_deref().unwrap_or("");
         let body = record.body.as_deref().unwrap_or("");
-        let Some(mut msg) = DeliveryMessage::parse(body) else {
+        let Some(mut msg) = msg else {
             tracing::warn!(message_id, "malformed delivery message: dead-lettering it");
             self.queues
                 .dead_letter(body, DeadLetterReason::Malformed, None)
@@ -735,4 +782,66 @@ enum Settled {
 fn process_is_send(d: &'static Delivery, e: SqsEvent) {
     fn is_send<T: Send>(_: T) {}
     is_send(d.process(e));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+    use shared::delivery::message::{EventEnvelope, test_event_message};
+
+    use super::*;
+
+    fn record(id: &str, body: String) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.to_owned());
+        m.body = Some(body);
+        m
+    }
+
+    fn job_event(id: &str, sub: &str, job: &str, sequence: &str) -> SqsMessage {
+        let data = RawValue::from_string(format!(r#"{{"job_id":"{job}"}}"#)).unwrap();
+        let body = EventEnvelope {
+            company_id: "acme",
+            event_type: "job.running",
+            timestamp: "2026-12-06T07:00:00.000Z",
+            data: &data,
+            sequence: Some(sequence),
+        }
+        .message_body(sub, &format!("evt_{id}"));
+        record(id, body)
+    }
+
+    fn ids(groups: &[Vec<Parsed>]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|(r, _)| r.message_id.as_deref().unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_jobs_events_for_one_subscription_go_one_after_the_other_in_sequence_order() {
+        let records = vec![
+            job_event("a-completed", "sub_1", "job-a", "300"),
+            job_event("b-running", "sub_1", "job-b", "250"),
+            job_event("a-pending", "sub_1", "job-a", "99"),
+            job_event("a-other-sub", "sub_2", "job-a", "120"),
+            record("test", test_event_message("acme", "sub_1", Utc::now()).1),
+            record("garbage", "{}".to_owned()),
+            job_event("a-running", "sub_1", "job-a", "200"),
+        ];
+        assert_eq!(
+            ids(&in_order(records)),
+            vec![
+                vec!["a-pending", "a-running", "a-completed"],
+                vec!["b-running"],
+                vec!["a-other-sub"],
+                vec!["test"],
+                vec!["garbage"],
+            ]
+        );
+    }
 }

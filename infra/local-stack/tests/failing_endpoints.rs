@@ -21,7 +21,7 @@ use shared::delivery::message::{group_id, test_event_message};
 use shared::domain::filters::Filters;
 use shared::domain::health::BreakerState;
 use shared::domain::subscription::{NewSubscription, Subscription, SubscriptionStatus};
-use shared::storage::parked::ParkedEvents;
+use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::api::ApiRequest;
 use test_support::emulator;
@@ -605,23 +605,36 @@ async fn write_jobs(running: &Running, jobs: usize) -> (Vec<PlannedJob>, usize) 
 async fn await_in_order(accepted: &Accepted, plan: &[PlannedJob], n: usize, within: Duration) {
     let started = Instant::now();
     loop {
-        let got = accepted.lock().unwrap().clone();
-        if got.len() >= n {
+        let distinct = accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _, _)| id.clone())
+            .collect::<BTreeSet<_>>()
+            .len();
+        if distinct >= n {
             break;
         }
         assert!(
             started.elapsed() < within,
-            "{} of {n} events arrived within {within:?}",
-            got.len()
+            "{distinct} of {n} events arrived within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let got = accepted.lock().unwrap().clone();
-    let ids: BTreeSet<&String> = got.iter().map(|(id, _, _)| id).collect();
-    assert_eq!(ids.len(), got.len(), "an event arrived twice: {got:?}");
-    assert_eq!(got.len(), n);
+    // Delivery is at least once: an attempt whose answer was lost (a
+    // timeout on a loaded machine) is sent again, later. The order is that
+    // of each event's first arrival.
+    let all = accepted.lock().unwrap().clone();
+    let mut seen = BTreeSet::new();
+    let got: Vec<_> = all.iter().filter(|(id, _, _)| seen.insert(id)).collect();
+    assert!(
+        all.len() - got.len() <= 3,
+        "{} events arrived twice",
+        all.len() - got.len()
+    );
+    assert_eq!(got.len(), n, "{all:?}");
     let mut by_job: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (_, job, state) in &got {
+    for (_, job, state) in got {
         by_job.entry(job).or_default().push(state);
     }
     for job in plan {
@@ -696,23 +709,34 @@ async fn a_customers_recover_delivers_every_job_s_states_in_order() {
         &receiver.url("/hook"),
     )
     .await;
-    let (plan, events) = write_jobs(&running, 12).await;
-    let path = format!("/webhooks/{}/failed-events", running.sub.subscription_id);
+    // More events than one recover call takes (100): the second call's
+    // must not overtake the first's.
+    let (plan, events) = write_jobs(&running, 36).await;
+    assert!(events > 100, "{events} events");
+    let failed = ParkedQuery {
+        status: Some(ParkedStatus::Failed),
+        ..ParkedQuery::default()
+    };
     let started = Instant::now();
     loop {
-        let (status, page) = running
-            .api(
-                "GET",
-                &format!("{path}?status=failed&limit=100"),
+        let kept = running
+            .parked
+            .list(
                 &running.company,
+                &running.sub.subscription_id,
+                &failed,
+                Order::OldestFirst,
+                1000,
                 None,
             )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        if page["data"].as_array().unwrap().len() == events {
+            .await
+            .unwrap()
+            .items
+            .len();
+        if kept == events {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "{page}");
+        assert!(started.elapsed() < DEADLINE, "{kept} of {events} failed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -720,7 +744,9 @@ async fn a_customers_recover_delivers_every_job_s_states_in_order() {
     let since = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let recover = format!("/webhooks/{}/recover", running.sub.subscription_id);
     let mut body = json!({"since": since});
+    let mut calls = 0;
     loop {
+        calls += 1;
         let (status, out) = running
             .api("POST", &recover, &running.company, Some(body.clone()))
             .await;
@@ -730,6 +756,7 @@ async fn a_customers_recover_delivers_every_job_s_states_in_order() {
             None => break,
         }
     }
+    assert!(calls >= 2, "one call recovered {events} events");
     await_in_order(&accepted, &plan, events, DEADLINE).await;
     running.stop().await;
 }

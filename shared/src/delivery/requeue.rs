@@ -87,6 +87,15 @@ impl Pacer {
     pub fn taken(&self) -> u32 {
         self.taken
     }
+
+    /// Seconds from the step's start until every event taken so far is
+    /// visible: one past the latest delay given (0 when none was).
+    pub fn span(&self) -> u32 {
+        let latest = self.last_slot.values().copied().max();
+        let paced = (self.taken > 0)
+            .then(|| self.offset + self.per_second.map_or(0, |r| (self.taken - 1) / r));
+        latest.max(paced).map_or(0, |s| s + 1)
+    }
 }
 
 /// What a requeue did.
@@ -167,7 +176,10 @@ impl Requeuer {
                     .await;
                 batch_bytes = 0;
             }
-            if batch.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+            // Between batches, the deadline; the step's first batch always
+            // goes, so every step makes progress.
+            let first = report.handled == 0 && batch.is_empty();
+            if batch.is_empty() && !first && deadline.is_some_and(|d| Instant::now() >= d) {
                 report.stopped = true;
                 break;
             }
@@ -263,5 +275,12 @@ mod tests {
         assert_eq!(p.next(Some("j"), 1), Some(1));
         assert_eq!(p.next(Some("j"), 1), None, "the job's next state waits");
         assert_eq!(p.taken(), 2);
+        assert_eq!(p.span(), 2);
+        let mut p = Pacer::new(Some(2), 3, 60, usize::MAX);
+        assert_eq!(p.span(), 0);
+        for _ in 0..3 {
+            p.next(None, 1);
+        }
+        assert_eq!(p.span(), 5, "slots 3, 3 and 4");
     }
 }

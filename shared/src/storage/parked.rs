@@ -437,8 +437,14 @@ impl ParkedEvents {
                 .expression_attribute_values(":hi", s(&high))
                 .expression_attribute_values(":c", s(company_id))
                 .scan_index_forward(order == Order::OldestFirst)
-                .limit(i32::try_from((want + 1 - items.len()).max(10)).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
+            // A status range holds only what is asked for: read what is
+            // wanted. The legacy range is filtered by status, so it is read
+            // in whole pages (1 MB each), not ten items a query.
+            if let Range::Status(_) = range {
+                request = request
+                    .limit(i32::try_from((want + 1 - items.len()).max(10)).unwrap_or(i32::MAX));
+            }
             request = match range.status_filter() {
                 Some(status) => request
                     .filter_expression("company_id = :c AND #status = :st")
