@@ -134,6 +134,43 @@ pub async fn handle(
     Ok(report)
 }
 
+/// Most bytes of a reason sent to CloudFormation.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// Answers `FAILED` with `reason` to an event that names a response URL
+/// but does not parse (an unknown request type, a missing field), so the
+/// stack operation fails at once instead of waiting for CloudFormation's
+/// timeout.
+pub async fn answer_unreadable(
+    http: &reqwest::Client,
+    event: &Value,
+    reason: &str,
+) -> Result<(), ResponseError> {
+    let field = |name: &str| {
+        event
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let physical = Some(field("PhysicalResourceId")).filter(|id| !id.is_empty());
+    let readable = CustomResourceEvent {
+        request_type: RequestType::Create,
+        response_url: field("ResponseURL"),
+        stack_id: field("StackId"),
+        request_id: field("RequestId"),
+        logical_resource_id: field("LogicalResourceId"),
+        physical_resource_id: physical.clone(),
+    };
+    let report = CustomResourceReport {
+        status: "FAILED",
+        reason: reason.to_owned(),
+        physical_resource_id: physical.unwrap_or_else(|| "unreadable-event".to_owned()),
+        key_version: None,
+    };
+    respond(http, &readable, &report).await
+}
+
 /// PUTs the outcome to the event's response URL, without a content type
 /// (a presigned S3 URL is signed without one).
 async fn respond(
@@ -143,7 +180,8 @@ async fn respond(
 ) -> Result<(), ResponseError> {
     let mut body = json!({
         "Status": report.status,
-        "Reason": report.reason,
+        // CloudFormation takes at most 4 KB of response.
+        "Reason": shared::text::prefix(&report.reason, MAX_REASON_BYTES),
         "PhysicalResourceId": report.physical_resource_id,
         "StackId": event.stack_id,
         "RequestId": event.request_id,
@@ -167,7 +205,8 @@ async fn respond(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        // Without the URL: its query is the presigned signature.
+        .map_err(|e| failed(e.without_url().to_string()))?;
     if !answer.status().is_success() {
         return Err(failed(format!("HTTP {}", answer.status())));
     }

@@ -142,8 +142,15 @@ impl SecretKeys {
     /// Handles one invocation, to be finished before `deadline`.
     pub async fn handle(&self, event: Value, deadline: Instant) -> Result<KeysReport, KeysError> {
         if CustomResourceEvent::recognises(&event) {
-            let event: CustomResourceEvent = serde_json::from_value(event)
-                .inspect_err(|e| tracing::warn!(error = %e, "rejected custom resource event"))?;
+            let event: CustomResourceEvent = match serde_json::from_value(event.clone()) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rejected custom resource event");
+                    let reason = format!("unreadable custom resource event: {e}");
+                    custom_resource::answer_unreadable(&self.http, &event, &reason).await?;
+                    return Err(e.into());
+                }
+            };
             let report = custom_resource::handle(&self.keyring, &self.http, &event).await?;
             return Ok(KeysReport::CustomResource(report));
         }

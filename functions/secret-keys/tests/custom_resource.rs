@@ -137,3 +137,50 @@ async fn a_keyring_that_cannot_be_started_is_answered_failed_with_its_reason() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn an_event_that_does_not_parse_is_answered_failed_at_once_without_its_signature_in_errors() {
+    let stack = stack::deploy().await;
+    let config = KeysConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::SECRET_KEYS_FUNCTION,
+        &[],
+    ))
+    .unwrap();
+    let (keys, _) = keys(&config).await;
+    let cloudformation = Receiver::http().await;
+    let url = cloudformation.url("/cfn?X-Amz-Signature=secret-signature");
+    let refused = keys.handle(event("Replace", &url), deadline()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let answers = cloudformation.received();
+    assert_eq!(answers.len(), 1, "CloudFormation is not left waiting");
+    let body: Value = serde_json::from_slice(&answers[0].body).unwrap();
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    assert_eq!(body["RequestId"], "request-1");
+    assert!(
+        body["Reason"].as_str().unwrap().contains("Replace"),
+        "{body}"
+    );
+
+    // An answer that does not reach CloudFormation names the URL without
+    // its presigned signature.
+    let closed = format!(
+        "http://127.0.0.1:{}/cfn?X-Amz-Signature=secret-signature",
+        free_port()
+    );
+    let message = keys
+        .handle(event("Delete", &closed), deadline())
+        .await
+        .expect_err("nothing answers there")
+        .to_string();
+    assert!(!message.contains("secret-signature"), "{message}");
+}
+
+/// A loopback port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
