@@ -259,8 +259,14 @@ impl Audit {
     /// Asserts that every function was granted everything it called.
     ///
     /// # Panics
-    /// Listing each missing permission: function, action, resource, why.
+    /// Listing each missing permission: function, action, resource, why;
+    /// or when no call was recorded at all (the functions' calls did not
+    /// go through the audit, and nothing would have been checked).
     pub fn assert_granted(&self, stack: &DeployedStack) {
+        assert!(
+            self.recorded() > 0,
+            "no function's AWS call was recorded: the audit checked nothing"
+        );
         let findings = self.findings(stack);
         assert!(
             findings.is_empty(),
