@@ -28,43 +28,17 @@ use test_support::stack::{self, ids};
 
 #[tokio::test]
 async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes() {
-    let sdk = emulator::sdk_config().await;
-    let stack = stack::deploy().await;
-    let config = ProberConfig::from_vars(&stack::function_vars(
-        &stack,
-        ids::PROBER_FUNCTION,
-        // Only what is due at each run's time.
-        &[("PROBE_LOOKAHEAD_SECONDS", "0")],
-    ))
-    .unwrap();
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = SubscriptionStore::new(dynamo.clone(), config.subscriptions_table.clone());
-    let sub = Subscription::create(
-        &emulator::unique_name("acme"),
-        NewSubscription {
-            url: "https://hooks.example.com/jobs".to_owned(),
-            description: None,
-            filters: Filters::default(),
-        },
-        Utc::now(),
-        // Ingest and the prober never open a secret: any keyring seals it.
-        &Keyring::generate(),
-    )
-    .unwrap()
-    .0;
-    store.create(&sub, None, u64::MAX).await.unwrap();
+    // Only what is due at each run's time.
+    let setup = Setup::new(&[("PROBE_LOOKAHEAD_SECONDS", "0")]).await;
+    let store = &setup.store;
+    let sub = setup.subscription().await;
     let now = Utc::now();
     store
         .open_breaker(&sub, now, now)
         .await
         .unwrap()
         .expect("the breaker opens");
-    let prober = Prober::new(
-        &config,
-        dynamo,
-        aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_eventbridge::Client::new(&sdk),
-    );
+    let prober = setup.prober();
 
     let late = prober.run(Utc::now(), Some(Instant::now())).await;
     assert_eq!(
@@ -161,6 +135,7 @@ impl Setup {
                 filters: Filters::default(),
             },
             Utc::now(),
+            // Ingest and the prober never open a secret: any keyring seals it.
             &Keyring::generate(),
         )
         .unwrap()

@@ -27,6 +27,17 @@ fn event(request_type: &str, response_url: &str) -> Value {
     })
 }
 
+/// A fresh stack and its secret-keys function's configuration.
+async fn deployed() -> KeysConfig {
+    let stack = stack::deploy().await;
+    KeysConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::SECRET_KEYS_FUNCTION,
+        &[],
+    ))
+    .unwrap()
+}
+
 async fn keys(config: &KeysConfig) -> (SecretKeys, KeyringStore) {
     let sdk = emulator::sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -53,13 +64,7 @@ async fn versions(store: &KeyringStore) -> Vec<u32> {
 
 #[tokio::test]
 async fn a_stack_s_deploy_starts_the_keyring_and_later_events_keep_it() {
-    let stack = stack::deploy().await;
-    let config = KeysConfig::from_vars(&stack::function_vars(
-        &stack,
-        ids::SECRET_KEYS_FUNCTION,
-        &[],
-    ))
-    .unwrap();
+    let config = deployed().await;
     let (keys, store) = keys(&config).await;
     assert_eq!(versions(&store).await, [1], "the deploy started it");
 
@@ -103,13 +108,7 @@ async fn a_stack_s_deploy_starts_the_keyring_and_later_events_keep_it() {
 
 #[tokio::test]
 async fn a_keyring_that_cannot_be_started_is_answered_failed_with_its_reason() {
-    let stack = stack::deploy().await;
-    let mut config = KeysConfig::from_vars(&stack::function_vars(
-        &stack,
-        ids::SECRET_KEYS_FUNCTION,
-        &[],
-    ))
-    .unwrap();
+    let mut config = deployed().await;
     config.keyring.table = emulator::unique_name("no-such-keyring");
     let (keys, _) = keys(&config).await;
     let cloudformation = Receiver::http().await;
@@ -140,13 +139,7 @@ async fn a_keyring_that_cannot_be_started_is_answered_failed_with_its_reason() {
 
 #[tokio::test]
 async fn an_event_that_does_not_parse_is_answered_failed_at_once_without_its_signature_in_errors() {
-    let stack = stack::deploy().await;
-    let config = KeysConfig::from_vars(&stack::function_vars(
-        &stack,
-        ids::SECRET_KEYS_FUNCTION,
-        &[],
-    ))
-    .unwrap();
+    let config = deployed().await;
     let (keys, _) = keys(&config).await;
     let cloudformation = Receiver::http().await;
     let url = cloudformation.url("/cfn?X-Amz-Signature=secret-signature");

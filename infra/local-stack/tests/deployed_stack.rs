@@ -253,7 +253,9 @@ async fn the_deploy_starts_the_keyring_through_secret_keys_also_when_an_update_a
     let mut deployment = stack::deployment(&[]);
     deployment.template = edited_template(&[(
         "  SigningKeyring:\n    Type: Custom::SigningKeyring\n    Properties:\n      \
-         ServiceToken: !GetAtt SecretKeysFunction.Arn\n      KeyringTable: !Ref KeyringTable\n",
+         ServiceToken: !GetAtt SecretKeysFunction.Arn\n      KeyringTable: !Ref KeyringTable\n      \
+         # An answer that never comes fails the stack operation in 5 minutes,\n      \
+         # not CloudFormation's default hour.\n      ServiceTimeout: 300\n",
         "",
     )]);
     let versions = |stack: DeployedStack| async move {
