@@ -97,7 +97,7 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-load bench-heavy-tenant bench-cold-start bench-latency bench-cost bench-delivery bench-signing
+bench: bench-ingest bench-load bench-heavy-tenant bench-recovery bench-cold-start bench-latency bench-cost bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
 
@@ -112,6 +112,12 @@ bench-load: tools
 ## ingest, queues, delivery, verifying receivers).
 bench-heavy-tenant: tools
 	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench heavy_tenant
+
+.PHONY: bench-recovery
+## An outage and the endpoint's return through the whole local stack with
+## the template's defaults: time to the first and last parked event, order.
+bench-recovery: tools
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench recovery
 
 .PHONY: bench-delivery bench-signing
 ## Deliveries/s of one delivery instance against a bare reqwest loop (fast loopback fakes, no emulator).

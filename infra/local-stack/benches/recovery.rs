@@ -1,0 +1,176 @@
+//! Recovery after an outage, through the whole local stack with the
+//! template's defaults (retry schedule 5 s, 5 min, ...; probes capped at
+//! `ProbeIntervalMaxSeconds`, 60 s; the prober on the template's one-minute
+//! schedule; drain 10 events a second): one subscription's endpoint answers
+//! 503 while 20 jobs make their transitions, stays down for a while, then
+//! answers 204 again.
+//!
+//! Reported: requests that reached the endpoint while it was down, the time
+//! from "the endpoint answers again" to the first parked event delivered
+//! and to the last, and the jobs whose states arrived out of order (first
+//! arrival of each `webhook-id`). Only `BreakerMinFailingSeconds` is set (to
+//! 0), so the breaker opens within seconds instead of after two minutes.
+//!
+//! Run: `make bench-recovery` (or `infra/with-emulator.sh cargo bench -p
+//! local-stack --bench recovery`). Takes about four minutes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use local_stack::cloudformation::ids;
+use local_stack::pipeline::Pipeline;
+use local_stack::simulate::{self, Simulator};
+use serde_json::Value;
+use shared::domain::filters::Filters;
+use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::storage::parked::ParkedEvents;
+use shared::storage::subscriptions::SubscriptionStore;
+use test_support::emulator;
+use test_support::receiver::{Receiver, Reply};
+
+const JOBS: usize = 20;
+/// How long the endpoint stays down after every event is parked.
+const DOWN_AFTER_PARKED: Duration = Duration::from_secs(90);
+const GIVE_UP: Duration = Duration::from_secs(600);
+
+/// What the endpoint accepted: (webhook-id, job, state, when).
+type Accepted = Arc<Mutex<Vec<(String, String, String, Instant)>>>;
+
+#[tokio::main]
+async fn main() {
+    let sdk = emulator::sdk_config().await;
+    let up = Arc::new(AtomicBool::new(false));
+    let accepted: Accepted = Arc::default();
+    let receiver = Receiver::http().await;
+    {
+        let (up, accepted) = (Arc::clone(&up), Arc::clone(&accepted));
+        receiver.set_handler(move |_, req| {
+            if !up.load(Ordering::SeqCst) {
+                return Reply::status(503);
+            }
+            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            accepted.lock().unwrap().push((
+                req.header("webhook-id").unwrap_or_default().to_owned(),
+                body["data"]["job_id"].as_str().unwrap_or_default().to_owned(),
+                body["data"]["state"].as_str().unwrap_or_default().to_owned(),
+                Instant::now(),
+            ));
+            Reply::status(204)
+        });
+    }
+    let config =
+        test_support::stack::pipeline_config(&[("BreakerMinFailingSeconds", "0")], &[]);
+    let pipeline = Pipeline::build(&sdk, config).await.unwrap();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let company = emulator::unique_name("recovery");
+    let (sub, _) = Subscription::create(
+        &company,
+        NewSubscription {
+            url: receiver.url("/hook"),
+            description: None,
+            filters: Filters::default(),
+        },
+        Utc::now(),
+        &pipeline.secrets.current(),
+    )
+    .unwrap();
+    SubscriptionStore::new(
+        dynamo.clone(),
+        pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
+    )
+    .create(&sub, None, u64::MAX)
+    .await
+    .unwrap();
+    let parked = ParkedEvents::new(
+        dynamo.clone(),
+        pipeline.stack.table(ids::PARKED_EVENTS_TABLE).unwrap(),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut runners = pipeline.start(shutdown).await.unwrap();
+
+    let down_at = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(22);
+    let plan = simulate::plan(&company, JOBS, &mut rng);
+    let transitions = Simulator::new(dynamo, pipeline.stack.table(ids::JOBS_TABLE).unwrap())
+        .run_plan(&plan, &mut rng)
+        .await
+        .unwrap()
+        .len();
+    loop {
+        let count = parked
+            .count_parked(&company, &sub.subscription_id, u64::MAX)
+            .await
+            .unwrap();
+        if count as usize == transitions {
+            break;
+        }
+        assert!(down_at.elapsed() < GIVE_UP, "{count} of {transitions} parked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let parked_after = down_at.elapsed();
+    tokio::time::sleep(DOWN_AFTER_PARKED).await;
+    let while_down = receiver.received().len();
+    let outage = down_at.elapsed();
+
+    up.store(true, Ordering::SeqCst);
+    let back = Instant::now();
+    let distinct = || {
+        accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, ..)| id.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    while distinct() < transitions {
+        assert!(
+            back.elapsed() < GIVE_UP,
+            "{} of {transitions} delivered",
+            distinct()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = accepted.lock().unwrap().clone();
+    let mut seen = BTreeSet::new();
+    let first: Vec<_> = got.iter().filter(|(id, ..)| seen.insert(id)).collect();
+    let mut by_job: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (_, job, state, _) in &first {
+        by_job.entry(job).or_default().push(state);
+    }
+    let out_of_order = plan
+        .iter()
+        .filter(|job| {
+            let expected: Vec<&str> = job.path.states().iter().map(|s| s.as_str()).collect();
+            by_job.get(job.job_id.as_str()) != Some(&expected)
+        })
+        .count();
+    let since_back = |at: Instant| at.duration_since(back).as_secs_f64();
+
+    println!("recovery through the local stack, template defaults (BreakerMinFailingSeconds=0)");
+    println!(
+        "  {JOBS} jobs, {transitions} transitions, all parked {:.1} s after the outage began",
+        parked_after.as_secs_f64()
+    );
+    println!(
+        "  outage {:.0} s: {while_down} requests reached the endpoint while it was down",
+        outage.as_secs_f64()
+    );
+    println!(
+        "  endpoint back -> first parked event delivered: {:.1} s",
+        since_back(first[0].3)
+    );
+    println!(
+        "  endpoint back -> last parked event delivered:  {:.1} s",
+        since_back(first[first.len() - 1].3)
+    );
+    println!(
+        "  duplicates: {}; jobs out of order: {out_of_order} of {JOBS}",
+        got.len() - first.len()
+    );
+    stop.send(true).unwrap();
+    while runners.join_next().await.is_some() {}
+}
