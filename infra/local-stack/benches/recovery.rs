@@ -54,15 +54,20 @@ async fn main() {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
             accepted.lock().unwrap().push((
                 req.header("webhook-id").unwrap_or_default().to_owned(),
-                body["data"]["job_id"].as_str().unwrap_or_default().to_owned(),
-                body["data"]["state"].as_str().unwrap_or_default().to_owned(),
+                body["data"]["job_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                body["data"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 Instant::now(),
             ));
             Reply::status(204)
         });
     }
-    let config =
-        test_support::stack::pipeline_config(&[("BreakerMinFailingSeconds", "0")], &[]);
+    let config = test_support::stack::pipeline_config(&[("BreakerMinFailingSeconds", "0")], &[]);
     let pipeline = Pipeline::build(&sdk, config).await.unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let company = emulator::unique_name("recovery");
@@ -107,7 +112,10 @@ async fn main() {
         if count as usize == transitions {
             break;
         }
-        assert!(down_at.elapsed() < GIVE_UP, "{count} of {transitions} parked");
+        assert!(
+            down_at.elapsed() < GIVE_UP,
+            "{count} of {transitions} parked"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let parked_after = down_at.elapsed();
