@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::delivery::breaker::BreakerPolicy;
 use shared::delivery::message::{DeliveryMessage, group_id};
-use shared::delivery::requeue::{MAX_DELAY_SECONDS, Pacer, RequeueReport, Requeuer};
+use shared::delivery::requeue::{
+    MAX_DELAY_SECONDS, ORDER_GAP_SECONDS, Pacer, RequeueReport, Requeuer,
+};
 use shared::domain::health::ProbeLane;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
@@ -377,10 +379,11 @@ impl Prober {
         }
         // Held until every event this step sends is visible: the step's
         // window after it is due, plus the time its sends may take (they
-        // stop at the budget).
+        // stop at the budget), plus a job's gap to the next step's first.
         let claimed_until = due
             + self.drain_window
-            + chrono::Duration::from_std(self.endpoint_budget).unwrap_or_default();
+            + chrono::Duration::from_std(self.endpoint_budget).unwrap_or_default()
+            + chrono::Duration::seconds(i64::from(ORDER_GAP_SECONDS));
         match self
             .store
             .claim(company, id, ProbeLane::Drain, seen, claimed_until)

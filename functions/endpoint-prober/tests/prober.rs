@@ -359,8 +359,8 @@ fn record_sends(
 async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_beyond_one_batch() {
     let setup = Setup::new(&[
         ("PROBE_LOOKAHEAD_SECONDS", "0"),
-        // A step of at most 100 events: 20 a second for 5 seconds.
-        ("DRAIN_RATE_PER_SECOND", "20"),
+        // A step of at most 200 events: 40 a second for 5 seconds.
+        ("DRAIN_RATE_PER_SECOND", "40"),
         ("DRAIN_WINDOW_SECONDS", "5"),
         ("ENDPOINT_BUDGET_SECONDS", "10"),
     ])
@@ -411,8 +411,9 @@ async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_be
     // batches, after its first: progress, and less than its step.
     // (Each run holds the subscription for its window and its budget: the
     // killed one's budget was 600 s.)
-    let step = chrono::Duration::seconds(5 + 10 + 1);
-    let mut at = Utc::now() + chrono::Duration::seconds(5 + 600 + 1);
+    // (Window, budget, a second, and room for the time a run takes.)
+    let step = chrono::Duration::seconds(5 + 10 + 1 + 2);
+    let mut at = Utc::now() + chrono::Duration::seconds(5 + 600 + 1 + 2);
     let cut = prober
         .run(
             at,
@@ -425,11 +426,11 @@ async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_be
         .await;
     let after_cut = setup.parked_count(&sub).await;
     assert_eq!(cut.over_budget, 1, "{cut:?}");
-    assert!(cut.drained >= 10 && cut.drained < 100, "{cut:?}");
+    assert!(cut.drained >= 10 && cut.drained < 200, "{cut:?}");
     assert_eq!(cut.drained, left - after_cut, "{cut:?}");
 
     // Each later run goes on where the last one stopped, one step (at most
-    // 100 events, fewer when one job's states need more seconds) at a time,
+    // 200 events, fewer when one job's states need more seconds) at a time,
     // until none is left.
     let mut before = after_cut;
     let mut runs = 0;
@@ -438,13 +439,13 @@ async fn a_drain_larger_than_a_run_makes_progress_every_run_with_no_duplicate_be
         let run = prober.run(at, None).await;
         let now_left = setup.parked_count(&sub).await;
         assert!(now_left < before, "run {runs} made no progress: {run:?}");
-        assert!(run.drained <= 100, "more than a step: {run:?}");
+        assert!(run.drained <= 200, "more than a step: {run:?}");
         assert_eq!(run.errors, 0, "{run:?}");
         assert_eq!(run.drained, before - now_left, "{run:?}");
         before = now_left;
         runs += 1;
     }
-    assert!(runs >= 3, "{N} events in {runs} steps of at most 100");
+    assert!(runs >= 2, "{N} events in {runs} steps of at most 200");
     let sent = sent.lock().unwrap();
     let mut times: HashMap<&str, usize> = HashMap::new();
     for key in sent.iter() {

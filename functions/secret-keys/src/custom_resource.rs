@@ -140,12 +140,12 @@ const MAX_REASON_BYTES: usize = 1024;
 /// Answers `FAILED` with `reason` to an event that names a response URL
 /// but does not parse (an unknown request type, a missing field), so the
 /// stack operation fails at once instead of waiting for CloudFormation's
-/// timeout.
+/// timeout. Returns what was answered.
 pub async fn answer_unreadable(
     http: &reqwest::Client,
     event: &Value,
     reason: &str,
-) -> Result<(), ResponseError> {
+) -> Result<CustomResourceReport, ResponseError> {
     let field = |name: &str| {
         event
             .get(name)
@@ -168,7 +168,8 @@ pub async fn answer_unreadable(
         physical_resource_id: physical.unwrap_or_else(|| "unreadable-event".to_owned()),
         key_version: None,
     };
-    respond(http, &readable, &report).await
+    respond(http, &readable, &report).await?;
+    Ok(report)
 }
 
 /// PUTs the outcome to the event's response URL, without a content type

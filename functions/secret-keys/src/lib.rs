@@ -145,10 +145,13 @@ impl SecretKeys {
             let event: CustomResourceEvent = match serde_json::from_value(event.clone()) {
                 Ok(parsed) => parsed,
                 Err(e) => {
+                    // Answered: the invocation succeeds, so Lambda does not
+                    // retry it and answer again.
                     tracing::warn!(error = %e, "rejected custom resource event");
                     let reason = format!("unreadable custom resource event: {e}");
-                    custom_resource::answer_unreadable(&self.http, &event, &reason).await?;
-                    return Err(e.into());
+                    let report =
+                        custom_resource::answer_unreadable(&self.http, &event, &reason).await?;
+                    return Ok(KeysReport::CustomResource(report));
                 }
             };
             let report = custom_resource::handle(&self.keyring, &self.http, &event).await?;

@@ -24,6 +24,9 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Most events one `recover` call re-queues; a continuation token covers
 /// the rest.
 pub const RECOVER_BATCH: usize = 100;
+/// Longest a continuation's events wait (seconds) for those of the calls
+/// before it to become visible.
+pub const RECOVER_MAX_WAIT: u32 = 60;
 
 fn cursor_scope(company: &str, subscription_id: &str, what: &str) -> String {
     format!("{company}\0{what}\0{subscription_id}")
@@ -280,10 +283,13 @@ impl App {
         // At once, but each job's events a second apart in the order of its
         // states, so the endpoint receives them in that order; a
         // continuation's events after the calls before it.
+        // At most RECOVER_MAX_WAIT: a client that loops on continuations
+        // faster than the events go out would otherwise push each call
+        // further back, up to SQS's 15-minute limit.
         let wait_ms = (not_before - now.timestamp_millis()).max(0);
         let offset = u32::try_from((wait_ms + 999) / 1000)
-            .unwrap_or(MAX_DELAY_SECONDS)
-            .min(MAX_DELAY_SECONDS);
+            .unwrap_or(RECOVER_MAX_WAIT)
+            .min(RECOVER_MAX_WAIT);
         let mut pacer = Pacer::new(None, offset, MAX_DELAY_SECONDS + 1, usize::MAX);
         let report = self
             .requeuer
@@ -307,7 +313,10 @@ impl App {
                     &CursorPosition {
                         after: Continuation {
                             after: &last.position(),
-                            not_before_ms: now.timestamp_millis() + i64::from(pacer.span()) * 1000,
+                            // From when the sends ended: an event sent
+                            // last with the longest delay is visible then.
+                            not_before_ms: Utc::now().timestamp_millis()
+                                + i64::from(pacer.span()) * 1000,
                         }
                         .to_string(),
                         filter: Some(filter),

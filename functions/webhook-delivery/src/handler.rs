@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
@@ -130,7 +130,14 @@ pub struct Delivery {
     publisher: Publisher,
     allow: AllowList,
     concurrency: usize,
+    /// The longest one attempt takes (connect and request timeouts) plus
+    /// its writes: a group's next record starts only with this much of
+    /// the invocation left.
+    attempt_budget: Duration,
 }
+
+/// Time kept for an attempt's queue and table writes.
+const ATTEMPT_WRITES: Duration = Duration::from_secs(5);
 
 /// One record and its message, if it parses.
 type Parsed = (SqsMessage, Option<DeliveryMessage>);
@@ -215,24 +222,36 @@ impl Delivery {
             schedule: config.schedule.clone(),
             allow: config.allow_list.clone(),
             concurrency: config.concurrency,
+            attempt_budget: config.connect_timeout + config.request_timeout + ATTEMPT_WRITES,
         }
     }
 
-    /// Handles one invocation and emits its metrics.
-    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let (response, tally) = self.process(event).await;
+    /// Handles one invocation that must end by `deadline` and emits its
+    /// metrics.
+    pub async fn handle(&self, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+        let (response, tally) = self.process_until(event, deadline).await;
         tally.metrics().emit("webhook-delivery");
         response
     }
 
-    /// Handles one invocation: the messages to leave on the queue, and
-    /// what happened.
+    /// Handles one invocation with no deadline: the messages to leave on
+    /// the queue, and what happened.
     pub async fn process(&self, event: SqsEvent) -> (SqsBatchResponse, Tally) {
+        self.process_until(event, None).await
+    }
+
+    /// Handles one invocation that must end by `deadline`: a job's later
+    /// record that could not finish before it stays on the queue.
+    pub async fn process_until(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> (SqsBatchResponse, Tally) {
         let batch = Batch::default();
         // Owned records into an async fn: a closure over borrowed records
         // makes the whole future not `Send` (rust-lang/rust#102211).
         let outcomes: Vec<Vec<String>> = futures::stream::iter(in_order(event.records))
-            .map(|group| self.deliver_group(group, &batch))
+            .map(|group| self.deliver_group(group, deadline, &batch))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -250,10 +269,23 @@ impl Delivery {
     }
 
     /// [`Self::deliver`] for each record of `group`, one after the other;
-    /// the message ids of those that stay on the queue.
-    async fn deliver_group(&self, group: Vec<Parsed>, batch: &Batch) -> Vec<String> {
+    /// the message ids of those that stay on the queue. A later record
+    /// starts only if one more attempt fits before `deadline`; otherwise
+    /// it stays on the queue, delivered again after its visibility
+    /// timeout, still after the records before it.
+    async fn deliver_group(
+        &self,
+        group: Vec<Parsed>,
+        deadline: Option<Instant>,
+        batch: &Batch,
+    ) -> Vec<String> {
         let mut failed = Vec::new();
-        for (record, msg) in group {
+        for (i, (record, msg)) in group.into_iter().enumerate() {
+            let late = deadline.is_some_and(|d| Instant::now() + self.attempt_budget >= d);
+            if i > 0 && late {
+                failed.push(record.message_id.unwrap_or_default());
+                continue;
+            }
             if let Err(Retry) = self.deliver(&record, msg, batch).await {
                 failed.push(record.message_id.unwrap_or_default());
             }

@@ -36,7 +36,10 @@ async fn main() -> Result<(), Error> {
     let delivery = Arc::new(delivery);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let delivery = Arc::clone(&delivery);
-        async move { Ok::<_, Error>(delivery.handle(event.payload).await) }
+        async move {
+            let deadline = shared::deadline::instant_of(event.context.deadline());
+            Ok::<_, Error>(delivery.handle(event.payload, Some(deadline)).await)
+        }
     }))
     .await
 }
