@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,22 @@ impl Reply {
 fn not_respond(builder: &str, reply: &Reply) -> ! {
     panic!("Reply::{builder} applies to Reply::status(..), not to Reply::{reply:?}")
 }
+
+/// A job event a [`Receiver::down_until`] accepted.
+#[derive(Debug, Clone)]
+pub struct AcceptedEvent {
+    /// Its `webhook-id`.
+    pub webhook_id: String,
+    /// `data.job_id`.
+    pub job_id: String,
+    /// `data.state`.
+    pub state: String,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// The job events a receiver accepted, in order of arrival.
+pub type AcceptedEvents = Arc<Mutex<Vec<AcceptedEvent>>>;
 
 /// One request as the receiver got it.
 #[derive(Debug, Clone)]
@@ -295,6 +312,36 @@ impl Receiver {
     /// `Reply::status(200)`.
     pub fn set_policy(&self, policy: impl Fn(usize) -> Reply + Send + Sync + 'static) {
         self.state.lock().policy = Arc::new(move |index, _| policy(index));
+    }
+
+    /// A plain-HTTP receiver standing for an endpoint that is down (503)
+    /// while `up` is false and then accepts (204), recording each job event
+    /// it accepted.
+    ///
+    /// # Panics
+    /// As [`Receiver::http`].
+    pub async fn down_until(up: Arc<AtomicBool>) -> (Self, AcceptedEvents) {
+        let receiver = Self::http().await;
+        let accepted = AcceptedEvents::default();
+        let record = Arc::clone(&accepted);
+        receiver.set_handler(move |_, req| {
+            if !up.load(Ordering::SeqCst) {
+                return Reply::status(503);
+            }
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            let field = |name: &str| body["data"][name].as_str().unwrap_or_default().to_owned();
+            record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(AcceptedEvent {
+                    webhook_id: req.header("webhook-id").unwrap_or_default().to_owned(),
+                    job_id: field("job_id"),
+                    state: field("state"),
+                    at: Instant::now(),
+                });
+            Reply::status(204)
+        });
+        (receiver, accepted)
     }
 
     /// Like [`set_policy`](Self::set_policy), with the request itself, so a

@@ -15,58 +15,31 @@
 //! local-stack --bench recovery`). Takes about four minutes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use local_stack::cloudformation::ids;
 use local_stack::pipeline::Pipeline;
 use local_stack::simulate::{self, Simulator};
-use serde_json::Value;
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::storage::parked::ParkedEvents;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
-use test_support::receiver::{Receiver, Reply};
+use test_support::receiver::Receiver;
 
 const JOBS: usize = 20;
 /// How long the endpoint stays down after every event is parked.
 const DOWN_AFTER_PARKED: Duration = Duration::from_secs(90);
 const GIVE_UP: Duration = Duration::from_secs(600);
 
-/// What the endpoint accepted: (webhook-id, job, state, when).
-type Accepted = Arc<Mutex<Vec<(String, String, String, Instant)>>>;
-
 #[tokio::main]
 async fn main() {
     let sdk = emulator::sdk_config().await;
     let up = Arc::new(AtomicBool::new(false));
-    let accepted: Accepted = Arc::default();
-    let receiver = Receiver::http().await;
-    {
-        let (up, accepted) = (Arc::clone(&up), Arc::clone(&accepted));
-        receiver.set_handler(move |_, req| {
-            if !up.load(Ordering::SeqCst) {
-                return Reply::status(503);
-            }
-            let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-            accepted.lock().unwrap().push((
-                req.header("webhook-id").unwrap_or_default().to_owned(),
-                body["data"]["job_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                body["data"]["state"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                Instant::now(),
-            ));
-            Reply::status(204)
-        });
-    }
+    let (receiver, accepted) = Receiver::down_until(Arc::clone(&up)).await;
     let config = test_support::stack::pipeline_config(&[("BreakerMinFailingSeconds", "0")], &[]);
     let pipeline = Pipeline::build(&sdk, config).await.unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -130,7 +103,7 @@ async fn main() {
             .lock()
             .unwrap()
             .iter()
-            .map(|(id, ..)| id.clone())
+            .map(|e| e.webhook_id.clone())
             .collect::<BTreeSet<_>>()
             .len()
     };
@@ -144,10 +117,10 @@ async fn main() {
     }
     let got = accepted.lock().unwrap().clone();
     let mut seen = BTreeSet::new();
-    let first: Vec<_> = got.iter().filter(|(id, ..)| seen.insert(id)).collect();
+    let first: Vec<_> = got.iter().filter(|e| seen.insert(&e.webhook_id)).collect();
     let mut by_job: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (_, job, state, _) in &first {
-        by_job.entry(job).or_default().push(state);
+    for e in &first {
+        by_job.entry(&e.job_id).or_default().push(&e.state);
     }
     let out_of_order = plan
         .iter()
@@ -169,11 +142,11 @@ async fn main() {
     );
     println!(
         "  endpoint back -> first parked event delivered: {:.1} s",
-        since_back(first[0].3)
+        since_back(first[0].at)
     );
     println!(
         "  endpoint back -> last parked event delivered:  {:.1} s",
-        since_back(first[first.len() - 1].3)
+        since_back(first[first.len() - 1].at)
     );
     println!(
         "  duplicates: {}; jobs out of order: {out_of_order} of {JOBS}",

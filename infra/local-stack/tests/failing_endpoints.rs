@@ -10,7 +10,7 @@
 //! their owner only.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::api::ApiRequest;
 use test_support::emulator;
-use test_support::receiver::{Receiver, Reply};
+use test_support::receiver::{AcceptedEvents, Receiver, Reply};
 use test_support::stack::{self, ids};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -553,37 +553,6 @@ fn urlencode(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
 
-/// What a receiver accepted: `(webhook-id, job id, state)` in order of
-/// arrival.
-type Accepted = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// A receiver that answers 503 until `up` is set, then accepts (204) and
-/// records each job event it accepted.
-async fn down_until(up: Arc<std::sync::atomic::AtomicBool>) -> (Receiver, Accepted) {
-    let receiver = Receiver::http().await;
-    let accepted: Accepted = Arc::default();
-    let record = Arc::clone(&accepted);
-    receiver.set_handler(move |_, req| {
-        if !up.load(std::sync::atomic::Ordering::SeqCst) {
-            return Reply::status(503);
-        }
-        let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        record.lock().unwrap().push((
-            req.header("webhook-id").unwrap_or_default().to_owned(),
-            body["data"]["job_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            body["data"]["state"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ));
-        Reply::status(204)
-    });
-    (receiver, accepted)
-}
-
 /// Writes `jobs` jobs of the running company to the jobs table as fast as
 /// the table takes them (many transitions share a second, the grain of a
 /// stream record's time); returns the plan.
@@ -602,14 +571,19 @@ async fn write_jobs(running: &Running, jobs: usize) -> (Vec<PlannedJob>, usize) 
 /// Awaits `n` accepted events, at most `within`; asserts none arrived
 /// twice and each job's states arrived in the order the job went through
 /// them.
-async fn await_in_order(accepted: &Accepted, plan: &[PlannedJob], n: usize, within: Duration) {
+async fn await_in_order(
+    accepted: &AcceptedEvents,
+    plan: &[PlannedJob],
+    n: usize,
+    within: Duration,
+) {
     let started = Instant::now();
     loop {
         let distinct = accepted
             .lock()
             .unwrap()
             .iter()
-            .map(|(id, _, _)| id.clone())
+            .map(|e| e.webhook_id.clone())
             .collect::<BTreeSet<_>>()
             .len();
         if distinct >= n {
@@ -626,7 +600,7 @@ async fn await_in_order(accepted: &Accepted, plan: &[PlannedJob], n: usize, with
     // of each event's first arrival.
     let all = accepted.lock().unwrap().clone();
     let mut seen = BTreeSet::new();
-    let got: Vec<_> = all.iter().filter(|(id, _, _)| seen.insert(id)).collect();
+    let got: Vec<_> = all.iter().filter(|e| seen.insert(&e.webhook_id)).collect();
     assert!(
         all.len() - got.len() <= 3,
         "{} events arrived twice",
@@ -634,8 +608,8 @@ async fn await_in_order(accepted: &Accepted, plan: &[PlannedJob], n: usize, with
     );
     assert_eq!(got.len(), n, "{all:?}");
     let mut by_job: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (_, job, state) in got {
-        by_job.entry(job).or_default().push(state);
+    for e in got {
+        by_job.entry(&e.job_id).or_default().push(&e.state);
     }
     for job in plan {
         let expected: Vec<&str> = job.path.states().iter().map(|s| s.as_str()).collect();
@@ -666,7 +640,7 @@ fn recovery_bound(probe_cap_secs: u64, events: usize, rate: usize, states: usize
 async fn back_after_an_outage_of_several_probe_intervals_every_job_gets_its_states_in_order_in_bounded_time()
  {
     let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (receiver, accepted) = down_until(Arc::clone(&up)).await;
+    let (receiver, accepted) = Receiver::down_until(Arc::clone(&up)).await;
     // The template's retry schedule (5 s, then 5 minutes and more): probes
     // no longer wait on it.
     let running = Running::start(
@@ -701,7 +675,7 @@ async fn back_after_an_outage_of_several_probe_intervals_every_job_gets_its_stat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customers_recover_delivers_every_job_s_states_in_order() {
     let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (receiver, accepted) = down_until(Arc::clone(&up)).await;
+    let (receiver, accepted) = Receiver::down_until(Arc::clone(&up)).await;
     // The breaker never opens: every event uses up its two attempts and is
     // kept as failed.
     let running = Running::start(

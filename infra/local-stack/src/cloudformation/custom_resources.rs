@@ -19,6 +19,7 @@ use secret_keys::{KeysConfig, KeysReport, SecretKeys};
 use serde_json::{Value, json};
 use shared::config::Vars;
 
+use super::deployed::list_resources;
 use super::ids;
 use crate::identity::function_sdk;
 
@@ -112,31 +113,18 @@ pub async fn existing(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
 ) -> Result<BTreeSet<String>, CustomResourceError> {
-    let mut ids = BTreeSet::new();
-    let mut next = None;
-    loop {
-        let page = cfn
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(next)
-            .send()
+    let listed =
+        list_resources(cfn, stack)
             .await
-            .map_err(|e| CustomResourceError::Request {
+            .map_err(|message| CustomResourceError::Request {
                 logical_id: stack.to_owned(),
                 operation: "ListStackResources",
-                message: DisplayErrorContext(e).to_string(),
+                message,
             })?;
-        ids.extend(
-            page.stack_resource_summaries
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|r| r.logical_resource_id),
-        );
-        next = page.next_token;
-        if next.is_none() {
-            return Ok(ids);
-        }
-    }
+    Ok(listed
+        .into_iter()
+        .filter_map(|r| r.logical_resource_id)
+        .collect())
 }
 
 /// The physical id of `logical_id` in stack `stack`.
@@ -145,28 +133,12 @@ async fn physical_id(
     stack: &str,
     logical_id: &str,
 ) -> Result<String, String> {
-    let mut next = None;
-    loop {
-        let page = cfn
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
-        let found = page
-            .stack_resource_summaries()
-            .iter()
-            .find(|r| r.logical_resource_id() == Some(logical_id))
-            .and_then(|r| r.physical_resource_id.clone());
-        if let Some(found) = found {
-            return Ok(found);
-        }
-        next = page.next_token;
-        if next.is_none() {
-            return Err(format!("stack {stack} has no resource {logical_id}"));
-        }
-    }
+    list_resources(cfn, stack)
+        .await?
+        .into_iter()
+        .find(|r| r.logical_resource_id() == Some(logical_id))
+        .and_then(|r| r.physical_resource_id)
+        .ok_or_else(|| format!("stack {stack} has no resource {logical_id}"))
 }
 
 /// Sends each of `resources` of stack `stack` its `Create` event, through

@@ -234,6 +234,30 @@ where
     }
 }
 
+/// Every resource of stack `stack`: all pages of `ListStackResources`,
+/// or the error's text.
+pub(crate) async fn list_resources(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<Vec<aws_sdk_cloudformation::types::StackResourceSummary>, String> {
+    let mut all = Vec::new();
+    let mut next = None;
+    loop {
+        let page = cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_cloudformation::error::DisplayErrorContext(e).to_string())?;
+        all.extend(page.stack_resource_summaries.unwrap_or_default());
+        next = page.next_token;
+        if next.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
 impl DeployedStack {
     /// Reads stack `name`, deployed from `template_body`, back from the
     /// emulator.
@@ -247,35 +271,28 @@ impl DeployedStack {
         let events = aws_sdk_eventbridge::Client::new(sdk);
 
         let mut resources = BTreeMap::new();
-        let mut next = None;
-        loop {
-            let page = cfn
-                .list_stack_resources()
-                .stack_name(name)
-                .set_next_token(next)
-                .send()
+        let listed =
+            list_resources(&cfn, name)
                 .await
-                .map_err(request("ListStackResources", name))?;
-            for r in page.stack_resource_summaries.unwrap_or_default() {
-                let (Some(id), Some(physical)) = (r.logical_resource_id, r.physical_resource_id)
-                else {
-                    continue;
-                };
-                if id.is_empty() || physical.is_empty() {
-                    continue;
-                }
-                resources.insert(
-                    id,
-                    StackResource {
-                        resource_type: r.resource_type.unwrap_or_default(),
-                        physical_id: physical,
-                    },
-                );
+                .map_err(|message| StackReadError::Request {
+                    operation: "ListStackResources",
+                    stack: name.to_owned(),
+                    message,
+                })?;
+        for r in listed {
+            let (Some(id), Some(physical)) = (r.logical_resource_id, r.physical_resource_id) else {
+                continue;
+            };
+            if id.is_empty() || physical.is_empty() {
+                continue;
             }
-            next = page.next_token;
-            if next.is_none() {
-                break;
-            }
+            resources.insert(
+                id,
+                StackResource {
+                    resource_type: r.resource_type.unwrap_or_default(),
+                    physical_id: physical,
+                },
+            );
         }
         let described = cfn
             .describe_stacks()
