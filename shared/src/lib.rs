@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod operational;
 pub mod signing;
 pub mod storage;
+pub mod stream_records;
 pub mod target_guard;
 pub mod telemetry;
 pub mod text;

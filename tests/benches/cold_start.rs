@@ -32,7 +32,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use local_stack::cloudformation::DeployedStack;
+use local_infra::cloudformation::DeployedStack;
 use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
 use test_support::emulator;
 use test_support::runtime_api::RuntimeApi;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use http::HeaderMap;
-use local_stack::gateway;
+use local_infra::gateway;
 
 /// A request to build.
 #[derive(Debug, Clone)]

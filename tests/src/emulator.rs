@@ -17,7 +17,7 @@ pub fn endpoint() -> String {
 }
 
 /// The access key id of the tests' own credentials ([`sdk_config`]); the
-/// local stack's functions sign with their own ([`local_stack::identity`]).
+/// local stack's functions sign with their own ([`local_infra::identity`]).
 pub const ACCESS_KEY_ID: &str = "local";
 
 /// SDK configuration for the emulator with static test credentials and

@@ -6,15 +6,22 @@
 use std::path::Path;
 use std::sync::Arc;
 
-pub use local_stack::cloudformation::ids;
-use local_stack::cloudformation::{self, DeployedStack, Deployment};
+use local_infra::cloudformation::custom_resources::Handlers;
+pub use local_infra::cloudformation::ids;
+pub use local_infra::cloudformation::unique_stack_name;
+use local_infra::cloudformation::{self, DeployedStack, Deployment};
 use shared::config::Vars;
 use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
 
 use crate::emulator;
 
-/// Loopback networks, for receivers on 127.0.0.1.
-pub const LOOPBACK_ALLOW_LIST: &str = "127.0.0.0/8,::1";
+pub use local_infra::receiver::LOOPBACK_ALLOW_LIST;
+
+/// The handlers of the template's custom resources: the keyring's start.
+pub const CUSTOM_RESOURCES: Handlers<'static> = &[(
+    ids::SECRET_KEYS_FUNCTION,
+    secret_keys::answer_custom_resource,
+)];
 
 /// A fresh stack of the repository's template with the local parameters.
 ///
@@ -38,29 +45,11 @@ pub async fn deploy_with(parameters: &[(&str, &str)]) -> DeployedStack {
 /// When the stack cannot be deployed.
 pub async fn deploy_template(template: &Path, parameters: &[(&str, &str)]) -> DeployedStack {
     let sdk = emulator::sdk_config().await;
-    let mut deployment = deployment(parameters);
+    let mut deployment = Deployment::isolated(parameters);
     deployment.template = template.to_owned();
-    cloudformation::deploy_stack(&sdk, &deployment)
+    cloudformation::deploy_stack(&sdk, &deployment, CUSTOM_RESOURCES)
         .await
         .unwrap_or_else(|e| panic!("deploying {}: {e}", template.display()))
-}
-
-/// The repository's template as a stack no other test uses, with
-/// `parameters` on top of the local ones.
-pub fn deployment(parameters: &[(&str, &str)]) -> Deployment {
-    let mut deployment = Deployment::local(unique_stack_name());
-    for (k, v) in parameters {
-        deployment.parameters.retain(|(key, _)| key != k);
-        deployment
-            .parameters
-            .push(((*k).to_owned(), (*v).to_owned()));
-    }
-    deployment
-}
-
-/// A stack name no other test uses.
-pub fn unique_stack_name() -> String {
-    format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
 /// The deployed environment of `function` with loopback receivers allowed
@@ -110,25 +99,6 @@ pub fn borrowed(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
-}
-
-/// Settings for a [`local_stack::pipeline::Pipeline`] on a fresh stack:
-/// `parameters` on top of the local ones, loopback receivers allowed and
-/// `local` set on top of every function's deployed environment.
-pub fn pipeline_config(
-    parameters: &[(&str, &str)],
-    local: &[(&'static str, &str)],
-) -> local_stack::pipeline::PipelineConfig {
-    let deployment = deployment(parameters);
-    let mut local_vars = vec![("TARGET_ALLOW_LIST", LOOPBACK_ALLOW_LIST.to_owned())];
-    local_vars.extend(local.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    local_stack::pipeline::PipelineConfig {
-        deployment,
-        local_vars,
-        local_cursor_key: "test-cursor-signing-key-for-the-local-pipeline".to_owned(),
-        max_pollers: 4,
-        schedule_interval: None,
-    }
 }
 
 /// The stack's signing-secret keyring as the API function loads it at cold

@@ -18,7 +18,6 @@ pub mod enqueue;
 pub mod handler;
 pub mod poison;
 pub mod replay;
-pub mod stream_records;
 
 pub use config::IngestConfig;
 pub use handler::Ingest;

@@ -28,7 +28,7 @@ use shared::deadline::Deadline;
 
 use crate::handler::Ingest;
 use crate::poison::PoisonRecord;
-use crate::stream_records::{lambda_event, unusable};
+use shared::stream_records::{lambda_event, unusable};
 
 /// `max_entries` when the request leaves it out.
 pub const DEFAULT_MAX_ENTRIES: usize = 100;

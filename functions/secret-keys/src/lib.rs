@@ -139,6 +139,15 @@ impl SecretKeys {
         }
     }
 
+    /// Built from the SDK settings Lambda gives the function.
+    pub fn from_sdk(config: &KeysConfig, sdk: &aws_config::SdkConfig) -> Self {
+        Self::new(
+            config,
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_kms::Client::new(sdk),
+        )
+    }
+
     /// Handles one invocation, to be finished before `deadline`.
     pub async fn handle(&self, event: Value, deadline: Instant) -> Result<KeysReport, KeysError> {
         if CustomResourceEvent::recognises(&event) {
@@ -198,4 +207,29 @@ impl SecretKeys {
             ),
         })
     }
+}
+
+/// Runs the function's handler for one CloudFormation custom resource
+/// event, configured from `vars` (its deployed environment) and calling
+/// AWS with `sdk` (signed as the function): how a stack deployed into the
+/// local emulator, which cannot run Lambda functions, gets its keyring
+/// started. `Err` is the reason the handler gave.
+pub fn answer_custom_resource(
+    vars: shared::config::Vars,
+    sdk: aws_config::SdkConfig,
+    event: Value,
+    deadline: Instant,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    Box::pin(async move {
+        let config = KeysConfig::from_vars(&vars).map_err(|e| e.to_string())?;
+        match SecretKeys::from_sdk(&config, &sdk)
+            .handle(event, deadline)
+            .await
+        {
+            Ok(KeysReport::CustomResource(report)) if report.succeeded() => Ok(()),
+            Ok(KeysReport::CustomResource(report)) => Err(report.reason),
+            Ok(other) => Err(format!("answered {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    })
 }

@@ -12,11 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = KeysConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk = shared::config::aws_sdk_config().await;
-    let keys = Arc::new(SecretKeys::new(
-        &config,
-        aws_sdk_dynamodb::Client::new(&sdk),
-        aws_sdk_kms::Client::new(&sdk),
-    ));
+    let keys = Arc::new(SecretKeys::from_sdk(&config, &sdk));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let keys = Arc::clone(&keys);
         let deadline = shared::deadline::instant_of(event.context.deadline());

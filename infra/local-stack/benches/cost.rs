@@ -58,10 +58,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local_stack::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION};
+use local_infra::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION};
+use local_infra::simulate::{Simulator, Transition};
 use local_stack::invocations::InvocationStats;
 use local_stack::pipeline::Pipeline;
-use local_stack::simulate::{Simulator, Transition};
 use serde::Deserialize;
 use serde_json::Value;
 use shared::delivery::retry::RetrySchedule;
@@ -803,7 +803,7 @@ fn main() {
         },
     ];
     let prices = PriceFile::load();
-    let template_text = std::fs::read_to_string(local_stack::cloudformation::template_path())
+    let template_text = std::fs::read_to_string(local_infra::cloudformation::template_path())
         .expect("template.yaml reads");
     let template: serde_yaml::Value =
         serde_yaml::from_str(&template_text).expect("template parses");

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
-use local_stack::cloudformation::ids;
+use local_infra::cloudformation::ids;
 use local_stack::pipeline::Pipeline;
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};

@@ -31,9 +31,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use local_stack::cloudformation::ids;
+use local_infra::cloudformation::ids;
+use local_infra::simulate::{Simulator, Transition};
 use local_stack::pipeline::Pipeline;
-use local_stack::simulate::{Simulator, Transition};
 use shared::storage::subscriptions::SubscriptionStore;
 use test_support::emulator;
 use test_support::receiver::Reply;
@@ -179,7 +179,7 @@ where
 fn install_tracing() {
     let probe = ProbeLayer.with_filter(filter::filter_fn(|m| {
         (m.is_span() && m.target().starts_with("aws_sdk_"))
-            || m.target() == "local_stack::stream_runner"
+            || m.target() == "local_infra::stream_runner"
             || m.name() == SIMULATOR_SPAN
     }));
     let warnings = tracing_subscriber::fmt::layer()

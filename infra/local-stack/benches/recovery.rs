@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use local_stack::cloudformation::ids;
-use local_stack::pipeline::Pipeline;
-use local_stack::simulate::{self, Simulator};
+use local_infra::cloudformation::ids;
+use local_infra::simulate::{self, Simulator};
+use local_stack::pipeline::{Pipeline, PipelineConfig};
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::storage::parked::ParkedEvents;
@@ -40,7 +40,7 @@ async fn main() {
     let sdk = emulator::sdk_config().await;
     let up = Arc::new(AtomicBool::new(false));
     let (receiver, accepted) = Receiver::down_until(Arc::clone(&up)).await;
-    let config = test_support::stack::pipeline_config(&[("BreakerMinFailingSeconds", "0")], &[]);
+    let config = PipelineConfig::isolated(&[("BreakerMinFailingSeconds", "0")], &[]);
     let pipeline = Pipeline::build(&sdk, config).await.unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let company = emulator::unique_name("recovery");

@@ -18,7 +18,8 @@
 //! - `local-stack replay-ingest-failures [JSON]`: the ingest-replay function
 //!   against the local IngestFailureQueue and jobs stream.
 
-use local_stack::{jwt, redrive, replay_ingest, secret_keys, simulate, up};
+use local_infra::{jwt, simulate};
+use local_stack::{redrive, replay_ingest, secret_keys, up};
 
 #[tokio::main]
 async fn main() {

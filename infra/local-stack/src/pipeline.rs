@@ -17,16 +17,26 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use webhook_delivery::{Delivery, DeliveryConfig};
 
-use crate::checkpoint::{CheckpointError, Checkpoints};
-use crate::cloudformation::{
+use local_infra::cloudformation::custom_resources::Handlers;
+use local_infra::cloudformation::{
     DeployStackError, DeployedStack, Deployment, EventSourceMapping, StackReadError, gaps, ids,
 };
-use crate::filter::Filter;
-use crate::identity::function_sdk;
+use local_infra::filter::Filter;
+use local_infra::identity::function_sdk;
+use local_infra::receiver::LOOPBACK_ALLOW_LIST;
+use local_infra::stream::{StartPosition, StreamError, StreamReader};
+
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::invocations::Invocations;
 use crate::queue_runner::QueueRunner;
-use crate::stream::{StartPosition, StreamError, StreamReader};
 use crate::stream_runner::StreamRunner;
+
+/// The handlers of the template's custom resource functions: the
+/// keyring's start ([`secret_keys::answer_custom_resource`]).
+pub const CUSTOM_RESOURCES: Handlers<'static> = &[(
+    ids::SECRET_KEYS_FUNCTION,
+    secret_keys::answer_custom_resource,
+)];
 
 /// The pipeline could not be deployed, built or started.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +105,32 @@ pub struct PipelineConfig {
     pub schedule_interval: Option<Duration>,
 }
 
+impl PipelineConfig {
+    /// A pipeline on a stack nothing else uses (a test's or a benchmark's):
+    /// `parameters` on top of the local ones, receivers on loopback
+    /// allowed, and `local` set on top of every function's deployed
+    /// environment.
+    pub fn isolated(parameters: &[(&str, &str)], local: &[(&'static str, &str)]) -> Self {
+        let mut local_vars = vec![("TARGET_ALLOW_LIST", LOOPBACK_ALLOW_LIST.to_owned())];
+        local_vars.extend(local.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self {
+            deployment: Deployment::isolated(parameters),
+            local_vars,
+            local_cursor_key: "test-cursor-signing-key-for-the-local-pipeline".to_owned(),
+            max_pollers: 4,
+            schedule_interval: None,
+        }
+    }
+}
+
+/// `app` as the local gateway calls it.
+pub fn api_handler(app: Arc<App>) -> local_infra::gateway::Handler {
+    Arc::new(move |request| {
+        let app = Arc::clone(&app);
+        Box::pin(async move { app.handle(request).await })
+    })
+}
+
 /// The deployed stack and the handlers of its functions.
 pub struct Pipeline {
     /// What CloudFormation made of the template.
@@ -124,10 +160,17 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// The API handler as the local gateway calls it.
+    pub fn api(&self) -> local_infra::gateway::Handler {
+        api_handler(Arc::clone(&self.app))
+    }
+
     /// Deploys the stack and builds each function's handler from its
     /// deployed environment plus the local-only variables.
     pub async fn build(sdk: &SdkConfig, config: PipelineConfig) -> Result<Self, PipelineError> {
-        let stack = crate::cloudformation::deploy_stack(sdk, &config.deployment).await?;
+        let stack =
+            local_infra::cloudformation::deploy_stack(sdk, &config.deployment, CUSTOM_RESOURCES)
+                .await?;
         let vars = |function: &'static str| -> Result<Vars, PipelineError> {
             let deployed = stack.function(function)?;
             let mut local = config.local_vars.clone();

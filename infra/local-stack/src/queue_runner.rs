@@ -16,9 +16,9 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemA
 use tokio::sync::watch;
 use webhook_delivery::Delivery;
 
-use crate::cloudformation::EventSourceMapping;
 use crate::invocations::Invocations;
 use crate::stream_runner::pause;
+use local_infra::cloudformation::EventSourceMapping;
 
 /// Long-poll wait of each receive, seconds.
 const RECEIVE_WAIT_SECONDS: i32 = 1;

@@ -5,7 +5,7 @@
 use dlq_redrive::request::RedriveRequest;
 use dlq_redrive::{RedriveConfig, RedriveReport, Redriver};
 
-use crate::cloudformation::{self, DeployedStack, ids};
+use local_infra::cloudformation::{self, DeployedStack, ids};
 
 /// Redrives the local DeadLetterQueue with `request` (the function's JSON
 /// input) and returns the report. The function's configuration is the

@@ -5,7 +5,7 @@
 use job_events_ingest::replay::{ReplayConfig, ReplayReport, Replayer};
 use job_events_ingest::{Ingest, IngestConfig};
 
-use crate::cloudformation::{self, DeployedStack, ids};
+use local_infra::cloudformation::{self, DeployedStack, ids};
 
 /// Handles `request` (the function's JSON input; empty for the defaults)
 /// and returns the report. The function's configuration is the environment

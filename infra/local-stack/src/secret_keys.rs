@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use secret_keys::{KeysConfig, KeysReport, SecretKeys};
 
-use crate::cloudformation::{self, DeployedStack, ids};
+use local_infra::cloudformation::{self, DeployedStack, ids};
 
 /// Handles `request` (the function's JSON input) and returns the report.
 /// The function's configuration is the environment CloudFormation resolved
@@ -19,8 +19,8 @@ pub async fn run(request: &str) -> Result<KeysReport, Box<dyn std::error::Error>
         .await
         .map_err(|e| format!("{e} (is `make run` serving?)"))?;
     let config = KeysConfig::from_vars(&stack.function(ids::SECRET_KEYS_FUNCTION)?.vars_with(&[]))?;
-    // As the function itself ([`crate::identity`]).
-    let function = crate::identity::function_sdk(&sdk, ids::SECRET_KEYS_FUNCTION);
+    // As the function itself ([`local_infra::identity`]).
+    let function = local_infra::identity::function_sdk(&sdk, ids::SECRET_KEYS_FUNCTION);
     let keys = SecretKeys::new(
         &config,
         aws_sdk_dynamodb::Client::new(&function),

@@ -18,10 +18,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::checkpoint::Checkpoints;
-use crate::cloudformation::EventSourceMapping;
-use crate::filter::Filter;
 use crate::invocations::Invocations;
-use crate::stream::{StreamReader, StreamRecord, lambda_event};
+use local_infra::cloudformation::EventSourceMapping;
+use local_infra::filter::Filter;
+use local_infra::stream::{StreamReader, StreamRecord, lambda_event};
 
 /// How often an idle stream is polled.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -197,7 +197,7 @@ impl StreamRunner {
         &self,
         reader: &mut StreamReader,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Vec<StreamRecord>, crate::stream::StreamError> {
+    ) -> Result<Vec<StreamRecord>, local_infra::stream::StreamError> {
         let size = self.mapping.batch_size.max(1);
         let mut batch = reader.poll(size).await?;
         if batch.is_empty() {

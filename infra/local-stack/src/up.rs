@@ -15,12 +15,12 @@ use shared::delivery::retry::RetrySchedule;
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 
-use crate::cloudformation::{self, ids};
-use crate::demo_receiver::{self, DemoReceiver};
-use crate::dev_sign_in::{self, DevSignIn};
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::simulate::Simulator;
-use crate::{gateway, jwt};
+use local_infra::cloudformation::{self, ids};
+use local_infra::dev_sign_in::{self, DevSignIn};
+use local_infra::receiver::{self, DemoReceiver};
+use local_infra::simulate::Simulator;
+use local_infra::{gateway, jwt};
 
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset: the
 /// emulator creates no secret to resolve the template's reference to. Not a
@@ -29,7 +29,7 @@ pub const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-sec
 /// Company of the demo.
 pub const DEMO_COMPANY: &str = "demo-company";
 /// Local default of `TARGET_ALLOW_LIST`: loopback receivers.
-pub const LOCAL_ALLOW_LIST: &str = "127.0.0.0/8,::1";
+pub const LOCAL_ALLOW_LIST: &str = local_infra::receiver::LOOPBACK_ALLOW_LIST;
 
 /// Settings of the local stack, from the environment.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ impl LocalConfig {
         }
         let config = Self {
             api_addr: loopback("LOCAL_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?,
-            receiver_addr: loopback(demo_receiver::ADDR_VAR, demo_receiver::DEFAULT_ADDR)?,
+            receiver_addr: loopback(receiver::ADDR_VAR, receiver::DEFAULT_ADDR)?,
             stack_name: config::optional("LOCAL_STACK_NAME")
                 .unwrap_or_else(|| cloudformation::DEFAULT_STACK_NAME.to_owned()),
             parameters,
@@ -195,7 +195,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         .map_err(|e| format!("cannot listen on {}: {e}", config.api_addr))?;
     let api = tokio::spawn(gateway::serve(
         listener,
-        Arc::clone(&pipeline.app),
+        pipeline.api(),
         gateway::PublicRoutes::of(&pipeline.stack),
         dev_sign_in.clone(),
         stopped(shutdown.clone()),
@@ -303,7 +303,7 @@ async fn demo(
     token: &str,
     receiver_url: &str,
     simulator: &Simulator,
-    receiver_log: &demo_receiver::ReceiverLog,
+    receiver_log: &receiver::ReceiverLog,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     let auth = format!("Bearer {token}");
@@ -327,7 +327,7 @@ async fn demo(
 
     println!("\n2. The platform runs three jobs (written to the jobs table):");
     let mut rng = fastrand::Rng::new();
-    let jobs = crate::simulate::plan(DEMO_COMPANY, 3, &mut rng);
+    let jobs = local_infra::simulate::plan(DEMO_COMPANY, 3, &mut rng);
     let transitions = simulator.run_plan(&jobs, &mut rng).await?;
 
     println!(
@@ -375,10 +375,10 @@ async fn outage(
     base: &str,
     auth: &str,
     receiver_url: &str,
-    receiver_log: &demo_receiver::ReceiverLog,
+    receiver_log: &receiver::ReceiverLog,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
-    let url = format!("{receiver_url}{}", demo_receiver::OUTAGE_PATH);
+    let url = format!("{receiver_url}{}", receiver::OUTAGE_PATH);
     println!("\n6. An endpoint goes down: {url} answers 503 to everything");
     receiver_log.set_outage(true);
     let created: serde_json::Value = http

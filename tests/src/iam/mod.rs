@@ -2,7 +2,7 @@
 //! function really calls.
 //!
 //! The local stack gives every function its own access key id, its
-//! logical id in the template ([`local_stack::identity`]). An [`Audit`]
+//! logical id in the template ([`local_infra::identity`]). An [`Audit`]
 //! puts an [`AwsProxy`] in front of the emulator that records, for each
 //! function, every permission its requests needed: the IAM action, the
 //! resource, and the condition keys the template's policies use
@@ -25,7 +25,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
-use local_stack::cloudformation::DeployedStack;
+use local_infra::cloudformation::DeployedStack;
 use serde_yaml::Value;
 
 use crate::aws_proxy::AwsProxy;
@@ -113,7 +113,7 @@ pub fn stack_facts(template: &Value, stack: &DeployedStack) -> StackFacts {
 /// # Panics
 /// When it cannot be read or parsed.
 pub fn template() -> Value {
-    let path = local_stack::cloudformation::template_path();
+    let path = local_infra::cloudformation::template_path();
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
@@ -203,7 +203,7 @@ impl Audit {
         proxy.observe(move |call| {
             let Some(principal) = call
                 .authorization
-                .and_then(local_stack::identity::function_of)
+                .and_then(local_infra::identity::function_of)
             else {
                 return;
             };
@@ -223,7 +223,7 @@ impl Audit {
     }
 
     /// SDK configuration for the emulator through the proxy: give it to
-    /// [`local_stack::pipeline::Pipeline::build`] so every function's
+    /// the local stack's pipeline so every function's
     /// calls are recorded.
     pub async fn sdk(&self) -> SdkConfig {
         emulator::sdk_config()

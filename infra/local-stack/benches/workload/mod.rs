@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use local_infra::simulate::{self, PlannedJob, Transition};
 use local_stack::pipeline::PipelineConfig;
-use local_stack::simulate::{self, PlannedJob, Transition};
 use shared::domain::filters::FiltersInput;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
@@ -37,8 +37,7 @@ pub fn pipeline_config(
     if let Some(window) = &window {
         parameters.push(("StreamBatchingWindowSeconds", window.as_str()));
     }
-    let mut config =
-        test_support::stack::pipeline_config(&parameters, &[("REQUEST_TIMEOUT_MS", "5000")]);
+    let mut config = PipelineConfig::isolated(&parameters, &[("REQUEST_TIMEOUT_MS", "5000")]);
     config.max_pollers = POLLERS;
     config
 }

@@ -1,0 +1,3 @@
+//! Integration tests of the signing-secret key function, one binary.
+
+mod custom_resource;

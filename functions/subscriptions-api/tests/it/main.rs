@@ -1,0 +1,10 @@
+//! Integration tests of the subscriptions API, one binary: every route
+//! against the local AWS emulator, the OpenAPI document held to the routes,
+//! and the built binary under a Lambda Runtime API.
+
+mod api;
+mod common;
+mod deliveries;
+mod lambda_smoke;
+mod openapi;
+mod quotas;

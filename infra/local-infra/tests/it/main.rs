@@ -1,0 +1,7 @@
+//! Integration tests of the local infrastructure, one binary, against the
+//! local AWS emulator: the receiver over real HTTP, the job simulator and
+//! the stream reader.
+
+mod receiver;
+mod simulate;
+mod stream;

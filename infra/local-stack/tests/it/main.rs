@@ -1,0 +1,13 @@
+//! The end-to-end tests, one binary: the whole service on one machine
+//! (template.yaml deployed by CloudFormation into the local AWS emulator,
+//! every function's handler, the runners, real receivers on loopback), the
+//! deployed stack read back, each function's calls held to its IAM grants,
+//! and the local API gateway.
+
+mod deployed_stack;
+mod end_to_end;
+mod failing_endpoints;
+mod local_gateway;
+mod permissions;
+mod secrets_at_rest;
+mod template_routes;
