@@ -2,9 +2,10 @@
 //!
 //! Domain rules live here once, grouped by concern:
 //! - [`domain`]: subscriptions and their filters, endpoint health, the
-//!   job-type catalogue and the events built from job transitions;
-//! - [`delivery`]: the queue message contract, the retry schedule and the
-//!   circuit-breaker policy;
+//!   job-type catalogue, the events built from job transitions and the
+//!   delivery message (the queue contract);
+//! - [`delivery`]: the retry schedule, the circuit-breaker policy and
+//!   parked events' way back to the DeliveryQueue;
 //! - [`storage`]: the DynamoDB tables (subscriptions, attempt log, parked
 //!   events);
 //! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);

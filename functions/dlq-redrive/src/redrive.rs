@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::Message;
 use serde::Serialize;
-use shared::delivery::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage};
+use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage};
 
 use crate::batch;
 use crate::config::RedriveConfig;
@@ -196,7 +196,7 @@ impl Redriver {
         let outgoing: Vec<batch::Outgoing> = taken
             .iter()
             .map(|t| batch::Outgoing {
-                group: shared::delivery::message::group_id(&t.message.company_id).into_owned(),
+                group: shared::domain::message::group_id(&t.message.company_id).into_owned(),
                 body: t.message.clone().redriven().to_body(),
             })
             .collect();

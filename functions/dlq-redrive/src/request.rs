@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shared::delivery::message::DeliveryMessage;
+use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{ID_PREFIX, is_subscription_id};
 
 /// `max_messages` when the request leaves it out.
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn filters_are_anded_and_absent_ones_match_anything() {
-        let body = shared::delivery::message::EventEnvelope {
+        let body = shared::domain::message::EventEnvelope {
             sequence: None,
             company_id: "acme",
             event_type: "job.completed",

@@ -4,11 +4,11 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::delivery::breaker::BreakerPolicy;
-use shared::delivery::message::{DeliveryMessage, group_id};
 use shared::delivery::requeue::{
     MAX_DELAY_SECONDS, ORDER_GAP_SECONDS, Pacer, RequeueReport, Requeuer,
 };
 use shared::domain::health::ProbeLane;
+use shared::domain::message::{DeliveryMessage, group_id};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};

@@ -19,7 +19,7 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub struct Outgoing {
     /// Index of the stream record in the batch.
     pub record: usize,
-    /// The message's `MessageGroupId`: [`shared::delivery::message::group_id`] of the
+    /// The message's `MessageGroupId`: [`shared::domain::message::group_id`] of the
     /// event's company.
     pub group: Arc<str>,
     /// Message body.

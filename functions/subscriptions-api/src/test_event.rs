@@ -6,7 +6,7 @@ use chrono::Utc;
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
-use shared::delivery::message::{self, TEST_EVENT_TYPE};
+use shared::domain::message::{self, TEST_EVENT_TYPE};
 
 use crate::app::App;
 use crate::body;

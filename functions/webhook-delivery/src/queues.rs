@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
-use shared::delivery::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeadLetterReason, DeliveryMessage};
+use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeadLetterReason, DeliveryMessage};
 
 /// Longest delay SQS applies to one message; longer waits are chained.
 pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
@@ -47,7 +47,7 @@ impl Queues {
             .send_message()
             .queue_url(&self.retry_url)
             // SQS fair queues: one company's retries don't hold back others'.
-            .message_group_id(shared::delivery::message::group_id(&msg.company_id))
+            .message_group_id(shared::domain::message::group_id(&msg.company_id))
             .message_body(msg.to_body())
             .delay_seconds(delay)
             .send()
@@ -79,7 +79,7 @@ impl Queues {
             .send_message()
             .queue_url(&self.dead_letter_url)
             .set_message_group_id(
-                company_id.map(|c| shared::delivery::message::group_id(c).into_owned()),
+                company_id.map(|c| shared::domain::message::group_id(c).into_owned()),
             )
             .message_body(body)
             .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, attribute)

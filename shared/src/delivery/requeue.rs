@@ -10,7 +10,7 @@
 //! apart in the order they were parked, so the endpoint receives each
 //! job's states in the order the job went through them.
 //!
-//! [order group]: crate::delivery::message::DeliveryMessage::order_group
+//! [order group]: crate::domain::message::DeliveryMessage::order_group
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use std::time::Instant;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::delivery::message::group_id;
+use crate::domain::message::group_id;
 use crate::storage::parked::{ParkedEvent, ParkedEvents};
 
 /// Longest delay SQS applies to a message, in seconds.
