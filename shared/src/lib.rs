@@ -8,10 +8,13 @@
 //!   parked events' way back to the DeliveryQueue;
 //! - [`storage`]: the DynamoDB tables (subscriptions, attempt log, parked
 //!   events);
+//! - [`queue`]: the one writer of SQS messages (the DeliveryQueue and the
+//!   others): groups, delays, batches and partial failures;
 //! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);
 //! - [`signing`]: secrets and Standard Webhooks signatures;
 //! - [`catalogue`]: the delivered event types and their JSON Schemas;
 //! - [`operational`]: the operational events published to EventBridge;
+//! - [`operator_request`]: invalid requests of the operator functions;
 //! - configuration, cursors, metrics, telemetry and small utilities
 //!   (e.g. [`text`], cutting text to a size limit).
 
@@ -23,6 +26,8 @@ pub mod delivery;
 pub mod domain;
 pub mod metrics;
 pub mod operational;
+pub mod operator_request;
+pub mod queue;
 pub mod signing;
 pub mod storage;
 pub mod target_guard;
