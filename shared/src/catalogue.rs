@@ -16,11 +16,11 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::delivery::message::{
-    self, DeliveryMessage, EventEnvelope, Payload, TEST_EVENT_TYPE, TestEventData,
-};
 use crate::domain::job_event::{JobError, JobEventData, JobTransition, StateChange, timestamp};
 use crate::domain::jobs::JobState;
+use crate::domain::message::{
+    self, DeliveryMessage, EventEnvelope, Payload, TEST_EVENT_TYPE, TestEventData,
+};
 
 /// The JSON Schema dialect of every schema here.
 pub const DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";

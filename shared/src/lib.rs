@@ -2,15 +2,19 @@
 //!
 //! Domain rules live here once, grouped by concern:
 //! - [`domain`]: subscriptions and their filters, endpoint health, the
-//!   job-type catalogue and the events built from job transitions;
-//! - [`delivery`]: the queue message contract, the retry schedule and the
-//!   circuit-breaker policy;
+//!   job-type catalogue, the events built from job transitions and the
+//!   delivery message (the queue contract);
+//! - [`delivery`]: the retry schedule, the circuit-breaker policy and
+//!   parked events' way back to the DeliveryQueue;
 //! - [`storage`]: the DynamoDB tables (subscriptions, attempt log, parked
 //!   events);
+//! - [`queue`]: the one writer of SQS messages (the DeliveryQueue and the
+//!   others): groups, delays, batches and partial failures;
 //! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);
 //! - [`signing`]: secrets and Standard Webhooks signatures;
 //! - [`catalogue`]: the delivered event types and their JSON Schemas;
 //! - [`operational`]: the operational events published to EventBridge;
+//! - [`operator_request`]: invalid requests of the operator functions;
 //! - configuration, cursors, metrics, telemetry and small utilities
 //!   (e.g. [`text`], cutting text to a size limit).
 
@@ -22,6 +26,8 @@ pub mod delivery;
 pub mod domain;
 pub mod metrics;
 pub mod operational;
+pub mod operator_request;
+pub mod queue;
 pub mod signing;
 pub mod storage;
 pub mod stream_records;

@@ -72,17 +72,17 @@ pub fn message_group(m: &aws_sdk_sqs::types::Message) -> Option<&str> {
 
 /// Asserts that a message on the DeliveryQueue or RetryQueue carries
 /// `MessageGroupId` = the group of the `company_id` of its delivery message
-/// ([`shared::delivery::message::group_id`]), the key of SQS fair queues.
+/// ([`shared::domain::message::group_id`]), the key of SQS fair queues.
 ///
 /// # Panics
 /// When the body is not a delivery message or the group is missing or
 /// another company's.
 pub fn assert_grouped_by_company(m: &aws_sdk_sqs::types::Message) {
     let body = m.body().unwrap_or_default();
-    let msg = shared::delivery::message::DeliveryMessage::parse(body).expect("a delivery message");
+    let msg = shared::domain::message::DeliveryMessage::parse(body).expect("a delivery message");
     assert_eq!(
         message_group(m),
-        Some(shared::delivery::message::group_id(&msg.company_id).as_ref()),
+        Some(shared::domain::message::group_id(&msg.company_id).as_ref()),
         "MessageGroupId of {}",
         msg.idempotency_key
     );

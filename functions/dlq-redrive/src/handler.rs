@@ -4,9 +4,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 use shared::metrics::Metrics;
+use shared::operator_request::RequestError;
 
 use crate::redrive::{RedriveReport, Redriver};
-use crate::request::{RedriveRequest, RequestError};
+use crate::request::RedriveRequest;
 
 impl Redriver {
     /// Handles one invocation: validates the payload (an invalid one is an

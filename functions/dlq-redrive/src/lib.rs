@@ -38,4 +38,5 @@ pub mod request;
 
 pub use config::RedriveConfig;
 pub use redrive::{RedriveReport, Redriver, Stopped};
-pub use request::{RedriveRequest, RequestError};
+pub use request::RedriveRequest;
+pub use shared::operator_request::RequestError;

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::Message;
 use serde::Serialize;
-use shared::delivery::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage};
+use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage};
+use shared::queue::batch::MAX_BATCH_ENTRIES;
+use shared::queue::{Outgoing, QueueWriter};
 
 use crate::batch;
 use crate::config::RedriveConfig;
@@ -111,16 +113,16 @@ type Held = HashMap<String, String>;
 pub struct Redriver {
     sqs: aws_sdk_sqs::Client,
     dead_letter_queue_url: String,
-    delivery_queue_url: String,
+    delivery_queue: QueueWriter,
 }
 
 impl Redriver {
     /// A redriver from `config` and an SQS client.
     pub fn new(config: &RedriveConfig, sqs: aws_sdk_sqs::Client) -> Self {
         Self {
+            delivery_queue: QueueWriter::new(sqs.clone(), config.delivery_queue_url.clone()),
             sqs,
             dead_letter_queue_url: config.dead_letter_queue_url.clone(),
-            delivery_queue_url: config.delivery_queue_url.clone(),
         }
     }
 
@@ -144,7 +146,7 @@ impl Redriver {
             if left < STOP_MARGIN {
                 break Stopped::TimeLimit;
             }
-            let want = (request.max_messages - report.matched).min(batch::MAX_BATCH_ENTRIES);
+            let want = (request.max_messages - report.matched).min(MAX_BATCH_ENTRIES);
             let messages = match self.receive(want, left + HOLD_MARGIN).await {
                 Ok(messages) if messages.is_empty() => break Stopped::QueueEmpty,
                 Ok(messages) => messages,
@@ -193,14 +195,20 @@ impl Redriver {
     /// Sends the redriven bodies, then deletes from the DLQ exactly the
     /// messages whose send was accepted.
     async fn move_back(&self, taken: Vec<Taken>, report: &mut RedriveReport, held: &mut Held) {
-        let outgoing: Vec<batch::Outgoing> = taken
+        let outgoing: Vec<Outgoing> = taken
             .iter()
-            .map(|t| batch::Outgoing {
-                group: shared::delivery::message::group_id(&t.message.company_id).into_owned(),
-                body: t.message.clone().redriven().to_body(),
+            .map(|t| {
+                Outgoing::of_company(
+                    t.message.clone().redriven().to_body(),
+                    &t.message.company_id,
+                )
             })
             .collect();
-        let sent = batch::send(&self.sqs, &self.delivery_queue_url, &outgoing).await;
+        let sent = self
+            .delivery_queue
+            .send_all(&outgoing, 1, batch::RETRIES)
+            .await
+            .accepted;
         let receipts: Vec<String> = sent.iter().map(|&i| taken[i].receipt.clone()).collect();
         let deleted: Vec<usize> = batch::delete(&self.sqs, &self.dead_letter_queue_url, &receipts)
             .await

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use shared::delivery::message::DeliveryMessage;
+use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{ID_PREFIX, is_subscription_id};
+use shared::operator_request::RequestError;
 
 /// `max_messages` when the request leaves it out.
 pub const DEFAULT_MAX_MESSAGES: usize = 1000;
@@ -14,19 +15,9 @@ pub const DEFAULT_MAX_MESSAGES: usize = 1000;
 /// invocation; larger redrives are several runs.
 pub const MAX_MAX_MESSAGES: usize = 10_000;
 
-/// The invocation input is not a valid redrive request. Nothing was read
-/// from or written to any queue.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid redrive request: {0}")]
-pub struct RequestError(String);
-
-impl From<RequestError> for lambda_runtime::Diagnostic {
-    fn from(e: RequestError) -> Self {
-        Self {
-            error_type: "InvalidRequest".to_owned(),
-            error_message: e.to_string(),
-        }
-    }
+/// An invalid redrive request, for `reason`.
+fn invalid(reason: impl Into<String>) -> RequestError {
+    RequestError::new("redrive", reason)
 }
 
 /// The input exactly as it may be written; anything else is rejected.
@@ -89,10 +80,10 @@ impl Default for RedriveRequest {
 
 fn filter(field: &str, value: Option<String>) -> Result<Option<String>, RequestError> {
     match value {
-        Some(v) if v.trim().is_empty() => Err(RequestError(format!(
+        Some(v) if v.trim().is_empty() => Err(invalid(format!(
             "{field} must not be empty; leave it out to match any {field}"
         ))),
-        Some(v) if v.trim() != v => Err(RequestError(format!(
+        Some(v) if v.trim() != v => Err(invalid(format!(
             "{field} must not have leading or trailing spaces"
         ))),
         other => Ok(other),
@@ -119,10 +110,10 @@ impl RedriveRequest {
             Value::Null => RawRequest::default(),
             // Serde would also read a struct from an array, by position.
             Value::Object(_) => {
-                serde_json::from_value(event).map_err(|e| RequestError(e.to_string()))?
+                serde_json::from_value(event).map_err(|e| invalid(e.to_string()))?
             }
             other => {
-                return Err(RequestError(format!(
+                return Err(invalid(format!(
                     "expected a JSON object, got {}",
                     kind(&other)
                 )));
@@ -132,7 +123,7 @@ impl RedriveRequest {
             None => DEFAULT_MAX_MESSAGES,
             Some(n) if (1..=MAX_MAX_MESSAGES as u64).contains(&n) => n as usize,
             Some(n) => {
-                return Err(RequestError(format!(
+                return Err(invalid(format!(
                     "max_messages must be from 1 to {MAX_MAX_MESSAGES}, got {n}"
                 )));
             }
@@ -141,7 +132,7 @@ impl RedriveRequest {
         if let Some(id) = &subscription_id
             && !is_subscription_id(id)
         {
-            return Err(RequestError(format!(
+            return Err(invalid(format!(
                 "subscription_id {id:?} is not a subscription id ({ID_PREFIX} and 32 hex digits)"
             )));
         }
@@ -248,7 +239,7 @@ mod tests {
 
     #[test]
     fn filters_are_anded_and_absent_ones_match_anything() {
-        let body = shared::delivery::message::EventEnvelope {
+        let body = shared::domain::message::EventEnvelope {
             sequence: None,
             company_id: "acme",
             event_type: "job.completed",

@@ -76,7 +76,7 @@ impl ProberConfig {
                 "PROBE_LOOKAHEAD_SECONDS",
                 60u64,
                 0,
-                u64::from(shared::delivery::requeue::MAX_DELAY_SECONDS),
+                u64::from(shared::queue::MAX_DELAY_SECONDS),
             )?),
             endpoint_budget: Duration::from_secs(vars.parse_in_range(
                 "ENDPOINT_BUDGET_SECONDS",

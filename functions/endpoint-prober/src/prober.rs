@@ -1,17 +1,15 @@
 //! One run of the prober: disable, probe, drain.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::delivery::breaker::BreakerPolicy;
-use shared::delivery::message::{DeliveryMessage, group_id};
-use shared::delivery::requeue::{
-    MAX_DELAY_SECONDS, ORDER_GAP_SECONDS, Pacer, RequeueReport, Requeuer,
-};
+use shared::delivery::requeue::{ORDER_GAP_SECONDS, Pacer, RequeueReport, Requeuer};
 use shared::domain::health::ProbeLane;
+use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
+use shared::queue::{MAX_DELAY_SECONDS, Outgoing, QueueWriter};
 use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::{StoreError, SubscriptionStore, Updated};
 
@@ -89,8 +87,7 @@ pub struct Prober {
     parked: ParkedEvents,
     requeuer: Requeuer,
     publisher: Publisher,
-    sqs: aws_sdk_sqs::Client,
-    delivery_queue_url: String,
+    delivery_queue: QueueWriter,
     policy: BreakerPolicy,
     drain_rate: u32,
     drain_window: chrono::Duration,
@@ -110,17 +107,13 @@ impl Prober {
     ) -> Self {
         let parked = ParkedEvents::new(dynamodb.clone(), config.parked_events_table.clone());
         let duration = |d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let delivery_queue = QueueWriter::new(sqs, config.delivery_queue_url.clone());
         Self {
             store: SubscriptionStore::new(dynamodb, config.subscriptions_table.clone()),
-            requeuer: Requeuer::new(
-                sqs.clone(),
-                config.delivery_queue_url.clone(),
-                parked.clone(),
-            ),
+            requeuer: Requeuer::new(delivery_queue.clone(), parked.clone()),
             parked,
             publisher: Publisher::new(events, config.event_bus_name.clone()),
-            sqs,
-            delivery_queue_url: config.delivery_queue_url.clone(),
+            delivery_queue,
             policy: config.breaker.clone(),
             drain_rate: config.drain_rate,
             drain_window: duration(config.drain_window),
@@ -276,15 +269,8 @@ impl Prober {
         msg = msg.redriven();
         msg.probe = Some(event_key.clone());
         let delay = Self::seconds_until(seen, now).min(MAX_DELAY_SECONDS);
-        let sent = self
-            .sqs
-            .send_message()
-            .queue_url(&self.delivery_queue_url)
-            .message_group_id(group_id(company))
-            .message_body(msg.to_body())
-            .delay_seconds(i32::try_from(delay).unwrap_or(0))
-            .send()
-            .await;
+        let probe = Outgoing::of_company(msg.to_body(), company).delayed(delay);
+        let sent = self.delivery_queue.send_one(&probe).await;
         match sent {
             Ok(_) => {
                 tracing::info!(
@@ -298,7 +284,7 @@ impl Prober {
             }
             Err(e) => {
                 // The lease runs out and a later run probes again.
-                tracing::error!(subscription_id = id, error = %DisplayErrorContext(&e), "probe not sent");
+                tracing::error!(subscription_id = id, error = %e.message, "probe not sent");
                 report.errors += 1;
             }
         }

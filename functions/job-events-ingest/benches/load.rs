@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use job_events_ingest::{Ingest, IngestConfig};
 use serde_json::{Value, json};
-use shared::delivery::message::DeliveryMessage;
 use shared::domain::filters::Filters;
+use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;

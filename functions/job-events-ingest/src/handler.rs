@@ -10,15 +10,16 @@ use futures::StreamExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use shared::deadline::Deadline;
-use shared::delivery::message::{self, EventEnvelope};
 use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
+use shared::domain::message::{self, EventEnvelope};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
+use shared::queue::batch::MAX_BATCH_ENTRIES;
 use shared::storage::subscriptions::{StoreError, SubscriptionStore};
 
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;
-use crate::enqueue::{Enqueuer, MAX_BATCH_ENTRIES, Outgoing};
+use crate::enqueue::{Enqueuer, Outgoing};
 use crate::poison::{PoisonRecord, ShardLookup};
 
 /// Subscription lookups in flight at once.

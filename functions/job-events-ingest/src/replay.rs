@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::config::{ConfigError, Vars};
 use shared::deadline::Deadline;
+use shared::operator_request::RequestError;
 
 use crate::handler::Ingest;
 use crate::poison::PoisonRecord;
@@ -46,18 +47,9 @@ const EMPTY_PAGES: usize = 20;
 /// Most records one `GetRecords` call returns.
 const PAGE: i32 = 1000;
 
-/// The invocation input is not a valid replay request.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid replay request: {0}")]
-pub struct RequestError(String);
-
-impl From<RequestError> for lambda_runtime::Diagnostic {
-    fn from(e: RequestError) -> Self {
-        Self {
-            error_type: "InvalidRequest".to_owned(),
-            error_message: e.to_string(),
-        }
-    }
+/// An invalid replay request, for `reason`.
+fn invalid(reason: impl Into<String>) -> RequestError {
+    RequestError::new("replay", reason)
 }
 
 /// What a run does.
@@ -96,10 +88,9 @@ impl ReplayRequest {
         if event.is_null() {
             return Ok(Self::default());
         }
-        let request: Self =
-            serde_json::from_value(event).map_err(|e| RequestError(e.to_string()))?;
+        let request: Self = serde_json::from_value(event).map_err(|e| invalid(e.to_string()))?;
         if !(1..=MAX_MAX_ENTRIES).contains(&request.max_entries) {
-            return Err(RequestError(format!(
+            return Err(invalid(format!(
                 "max_entries must be 1 to {MAX_MAX_ENTRIES}, got {}",
                 request.max_entries
             )));

@@ -8,6 +8,7 @@ use http::header::ALLOW;
 use lambda_http::{Body, Request, Response};
 use shared::delivery::requeue::Requeuer;
 use shared::operational::Publisher;
+use shared::queue::QueueWriter;
 use shared::storage::deliveries::DeliveryLog;
 use shared::storage::keyring::SecretVault;
 use shared::storage::parked::ParkedEvents;
@@ -29,7 +30,7 @@ pub struct App {
     pub(crate) parked: ParkedEvents,
     pub(crate) requeuer: Requeuer,
     pub(crate) publisher: Publisher,
-    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) delivery_queue: QueueWriter,
     pub(crate) vault: Arc<SecretVault>,
 }
 
@@ -49,18 +50,15 @@ impl App {
         let deliveries = DeliveryLog::new(dynamo, config.deliveries_table.clone());
         // The event catalogue is built once, at cold start, not on a request.
         std::sync::LazyLock::force(&views::EVENT_TYPES_BODY);
+        let delivery_queue = QueueWriter::new(sqs, config.delivery_queue_url.clone());
         Self {
-            requeuer: Requeuer::new(
-                sqs.clone(),
-                config.delivery_queue_url.clone(),
-                parked.clone(),
-            ),
+            requeuer: Requeuer::new(delivery_queue.clone(), parked.clone()),
             publisher: Publisher::new(events, config.event_bus_name.clone()),
             parked,
             config,
             store,
             deliveries,
-            sqs,
+            delivery_queue,
             vault,
         }
     }

@@ -8,7 +8,8 @@ use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use shared::cursor::CursorPosition;
-use shared::delivery::requeue::{MAX_DELAY_SECONDS, Pacer};
+use shared::delivery::requeue::Pacer;
+use shared::queue::MAX_DELAY_SECONDS;
 use shared::storage::parked::{Order, ParkedQuery, ParkedStatus};
 
 use crate::app::App;

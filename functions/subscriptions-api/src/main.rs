@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_http::{Error, Request, service_fn};
-use shared::storage::keyring::{KeyringStore, SecretVault};
+use shared::storage::keyring::SecretVault;
 use subscriptions_api::{ApiConfig, App};
 
 #[tokio::main]
@@ -16,14 +16,7 @@ async fn main() -> Result<(), Error> {
     // Unwrapped once per cold start; a key that does not unwrap stops it
     // here. The stack's deploy starts the keyring (SecretKeysFunction): the
     // API never writes it.
-    let keyring = KeyringStore::new(
-        dynamo.clone(),
-        aws_sdk_kms::Client::new(&sdk),
-        config.keyring.clone(),
-    );
-    let vault = SecretVault::load(keyring)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
+    let vault = SecretVault::load_from(&sdk, dynamo.clone(), &config.keyring).await?;
     let app = Arc::new(App::new(
         config,
         dynamo,

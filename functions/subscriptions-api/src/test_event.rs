@@ -1,12 +1,12 @@
 //! `POST /webhooks/{id}/test`: a `webhook.test` event for one
 //! subscription, queued on the DeliveryQueue like any other event.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use chrono::Utc;
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
-use shared::delivery::message::{self, TEST_EVENT_TYPE};
+use shared::domain::message::{self, TEST_EVENT_TYPE};
+use shared::queue::Outgoing;
 
 use crate::app::App;
 use crate::body;
@@ -79,21 +79,16 @@ impl App {
         idempotency_key: &str,
         message_body: String,
     ) -> Result<(), EnqueueError> {
-        let queue_url = &self.config.delivery_queue_url;
-        self.sqs
-            .send_message()
-            .queue_url(queue_url)
-            // SQS fair queues: the company is the message group.
-            .message_group_id(message::group_id(company))
-            .message_body(message_body)
-            .send()
+        // SQS fair queues: the company is the message group.
+        let message = Outgoing::of_company(message_body, company);
+        self.delivery_queue
+            .send_one(&message)
             .await
-            .map(|_| ())
             .map_err(|e| EnqueueError {
-                queue_url: queue_url.clone(),
+                queue_url: e.queue_url,
                 subscription_id: subscription_id.to_owned(),
                 idempotency_key: idempotency_key.to_owned(),
-                message: DisplayErrorContext(&e).to_string(),
+                message: e.message,
             })
     }
 }

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use shared::delivery::breaker::BreakerPolicy;
-use shared::delivery::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::health::LastFailure;
+use shared::domain::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
@@ -819,7 +819,7 @@ fn process_is_send(d: &'static Delivery, e: SqsEvent) {
 #[cfg(test)]
 mod tests {
     use serde_json::value::RawValue;
-    use shared::delivery::message::{EventEnvelope, test_event_message};
+    use shared::domain::message::{EventEnvelope, test_event_message};
 
     use super::*;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::storage::keyring::{KeyringStore, SecretVault};
+use shared::storage::keyring::SecretVault;
 use webhook_delivery::{Delivery, DeliveryConfig};
 
 #[tokio::main]
@@ -17,14 +17,7 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::config::aws_sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     // Unwrapped once per cold start; a key that does not unwrap stops it here.
-    let keyring = KeyringStore::new(
-        dynamo.clone(),
-        aws_sdk_kms::Client::new(&sdk),
-        config.keyring.clone(),
-    );
-    let vault = SecretVault::load(keyring)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))?;
+    let vault = SecretVault::load_from(&sdk, dynamo.clone(), &config.keyring).await?;
     let delivery = Delivery::with_http(
         &config,
         http,

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::MessageAttributeValue;
-use shared::delivery::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeadLetterReason, DeliveryMessage};
+use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeadLetterReason, DeliveryMessage};
+use shared::queue::{Outgoing, QueueWriter, SendError};
 
 /// Longest delay SQS applies to one message; longer waits are chained.
 pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
@@ -21,42 +20,41 @@ pub struct QueueError {
     pub message: String,
 }
 
+impl QueueError {
+    fn new(queue: &'static str, e: SendError) -> Self {
+        Self {
+            queue,
+            message: e.message,
+        }
+    }
+}
+
 /// The queues the delivery function writes to.
 #[derive(Debug, Clone)]
 pub struct Queues {
-    client: aws_sdk_sqs::Client,
-    retry_url: String,
-    dead_letter_url: String,
+    retry: QueueWriter,
+    dead_letter: QueueWriter,
 }
 
 impl Queues {
     /// Queues at the given URLs.
     pub fn new(client: aws_sdk_sqs::Client, retry_url: String, dead_letter_url: String) -> Self {
         Self {
-            client,
-            retry_url,
-            dead_letter_url,
+            retry: QueueWriter::new(client.clone(), retry_url),
+            dead_letter: QueueWriter::new(client, dead_letter_url),
         }
     }
 
     /// Puts `msg` on the RetryQueue, delayed by `wait` (at most
     /// [`MAX_QUEUE_DELAY`]; the message's `not_before` carries the rest).
     pub async fn retry(&self, msg: &DeliveryMessage, wait: Duration) -> Result<(), QueueError> {
-        let delay = wait.min(MAX_QUEUE_DELAY).as_secs_f64().ceil() as i32;
-        self.client
-            .send_message()
-            .queue_url(&self.retry_url)
-            // SQS fair queues: one company's retries don't hold back others'.
-            .message_group_id(shared::delivery::message::group_id(&msg.company_id))
-            .message_body(msg.to_body())
-            .delay_seconds(delay)
-            .send()
+        let delay = wait.min(MAX_QUEUE_DELAY).as_secs_f64().ceil() as u32;
+        // SQS fair queues: one company's retries don't hold back others'.
+        let message = Outgoing::of_company(msg.to_body(), &msg.company_id).delayed(delay);
+        self.retry
+            .send_one(&message)
             .await
-            .map_err(|e| QueueError {
-                queue: "retry queue",
-                message: DisplayErrorContext(e).to_string(),
-            })?;
-        Ok(())
+            .map_err(|e| QueueError::new("retry queue", e))
     }
 
     /// Puts `body` on the DeadLetterQueue, tagged with `reason`, grouped by
@@ -68,27 +66,16 @@ impl Queues {
         reason: DeadLetterReason,
         company_id: Option<&str>,
     ) -> Result<(), QueueError> {
-        let attribute = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(reason.as_str())
-            .build()
-            .expect("data type is set");
         // SQS refuses empty bodies; keep an empty poison message visible.
         let body = if body.is_empty() { "(empty)" } else { body };
-        self.client
-            .send_message()
-            .queue_url(&self.dead_letter_url)
-            .set_message_group_id(
-                company_id.map(|c| shared::delivery::message::group_id(c).into_owned()),
-            )
-            .message_body(body)
-            .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, attribute)
-            .send()
+        let message = match company_id {
+            Some(company) => Outgoing::of_company(body.to_owned(), company),
+            None => Outgoing::new(body.to_owned()),
+        }
+        .with_attribute(DEAD_LETTER_REASON_ATTRIBUTE, reason.as_str());
+        self.dead_letter
+            .send_one(&message)
             .await
-            .map_err(|e| QueueError {
-                queue: "dead-letter queue",
-                message: DisplayErrorContext(e).to_string(),
-            })?;
-        Ok(())
+            .map_err(|e| QueueError::new("dead-letter queue", e))
     }
 }

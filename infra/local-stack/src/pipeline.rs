@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use endpoint_prober::{Prober, ProberConfig};
 use job_events_ingest::{Ingest, IngestConfig};
 use shared::config::{ConfigError, Vars};
-use shared::storage::keyring::{KeyringError, KeyringStore, SecretVault};
+use shared::storage::keyring::{KeyringError, SecretVault};
 use subscriptions_api::{ApiConfig, App};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -194,13 +194,9 @@ impl Pipeline {
         let api_dynamo = aws_sdk_dynamodb::Client::new(&api_sdk);
         // As at each function's cold start: the API and delivery read the
         // keyring the stack's deploy started.
-        let api_vault = SecretVault::load(KeyringStore::new(
-            api_dynamo.clone(),
-            aws_sdk_kms::Client::new(&api_sdk),
-            api_config.keyring.clone(),
-        ))
-        .await
-        .map_err(keyring_failed(ids::API_FUNCTION))?;
+        let api_vault = SecretVault::load_from(&api_sdk, api_dynamo.clone(), &api_config.keyring)
+            .await
+            .map_err(keyring_failed(ids::API_FUNCTION))?;
         let app = App::new(
             api_config,
             api_dynamo,
@@ -222,11 +218,11 @@ impl Pipeline {
             .map_err(configured(ids::DELIVERY_FUNCTION))?;
         let delivery_dynamo = aws_sdk_dynamodb::Client::new(&delivery_sdk);
         let secrets = Arc::new(
-            SecretVault::load(KeyringStore::new(
+            SecretVault::load_from(
+                &delivery_sdk,
                 delivery_dynamo.clone(),
-                aws_sdk_kms::Client::new(&delivery_sdk),
-                delivery_config.keyring.clone(),
-            ))
+                &delivery_config.keyring,
+            )
             .await
             .map_err(keyring_failed(ids::DELIVERY_FUNCTION))?,
         );

@@ -10,24 +10,15 @@
 //! apart in the order they were parked, so the endpoint receives each
 //! job's states in the order the job went through them.
 //!
-//! [order group]: crate::delivery::message::DeliveryMessage::order_group
+//! [order group]: crate::domain::message::DeliveryMessage::order_group
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-
-use crate::delivery::message::group_id;
+use crate::queue::MAX_DELAY_SECONDS;
+use crate::queue::batch::MAX_BATCH_ENTRIES;
+use crate::queue::{Outgoing, QueueWriter};
 use crate::storage::parked::{ParkedEvent, ParkedEvents};
-
-/// Longest delay SQS applies to a message, in seconds.
-pub const MAX_DELAY_SECONDS: u32 = 900;
-/// Most message bytes in one `SendMessageBatch` (SQS's limit for the whole
-/// batch is 256 KiB).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Most entries in one `SendMessageBatch`.
-pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Seconds between two events of one job: each becomes visible on the
 /// queue this long after the one before it, so one is delivered before
 /// the next is taken (SQS delays have a one-second grain).
@@ -120,31 +111,19 @@ pub struct RequeueReport {
 /// Sends parked events to the DeliveryQueue and deletes them after.
 #[derive(Debug, Clone)]
 pub struct Requeuer {
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue: QueueWriter,
     parked: ParkedEvents,
 }
 
-/// One entry of a batch being built.
-struct Entry<'a> {
-    event: &'a ParkedEvent,
-    body: String,
-    delay: u32,
-}
-
 impl Requeuer {
-    /// Requeues to `queue_url` from `parked`.
-    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: String, parked: ParkedEvents) -> Self {
-        Self {
-            sqs,
-            queue_url,
-            parked,
-        }
+    /// Requeues through `queue` (the DeliveryQueue's writer) from `parked`.
+    pub fn new(queue: QueueWriter, parked: ParkedEvents) -> Self {
+        Self { queue, parked }
     }
 
     /// Sends `events` (of one subscription, oldest first) as first
     /// attempts, delayed as `pacer` says, in batches of at most ten entries
-    /// and [`MAX_BATCH_BYTES`]; deletes the ones SQS accepted after each
+    /// and the writer's batch bytes; deletes the ones SQS accepted after each
     /// batch; stops when the pacer is full or `deadline` has come (checked
     /// between batches).
     pub async fn requeue(
@@ -155,8 +134,8 @@ impl Requeuer {
         deadline: Option<Instant>,
     ) -> RequeueReport {
         let mut report = RequeueReport::default();
-        let mut batch: Vec<Entry<'_>> = Vec::with_capacity(MAX_BATCH_ENTRIES);
-        let mut batch_bytes = 0;
+        let mut batch: Vec<(&ParkedEvent, Outgoing)> = Vec::with_capacity(MAX_BATCH_ENTRIES);
+        let mut limit = self.queue.batch_limit();
         for event in events {
             let Some(msg) = event.requeued() else {
                 // Out of the way of the events after it.
@@ -169,12 +148,10 @@ impl Requeuer {
                 continue;
             };
             let body = msg.to_body();
-            let full =
-                batch.len() == MAX_BATCH_ENTRIES || batch_bytes + body.len() > MAX_BATCH_BYTES;
-            if full {
+            if !limit.fits(body.len()) {
                 self.send(subscription_id, std::mem::take(&mut batch), &mut report)
                     .await;
-                batch_bytes = 0;
+                limit.clear();
             }
             // Between batches, the deadline; the step's first batch always
             // goes, so every step makes progress.
@@ -187,51 +164,38 @@ impl Requeuer {
                 report.stopped = true;
                 break;
             };
-            batch_bytes += body.len();
-            batch.push(Entry { event, body, delay });
+            limit.add(body.len());
+            let message = Outgoing::of_company(body, &event.company_id).delayed(delay);
+            batch.push((event, message));
         }
         self.send(subscription_id, batch, &mut report).await;
         report
     }
 
     /// Sends one batch and deletes what SQS accepted.
-    async fn send(&self, subscription_id: &str, batch: Vec<Entry<'_>>, report: &mut RequeueReport) {
+    async fn send(
+        &self,
+        subscription_id: &str,
+        batch: Vec<(&ParkedEvent, Outgoing)>,
+        report: &mut RequeueReport,
+    ) {
         if batch.is_empty() {
             return;
         }
         let count = batch.len();
         report.handled += count;
-        let entries = batch
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_group_id(group_id(&e.event.company_id))
-                    .message_body(e.body.clone())
-                    .delay_seconds(i32::try_from(e.delay.min(MAX_DELAY_SECONDS)).unwrap_or(0))
-                    .build()
-                    .expect("id and body are set")
-            })
-            .collect();
-        let sent: Vec<&ParkedEvent> = match self
-            .sqs
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                report.not_sent += out.failed.len();
-                out.successful
+        let (events, messages): (Vec<&ParkedEvent>, Vec<Outgoing>) = batch.into_iter().unzip();
+        let sent: Vec<&ParkedEvent> = match self.queue.send_batch(&messages).await {
+            Ok(answer) => {
+                report.not_sent += answer.rejected.len();
+                answer
+                    .accepted
                     .iter()
-                    .filter_map(|ok| ok.id.parse::<usize>().ok())
-                    .filter_map(|i| batch.get(i).map(|e| e.event))
+                    .filter_map(|&i| events.get(i).copied())
                     .collect()
             }
             Err(e) => {
-                tracing::error!(subscription_id, error = %DisplayErrorContext(&e), "parked events not sent: tried again later");
+                tracing::error!(subscription_id, error = %e.message, "parked events not sent: tried again later");
                 report.not_sent += count;
                 Vec::new()
             }

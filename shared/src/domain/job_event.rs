@@ -776,7 +776,7 @@ mod tests {
 
     #[test]
     fn a_payload_at_every_limit_fits_one_sqs_message_with_room_to_spare() {
-        use crate::delivery::message::{self, DeliveryMessage, EventEnvelope};
+        use crate::domain::message::{self, DeliveryMessage, EventEnvelope};
         // Characters JSON escapes the most: `"` (2 bytes) where controls
         // are refused, a control character (6 bytes: \u0001) elsewhere.
         let quote = "\"";

@@ -1,8 +1,10 @@
 //! The domain: subscriptions, their filters and endpoint health, the job
-//! catalogue and the events built from job transitions.
+//! catalogue, the events built from job transitions and the delivery
+//! message that carries one event to one subscription.
 
 pub mod filters;
 pub mod health;
 pub mod job_event;
 pub mod jobs;
+pub mod message;
 pub mod subscription;

@@ -360,6 +360,20 @@ impl SecretVault {
         Ok(Self::holding(Some(store), ring))
     }
 
+    /// [`Self::load`] at a function's cold start: the keyring of `config`
+    /// through `dynamodb` and a KMS client of `sdk`. A failure is logged
+    /// and returned, so the cold start fails.
+    pub async fn load_from(
+        sdk: &aws_config::SdkConfig,
+        dynamodb: aws_sdk_dynamodb::Client,
+        config: &KeyringConfig,
+    ) -> Result<Self, KeyringError> {
+        let store = KeyringStore::new(dynamodb, aws_sdk_kms::Client::new(sdk), config.clone());
+        Self::load(store)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "signing-secret keyring unavailable"))
+    }
+
     /// A vault of a fixed keyring that never reads a table: for tools and
     /// benchmarks.
     pub fn fixed(ring: Keyring) -> Self {

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-use crate::delivery::message::{AttemptRecord, DeliveryMessage};
+use crate::domain::message::{AttemptRecord, DeliveryMessage};
 use crate::storage::subscriptions::StoreError;
 
 type Item = HashMap<String, AttributeValue>;
@@ -672,7 +672,7 @@ mod tests {
 
     #[test]
     fn an_event_keeps_its_position_across_statuses_and_from_legacy_keys() {
-        let msg_body = crate::delivery::message::test_event_message("acme", "sub_1", ts(0)).1;
+        let msg_body = crate::domain::message::test_event_message("acme", "sub_1", ts(0)).1;
         let mut msg = DeliveryMessage::parse(&msg_body).unwrap();
         msg.sequence = Some("42".to_owned());
         let e = ParkedEvent::of(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::delivery::message::{DeliveryMessage, EventEnvelope, idempotency_key};
+use shared::domain::message::{DeliveryMessage, EventEnvelope, idempotency_key};
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
 use test_support::stack::{self, ids};

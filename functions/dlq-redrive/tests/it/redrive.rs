@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{Message, MessageAttributeValue, QueueAttributeName};
 use dlq_redrive::{RedriveConfig, RedriveReport, Redriver, Stopped};
 use serde_json::{Value, json};
-use shared::delivery::message::{
+use shared::domain::message::{
     AttemptRecord, DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, EventEnvelope, idempotency_key,
 };
 use shared::domain::subscription::new_subscription_id;

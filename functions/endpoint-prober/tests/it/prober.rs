@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::StreamExt;
-use shared::delivery::message::{DeliveryMessage, EventEnvelope};
+use shared::domain::message::{DeliveryMessage, EventEnvelope};
 use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
 use test_support::aws_proxy::AwsProxy;
 

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::{Fixture, job, s};
 use serde_json::{Value, json};
 use shared::deadline::Deadline;
-use shared::delivery::message::DeliveryMessage;
+use shared::domain::message::DeliveryMessage;
 use test_support::aws_proxy::{AwsProxy, FaultRule};
 use test_support::emulator;
 

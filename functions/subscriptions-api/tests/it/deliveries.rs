@@ -9,7 +9,7 @@ use crate::common;
 use chrono::{DateTime, Duration, Utc};
 use common::{Fixture, Reply, error_of};
 use serde_json::{Value, json};
-use shared::delivery::message::{DeliveryMessage, TEST_EVENT_TYPE};
+use shared::domain::message::{DeliveryMessage, TEST_EVENT_TYPE};
 use shared::storage::deliveries::{AttemptLog, Outcome, RETENTION};
 use test_support::api::ApiRequest;
 

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
-use shared::delivery::message::{
-    DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message,
-};
 use shared::delivery::retry::RetrySchedule;
+use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message};
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::secret::WebhookSecret;
 use shared::signing::{self, key_bytes};

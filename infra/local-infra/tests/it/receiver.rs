@@ -11,10 +11,10 @@ use std::time::Duration;
 use chrono::Utc;
 use local_infra::receiver::{DemoReceiver, ReceiverError, ReceiverLog, RejectReason};
 use serde_json::{Value, json};
-use shared::delivery::message::{DeliveryMessage, EventEnvelope, idempotency_key, job_data};
 use shared::domain::filters::Filters;
 use shared::domain::job_event::{JobError, JobTransition, timestamp};
 use shared::domain::jobs::JobState;
+use shared::domain::message::{DeliveryMessage, EventEnvelope, idempotency_key, job_data};
 use shared::domain::subscription::{NewSubscription, Subscription, new_subscription_id};
 use shared::signing::secret::WebhookSecret;
 use shared::signing::{
@@ -218,7 +218,7 @@ async fn a_correctly_signed_event_is_answered_204_recorded_and_printed() {
     // A failure names its reason; a test event has no job.
     let failed = job_delivery(&sub, "job-77", JobState::Running, JobState::Failed);
     assert_eq!(receiver.deliver(&failed, &[&secret], now).await, 204);
-    let (id, body) = shared::delivery::message::test_event_message(
+    let (id, body) = shared::domain::message::test_event_message(
         &sub.company_id,
         &sub.subscription_id,
         Utc::now(),
