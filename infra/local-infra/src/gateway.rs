@@ -271,7 +271,8 @@ fn with_dev_sign_in(settings: &[u8]) -> Bytes {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, `public`
+/// Serves the API on `listener` until `shutdown` completes (then lets
+/// requests in flight finish, see [`http_server::serve_until`]), `public`
 /// routes without a token; with `dev_sign_in`, the console's one-time
 /// sign-in too.
 pub async fn serve(

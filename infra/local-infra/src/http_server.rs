@@ -43,37 +43,20 @@ where
     F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    serve_with(listener, plain, state, move |state, req| {
+    let handler = move |state, req| {
         let answer = handler(state, req);
         async move { Ok::<_, Infallible>(answer.await) }
-    })
-    .await;
+    };
+    let _ = serve_until(listener, plain, state, handler, std::future::pending()).await;
 }
 
-/// [`serve`] with two extensions: each accepted TCP stream first goes
+/// Answers every request on `listener` until `shutdown` completes: then
+/// idle connections close at once and busy ones after their response, at
+/// most [`SHUTDOWN_GRACE`] later. Each accepted TCP stream first goes
 /// through `accept` (a TLS handshake, say; run in the connection's task, a
 /// failure drops the connection), and `handler` may fail, in which case
-/// hyper closes the connection without writing a response.
-pub async fn serve_with<A, AFut, IO, S, F, Fut, E>(
-    listener: TcpListener,
-    accept: A,
-    state: Arc<S>,
-    handler: F,
-) where
-    A: Fn(TcpStream) -> AFut,
-    AFut: Future<Output = io::Result<IO>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Send + Sync + 'static,
-    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static,
-    E: Into<Box<dyn StdError + Send + Sync>> + 'static,
-{
-    let _ = serve_until(listener, accept, state, handler, std::future::pending()).await;
-}
-
-/// [`serve_with`] until `shutdown` completes: then idle connections close
-/// at once and busy ones after their response, at most [`SHUTDOWN_GRACE`]
-/// later. Fails only if accepting a connection fails.
+/// hyper closes the connection without writing a response. Fails only if
+/// accepting a connection fails.
 pub async fn serve_until<A, AFut, IO, S, F, Fut, E>(
     listener: TcpListener,
     accept: A,
