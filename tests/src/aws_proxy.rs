@@ -132,7 +132,7 @@ impl AwsProxy {
             serial: tokio::sync::Mutex::new(()),
             one_at_a_time: std::sync::atomic::AtomicBool::new(false),
         });
-        let server = tokio::spawn(crate::http_server::serve(
+        let server = tokio::spawn(local_infra::http_server::serve(
             listener,
             Arc::clone(&state),
             |state, req| async move { handle(&state, req).await },

@@ -6,11 +6,10 @@
 //!   counted) and SQS
 //!   (`SendMessage`, `SendMessageBatch` accepted at once), told apart by
 //!   `x-amz-target`.
-//! - [`FastReceiver`]: a webhook receiver answering every request with
-//!   `200` and an empty body at once.
 //!
-//! Each runs on its own runtime thread so its work is not counted as the
-//! caller's CPU time.
+//! It runs on its own runtime threads so its work is not counted as the
+//! caller's CPU time; the webhook receiver does the same with
+//! [`ReceiverBuilder::on_own_runtime`](crate::receiver::ReceiverBuilder::on_own_runtime).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,12 +20,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use local_infra::http_server::{self, Background};
 use serde_json::{Value, json};
 
 /// Binds a free loopback port and serves it with `handler` on a runtime of
-/// `threads` worker threads running on threads of its own; returns
+/// `threads` worker threads of its own; returns the server and
 /// `http://127.0.0.1:PORT`.
-fn spawn_server<S, F, Fut>(threads: usize, state: Arc<S>, handler: F) -> String
+fn spawn_server<S, F, Fut>(threads: usize, state: Arc<S>, handler: F) -> (Background, String)
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -37,18 +37,13 @@ where
         .set_nonblocking(true)
         .expect("non-blocking listener");
     let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            crate::http_server::serve(listener, state, handler).await;
-        });
-    });
-    endpoint
+    let server = Background::on_own_runtime(threads, async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        http_server::serve(listener, state, handler).await;
+        Ok(())
+    })
+    .expect("runtime");
+    (server, endpoint)
 }
 
 /// Counts of what a [`FakeAws`] endpoint received.
@@ -98,6 +93,7 @@ struct AwsState {
 
 /// A running fake AWS endpoint (DynamoDB and SQS, AWS JSON 1.0).
 pub struct FakeAws {
+    _server: Background,
     endpoint: String,
     state: Arc<AwsState>,
 }
@@ -107,10 +103,14 @@ impl FakeAws {
     /// two-thread runtime.
     pub fn start() -> Self {
         let state = Arc::new(AwsState::default());
-        let endpoint = spawn_server(2, Arc::clone(&state), |state, req| async move {
+        let (server, endpoint) = spawn_server(2, Arc::clone(&state), |state, req| async move {
             answer(&state, req).await
         });
-        Self { endpoint, state }
+        Self {
+            _server: server,
+            endpoint,
+            state,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -264,35 +264,4 @@ async fn answer(state: &AwsState, req: Request<Incoming>) -> Response<Full<Bytes
         }
     };
     json_response(StatusCode::OK, &reply)
-}
-
-/// A running webhook receiver that answers `200` with an empty body.
-pub struct FastReceiver {
-    endpoint: String,
-    requests: Arc<AtomicUsize>,
-}
-
-impl FastReceiver {
-    /// Starts the receiver on a free loopback port, served by its own
-    /// runtime of `threads` worker threads.
-    pub fn start(threads: usize) -> Self {
-        let requests = Arc::new(AtomicUsize::new(0));
-        let endpoint = spawn_server(threads, Arc::clone(&requests), |requests, req| async move {
-            requests.fetch_add(1, Ordering::Relaxed);
-            // Read the body so the connection stays reusable.
-            let _ = req.into_body().collect().await;
-            Response::new(Full::new(Bytes::new()))
-        });
-        Self { endpoint, requests }
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
-    }
 }

@@ -15,8 +15,12 @@
 //!   enforce).
 //! - [`standard_webhooks`]: the `standardwebhooks` PyPI package as an
 //!   independent verifier of signatures.
-//! - [`receiver`]: a programmable webhook receiver (HTTP or HTTPS) on
-//!   loopback: scripted replies, drops, hangs, and what it received.
+//! - [`receiver`]: the webhook receiver of the local infrastructure
+//!   (`local_infra::receiver`), re-exported: HTTP or HTTPS on loopback,
+//!   scripted replies, drops, hangs, signature checks, and what it
+//!   received.
+//! - [`http_server`]: the local infrastructure's one accept loop,
+//!   re-exported.
 //!
 //! Sample events live in `tests/events/`.
 
@@ -26,13 +30,13 @@ pub mod cpu;
 pub mod emulator;
 pub mod fake_endpoints;
 pub mod fake_sqs;
-pub mod http_server;
 pub mod iam;
 pub mod metering;
-pub mod receiver;
 pub mod runtime_api;
 pub mod stack;
 pub mod standard_webhooks;
+
+pub use local_infra::{http_server, receiver};
 
 /// Path of a sample event in `tests/events/`.
 pub fn event_path(name: &str) -> std::path::PathBuf {

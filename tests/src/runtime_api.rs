@@ -68,7 +68,7 @@ impl RuntimeApi {
             .expect("bind loopback");
         let address = listener.local_addr().expect("local address").to_string();
         let state = Arc::new(State::default());
-        let server = tokio::spawn(crate::http_server::serve(
+        let server = tokio::spawn(local_infra::http_server::serve(
             listener,
             Arc::clone(&state),
             |state, req| async move { route(&state, req).await },

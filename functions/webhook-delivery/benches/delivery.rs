@@ -48,7 +48,8 @@ use shared::storage::deliveries::{AttemptLog, DeliveryLog};
 use shared::storage::keyring::{KeyringConfig, SecretVault};
 use shared::target_guard::allow_list::AllowList;
 use test_support::cpu::thread_cpu_time;
-use test_support::fake_endpoints::{FakeAws, FastReceiver};
+use test_support::fake_endpoints::FakeAws;
+use test_support::receiver::Receiver;
 use webhook_delivery::attempt::AttemptResult;
 use webhook_delivery::handler::log_entry;
 use webhook_delivery::{Delivery, DeliveryConfig, client};
@@ -428,7 +429,12 @@ fn main() {
     let rounds = setting("DELIVERY_BENCH_ROUNDS", 9);
     let only_handler = std::env::var("DELIVERY_BENCH_ONLY").as_deref() == Ok("handler");
 
-    let receiver = FastReceiver::start(2);
+    // A receiver answering 200 at once, on threads of its own so its work
+    // is not counted as the handler's CPU time.
+    let receiver = Receiver::builder()
+        .on_own_runtime(2)
+        .start()
+        .expect("receiver");
     let aws = FakeAws::start();
     let allow_list = AllowList::parse("127.0.0.0/8").expect("allow-list");
     // The fake serves DynamoDB and SQS only: the handler gets the keyring
@@ -439,7 +445,7 @@ fn main() {
             let (sub, _) = Subscription::create(
                 COMPANY,
                 NewSubscription {
-                    url: format!("{}/hooks/{s}", receiver.endpoint()),
+                    url: receiver.url(&format!("/hooks/{s}")),
                     description: None,
                     filters: Default::default(),
                 },
@@ -502,7 +508,7 @@ fn main() {
         .expect("delivery");
         let log = DeliveryLog::new(dynamodb, DELIVERIES_TABLE);
         // The receiver is plain http on loopback: the allow-listed client.
-        let receiver_url = url::Url::parse(receiver.endpoint()).expect("receiver URL");
+        let receiver_url = url::Url::parse(&receiver.url("/")).expect("receiver URL");
         let http = client::build(&config)
             .expect("bare client")
             .for_url(&receiver_url)

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -18,11 +17,11 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::cloudformation::{DeployedStack, PublicRoute};
 use crate::dev_sign_in::{self, DevSignIn};
+use crate::http_server;
 use crate::jwt;
 
 /// The function behind the gateway: a `lambda_http` handler, called as
@@ -272,7 +271,8 @@ fn with_dev_sign_in(settings: &[u8]) -> Bytes {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, `public`
+/// Serves the API on `listener` until `shutdown` completes (then lets
+/// requests in flight finish, see [`http_server::serve_until`]), `public`
 /// routes without a token; with `dev_sign_in`, the console's one-time
 /// sign-in too.
 pub async fn serve(
@@ -282,33 +282,30 @@ pub async fn serve(
     dev_sign_in: Option<Arc<DevSignIn>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let public = Arc::new(public);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
-        let app = Arc::clone(&app);
-        let public = Arc::clone(&public);
-        let dev_sign_in = dev_sign_in.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let app = Arc::clone(&app);
-                let public = Arc::clone(&public);
-                let dev_sign_in = dev_sign_in.clone();
-                async move {
-                    Ok::<_, Infallible>(handle(&app, &public, dev_sign_in.as_deref(), req).await)
-                }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection closed with an error");
-            }
-        });
-    }
+    let api = Arc::new(Api {
+        app,
+        public,
+        dev_sign_in,
+    });
+    http_server::serve_until(
+        listener,
+        http_server::plain,
+        api,
+        |api: Arc<Api>, req| async move {
+            Ok::<_, Infallible>(
+                handle(&api.app, &api.public, api.dev_sign_in.as_deref(), req).await,
+            )
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// What the gateway's connections share.
+struct Api {
+    app: Handler,
+    public: PublicRoutes,
+    dev_sign_in: Option<Arc<DevSignIn>>,
 }
 
 #[cfg(test)]

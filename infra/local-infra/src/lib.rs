@@ -22,6 +22,7 @@ pub mod cloudformation;
 pub mod dev_sign_in;
 pub mod filter;
 pub mod gateway;
+pub mod http_server;
 pub mod identity;
 pub mod jwt;
 pub mod receiver;

@@ -18,7 +18,7 @@ use shared::target_guard::allow_list::AllowList;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use local_infra::cloudformation::{self, ids};
 use local_infra::dev_sign_in::{self, DevSignIn};
-use local_infra::receiver::{self, DemoReceiver};
+use local_infra::receiver::{self, Receiver};
 use local_infra::simulate::Simulator;
 use local_infra::{gateway, jwt};
 
@@ -206,11 +206,12 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE)?,
     );
     let jobs_table = pipeline.stack.table(ids::JOBS_TABLE)?.to_owned();
-    let receiver =
-        DemoReceiver::bind(config.receiver_addr, store, Arc::clone(&pipeline.secrets)).await?;
-    let receiver_url = receiver.url();
-    let receiver_log = receiver.log();
-    let receiver_task = tokio::spawn(receiver.serve(stopped(shutdown.clone())));
+    let mut receiver = Receiver::bind(config.receiver_addr)
+        .verifying(store, Arc::clone(&pipeline.secrets))
+        .printing(|line| println!("{line}"))
+        .until(stopped(shutdown.clone()))
+        .start()?;
+    let receiver_url = receiver.url("/webhooks");
     let mut runners = if config.runners {
         pipeline.start(shutdown.clone()).await?
     } else {
@@ -229,7 +230,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         let simulator = Simulator::new(dynamo, &jobs_table)
             .with_pause(Duration::from_millis(300))
             .with_observer(|t| println!("   jobs table: {t}"));
-        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &receiver_log).await {
+        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &receiver).await {
             println!("\nThe demo did not complete: {e}");
         }
     }
@@ -258,7 +259,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     let _ = stop.send(true);
     while runners.join_next().await.is_some() {}
     api.await??;
-    receiver_task.await??;
+    receiver.stopped().await?;
     println!("Stopped.");
     Ok(())
 }
@@ -303,7 +304,7 @@ async fn demo(
     token: &str,
     receiver_url: &str,
     simulator: &Simulator,
-    receiver_log: &receiver::ReceiverLog,
+    receiver: &Receiver,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     let auth = format!("Bearer {token}");
@@ -333,8 +334,8 @@ async fn demo(
     println!(
         "\n3. Each state change travels stream -> ingest -> DeliveryQueue -> delivery -> receiver:"
     );
-    receiver_log
-        .wait_for(transitions.len(), Duration::from_secs(60))
+    receiver
+        .wait_for_verified(transitions.len(), Duration::from_secs(60))
         .await?;
 
     println!("\n4. POST /webhooks/{id}/test sends a webhook.test event:");
@@ -343,8 +344,8 @@ async fn demo(
         .send()
         .await?
         .error_for_status()?;
-    receiver_log
-        .wait_for(transitions.len() + 1, Duration::from_secs(30))
+    receiver
+        .wait_for_verified(transitions.len() + 1, Duration::from_secs(30))
         .await?;
 
     let log: serde_json::Value = http
@@ -366,7 +367,7 @@ async fn demo(
             attempt["duration_ms"],
         );
     }
-    outage(base, &auth, receiver_url, receiver_log).await
+    outage(base, &auth, receiver_url, receiver).await
 }
 
 /// The demo's failing endpoint: it goes down, its breaker opens and its
@@ -375,12 +376,12 @@ async fn outage(
     base: &str,
     auth: &str,
     receiver_url: &str,
-    receiver_log: &receiver::ReceiverLog,
+    receiver: &Receiver,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     let url = format!("{receiver_url}{}", receiver::OUTAGE_PATH);
     println!("\n6. An endpoint goes down: {url} answers 503 to everything");
-    receiver_log.set_outage(true);
+    receiver.set_outage(true);
     let created: serde_json::Value = http
         .post(format!("{base}/webhooks"))
         .header("authorization", auth)
@@ -410,7 +411,7 @@ async fn outage(
             .error_for_status()
             .map(|_| ())
     };
-    let delivered_before = receiver_log.verified().len();
+    let delivered_before = receiver.verified().len();
     let mut sent = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let open = loop {
@@ -446,9 +447,9 @@ async fn outage(
     println!(
         "\n7. It comes back; the prober probes it with its oldest parked event, the breaker closes and the parked events drain:"
     );
-    receiver_log.set_outage(false);
-    receiver_log
-        .wait_for(delivered_before + sent, Duration::from_secs(90))
+    receiver.set_outage(false);
+    receiver
+        .wait_for_verified(delivered_before + sent, Duration::from_secs(90))
         .await?;
     let healed = health().await?;
     println!(
