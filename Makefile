@@ -50,12 +50,35 @@ SECRET_KEYS_DRY_RUN := {"action":"reencrypt","dry_run":true}
 secret-keys:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- secret-keys '$(or $(REQUEST),$(SECRET_KEYS_DRY_RUN))'
 
-## Lint everything, fuzz the API against its OpenAPI document, run all
-## tests against the emulator, then the console's browser tests
-test: lint fuzz
+## Lint everything, build every test binary once, then run three lanes
+## side by side, each with an emulator of its own (most tests wait on the
+## emulator, timers and receivers rather than on the CPU): the end-to-end
+## tests; every other crate's tests; the API fuzzed against its OpenAPI
+## document, then the console's browser tests. Each lane's output is in
+## target/ and printed when the lane ends.
+test: lint browser-tools
 	mkdir -p target
-	infra/with-emulator.sh cargo test --workspace 2>&1 | tee target/test-output.log
+	cargo test --workspace --no-run --quiet
+	cargo build --quiet -p local-stack
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-end-to-end test-crates test-api-and-console
+	@cat target/test-end-to-end.log target/test-crates.log > target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log
+
+.PHONY: test-end-to-end test-crates test-api-and-console
+## The end-to-end tests (infra/local-stack/tests/it): the whole service on
+## one machine, against the emulator.
+test-end-to-end:
+	EMULATOR_LOG=target/emulator-end-to-end.log infra/with-emulator.sh \
+		cargo test -p local-stack --test it 2>&1 | tee target/test-end-to-end.log
+
+## Every other test binary: unit tests and each crate's integration tests.
+test-crates:
+	EMULATOR_LOG=target/emulator-crates.log infra/with-emulator.sh \
+		bash -c 'cargo test --workspace --exclude local-stack && cargo test -p local-stack --lib' \
+		2>&1 | tee target/test-crates.log
+
+## The API fuzzed against its OpenAPI document, then the console in Chromium.
+test-api-and-console: fuzz
 	$(MAKE) --no-print-directory browser-test
 
 .PHONY: browser-tools browser-test
@@ -78,7 +101,7 @@ $(VENV)/.browser-installed: $(VENV)/.installed tests/browser/requirements.txt
 browser-test: tools browser-tools
 	cargo build --quiet -p local-stack
 	@echo "browser: $$($(CHROMIUM) --version 2>/dev/null)"
-	CHROMIUM=$(CHROMIUM) infra/with-emulator.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/browser 2>&1 | tee target/browser-test-output.log
+	CHROMIUM=$(CHROMIUM) EMULATOR_LOG=target/emulator-browser.log infra/with-emulator.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/browser 2>&1 | tee target/browser-test-output.log
 
 .PHONY: fuzz
 ## Contract fuzzing: schemathesis (every check, stateful phase) against the
@@ -87,7 +110,7 @@ browser-test: tools browser-tools
 fuzz: tools
 	mkdir -p target
 	cargo build --quiet -p local-stack
-	infra/with-emulator.sh infra/fuzz-api.sh 2>&1 | tee target/fuzz-output.log
+	EMULATOR_LOG=target/emulator-fuzz.log infra/with-emulator.sh infra/fuzz-api.sh 2>&1 | tee target/fuzz-output.log
 
 lint: tools
 	cargo fmt --all -- --check
@@ -99,25 +122,25 @@ lint: tools
 ## Benchmarks (numbers go to BENCHMARKS.md)
 bench: bench-ingest bench-load bench-heavy-tenant bench-recovery bench-cold-start bench-latency bench-cost bench-delivery bench-signing
 bench-ingest: tools
-	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest
+	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest -- throughput
 
 .PHONY: bench-load
 ## One heavy company's burst beside 19 quiet ones through ingest: peak memory
 ## against fan-out, deadlines, calls per message, quiet latency, loss.
 bench-load: tools
-	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench load
+	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest -- load
 
 .PHONY: bench-heavy-tenant
 ## The same burst, scaled down, through the whole local stack (stream runner,
 ## ingest, queues, delivery, verifying receivers).
 bench-heavy-tenant: tools
-	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench heavy_tenant
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- heavy_tenant
 
 .PHONY: bench-recovery
 ## An outage and the endpoint's return through the whole local stack with
 ## the template's defaults: time to the first and last parked event, order.
 bench-recovery: tools
-	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench recovery
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- recovery
 
 .PHONY: bench-delivery bench-signing
 ## Deliveries/s of one delivery instance against a bare reqwest loop (fast loopback fakes, no emulator).
@@ -141,12 +164,12 @@ bench-cold-start: tools
 ## $ per million delivered webhooks on AWS: the end-to-end workload with every
 ## AWS request counted and priced (infra/aws-prices.yaml).
 bench-cost: tools
-	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench cost
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- cost
 
 .PHONY: bench-latency
 ## End-to-end latency through the local runner: job item write -> verified receipt.
 bench-latency: tools
-	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench latency
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- latency
 
 ## Build every function for Lambda (arm64) as template.yaml declares: sam build with
 ## cargo-lambda and zig from the venv on PATH. Artifacts in .aws-sam/build/

@@ -273,7 +273,7 @@ fn median(mut runs: Vec<Run>) -> Run {
     runs.swap_remove(runs.len() / 2)
 }
 
-fn main() {
+pub fn bench() {
     // Servers that stand beside the handler run on their own threads.
     let side = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

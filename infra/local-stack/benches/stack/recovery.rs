@@ -36,7 +36,7 @@ const DOWN_AFTER_PARKED: Duration = Duration::from_secs(90);
 const GIVE_UP: Duration = Duration::from_secs(600);
 
 #[tokio::main]
-async fn main() {
+pub async fn bench() {
     let sdk = emulator::sdk_config().await;
     let up = Arc::new(AtomicBool::new(false));
     let (receiver, accepted) = Receiver::down_until(Arc::clone(&up)).await;

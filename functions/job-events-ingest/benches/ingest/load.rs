@@ -266,7 +266,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-fn main() {
+pub fn bench() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,8 +7,8 @@
 //!
 //! Scaled down because the emulator's queues slow down with their depth
 //! (a few deliveries per second past a few thousand queued messages): the
-//! figures of the fast-endpoint load test (`job-events-ingest`'s
-//! `benches/load.rs`) are the handler's; this run shows the same bounds end
+//! figures of the fast-endpoint load test (ingest's `load` benchmark)
+//! are the handler's; this run shows the same bounds end
 //! to end.
 //!
 //! Reported: transitions and deliveries, ingest invocations and the
@@ -37,9 +37,7 @@ use test_support::receiver::Reply;
 // The heavy-tenant run uses the receivers and pipeline settings of the
 // shared workload, not its companies.
 #[allow(dead_code)]
-mod workload;
-
-use workload::{EventId, Ledger};
+use crate::workload::{self, EventId, Ledger};
 
 const HEAVY: &str = "heavy-co";
 /// The template's default `MaxSubscriptionsPerCompany`.
@@ -80,7 +78,7 @@ fn percentiles(mut v: Vec<f64>) -> String {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn bench() {
     let sdk = emulator::sdk_config().await;
     let pipeline = Pipeline::build(&sdk, workload::pipeline_config(None, None))
         .await

@@ -44,9 +44,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter};
 
-mod workload;
-
-use workload::{Ledger, POLLERS};
+use crate::workload::{self, Ledger, POLLERS};
 
 /// (job, state): one transition.
 type TransitionId = (String, String);
@@ -502,7 +500,7 @@ fn report(runs: &[RunResult], pace: Duration) {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn bench() {
     install_tracing();
     let pace = Duration::from_millis(
         std::env::var("LATENCY_PACE_MS")

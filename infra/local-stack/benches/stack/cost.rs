@@ -51,13 +51,12 @@
 // The cost run waits on its own condition (parked and dead-lettered events
 // count), not on `workload::await_receipts`.
 #[allow(dead_code)]
-mod workload;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::workload::{self, COMPANIES, JOBS_PER_COMPANY, Ledger, POLLERS};
 use local_infra::cloudformation::ids::{self, DELIVERY_FUNCTION, INGEST_FUNCTION, PROBER_FUNCTION};
 use local_infra::simulate::{Simulator, Transition};
 use local_stack::invocations::InvocationStats;
@@ -72,7 +71,6 @@ use test_support::metering::{Dimension, Meter, Usage};
 use test_support::receiver::Reply;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, filter};
-use workload::{COMPANIES, JOBS_PER_COMPANY, Ledger, POLLERS};
 
 const RECEIVERS: usize = 4;
 /// The template's eight attempts, a second apart.
@@ -771,7 +769,7 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn main() {
+pub fn bench() {
     install_tracing();
     let receiver_delay = Duration::from_millis(setting("COST_RECEIVER_MS", 100));
     let only = std::env::var("COST_SCENARIOS").unwrap_or_default();
