@@ -14,7 +14,8 @@ use shared::delivery::message::{self, EventEnvelope};
 use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
-use shared::storage::subscriptions::{StoreError, SubscriptionStore};
+use shared::storage::StoreError;
+use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod policy;
 
 pub use decision::{
-    Condition, Decision, Fate, Notice, Outcome, ParkedCount, Subject, Write, decide,
+    Condition, DISABLED_REASON, Decision, Fate, Notice, Outcome, ParkedCount, Subject, Write,
+    decide, draw_jitter,
 };
 pub use policy::*;

@@ -23,6 +23,7 @@ use crate::storage::table::{Item, Table, key_of, n, s};
 mod create;
 mod health;
 
+/// The stores' error, also named here beside the store most callers hold.
 pub use crate::storage::error::StoreError;
 pub use create::QUOTA_KEY;
 pub use health::PROBE_INDEX;
