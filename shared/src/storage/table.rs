@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -103,6 +104,25 @@ impl Table {
             operation,
             table: self.name.clone(),
             message: DisplayErrorContext(err).to_string(),
+        }
+    }
+
+    /// Sends the conditional `update`: its output, or `None` when the
+    /// condition did not hold.
+    pub async fn update_if(
+        &self,
+        update: UpdateItemFluentBuilder,
+    ) -> Result<Option<UpdateItemOutput>, StoreError> {
+        match update.send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(self.dynamo_err("UpdateItem", err)),
         }
     }
 

@@ -236,27 +236,18 @@ impl SubscriptionStore {
             .key("subscription_id", s(&held.subscription_id))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::UpdatedNew);
-        match build(request).send().await {
-            Ok(out) => {
-                let written = out.attributes.unwrap_or_default();
-                let mut item = self.table.encode(&held.subscription_id, held)?;
-                for name in removed {
-                    item.remove(*name);
-                }
-                item.extend(written);
-                let sub: Subscription = self.decode_item(item)?;
-                let whole = sub.version == held.version + 1;
-                Ok(Some(Updated { sub, whole }))
-            }
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(self.table.dynamo_err("UpdateItem", err)),
+        let Some(out) = self.table.update_if(build(request)).await? else {
+            return Ok(None);
+        };
+        let written = out.attributes.unwrap_or_default();
+        let mut item = self.table.encode(&held.subscription_id, held)?;
+        for name in removed {
+            item.remove(*name);
         }
+        item.extend(written);
+        let sub: Subscription = self.decode_item(item)?;
+        let whole = sub.version == held.version + 1;
+        Ok(Some(Updated { sub, whole }))
     }
 
     /// One conditional `UpdateItem` that asks nothing back; `false` when
@@ -273,17 +264,7 @@ impl SubscriptionStore {
             .key("company_id", s(company_id))
             .key("subscription_id", s(subscription_id))
             .expression_attribute_values(":one", n(1));
-        match build(request).send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.table.dynamo_err("UpdateItem", err)),
-        }
+        Ok(self.table.update_if(build(request)).await?.is_some())
     }
 
     /// `failure` as the `last_failure` map attribute.

@@ -367,16 +367,6 @@ impl SubscriptionStore {
                 .expression_attribute_values(":previous", value(prev)?),
             None => update.update_expression("SET secret = :secret"),
         };
-        match update.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(self.table.dynamo_err("UpdateItem", err)),
-        }
+        Ok(self.table.update_if(update).await?.is_some())
     }
 }
