@@ -2,21 +2,21 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::delivery::breaker::BreakerPolicy;
+use shared::delivery::breaker::{self, BreakerPolicy, Decision, Fate, ParkedCount, Write};
 use shared::delivery::requeue::{ORDER_GAP_SECONDS, Pacer, RequeueReport, Requeuer};
 use shared::domain::health::ProbeLane;
 use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
-use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
+use shared::operational::Publisher;
 use shared::queue::{MAX_DELAY_SECONDS, Outgoing, QueueWriter};
+use shared::storage::StoreError;
 use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
-use shared::storage::subscriptions::{StoreError, SubscriptionStore, Updated};
+use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::config::ProberConfig;
 
-/// Reason recorded on subscriptions the prober disables.
-pub const DISABLED_REASON: &str = "endpoint failed continuously for DisableAfterSeconds";
+pub use shared::delivery::breaker::DISABLED_REASON;
 
 /// A run stops this long before its deadline: it takes no new
 /// subscription, and the one in hand stops between two SQS batches (its
@@ -216,13 +216,10 @@ impl Prober {
         let due = DateTime::from_timestamp_millis(seen)
             .unwrap_or(now)
             .max(now);
-        if self.policy.should_disable(sub.health.failing_since, due) {
-            if due > now {
-                // Disabled by the run at its time, not probed before.
-                return;
-            }
-            self.disable(sub, now, report).await;
-            return;
+        let decision = self.decide(sub, breaker::Outcome::ProbeDue { due }, now);
+        if decision.applied != Fate::Probe {
+            // Disabled now, or by the run at its time, not probed before.
+            return self.execute(sub, &decision, now, report).await;
         }
         // The event to probe with, found before the claim: a read that
         // runs out of budget leaves the breaker as it was, due now.
@@ -254,17 +251,8 @@ impl Prober {
         let Some((event_key, mut msg)) = probe else {
             // Nothing to probe with (the customer recovered everything, or
             // it expired): close the breaker and let the next event test it.
-            match self.store.close_breaker(sub, now).await {
-                Ok(_) => {
-                    tracing::info!(
-                        subscription_id = id,
-                        "no parked event to probe with: breaker closed"
-                    );
-                    report.closed_without_probe += 1;
-                }
-                Err(e) => Self::error(report, id, "breaker not closed", &e),
-            }
-            return;
+            let decision = self.decide(sub, breaker::Outcome::NothingToProbe, now);
+            return self.execute(sub, &decision, now, report).await;
         };
         msg = msg.redriven();
         msg.probe = Some(event_key.clone());
@@ -312,24 +300,58 @@ impl Prober {
         Ok(None)
     }
 
-    async fn disable(&self, sub: &Subscription, now: DateTime<Utc>, report: &mut ProberReport) {
+    /// The breaker's decision on `outcome` for `sub` at `now`.
+    fn decide(
+        &self,
+        sub: &Subscription,
+        outcome: breaker::Outcome,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let jitter = breaker::draw_jitter();
+        breaker::decide(&sub.health, &self.policy, &outcome, now, jitter)
+    }
+
+    /// Makes the breaker's `decision` on `sub` at `now`: its write,
+    /// counted, and announced when it applied.
+    async fn execute(
+        &self,
+        sub: &Subscription,
+        decision: &Decision,
+        now: DateTime<Utc>,
+        report: &mut ProberReport,
+    ) {
         let id = sub.subscription_id.as_str();
-        match self.store.disable(sub, DISABLED_REASON, now).await {
-            Ok(Some(Updated { sub: disabled, .. })) => {
+        let Some(write) = &decision.write else {
+            return;
+        };
+        let disable = matches!(write, Write::Disable { .. });
+        match self.store.execute(sub, write, now).await {
+            Ok(Some(stored)) if disable => {
                 tracing::warn!(
                     subscription_id = id,
-                    failing_since = ?disabled.health.failing_since,
+                    failing_since = ?stored.sub.health.failing_since,
                     "endpoint failed for too long: subscription disabled, its events stay parked"
                 );
                 report.disabled += 1;
-                let parked = self.parked_count(&disabled).await;
-                let event =
-                    OperationalEvent::about(OperationalEventType::EndpointDisabled, &disabled, now)
-                        .with_parked(parked);
-                self.publisher.publish_logged(&event).await;
+                if let Some(notice) = &decision.notice {
+                    let parked = match notice.parked {
+                        ParkedCount::Counted => self.parked_count(&stored.sub).await,
+                        ParkedCount::Zero => None,
+                    };
+                    let event = notice.event(sub, &stored.sub, now, parked);
+                    self.publisher.publish_logged(&event).await;
+                }
             }
-            Ok(None) => report.skipped += 1,
-            Err(e) => Self::error(report, id, "could not disable", &e),
+            Ok(None) if disable => report.skipped += 1,
+            Ok(_) => {
+                tracing::info!(
+                    subscription_id = id,
+                    "no parked event to probe with: breaker closed"
+                );
+                report.closed_without_probe += 1;
+            }
+            Err(e) if disable => Self::error(report, id, "could not disable", &e),
+            Err(e) => Self::error(report, id, "breaker not closed", &e),
         }
     }
 

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::domain::subscription::Subscription;
-use shared::storage::subscriptions::{StoreError, SubscriptionStore};
+use shared::storage::StoreError;
+use shared::storage::subscriptions::SubscriptionStore;
 use shared::ttl_cache::TtlCache;
 
 /// Active subscriptions per company, reused for `ttl`: a batch touching one

@@ -15,7 +15,8 @@ use shared::domain::message::{self, EventEnvelope};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::queue::batch::MAX_BATCH_ENTRIES;
-use shared::storage::subscriptions::{StoreError, SubscriptionStore};
+use shared::storage::StoreError;
+use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;

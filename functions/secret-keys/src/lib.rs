@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shared::storage::StoreError;
 use shared::storage::keyring::{KeyringError, KeyringStore};
-use shared::storage::subscriptions::{StoreError, SubscriptionKey, SubscriptionStore};
+use shared::storage::subscriptions::{SubscriptionKey, SubscriptionStore};
 
 pub use config::KeysConfig;
 pub use custom_resource::{CustomResourceEvent, CustomResourceReport};

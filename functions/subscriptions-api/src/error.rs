@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use shared::signing::sealed::{EmptyKeyring, OpenError, ResealError};
+use shared::storage::StoreError;
 use shared::storage::keyring::KeyringError;
-use shared::storage::subscriptions::StoreError;
 use shared::validation::ValidationError;
 
 /// An error response.

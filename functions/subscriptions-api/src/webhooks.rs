@@ -15,7 +15,8 @@ use shared::domain::subscription::{
 };
 use shared::operational::{OperationalEvent, OperationalEventType};
 use shared::signing::sealed::Keyring;
-use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim, StoreError};
+use shared::storage::StoreError;
+use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim};
 use shared::target_guard::allow_list::AllowList;
 use shared::target_guard::url::{self as url_guard, UrlRejection};
 use shared::validation::ValidationError;

@@ -13,8 +13,9 @@ use chrono::Utc;
 use shared::domain::subscription::Subscription;
 use shared::signing::SigningKeys;
 use shared::signing::sealed::OpenError;
+use shared::storage::StoreError;
 use shared::storage::keyring::{KeyringError, SecretVault};
-use shared::storage::subscriptions::{StoreError, SubscriptionStore};
+use shared::storage::subscriptions::SubscriptionStore;
 use shared::ttl_cache::TtlCache;
 
 /// A subscription as read, and its secrets ready to sign (or why they do

@@ -11,7 +11,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use shared::delivery::breaker::BreakerPolicy;
+use shared::delivery::breaker::{self, BreakerPolicy, Fate, ParkedCount, Write};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::health::LastFailure;
 use shared::domain::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
@@ -299,118 +299,21 @@ impl Delivery {
         msg: Option<DeliveryMessage>,
         batch: &Batch,
     ) -> Result<(), Retry> {
-        let tally = &batch.tally;
-        let count = |f: fn(&mut Tally)| f(&mut tally.lock().expect("tally lock"));
-        let message_id = record.message_id.as_deref().unwrap_or("");
-        let body = record.body.as_deref().unwrap_or("");
-        let Some(mut msg) = msg else {
-            tracing::warn!(message_id, "malformed delivery message: dead-lettering it");
-            self.queues
-                .dead_letter(body, DeadLetterReason::Malformed, None)
-                .await
-                .map_err(|e| {
-                    tracing::error!(message_id, error = %e, "could not dead-letter a malformed message");
-                    Retry
-                })?;
-            count(|t| t.malformed += 1);
+        let Some(msg) = msg else {
+            return self.dead_letter_malformed(record, batch).await;
+        };
+        let Some(sub) = self.admit(&msg, batch).await? else {
             return Ok(());
         };
-        let (key, subscription_id) = (msg.idempotency_key.clone(), msg.subscription_id.clone());
-        let (key, subscription_id) = (key.as_str(), subscription_id.as_str());
-
-        let sub = self
-            .cache
-            .get(&msg.company_id, subscription_id, &self.store)
-            .await
-            .map_err(|e| {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not read the subscription");
-                Retry
-            })?;
-        let Some(sub) = sub.filter(|s| !s.is_archived()) else {
-            tracing::info!(
-                idempotency_key = key,
-                subscription_id,
-                event_type = %msg.event_type,
-                "subscription archived or deleted: event dropped"
-            );
-            count(|t| t.dropped += 1);
-            return Ok(());
-        };
-        let probe = msg.probe.is_some();
-        if probe && sub.is_disabled() {
-            // Disabled since the probe was sent: its event stays parked.
-            tracing::info!(
-                idempotency_key = key,
-                subscription_id,
-                "probe of a disabled subscription dropped"
-            );
-            count(|t| t.dropped += 1);
-            return Ok(());
-        }
-        if !probe && sub.parks_events() {
-            self.park(&msg, ParkedStatus::Parked).await?;
-            count(|t| t.parked += 1);
-            return Ok(());
-        }
-
-        let now = Utc::now();
-        if let Some(not_before) = msg.not_before
-            && not_before > now + DUE_SLACK
-        {
-            let wait = (not_before - now).to_std().unwrap_or_default();
-            self.queues.retry(&msg, wait).await.map_err(|e| {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
-                Retry
-            })?;
-            count(|t| t.deferred += 1);
-            return Ok(());
-        }
-
         let result = self.attempt(&sub, &msg).await;
         batch
             .log
             .lock()
             .expect("log lock")
             .push(log_entry(&msg, &result));
-        let settled = async {
-            if result.delivered() {
-                tracing::info!(
-                    idempotency_key = key,
-                    subscription_id,
-                    attempt = msg.attempt,
-                    status = result.status,
-                    duration_ms = result.duration.as_millis() as u64,
-                    probe,
-                    "delivered"
-                );
-                return Ok(self.healthy(&sub, &msg, batch).await);
-            }
-            tracing::warn!(
-                idempotency_key = key,
-                subscription_id,
-                attempt = msg.attempt,
-                status = result.status,
-                error = result.failure.map(FailureKind::as_str),
-                duration_ms = result.duration.as_millis() as u64,
-                probe,
-                "attempt failed"
-            );
-            if result.gone() {
-                return self.archive_gone(&sub, key).await.map(|()| Settled::Gone);
-            }
-            if probe {
-                self.probe_failed(&sub, &result, batch).await;
-                return Ok(Settled::ProbeFailed);
-            }
-            msg.record(attempt_record(msg.attempt, &result));
-            if self.unhealthy(&sub, &result, batch).await {
-                self.park(&msg, ParkedStatus::Parked).await?;
-                return Ok(Settled::Parked);
-            }
-            self.reschedule(&msg, &result, batch).await
-        };
-        let settled = settled.await;
-        let mut t = tally.lock().expect("tally lock");
+        let probe = msg.probe.is_some();
+        let settled = self.settle(&sub, msg, &result, batch).await;
+        let mut t = batch.tally.lock().expect("tally lock");
         t.latencies_ms.push(result.duration.as_secs_f64() * 1000.0);
         if probe {
             t.probes += 1;
@@ -427,6 +330,146 @@ impl Delivery {
             Settled::ProbeFailed => {}
         }
         Ok(())
+    }
+
+    /// Moves an unreadable message to the DeadLetterQueue.
+    async fn dead_letter_malformed(&self, record: &SqsMessage, batch: &Batch) -> Result<(), Retry> {
+        let message_id = record.message_id.as_deref().unwrap_or("");
+        let body = record.body.as_deref().unwrap_or("");
+        tracing::warn!(message_id, "malformed delivery message: dead-lettering it");
+        self.queues
+            .dead_letter(body, DeadLetterReason::Malformed, None)
+            .await
+            .map_err(|e| {
+                tracing::error!(message_id, error = %e, "could not dead-letter a malformed message");
+                Retry
+            })?;
+        Self::count(batch, |t| t.malformed += 1);
+        Ok(())
+    }
+
+    /// The subscription to attempt `msg` for, or `None` when the message
+    /// was settled without an attempt: dropped (archived or gone, or a
+    /// probe of a disabled subscription), parked (breaker open or
+    /// subscription disabled) or deferred (not yet due).
+    async fn admit(
+        &self,
+        msg: &DeliveryMessage,
+        batch: &Batch,
+    ) -> Result<Option<Arc<Cached>>, Retry> {
+        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        let sub = self
+            .cache
+            .get(&msg.company_id, subscription_id, &self.store)
+            .await
+            .map_err(|e| {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not read the subscription");
+                Retry
+            })?;
+        let Some(sub) = sub.filter(|s| !s.is_archived()) else {
+            tracing::info!(
+                idempotency_key = key,
+                subscription_id,
+                event_type = %msg.event_type,
+                "subscription archived or deleted: event dropped"
+            );
+            Self::count(batch, |t| t.dropped += 1);
+            return Ok(None);
+        };
+        let probe = msg.probe.is_some();
+        if probe && sub.is_disabled() {
+            // Disabled since the probe was sent: its event stays parked.
+            tracing::info!(
+                idempotency_key = key,
+                subscription_id,
+                "probe of a disabled subscription dropped"
+            );
+            Self::count(batch, |t| t.dropped += 1);
+            return Ok(None);
+        }
+        if !probe && sub.parks_events() {
+            self.park(msg, ParkedStatus::Parked).await?;
+            Self::count(batch, |t| t.parked += 1);
+            return Ok(None);
+        }
+        let now = Utc::now();
+        if let Some(not_before) = msg.not_before
+            && not_before > now + DUE_SLACK
+        {
+            let wait = (not_before - now).to_std().unwrap_or_default();
+            self.queues.retry(msg, wait).await.map_err(|e| {
+                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
+                Retry
+            })?;
+            Self::count(batch, |t| t.deferred += 1);
+            return Ok(None);
+        }
+        Ok(Some(sub))
+    }
+
+    /// After the attempt `result` of `msg`: the breaker's decision made,
+    /// and the event delivered, archived with its subscription (`410
+    /// Gone`), retried, parked, or left parked (a probe).
+    async fn settle(
+        &self,
+        sub: &Subscription,
+        mut msg: DeliveryMessage,
+        result: &AttemptResult,
+        batch: &Batch,
+    ) -> Result<Settled, Retry> {
+        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        let probe = msg.probe.is_some();
+        let outcome = if result.delivered() {
+            tracing::info!(
+                idempotency_key = key,
+                subscription_id,
+                attempt = msg.attempt,
+                status = result.status,
+                duration_ms = result.duration.as_millis() as u64,
+                probe,
+                "delivered"
+            );
+            match &msg.probe {
+                Some(event_key) => {
+                    if let Err(e) = self.parked.delete(subscription_id, event_key).await {
+                        // It drains again later, with the same webhook-id.
+                        tracing::warn!(subscription_id, error = %e, "probe delivered; its parked copy stays");
+                    }
+                    breaker::Outcome::ProbeDelivered
+                }
+                None => breaker::Outcome::Delivered,
+            }
+        } else {
+            tracing::warn!(
+                idempotency_key = key,
+                subscription_id,
+                attempt = msg.attempt,
+                status = result.status,
+                error = result.failure.map(FailureKind::as_str),
+                duration_ms = result.duration.as_millis() as u64,
+                probe,
+                "attempt failed"
+            );
+            if result.gone() {
+                return self.archive_gone(sub, key).await.map(|()| Settled::Gone);
+            }
+            if probe {
+                breaker::Outcome::ProbeFailed(last_failure(result))
+            } else {
+                msg.record(attempt_record(msg.attempt, result));
+                breaker::Outcome::Failed(last_failure(result))
+            }
+        };
+        match self.breaker(sub, &outcome, batch).await {
+            Fate::Delivered => Ok(Settled::Delivered),
+            Fate::StayParked => Ok(Settled::ProbeFailed),
+            Fate::Park => {
+                self.park(&msg, ParkedStatus::Parked).await?;
+                Ok(Settled::Parked)
+            }
+            // The prober's fates never follow an attempt.
+            _ => self.reschedule(&msg, result, batch).await,
+        }
     }
 
     /// Writes `msg` to the ParkedEvents table; on failure the message stays
@@ -475,139 +518,107 @@ impl Delivery {
             .ok()
     }
 
-    /// After a 2xx: a probe deletes its parked copy and closes the breaker;
-    /// any other delivery ends a recorded failure streak. A healthy
-    /// endpoint writes nothing.
-    async fn healthy(&self, sub: &Subscription, msg: &DeliveryMessage, batch: &Batch) -> Settled {
-        let now = Utc::now();
+    /// Makes the breaker's decision on `outcome` for `sub`: its write
+    /// (a counted failure is decided on again as stored), what it changed
+    /// counted, cached and announced. Returns the event's fate.
+    async fn breaker(&self, sub: &Subscription, outcome: &breaker::Outcome, batch: &Batch) -> Fate {
         let id = sub.subscription_id.as_str();
-        if let Some(event_key) = &msg.probe {
-            if let Err(e) = self.parked.delete(id, event_key).await {
-                // It drains again later, with the same webhook-id.
-                tracing::warn!(subscription_id = id, error = %e, "probe delivered; its parked copy stays");
+        let mut outcome = outcome.clone();
+        // The subscription as the previous write of this outcome stored it.
+        let mut counted: Option<Updated> = None;
+        loop {
+            let (held, held_whole) = counted.as_ref().map_or((sub, true), |c| (&c.sub, c.whole));
+            let now = Utc::now();
+            let decision = breaker::decide(
+                &held.health,
+                &self.breaker,
+                &outcome,
+                now,
+                breaker::draw_jitter(),
+            );
+            let Some(write) = &decision.write else {
+                if let Some(counted) = counted {
+                    self.remember(counted);
+                }
+                return decision.applied;
+            };
+            let mut stored = match self.store.execute(held, write, now).await {
+                Ok(Some(stored)) => stored,
+                Ok(None) if decision.lost == Fate::Reread => {
+                    return self.reread(&sub.company_id, id).await;
+                }
+                Ok(None) => return decision.lost,
+                Err(e) => {
+                    match write {
+                        Write::Close => {
+                            tracing::error!(subscription_id = id, error = %e, "could not close the breaker; the next probe will")
+                        }
+                        _ => {
+                            tracing::warn!(subscription_id = id, error = %e, "{}", not_written(write))
+                        }
+                    }
+                    Self::count(batch, |t| t.health_errors += 1);
+                    return decision.failed;
+                }
+            };
+            // The whole item only if the copy it applied to was.
+            stored.whole &= held_whole;
+            if decision.applied == Fate::Count {
+                outcome = breaker::Outcome::FailureCounted {
+                    disabled: stored.sub.is_disabled(),
+                };
+                counted = Some(stored);
+                continue;
             }
-            match self.store.close_breaker(sub, now).await {
-                Ok(Some(closed)) => {
+            match write {
+                Write::Open { .. } => {
+                    tracing::warn!(
+                        subscription_id = id,
+                        consecutive_failures = stored.sub.health.consecutive_failures,
+                        "endpoint keeps failing: breaker opened, events are parked"
+                    );
+                    Self::count(batch, |t| t.breakers_opened += 1);
+                }
+                Write::Close => {
                     tracing::warn!(
                         subscription_id = id,
                         "probe succeeded: breaker closed, parked events drain"
                     );
                     Self::count(batch, |t| t.breakers_closed += 1);
-                    let parked = self.parked_count(&closed.sub).await;
-                    let event =
-                        OperationalEvent::about(OperationalEventType::EndpointRecovered, sub, now)
-                            .with_parked(parked);
-                    self.remember(closed);
-                    self.publish(event, batch).await;
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(subscription_id = id, error = %e, "could not close the breaker; the next probe will");
-                    Self::count(batch, |t| t.health_errors += 1);
+                Write::RecordProbeFailure { probe_at, .. } => {
+                    tracing::info!(subscription_id = id, next_probe_at = %probe_at, "probe failed: breaker stays open");
                 }
+                _ => {}
             }
-        } else if sub.health.is_failing() {
-            match self.store.record_success(sub, now).await {
-                Ok(Some(stored)) => self.remember(stored),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(subscription_id = id, error = %e, "failure streak not cleared");
-                    Self::count(batch, |t| t.health_errors += 1);
+            let event = match &decision.notice {
+                Some(notice) => {
+                    let parked = match notice.parked {
+                        ParkedCount::Counted => self.parked_count(&stored.sub).await,
+                        ParkedCount::Zero => None,
+                    };
+                    Some(notice.event(held, &stored.sub, now, parked))
                 }
-            }
-        }
-        Settled::Delivered
-    }
-
-    /// After a failed attempt with the breaker closed: counts it, opens the
-    /// breaker when the policy says so. Returns whether the breaker is now
-    /// open (the event is then parked, not retried).
-    async fn unhealthy(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) -> bool {
-        let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
-        let failure = last_failure(result);
-        let stored = match self.store.record_failure(sub, &failure).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return false,
-            Err(e) => {
-                tracing::warn!(subscription_id = id, error = %e, "failure not counted");
-                Self::count(batch, |t| t.health_errors += 1);
-                return false;
-            }
-        };
-        let now = Utc::now();
-        if stored.sub.parks_events() {
+                None => None,
+            };
             self.remember(stored);
-            return true;
-        }
-        if !self.breaker.should_open(&stored.sub.health, now) {
-            self.remember(stored);
-            return false;
-        }
-        let probe_at = self
-            .breaker
-            .next_probe_at(0, stored.sub.health.failing_since, now);
-        match self.store.open_breaker(&stored.sub, probe_at, now).await {
-            Ok(Some(mut opened)) => {
-                // The whole item only if the copy it applied to was.
-                opened.whole &= stored.whole;
-                tracing::warn!(
-                    subscription_id = id,
-                    consecutive_failures = opened.sub.health.consecutive_failures,
-                    "endpoint keeps failing: breaker opened, events are parked"
-                );
-                Self::count(batch, |t| t.breakers_opened += 1);
-                let event = OperationalEvent::about(
-                    OperationalEventType::EndpointFailing,
-                    &opened.sub,
-                    now,
-                )
-                .with_parked(Some(0));
-                self.remember(opened);
+            if let Some(event) = event {
                 self.publish(event, batch).await;
-                true
             }
-            // Another instance opened it first (or it was disabled).
-            Ok(None) => match self.store.get(company, id).await {
-                Ok(Some(current)) => {
-                    let open = current.parks_events();
-                    self.cache.update(current);
-                    open
-                }
-                _ => false,
-            },
-            Err(e) => {
-                tracing::warn!(subscription_id = id, error = %e, "breaker not opened");
-                Self::count(batch, |t| t.health_errors += 1);
-                false
-            }
+            return decision.applied;
         }
     }
 
-    /// A failed probe: the breaker stays open and the next probe is due on
-    /// the backoff. The probe's event stays parked.
-    async fn probe_failed(&self, sub: &Subscription, result: &AttemptResult, batch: &Batch) {
-        let id = sub.subscription_id.as_str();
-        let now = Utc::now();
-        let probe_at = self.breaker.next_probe_at(
-            sub.health.probe_attempts + 1,
-            sub.health.failing_since,
-            now,
-        );
-        match self
-            .store
-            .record_probe_failure(sub, &last_failure(result), probe_at)
-            .await
-        {
-            Ok(Some(stored)) => {
-                tracing::info!(subscription_id = id, next_probe_at = %probe_at, "probe failed: breaker stays open");
-                self.remember(stored);
+    /// After another instance's write won: parked if the subscription as
+    /// stored now parks events, else retried.
+    async fn reread(&self, company_id: &str, subscription_id: &str) -> Fate {
+        match self.store.get(company_id, subscription_id).await {
+            Ok(Some(current)) => {
+                let open = current.parks_events();
+                self.cache.update(current);
+                if open { Fate::Park } else { Fate::Retry }
             }
-            Ok(None) => {}
-            Err(e) => {
-                // The prober's lease runs out and it probes again.
-                tracing::warn!(subscription_id = id, error = %e, "probe failure not recorded");
-                Self::count(batch, |t| t.health_errors += 1);
-            }
+            _ => Fate::Retry,
         }
     }
 
@@ -750,6 +761,18 @@ fn attempt_record(attempt: u32, result: &AttemptResult) -> AttemptRecord {
             .failure
             .filter(|f| *f != FailureKind::Status)
             .map(|f| f.as_str().to_owned()),
+    }
+}
+
+/// What the log says when `write` failed.
+fn not_written(write: &Write) -> &'static str {
+    match write {
+        Write::RecordFailure(_) => "failure not counted",
+        Write::Open { .. } => "breaker not opened",
+        Write::RecordSuccess => "failure streak not cleared",
+        Write::RecordProbeFailure { .. } => "probe failure not recorded",
+        Write::Close => "breaker not closed",
+        Write::Disable { .. } => "subscription not disabled",
     }
 }
 

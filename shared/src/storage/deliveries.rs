@@ -10,12 +10,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
-use crate::storage::subscriptions::StoreError;
+use crate::storage::error::StoreError;
+use crate::storage::table::{Table, key_of, s};
 
 /// How long attempts are kept.
 pub const RETENTION: Duration = Duration::days(30);
@@ -108,41 +109,26 @@ pub struct AttemptPage {
 /// The attempt log in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DeliveryLog {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DeliveryLog {
     /// A log over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    fn err<E: std::error::Error>(&self, operation: &'static str, e: E) -> StoreError {
-        StoreError::Dynamo {
-            operation,
-            table: self.table.clone(),
-            message: DisplayErrorContext(e).to_string(),
+            table: Table::new(client, table),
         }
     }
 
     /// Records one attempt.
     pub async fn record(&self, entry: &AttemptLog) -> Result<(), StoreError> {
-        let item = to_item(entry).map_err(|source| StoreError::Mapping {
-            key: entry.attempt_id.clone(),
-            table: self.table.clone(),
-            source,
-        })?;
-        self.client
+        let item = self.table.encode(&entry.attempt_id, entry)?;
+        self.table
             .put_item()
-            .table_name(&self.table)
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem", e))?;
+            .map_err(|e| self.table.dynamo_err("PutItem", e))?;
         Ok(())
     }
 
@@ -182,20 +168,21 @@ impl DeliveryLog {
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
                 match self
-                    .client
+                    .table
+                    .client()
                     .batch_write_item()
-                    .request_items(&self.table, pending.clone())
+                    .request_items(self.table.name(), pending.clone())
                     .send()
                     .await
                 {
                     Ok(out) => {
                         pending = out
                             .unprocessed_items
-                            .and_then(|mut u| u.remove(&self.table))
+                            .and_then(|mut u| u.remove(self.table.name()))
                             .unwrap_or_default();
                     }
                     Err(e) => tracing::warn!(
-                        table = %self.table,
+                        table = %self.table.name(),
                         error = %DisplayErrorContext(e),
                         "BatchWriteItem of attempt log entries failed"
                     ),
@@ -216,7 +203,6 @@ impl DeliveryLog {
         limit: usize,
         after: Option<&str>,
     ) -> Result<AttemptPage, StoreError> {
-        let s = |v: &str| AttributeValue::S(v.to_owned());
         let start = after.map(|sk| {
             HashMap::from([
                 ("company_id".to_owned(), s(company_id)),
@@ -224,9 +210,8 @@ impl DeliveryLog {
             ])
         });
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .key_condition_expression("company_id = :c AND begins_with(attempt_id, :p)")
             .expression_attribute_values(":c", s(company_id))
             .expression_attribute_values(":p", s(&format!("{subscription_id}#")))
@@ -235,18 +220,11 @@ impl DeliveryLog {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| self.err("Query", e))?;
+            .map_err(|e| self.table.dynamo_err("Query", e))?;
         let mut items = Vec::new();
         for item in out.items.unwrap_or_default() {
-            let key = match item.get("attempt_id") {
-                Some(AttributeValue::S(k)) => k.clone(),
-                _ => String::from("?"),
-            };
-            items.push(from_item(item).map_err(|source| StoreError::Mapping {
-                key,
-                table: self.table.clone(),
-                source,
-            })?);
+            let key = key_of(&item, "attempt_id");
+            items.push(self.table.decode(&key, item)?);
         }
         let has_more = items.len() > limit;
         items.truncate(limit);

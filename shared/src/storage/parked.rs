@@ -22,20 +22,15 @@
 //!
 //! [position]: ParkedEvent::position
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::Select;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use crate::domain::message::{AttemptRecord, DeliveryMessage};
-use crate::storage::subscriptions::StoreError;
-
-type Item = HashMap<String, AttributeValue>;
+use crate::storage::error::StoreError;
+use crate::storage::table::{Item, Table, key_of, s};
 
 /// Digits of the sequence number in a position: DynamoDB stream sequence
 /// numbers have 21 to 40.
@@ -295,54 +290,31 @@ impl Range {
 /// The ParkedEvents table. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ParkedEvents {
-    client: Client,
-    table: String,
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
+    table: Table,
 }
 
 impl ParkedEvents {
     /// The table `table` through `client`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table::new(client, table),
         }
     }
 
     /// The table name.
     pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn err<E: std::error::Error>(&self, operation: &'static str, e: E) -> StoreError {
-        StoreError::Dynamo {
-            operation,
-            table: self.table.clone(),
-            message: DisplayErrorContext(e).to_string(),
-        }
-    }
-
-    fn mapping(&self, key: &str, source: serde_dynamo::Error) -> StoreError {
-        StoreError::Mapping {
-            key: key.to_owned(),
-            table: self.table.clone(),
-            source,
-        }
+        self.table.name()
     }
 
     /// Writes `event` (overwriting the same event parked before).
     pub async fn put(&self, event: &ParkedEvent) -> Result<(), StoreError> {
-        let item: Item = to_item(event).map_err(|e| self.mapping(&event.event_key, e))?;
-        self.client
+        let item = self.table.encode(&event.event_key, event)?;
+        self.table
             .put_item()
-            .table_name(&self.table)
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| self.err("PutItem", e))?;
+            .map_err(|e| self.table.dynamo_err("PutItem", e))?;
         Ok(())
     }
 
@@ -428,9 +400,8 @@ impl ParkedEvents {
         let mut start: Option<Item> = None;
         loop {
             let mut request = self
-                .client
+                .table
                 .query()
-                .table_name(&self.table)
                 .key_condition_expression("subscription_id = :s AND event_key BETWEEN :lo AND :hi")
                 .expression_attribute_values(":s", s(subscription_id))
                 .expression_attribute_values(":lo", s(&low))
@@ -452,16 +423,16 @@ impl ParkedEvents {
                     .expression_attribute_values(":st", s(status.as_str())),
                 None => request.filter_expression("company_id = :c"),
             };
-            let out = request.send().await.map_err(|e| self.err("Query", e))?;
+            let out = request
+                .send()
+                .await
+                .map_err(|e| self.table.dynamo_err("Query", e))?;
             for item in out.items.unwrap_or_default() {
-                let key = match item.get("event_key") {
-                    Some(AttributeValue::S(k)) => k.clone(),
-                    _ => String::from("?"),
-                };
+                let key = key_of(&item, "event_key");
                 if after_key.as_deref() == Some(key.as_str()) {
                     continue;
                 }
-                let event: ParkedEvent = from_item(item).map_err(|e| self.mapping(&key, e))?;
+                let event: ParkedEvent = self.table.decode(&key, item)?;
                 // The sort key range is inclusive; `until` is exclusive.
                 if query.until.is_some_and(|until| event.arrived_at >= until) {
                     continue;
@@ -516,9 +487,8 @@ impl ParkedEvents {
             let mut start: Option<Item> = None;
             loop {
                 let out = self
-                    .client
+                    .table
                     .query()
-                    .table_name(&self.table)
                     .key_condition_expression(
                         "subscription_id = :s AND event_key BETWEEN :lo AND :hi",
                     )
@@ -533,7 +503,7 @@ impl ParkedEvents {
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
-                    .map_err(|e| self.err("Query", e))?;
+                    .map_err(|e| self.table.dynamo_err("Query", e))?;
                 count += u64::try_from(out.count).unwrap_or(0);
                 start = out.last_evaluated_key.filter(|k| !k.is_empty());
                 if count >= cap {
@@ -579,12 +549,10 @@ impl ParkedEvents {
         event_key: String,
         parked_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let parked_at = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(parked_at)
-            .map_err(|e| self.mapping(&event_key, e))?;
+        let parked_at = self.table.attribute(&event_key, &parked_at)?;
         let result = self
-            .client
+            .table
             .delete_item()
-            .table_name(&self.table)
             .key("subscription_id", s(&subscription_id))
             .key("event_key", s(&event_key))
             .condition_expression("parked_at = :parked_at")
@@ -599,20 +567,19 @@ impl ParkedEvents {
             {
                 Ok(())
             }
-            Err(e) => Err(self.err("DeleteItem", e)),
+            Err(e) => Err(self.table.dynamo_err("DeleteItem", e)),
         }
     }
 
     /// Deletes one event.
     pub async fn delete(&self, subscription_id: &str, key: &str) -> Result<(), StoreError> {
-        self.client
+        self.table
             .delete_item()
-            .table_name(&self.table)
             .key("subscription_id", s(subscription_id))
             .key("event_key", s(key))
             .send()
             .await
-            .map_err(|e| self.err("DeleteItem", e))?;
+            .map_err(|e| self.table.dynamo_err("DeleteItem", e))?;
         Ok(())
     }
 }

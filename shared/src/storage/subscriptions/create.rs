@@ -14,11 +14,11 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::Utc;
 
-use super::{
-    CreateOutcome, IDEMPOTENCY_PREFIX, IdempotencyClaim, IdempotencyRecord, StoreError,
-    SubscriptionStore, s,
-};
+use super::{CreateOutcome, IDEMPOTENCY_PREFIX, IdempotencyClaim, IdempotencyRecord};
 use crate::domain::subscription::Subscription;
+use crate::storage::error::StoreError;
+use crate::storage::subscriptions::SubscriptionStore;
+use crate::storage::table::{Item, n, s};
 
 /// Sort key of a company's quota counter item.
 pub const QUOTA_KEY: &str = "quota#subscriptions";
@@ -29,10 +29,6 @@ const COUNT: &str = "subscriptions";
 const REVISION: &str = "revision";
 /// Transactions tried before a create that keeps losing races gives up.
 const CREATE_ATTEMPTS: usize = 5;
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
 
 /// The counter as read: its value and revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +76,7 @@ impl SubscriptionStore {
                     Slot::Correct { seen, to: real + 1 }
                 }
             };
-            let mut transaction = self.client.transact_write_items();
+            let mut transaction = self.table.client().transact_write_items();
             if let Some(claim) = claim {
                 transaction = transaction.transact_items(self.claim_put(sub, claim)?);
             }
@@ -90,11 +86,11 @@ impl SubscriptionStore {
                     TransactWriteItem::builder()
                         .put(
                             Put::builder()
-                                .table_name(&self.table)
+                                .table_name(self.table.name())
                                 .set_item(Some(item.clone()))
                                 .condition_expression("attribute_not_exists(subscription_id)")
                                 .build()
-                                .map_err(|e| self.dynamo_err("TransactWriteItems", e))?,
+                                .map_err(|e| self.table.dynamo_err("TransactWriteItems", e))?,
                         )
                         .build(),
                 )
@@ -113,7 +109,7 @@ impl SubscriptionStore {
                         return Ok(outcome);
                     }
                 }
-                Err(err) => return Err(self.dynamo_err("TransactWriteItems", err)),
+                Err(err) => return Err(self.table.dynamo_err("TransactWriteItems", err)),
             }
         }
         Err(StoreError::VersionConflict(format!(
@@ -135,15 +131,15 @@ impl SubscriptionStore {
             expires_at: claim.expires_at.timestamp(),
         };
         let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(self.encode_item(&record.subscription_id, &record)?))
+            .table_name(self.table.name())
+            .set_item(Some(self.table.encode(&record.subscription_id, &record)?))
             .condition_expression("attribute_not_exists(subscription_id) OR expires_at < :now")
             .expression_attribute_values(
                 ":now",
                 AttributeValue::N(Utc::now().timestamp().to_string()),
             )
             .build()
-            .map_err(|e| self.dynamo_err("TransactWriteItems", e))?;
+            .map_err(|e| self.table.dynamo_err("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -155,7 +151,7 @@ impl SubscriptionStore {
         quota: u64,
     ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
-            .table_name(&self.table)
+            .table_name(self.table.name())
             .key("company_id", s(company))
             .key("subscription_id", s(QUOTA_KEY))
             .expression_attribute_names("#count", COUNT)
@@ -181,25 +177,23 @@ impl SubscriptionStore {
         };
         let update = update
             .build()
-            .map_err(|e| self.dynamo_err("TransactWriteItems", e))?;
+            .map_err(|e| self.table.dynamo_err("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// The counter, `None` before the company's first create under quotas.
     async fn counter(&self, company: &str) -> Result<Option<Counter>, StoreError> {
         let out = self
-            .client
+            .table
             .get_item()
-            .table_name(&self.table)
             .key("company_id", s(company))
             .key("subscription_id", s(QUOTA_KEY))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.dynamo_err("GetItem", e))?;
-        let number = |item: &super::Item, name: &str| -> Option<u64> {
-            item.get(name)?.as_n().ok()?.parse().ok()
-        };
+            .map_err(|e| self.table.dynamo_err("GetItem", e))?;
+        let number =
+            |item: &Item, name: &str| -> Option<u64> { item.get(name)?.as_n().ok()?.parse().ok() };
         Ok(out.item.and_then(|item| {
             Some(Counter {
                 count: number(&item, COUNT)?,
@@ -221,7 +215,7 @@ impl SubscriptionStore {
                 .set_exclusive_start_key(after)
                 .send()
                 .await
-                .map_err(|e| self.dynamo_err("Query", e))?;
+                .map_err(|e| self.table.dynamo_err("Query", e))?;
             count += u64::try_from(out.count).unwrap_or(0);
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => after = Some(key),
@@ -242,15 +236,14 @@ impl SubscriptionStore {
         };
         let key = format!("{IDEMPOTENCY_PREFIX}{}", claim.key);
         let record = self
-            .client
+            .table
             .get_item()
-            .table_name(&self.table)
             .key("company_id", s(company_id))
             .key("subscription_id", s(&key))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.dynamo_err("GetItem", e))?
+            .map_err(|e| self.table.dynamo_err("GetItem", e))?
             .item
             .map(|item| self.decode_item::<IdempotencyRecord>(item))
             .transpose()?;

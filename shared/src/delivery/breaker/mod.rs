@@ -1,0 +1,13 @@
+//! The circuit breaker: its policy (when an endpoint counts as down, is
+//! probed and disabled) and the decision of what each outcome does to an
+//! endpoint's health, which the delivery function and the prober hand to
+//! the subscription store to write.
+
+pub mod decision;
+pub mod policy;
+
+pub use decision::{
+    Condition, DISABLED_REASON, Decision, Fate, Notice, Outcome, ParkedCount, Subject, Write,
+    decide, draw_jitter,
+};
+pub use policy::*;
