@@ -127,7 +127,7 @@ fn example_payload(event_type: &str, data: &RawValue, event_id: &str) -> Box<Raw
         timestamp: &at,
         data,
     };
-    let key = message::idempotency_key(EXAMPLE_SUBSCRIPTION, event_id);
+    let key = message::webhook_id(EXAMPLE_SUBSCRIPTION, event_id);
     let body = envelope.message_body(EXAMPLE_SUBSCRIPTION, &key);
     DeliveryMessage::parse(&body)
         .expect("the example message parses")

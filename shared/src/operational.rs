@@ -74,8 +74,12 @@ pub struct OperationalEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked_events: Option<u64>,
     /// The event concerned (`message.attempt.exhausted`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
+    #[serde(
+        rename = "idempotency_key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub webhook_id: Option<String>,
     /// Its type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_event_type: Option<String>,
@@ -94,7 +98,7 @@ impl OperationalEvent {
             consecutive_failures: sub.health.consecutive_failures,
             last_failure: sub.health.last_failure.clone(),
             parked_events: None,
-            idempotency_key: None,
+            webhook_id: None,
             message_event_type: None,
         }
     }

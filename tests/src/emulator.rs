@@ -84,7 +84,7 @@ pub fn assert_grouped_by_company(m: &aws_sdk_sqs::types::Message) {
         message_group(m),
         Some(shared::domain::message::group_id(&msg.company_id).as_ref()),
         "MessageGroupId of {}",
-        msg.idempotency_key
+        msg.webhook_id
     );
 }
 

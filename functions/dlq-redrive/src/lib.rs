@@ -15,7 +15,7 @@
 //!
 //! A run makes one pass over the DeadLetterQueue (see [`redrive`]). Each
 //! matching delivery is re-sent to the DeliveryQueue as a first attempt
-//! (attempt 1, due now, same idempotency key, payload and history) and
+//! (attempt 1, due now, same event id, payload and history) and
 //! deleted from the DLQ only after SQS accepted the send. Everything else
 //! stays in the DLQ unchanged and is visible again when the run ends. The
 //! result counts what happened ([`RedriveReport`]):

@@ -224,7 +224,7 @@ impl Redriver {
                 tracing::warn!(
                     message_id = %t.message_id,
                     subscription_id = %t.message.subscription_id,
-                    idempotency_key = %t.message.idempotency_key,
+                    webhook_id = %t.message.webhook_id,
                     "delivery sent to the delivery queue but not deleted from the dead-letter queue; a later redrive would send it again"
                 );
             } else {
@@ -232,7 +232,7 @@ impl Redriver {
                 tracing::warn!(
                     message_id = %t.message_id,
                     subscription_id = %t.message.subscription_id,
-                    idempotency_key = %t.message.idempotency_key,
+                    webhook_id = %t.message.webhook_id,
                     "the delivery queue did not accept the delivery; it stays in the dead-letter queue"
                 );
                 held.insert(t.message_id, t.receipt);
@@ -317,7 +317,7 @@ fn log_taken(t: &Taken, what: &'static str) {
         message_id = %t.message_id,
         company_id = %t.message.company_id,
         subscription_id = %t.message.subscription_id,
-        idempotency_key = %t.message.idempotency_key,
+        webhook_id = %t.message.webhook_id,
         event_type = %t.message.event_type,
         dead_lettered_attempt = t.message.attempt,
         dead_letter_reason = %t.reason,

@@ -167,7 +167,7 @@ struct Fanout<'a> {
 
 impl Fanout<'_> {
     fn body(&self, sub: &Subscription) -> String {
-        let key = message::idempotency_key(&sub.subscription_id, &self.found.event_id);
+        let key = message::webhook_id(&sub.subscription_id, &self.found.event_id);
         self.envelope().message_body(&sub.subscription_id, &key)
     }
 

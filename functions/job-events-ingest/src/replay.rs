@@ -12,7 +12,7 @@
 //! deadline came) stay too, and come back for the next run. Records that
 //! cannot be turned into messages are set aside on the poison queue, as
 //! ingest does, and do not hold their entry back. Replayed
-//! messages carry the same idempotency keys as any first attempt would, so
+//! messages carry the same event ids (`webhook-id`) as any first attempt would, so
 //! messages of the batch that were sent before it failed arrive again as
 //! copies a receiver recognises.
 

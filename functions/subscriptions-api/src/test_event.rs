@@ -26,8 +26,8 @@ pub struct EnqueueError {
     pub queue_url: String,
     /// The target subscription.
     pub subscription_id: String,
-    /// The test event's idempotency key.
-    pub idempotency_key: String,
+    /// The test event's id (`webhook-id`).
+    pub webhook_id: String,
     /// The SDK's error with its context.
     pub message: String,
 }
@@ -36,7 +36,7 @@ impl From<EnqueueError> for ApiError {
     fn from(e: EnqueueError) -> Self {
         tracing::error!(
             error = %e,
-            idempotency_key = %e.idempotency_key,
+            webhook_id = %e.webhook_id,
             "test event not queued"
         );
         ApiError::unavailable()
@@ -61,11 +61,11 @@ impl App {
             .await?;
         tracing::info!(
             subscription_id = %sub.subscription_id,
-            idempotency_key = %key,
+            webhook_id = %key,
             "test event queued"
         );
         let view = TestEventView {
-            idempotency_key: &key,
+            webhook_id: &key,
             event_type: TEST_EVENT_TYPE,
             status: "queued",
         };
@@ -76,7 +76,7 @@ impl App {
         &self,
         company: &str,
         subscription_id: &str,
-        idempotency_key: &str,
+        webhook_id: &str,
         message_body: String,
     ) -> Result<(), EnqueueError> {
         // SQS fair queues: the company is the message group.
@@ -87,7 +87,7 @@ impl App {
             .map_err(|e| EnqueueError {
                 queue_url: e.queue_url,
                 subscription_id: subscription_id.to_owned(),
-                idempotency_key: idempotency_key.to_owned(),
+                webhook_id: webhook_id.to_owned(),
                 message: e.message,
             })
     }

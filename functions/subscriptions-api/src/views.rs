@@ -173,8 +173,9 @@ impl<'a> HealthView<'a> {
 pub struct FailedEventView<'a> {
     /// Opaque id of the stored event.
     pub id: &'a str,
-    /// The event's idempotency key (`webhook-id`).
-    pub idempotency_key: &'a str,
+    /// The event's id (`webhook-id`), `idempotency_key` in the API.
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: &'a str,
     /// Event type.
     pub event_type: &'a str,
     /// `parked` (held while the endpoint was failing or disabled) or
@@ -208,7 +209,7 @@ impl<'a> FailedEventView<'a> {
     pub fn of(event: &'a ParkedEvent) -> Self {
         Self {
             id: &event.event_key,
-            idempotency_key: &event.idempotency_key,
+            webhook_id: &event.webhook_id,
             event_type: &event.event_type,
             status: event.status,
             arrived_at: timestamp(event.arrived_at),
@@ -266,11 +267,12 @@ pub struct ListView<'a> {
 #[derive(Debug, Serialize)]
 pub struct AttemptView<'a> {
     /// Opaque, stable id of the attempt, unique within the company. It is
-    /// the log's sort key, which (unlike `{idempotency_key}#{attempt}`)
+    /// the log's sort key, which (unlike `{webhook_id}#{attempt}`)
     /// stays unique when a redriven event starts again at attempt 1.
     pub id: &'a str,
-    /// The event's idempotency key (`webhook-id` header).
-    pub idempotency_key: &'a str,
+    /// The event's id (`webhook-id` header), `idempotency_key` in the API.
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: &'a str,
     /// The event type, e.g. `job.completed` or `webhook.test`.
     pub event_type: &'a str,
     /// Attempt number, from 1.
@@ -294,7 +296,7 @@ impl<'a> AttemptView<'a> {
     pub fn of(log: &'a AttemptLog) -> Self {
         Self {
             id: &log.attempt_id,
-            idempotency_key: &log.idempotency_key,
+            webhook_id: &log.webhook_id,
             event_type: &log.event_type,
             attempt: log.attempt,
             at: timestamp(log.at),
@@ -321,9 +323,10 @@ pub struct AttemptListView<'a> {
 /// The answer of `POST /webhooks/{id}/test`.
 #[derive(Debug, Serialize)]
 pub struct TestEventView<'a> {
-    /// The test event's idempotency key (its `webhook-id`), to find it in
+    /// The test event's id (its `webhook-id`, `idempotency_key` in the API), to find it in
     /// the delivery log.
-    pub idempotency_key: &'a str,
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: &'a str,
     /// Always `webhook.test`.
     pub event_type: &'static str,
     /// Always `queued`: the event is on the delivery queue.

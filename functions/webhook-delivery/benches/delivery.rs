@@ -40,7 +40,7 @@ use futures::StreamExt;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::json;
 use shared::delivery::retry::RetrySchedule;
-use shared::domain::message::{DeliveryMessage, EventEnvelope, idempotency_key};
+use shared::domain::message::{DeliveryMessage, EventEnvelope, webhook_id};
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, signature_header};
@@ -138,7 +138,7 @@ fn message_body(sub: &Subscription, i: usize, pad: usize) -> String {
         timestamp: "2026-11-22T10:00:00.000Z",
         data: &data,
     };
-    let key = idempotency_key(&sub.subscription_id, &format!("bench-{i:05}"));
+    let key = webhook_id(&sub.subscription_id, &format!("bench-{i:05}"));
     envelope.message_body(&sub.subscription_id, &key)
 }
 
@@ -218,10 +218,10 @@ fn bare_requests(
             Bare {
                 entry,
                 url: url::Url::parse(&sub.url).expect("url"),
-                signature: signature_header(&signers, &msg.idempotency_key, timestamp, payload),
+                signature: signature_header(&signers, &msg.webhook_id, timestamp, payload),
                 signers,
                 unix_timestamp: timestamp,
-                id: msg.idempotency_key,
+                id: msg.webhook_id,
                 timestamp: timestamp.to_string(),
                 body: Bytes::copy_from_slice(payload),
             }

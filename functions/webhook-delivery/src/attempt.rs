@@ -107,7 +107,7 @@ impl AttemptResult {
 pub struct SignedRequest<'a> {
     /// Target URL.
     pub url: &'a url::Url,
-    /// `webhook-id`: the idempotency key.
+    /// `webhook-id`: the event's id.
     pub id: &'a str,
     /// `webhook-timestamp` (unix seconds).
     pub timestamp: i64,

@@ -357,18 +357,18 @@ impl Delivery {
         msg: &DeliveryMessage,
         batch: &Batch,
     ) -> Result<Option<Arc<Cached>>, Retry> {
-        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        let (key, subscription_id) = (msg.webhook_id.as_str(), msg.subscription_id.as_str());
         let sub = self
             .cache
             .get(&msg.company_id, subscription_id, &self.store)
             .await
             .map_err(|e| {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not read the subscription");
+                tracing::error!(webhook_id = key, subscription_id, error = %e, "could not read the subscription");
                 Retry
             })?;
         let Some(sub) = sub.filter(|s| !s.is_archived()) else {
             tracing::info!(
-                idempotency_key = key,
+                webhook_id = key,
                 subscription_id,
                 event_type = %msg.event_type,
                 "subscription archived or deleted: event dropped"
@@ -380,7 +380,7 @@ impl Delivery {
         if probe && sub.is_disabled() {
             // Disabled since the probe was sent: its event stays parked.
             tracing::info!(
-                idempotency_key = key,
+                webhook_id = key,
                 subscription_id,
                 "probe of a disabled subscription dropped"
             );
@@ -398,7 +398,7 @@ impl Delivery {
         {
             let wait = (not_before - now).to_std().unwrap_or_default();
             self.queues.retry(msg, wait).await.map_err(|e| {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not defer a message");
+                tracing::error!(webhook_id = key, subscription_id, error = %e, "could not defer a message");
                 Retry
             })?;
             Self::count(batch, |t| t.deferred += 1);
@@ -417,11 +417,11 @@ impl Delivery {
         result: &AttemptResult,
         batch: &Batch,
     ) -> Result<Settled, Retry> {
-        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        let (key, subscription_id) = (msg.webhook_id.as_str(), msg.subscription_id.as_str());
         let probe = msg.probe.is_some();
         let outcome = if result.delivered() {
             tracing::info!(
-                idempotency_key = key,
+                webhook_id = key,
                 subscription_id,
                 attempt = msg.attempt,
                 status = result.status,
@@ -441,7 +441,7 @@ impl Delivery {
             }
         } else {
             tracing::warn!(
-                idempotency_key = key,
+                webhook_id = key,
                 subscription_id,
                 attempt = msg.attempt,
                 status = result.status,
@@ -476,13 +476,13 @@ impl Delivery {
     /// on its queue.
     async fn park(&self, msg: &DeliveryMessage, status: ParkedStatus) -> Result<(), Retry> {
         let event = ParkedEvent::of(msg, status, Utc::now(), self.breaker.retention);
-        let (key, subscription_id) = (msg.idempotency_key.as_str(), msg.subscription_id.as_str());
+        let (key, subscription_id) = (msg.webhook_id.as_str(), msg.subscription_id.as_str());
         self.parked.put(&event).await.map_err(|e| {
-            tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not park the event: it stays on its queue");
+            tracing::error!(webhook_id = key, subscription_id, error = %e, "could not park the event: it stays on its queue");
             Retry
         })?;
         tracing::info!(
-            idempotency_key = key,
+            webhook_id = key,
             subscription_id,
             status = status.as_str(),
             event_key = %event.event_key,
@@ -646,7 +646,7 @@ impl Delivery {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::error!(
-                    idempotency_key = %msg.idempotency_key,
+                    webhook_id = %msg.webhook_id,
                     subscription_id = %sub.subscription_id,
                     error = %e,
                     "signing secret does not decrypt: nothing sent"
@@ -656,10 +656,10 @@ impl Delivery {
         };
         let body = msg.payload.get().as_bytes();
         let timestamp = now.timestamp();
-        let signature = keys.signature_header(&msg.idempotency_key, timestamp, body, now);
+        let signature = keys.signature_header(&msg.webhook_id, timestamp, body, now);
         let request = SignedRequest {
             url: &url,
-            id: &msg.idempotency_key,
+            id: &msg.webhook_id,
             timestamp,
             signature,
             body: Bytes::copy_from_slice(body),
@@ -672,7 +672,7 @@ impl Delivery {
         match self.store.archive(sub, GONE_REASON, Utc::now()).await {
             Ok(archived) => {
                 tracing::warn!(
-                    idempotency_key = key,
+                    webhook_id = key,
                     subscription_id,
                     "endpoint answered 410 Gone: subscription archived"
                 );
@@ -682,7 +682,7 @@ impl Delivery {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not archive after 410 Gone");
+                tracing::error!(webhook_id = key, subscription_id, error = %e, "could not archive after 410 Gone");
                 Err(Retry)
             }
         }
@@ -696,7 +696,7 @@ impl Delivery {
         result: &AttemptResult,
         batch: &Batch,
     ) -> Result<Settled, Retry> {
-        let key = msg.idempotency_key.as_str();
+        let key = msg.webhook_id.as_str();
         let subscription_id = msg.subscription_id.as_str();
         match self
             .schedule
@@ -708,11 +708,11 @@ impl Delivery {
                 let next = msg.next_attempt(not_before);
                 let wait = (not_before - Utc::now()).to_std().unwrap_or_default();
                 self.queues.retry(&next, wait).await.map_err(|e| {
-                    tracing::error!(idempotency_key = key, subscription_id, error = %e, "could not queue the retry");
+                    tracing::error!(webhook_id = key, subscription_id, error = %e, "could not queue the retry");
                     Retry
                 })?;
                 tracing::info!(
-                    idempotency_key = key,
+                    webhook_id = key,
                     subscription_id,
                     next_attempt = next.attempt,
                     delay_ms = delay.as_millis() as u64,
@@ -723,7 +723,7 @@ impl Delivery {
             None => {
                 self.park(msg, ParkedStatus::Failed).await?;
                 tracing::warn!(
-                    idempotency_key = key,
+                    webhook_id = key,
                     subscription_id,
                     attempts = msg.attempt,
                     "retries exhausted: kept as failed for the customer to recover"
@@ -741,7 +741,7 @@ impl Delivery {
                         &sub,
                         now,
                     );
-                    event.idempotency_key = Some(msg.idempotency_key.clone());
+                    event.webhook_id = Some(msg.webhook_id.clone());
                     event.message_event_type = Some(msg.event_type.clone());
                     self.publish(event, batch).await;
                 }
@@ -800,11 +800,11 @@ pub fn log_entry(msg: &DeliveryMessage, result: &AttemptResult) -> AttemptLog {
         attempt_id: AttemptLog::attempt_id(
             &msg.subscription_id,
             result.at,
-            &msg.idempotency_key,
+            &msg.webhook_id,
             msg.attempt,
         ),
         subscription_id: msg.subscription_id.clone(),
-        idempotency_key: msg.idempotency_key.clone(),
+        webhook_id: msg.webhook_id.clone(),
         event_type: msg.event_type.clone(),
         attempt: msg.attempt,
         at: result.at,

@@ -820,7 +820,7 @@ mod tests {
             sequence: Some(&"9".repeat(40)),
         };
         let subscription = format!("sub_{}", "f".repeat(32));
-        let key = message::idempotency_key(&subscription, &"e".repeat(128));
+        let key = message::webhook_id(&subscription, &"e".repeat(128));
         let body = envelope.message_body(&subscription, &key);
         assert!(
             body.len() <= SQS_MAX_MESSAGE_BYTES - SPARE_BYTES,

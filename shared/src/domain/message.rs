@@ -70,8 +70,11 @@ pub struct DeliveryMessage {
     pub company_id: String,
     /// Target subscription; re-read before each attempt.
     pub subscription_id: String,
-    /// The event's idempotency key: also the `webhook-id` header.
-    pub idempotency_key: String,
+    /// The event's id, sent as the `webhook-id` header: the same on every
+    /// attempt, so receivers deduplicate on it. Serialised as
+    /// `idempotency_key`, the name payloads and stored items carry.
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: String,
     /// The event type, e.g. `job.completed`.
     pub event_type: String,
     /// The attempt this message is for, from 1.
@@ -170,13 +173,13 @@ impl DeliveryMessage {
 }
 
 /// A `webhook.test` event for a subscription, as a first-attempt message
-/// body, with its fresh idempotency key.
+/// body, with a fresh event id.
 pub fn test_event_message(
     company_id: &str,
     subscription_id: &str,
     now: DateTime<Utc>,
 ) -> (String, String) {
-    let key = idempotency_key(subscription_id, &format!("test:{}", uuid::Uuid::new_v4()));
+    let key = webhook_id(subscription_id, &format!("test:{}", uuid::Uuid::new_v4()));
     let at = timestamp(now);
     let data = serde_json::value::to_raw_value(&TestEventData {
         message: TEST_EVENT_MESSAGE,
@@ -218,10 +221,10 @@ pub fn group_id(company_id: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(id)
 }
 
-/// The deterministic idempotency key of the event that a stream record
+/// The deterministic id (`webhook-id`) of the event that a stream record
 /// (`event_id`) produces for a subscription: a re-processed record yields
 /// the same key.
-pub fn idempotency_key(subscription_id: &str, event_id: &str) -> String {
+pub fn webhook_id(subscription_id: &str, event_id: &str) -> String {
     let digest = Sha256::new()
         .chain_update(subscription_id.as_bytes())
         .chain_update(b"\n")
@@ -251,7 +254,8 @@ pub(crate) struct Payload<'a, D> {
     /// The event's id for this subscription, also the `webhook-id` header:
     /// the same on every retry and redelivery, so receivers deduplicate on
     /// it.
-    pub(crate) idempotency_key: &'a str,
+    #[serde(rename = "idempotency_key")]
+    pub(crate) webhook_id: &'a str,
     /// The subscription the event was delivered to.
     pub(crate) subscription_id: &'a str,
     /// The company that owns the subscription.
@@ -278,7 +282,8 @@ struct FirstAttempt<'a> {
     v: u8,
     company_id: &'a str,
     subscription_id: &'a str,
-    idempotency_key: &'a str,
+    #[serde(rename = "idempotency_key")]
+    webhook_id: &'a str,
     event_type: &'a str,
     attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,20 +309,20 @@ pub struct EventEnvelope<'a> {
 
 impl EventEnvelope<'_> {
     /// The first-attempt message body for `subscription_id`, with the
-    /// event's idempotency key.
-    pub fn message_body(&self, subscription_id: &str, idempotency_key: &str) -> String {
+    /// event's id (`webhook-id`).
+    pub fn message_body(&self, subscription_id: &str, webhook_id: &str) -> String {
         let msg = FirstAttempt {
             v: MESSAGE_VERSION,
             company_id: self.company_id,
             subscription_id,
-            idempotency_key,
+            webhook_id,
             event_type: self.event_type,
             attempt: 1,
             sequence: self.sequence,
             payload: Payload {
                 event_type: self.event_type,
                 timestamp: self.timestamp,
-                idempotency_key,
+                webhook_id,
                 subscription_id,
                 company_id: self.company_id,
                 data: self.data,
@@ -358,10 +363,10 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_deterministic_and_distinct() {
-        let a = idempotency_key("sub_1", "evt-1");
-        assert_eq!(a, idempotency_key("sub_1", "evt-1"));
-        assert_ne!(a, idempotency_key("sub_2", "evt-1"));
-        assert_ne!(a, idempotency_key("sub_1", "evt-2"));
+        let a = webhook_id("sub_1", "evt-1");
+        assert_eq!(a, webhook_id("sub_1", "evt-1"));
+        assert_ne!(a, webhook_id("sub_2", "evt-1"));
+        assert_ne!(a, webhook_id("sub_1", "evt-2"));
         assert!(a.starts_with("evt_") && a.len() == 36, "{a}");
     }
 
@@ -371,7 +376,7 @@ mod tests {
         let (key, body) = test_event_message("acme", "sub_1", now);
         let mut msg = DeliveryMessage::parse(&body).unwrap();
         assert_eq!(msg.event_type, TEST_EVENT_TYPE);
-        assert_eq!(msg.idempotency_key, key);
+        assert_eq!(msg.webhook_id, key);
         for attempt in 1..=30 {
             msg.record(AttemptRecord {
                 attempt,

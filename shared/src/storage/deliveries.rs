@@ -1,7 +1,7 @@
 //! The delivery attempt log (DeliveriesTable).
 //!
 //! Partition key `company_id`, sort key `attempt_id` =
-//! `{subscription_id}#{unix millis, 13 digits}#{idempotency_key}#{attempt}`,
+//! `{subscription_id}#{unix millis, 13 digits}#{webhook_id}#{attempt}`,
 //! so one subscription's attempts are one Query, newest first, and every
 //! read is keyed by the caller's company. Items expire after 30 days through
 //! the TTL attribute `expires_at`.
@@ -44,8 +44,9 @@ pub struct AttemptLog {
     pub attempt_id: String,
     /// Target subscription.
     pub subscription_id: String,
-    /// The event's idempotency key (`webhook-id`).
-    pub idempotency_key: String,
+    /// The event's id (`webhook-id`).
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: String,
     /// The event type.
     pub event_type: String,
     /// Attempt number, from 1.
@@ -74,11 +75,11 @@ impl AttemptLog {
     pub fn attempt_id(
         subscription_id: &str,
         at: DateTime<Utc>,
-        idempotency_key: &str,
+        webhook_id: &str,
         attempt: u32,
     ) -> String {
         format!(
-            "{subscription_id}#{:013}#{idempotency_key}#{attempt:02}",
+            "{subscription_id}#{:013}#{webhook_id}#{attempt:02}",
             at.timestamp_millis().max(0)
         )
     }

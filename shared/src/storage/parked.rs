@@ -7,7 +7,7 @@
 //! `event_key` = status, `#`, then the event's [position]: 13-digit epoch
 //! milliseconds of the event's time, `#`, its sequence number padded to 40
 //! digits (the stream record's, which grows with every change of one job),
-//! `#`, its idempotency key. So each status is its own key range, in the
+//! `#`, its id (`webhook-id`). So each status is its own key range, in the
 //! order the events happened and, for one job, exactly in the order of its
 //! states; "the oldest parked event" and "how many are parked" are one
 //! key-range read each, however many failed events the subscription holds.
@@ -76,7 +76,8 @@ pub struct ParkedEvent {
     /// Owning company.
     pub company_id: String,
     /// `webhook-id` of the event.
-    pub idempotency_key: String,
+    #[serde(rename = "idempotency_key")]
+    pub webhook_id: String,
     /// Event type.
     pub event_type: String,
     /// Parked or failed.
@@ -110,13 +111,9 @@ fn padded_sequence(sequence: Option<&str>) -> String {
 }
 
 /// The position of an event that happened at `at`, `sequence`-th of its
-/// source, with `idempotency_key`: what orders a status range.
-pub fn position(at: DateTime<Utc>, sequence: Option<&str>, idempotency_key: &str) -> String {
-    format!(
-        "{}#{}#{idempotency_key}",
-        key_at(at),
-        padded_sequence(sequence)
-    )
+/// source, with `webhook_id`: what orders a status range.
+pub fn position(at: DateTime<Utc>, sequence: Option<&str>, webhook_id: &str) -> String {
+    format!("{}#{}#{webhook_id}", key_at(at), padded_sequence(sequence))
 }
 
 /// The sort key of an event with `status` at `position`.
@@ -144,12 +141,12 @@ impl ParkedEvent {
     ) -> Self {
         let arrived_at = msg.event_time().unwrap_or(now);
         let message = msg.clone().redriven();
-        let at = position(arrived_at, msg.sequence.as_deref(), &msg.idempotency_key);
+        let at = position(arrived_at, msg.sequence.as_deref(), &msg.webhook_id);
         Self {
             subscription_id: msg.subscription_id.clone(),
             event_key: event_key(status, &at),
             company_id: msg.company_id.clone(),
-            idempotency_key: msg.idempotency_key.clone(),
+            webhook_id: msg.webhook_id.clone(),
             event_type: msg.event_type.clone(),
             status,
             arrived_at,
@@ -167,7 +164,7 @@ impl ParkedEvent {
     }
 
     /// Where it stands among the subscription's events, whatever its
-    /// status: `{millis}#{sequence}#{idempotency key}`, comparable as text.
+    /// status: `{millis}#{sequence}#{webhook id}`, comparable as text.
     /// Listings continue after a position.
     pub fn position(&self) -> String {
         match self.event_key.split_once('#') {
@@ -596,7 +593,7 @@ mod tests {
     fn positions_sort_by_time_then_sequence_and_windows_bound_them() {
         let t = ts(1_795_341_600_123);
         // One job's states in one millisecond: the sequence orders them,
-        // whatever the random idempotency keys say.
+        // whatever the random event ids say.
         let running = position(t, Some("9900000000000000000001"), "evt_f");
         let completed = position(t, Some("10000000000000000000002"), "evt_a");
         assert!(running < completed, "{running} < {completed}");

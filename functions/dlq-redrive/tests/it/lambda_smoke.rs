@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::domain::message::{DeliveryMessage, EventEnvelope, idempotency_key};
+use shared::domain::message::{DeliveryMessage, EventEnvelope, webhook_id};
 use test_support::emulator;
 use test_support::runtime_api::{self, Outcome};
 use test_support::stack::{self, ids};
@@ -45,7 +45,7 @@ async fn binary_boots_and_redrives_the_sample_event() {
         timestamp: "2026-11-22T10:00:00.000Z",
         data: &data,
     };
-    let key = idempotency_key(subscription, "smoke");
+    let key = webhook_id(subscription, "smoke");
     let first = DeliveryMessage::parse(&envelope.message_body(subscription, &key)).unwrap();
     let exhausted = first
         .next_attempt(chrono::Utc::now())
@@ -77,7 +77,7 @@ async fn binary_boots_and_redrives_the_sample_event() {
     assert_eq!(moved.len(), 1);
     let moved = DeliveryMessage::parse(&moved[0]).unwrap();
     assert_eq!(
-        (moved.idempotency_key.as_str(), moved.attempt),
+        (moved.webhook_id.as_str(), moved.attempt),
         (key.as_str(), 1)
     );
     assert_eq!(take_bodies(&sqs, &dlq).await, [other]);

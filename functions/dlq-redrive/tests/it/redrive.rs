@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{Message, MessageAttributeValue, QueueAttributeName};
 use dlq_redrive::{RedriveConfig, RedriveReport, Redriver, Stopped};
 use serde_json::{Value, json};
 use shared::domain::message::{
-    AttemptRecord, DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, EventEnvelope, idempotency_key,
+    AttemptRecord, DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, EventEnvelope, webhook_id,
 };
 use shared::domain::subscription::new_subscription_id;
 use test_support::aws_proxy::{AwsProxy, FaultRule};
@@ -33,7 +33,7 @@ struct Dead {
 /// A dead-lettered delivery body for `attempt` (with the history and
 /// `not_before` the retries left on it).
 fn dead_body(company: &str, subscription: &str, attempt: u32) -> Dead {
-    let key = idempotency_key(subscription, &uuid::Uuid::new_v4().to_string());
+    let key = webhook_id(subscription, &uuid::Uuid::new_v4().to_string());
     let data =
         serde_json::value::to_raw_value(&json!({"job_id": "job-1", "state": "failed"})).unwrap();
     let first = EventEnvelope {
@@ -171,14 +171,14 @@ impl Fixture {
         bodies
     }
 
-    /// Deliveries on the DeliveryQueue, by idempotency key.
+    /// Deliveries on the DeliveryQueue, by event id.
     async fn delivered(&self) -> BTreeMap<String, DeliveryMessage> {
         let mut out = BTreeMap::new();
         for m in self.visible(&self.config.delivery_queue_url).await {
             test_support::emulator::assert_grouped_by_company(&m);
             let d = DeliveryMessage::parse(m.body().unwrap()).expect("a delivery message");
             assert!(
-                out.insert(d.idempotency_key.clone(), d).is_none(),
+                out.insert(d.webhook_id.clone(), d).is_none(),
                 "one copy per delivery"
             );
         }

@@ -332,7 +332,7 @@ fn count_queries(proxy: &AwsProxy, table: &str) -> Arc<AtomicUsize> {
     count
 }
 
-/// The idempotency keys of the messages sent through `proxy`, as they
+/// The event ids (`webhook-id`) of the messages sent through `proxy`, as they
 /// are sent.
 fn record_sends(
     proxy: &AwsProxy,
@@ -348,7 +348,7 @@ fn record_sends(
         let mut seen = seen.lock().unwrap();
         for entry in request["Entries"].as_array().unwrap() {
             let msg = DeliveryMessage::parse(entry["MessageBody"].as_str().unwrap()).unwrap();
-            seen.push(msg.idempotency_key);
+            seen.push(msg.webhook_id);
         }
         tx.send_modify(|batches| *batches += 1);
     });

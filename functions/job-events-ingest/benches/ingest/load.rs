@@ -18,7 +18,7 @@
 //! largest outbox, peak RSS, the quiet companies' latency at the ingest
 //! stage (from the start of the invocation that took their record to
 //! SQS accepting the message), and lost and duplicated messages by
-//! idempotency key.
+//! event id (`webhook-id`).
 //!
 //! Run: `make bench-load` (or `infra/with-emulator.sh cargo bench -p
 //! job-events-ingest --bench load`).
@@ -324,7 +324,7 @@ pub fn bench() {
             let mut quiet_latency = Vec::new();
             for m in &accepted {
                 let message = DeliveryMessage::parse(&m.body).expect("a delivery message");
-                if !keys.insert(message.idempotency_key.clone()) {
+                if !keys.insert(message.webhook_id.clone()) {
                     continue;
                 }
                 if message.company_id != HEAVY {

@@ -178,7 +178,7 @@ async fn the_payload_describes_the_transition() {
     assert_eq!(p["type"], "job.failed");
     assert_eq!(p["company_id"], "4711");
     assert_eq!(p["subscription_id"], sub);
-    assert_eq!(p["idempotency_key"], failed.idempotency_key);
+    assert_eq!(p["idempotency_key"], failed.webhook_id);
     assert!(
         p["timestamp"]
             .as_str()
@@ -251,20 +251,10 @@ async fn reprocessing_the_same_records_yields_the_same_idempotency_keys() {
     f.put(job("acme", "j1", "costs", "completed")).await;
     let event = f.next_event().await;
     f.ingest().process(event.clone(), Deadline::none()).await;
-    let first: BTreeSet<String> = f
-        .drain()
-        .await
-        .into_iter()
-        .map(|m| m.idempotency_key)
-        .collect();
+    let first: BTreeSet<String> = f.drain().await.into_iter().map(|m| m.webhook_id).collect();
     // A fresh instance (cold start) re-reading the same records.
     f.ingest().process(event, Deadline::none()).await;
-    let second: BTreeSet<String> = f
-        .drain()
-        .await
-        .into_iter()
-        .map(|m| m.idempotency_key)
-        .collect();
+    let second: BTreeSet<String> = f.drain().await.into_iter().map(|m| m.webhook_id).collect();
     assert_eq!(first.len(), 3);
     assert_eq!(first, second);
 }
@@ -523,9 +513,9 @@ async fn the_sample_stream_event_is_processed() {
     );
 }
 
-/// The idempotency key of every message, checked to be distinct.
+/// The event id of every message, checked to be distinct.
 fn distinct_keys(messages: &[DeliveryMessage]) -> BTreeSet<String> {
-    let keys: BTreeSet<String> = messages.iter().map(|m| m.idempotency_key.clone()).collect();
+    let keys: BTreeSet<String> = messages.iter().map(|m| m.webhook_id.clone()).collect();
     assert_eq!(keys.len(), messages.len(), "a message was sent twice");
     keys
 }

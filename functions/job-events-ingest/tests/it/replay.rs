@@ -176,10 +176,7 @@ async fn replay_reingests_the_records_an_entry_points_to_and_deletes_it() {
     );
     assert!(report.expired.is_empty() && report.incomplete == 0);
     let messages = f.drain().await;
-    let keys: BTreeSet<&str> = messages
-        .iter()
-        .map(|m| m.idempotency_key.as_str())
-        .collect();
+    let keys: BTreeSet<&str> = messages.iter().map(|m| m.webhook_id.as_str()).collect();
     assert_eq!((messages.len(), keys.len()), (6, 6));
     assert_eq!(waiting(&f).await, 0, "the completed entry is deleted");
     assert_eq!(run(&replayer, Value::Null).await.entries, 0);

@@ -30,7 +30,7 @@ fn attempt(
         company_id: company.to_owned(),
         attempt_id: AttemptLog::attempt_id(subscription_id, at, key, attempt),
         subscription_id: subscription_id.to_owned(),
-        idempotency_key: key.to_owned(),
+        webhook_id: key.to_owned(),
         event_type: "job.completed".to_owned(),
         attempt,
         at,
@@ -308,7 +308,7 @@ async fn test_route_queues_one_webhook_test_message() {
     let msg = DeliveryMessage::parse(&queued[0]).expect("a delivery message");
     assert_eq!(msg.attempt, 1);
     assert_eq!(msg.event_type, TEST_EVENT_TYPE);
-    assert_eq!(msg.idempotency_key, key);
+    assert_eq!(msg.webhook_id, key);
     assert_eq!(
         (msg.company_id.as_str(), msg.subscription_id.as_str()),
         ("acme", id.as_str())

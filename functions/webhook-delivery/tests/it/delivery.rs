@@ -340,7 +340,7 @@ async fn a_signed_event_reaches_an_https_receiver_and_is_logged() {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].outcome, Outcome::Delivered);
     assert_eq!((log[0].status_code, log[0].attempt), (Some(200), 1));
-    assert_eq!(log[0].idempotency_key, key);
+    assert_eq!(log[0].webhook_id, key);
     assert_eq!(log[0].event_type, "webhook.test");
     assert!(fx.retries().await.is_empty() && fx.dead_letters().await.is_empty());
 }
@@ -374,7 +374,7 @@ async fn a_500_is_retried_through_the_retry_queue_and_then_delivered() {
     assert_eq!(retries.len(), 1);
     let retry = &retries[0];
     assert_eq!(
-        (retry.attempt, retry.idempotency_key.as_str()),
+        (retry.attempt, retry.webhook_id.as_str()),
         (2, key.as_str())
     );
     assert!(retry.not_before.is_some());
@@ -569,12 +569,12 @@ async fn after_the_last_attempt_the_event_is_kept_as_failed_with_its_history() {
     let failed = fx.parked_events(&sub).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(
-        (failed[0].status, failed[0].idempotency_key.as_str()),
+        (failed[0].status, failed[0].webhook_id.as_str()),
         (ParkedStatus::Failed, key.as_str())
     );
     let msg = failed[0].requeued().expect("the stored message parses");
     assert_eq!(
-        (msg.idempotency_key.as_str(), msg.attempt),
+        (msg.webhook_id.as_str(), msg.attempt),
         (key.as_str(), 1),
         "stored as a first attempt, ready to recover"
     );

@@ -39,7 +39,7 @@ const MAX_BODY: usize = 1024 * 1024;
 /// A delivery whose signature verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedEvent {
-    /// The `webhook-id` header, which is the payload's `idempotency_key`.
+    /// The `webhook-id` header, which is the payload's `webhook_id`.
     pub webhook_id: String,
     /// The payload's `type`, e.g. `job.completed` or `webhook.test`.
     pub event_type: String,
@@ -80,7 +80,7 @@ pub enum RejectReason {
     /// The signature or timestamp did not verify.
     #[error("{0}")]
     Signature(VerifyError),
-    /// The verified payload's `idempotency_key` is not the `webhook-id`.
+    /// The verified payload's `webhook_id` is not the `webhook-id`.
     #[error("idempotency_key differs from the webhook-id header")]
     IdMismatch,
     /// The subscription could not be read.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shared::domain::filters::Filters;
 use shared::domain::job_event::{JobError, JobTransition, timestamp};
 use shared::domain::jobs::JobState;
-use shared::domain::message::{DeliveryMessage, EventEnvelope, idempotency_key, job_data};
+use shared::domain::message::{DeliveryMessage, EventEnvelope, job_data, webhook_id};
 use shared::domain::subscription::{NewSubscription, Subscription, new_subscription_id};
 use shared::signing::secret::WebhookSecret;
 use shared::signing::{
@@ -137,7 +137,7 @@ fn job_delivery(sub: &Subscription, job_id: &str, previous: JobState, state: Job
         timestamp: &at,
         data: &data,
     };
-    let id = idempotency_key(&sub.subscription_id, &uuid::Uuid::new_v4().to_string());
+    let id = webhook_id(&sub.subscription_id, &uuid::Uuid::new_v4().to_string());
     let message = DeliveryMessage::parse(&envelope.message_body(&sub.subscription_id, &id))
         .expect("a delivery message");
     Delivery {
@@ -429,7 +429,7 @@ async fn garbage_is_a_client_error_and_an_unreadable_store_asks_for_a_retry() {
     assert_eq!(post(br#"{"type": "job.completed"}"#.to_vec()).await, 400);
     assert_eq!(post(b"[1, 2, 3]".to_vec()).await, 400);
     assert_eq!(post(vec![b' '; 1024 * 1024 + 1]).await, 413);
-    // Signed by the subscription's secret, but its idempotency key is not
+    // Signed by the subscription's secret, but its event id is not
     // the webhook-id it was signed under.
     let mismatched = job_delivery(&sub, "job-1", JobState::Pending, JobState::Running);
     assert_eq!(post(mismatched.body.into_bytes()).await, 400);

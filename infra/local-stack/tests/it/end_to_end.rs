@@ -479,12 +479,12 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         "the down receiver's events, all parked or failed and listed by the API"
     );
     // A parked event is stored once per event (its key is the event's
-    // time and idempotency key), whatever the redeliveries.
+    // time and event id), whatever the redeliveries.
     let dead_keys: BTreeSet<&str> = dead.iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(
         (dead.len(), dead_keys.len()),
         (expected_dead.len(), expected_dead.len()),
-        "one stored event and one idempotency key per event"
+        "one stored event and one event id per event"
     );
     assert!(
         dead_lettered.is_empty(),

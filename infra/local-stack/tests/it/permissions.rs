@@ -103,7 +103,7 @@ async fn unreadable_parked_events_are_set_aside_within_the_prober_s_and_the_api_
         let listed = failed_events(&pipeline, &sub).await;
         if listed
             .iter()
-            .any(|e| e["idempotency_key"] == probe.idempotency_key.as_str())
+            .any(|e| e["idempotency_key"] == probe.webhook_id.as_str())
         {
             break;
         }
@@ -128,9 +128,9 @@ async fn unreadable_parked_events_are_set_aside_within_the_prober_s_and_the_api_
         .collect();
     for event in [&probe, &failed] {
         assert!(
-            keys.contains(&json!(event.idempotency_key)),
+            keys.contains(&json!(event.webhook_id)),
             "{} kept as failed: {keys:?}",
-            event.idempotency_key
+            event.webhook_id
         );
     }
     assert!(receiver.received().is_empty(), "nothing unreadable is sent");
