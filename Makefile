@@ -158,7 +158,7 @@ bench-signing:
 bench-cold-start: tools
 	cargo build --release --quiet -p subscriptions-api -p job-events-ingest -p webhook-delivery \
 		-p dlq-redrive -p endpoint-prober -p secret-keys
-	infra/with-emulator.sh cargo bench --quiet -p test-support --bench cold_start
+	infra/with-emulator.sh cargo bench --quiet -p test-kit --bench cold_start
 
 .PHONY: bench-cost
 ## $ per million delivered webhooks on AWS: the end-to-end workload with every

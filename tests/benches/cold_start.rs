@@ -23,7 +23,7 @@
 //! release binaries first.
 //!
 //! Run: `make bench-cold-start`; `infra/with-emulator.sh cargo bench -p
-//! test-support --bench cold_start -- <function>...` measures only the named
+//! test-kit --bench cold_start -- <function>...` measures only the named
 //! functions, and
 //! `COLD_START_DIR=<dir>` reads the binaries from another directory.
 
@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use local_infra::cloudformation::DeployedStack;
 use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
-use test_support::emulator;
-use test_support::runtime_api::RuntimeApi;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::runtime_api::RuntimeApi;
+use test_kit::stack::{self, ids};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 

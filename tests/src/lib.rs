@@ -1,4 +1,4 @@
-//! Test support for the local stack.
+//! The test kit: what the tests and benchmarks share.
 //!
 //! - [`emulator`]: AWS clients pointed at the local AWS emulator (moto
 //!   server, started by `infra/with-emulator.sh`), and queue helpers.

@@ -47,9 +47,9 @@ use shared::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Signer, sig
 use shared::storage::deliveries::{AttemptLog, DeliveryLog};
 use shared::storage::keyring::{KeyringConfig, SecretVault};
 use shared::target_guard::allow_list::AllowList;
-use test_support::cpu::thread_cpu_time;
-use test_support::fake_endpoints::FakeAws;
-use test_support::receiver::Receiver;
+use test_kit::cpu::thread_cpu_time;
+use test_kit::fake_endpoints::FakeAws;
+use test_kit::receiver::Receiver;
 use webhook_delivery::attempt::AttemptResult;
 use webhook_delivery::handler::log_entry;
 use webhook_delivery::{Delivery, DeliveryConfig, client};

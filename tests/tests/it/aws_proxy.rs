@@ -8,8 +8,8 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use test_support::aws_proxy::{AwsProxy, FaultRule};
-use test_support::emulator;
+use test_kit::aws_proxy::{AwsProxy, FaultRule};
+use test_kit::emulator;
 
 const SEND_BATCH: &str = "AmazonSQS.SendMessageBatch";
 const QUERY: &str = "DynamoDB_20120810.Query";
@@ -278,9 +278,9 @@ async fn calls_are_counted_by_target() {
     let sqs = sqs(&proxy, RetryConfig::disabled()).await;
     let dynamo = dynamodb(&proxy).await;
     let queue = fresh_queue(&sqs).await;
-    let table = test_support::stack::deploy()
+    let table = test_kit::stack::deploy()
         .await
-        .table(test_support::stack::ids::SUBSCRIPTIONS_TABLE)
+        .table(test_kit::stack::ids::SUBSCRIPTIONS_TABLE)
         .unwrap()
         .to_owned();
     dynamo

@@ -1,4 +1,4 @@
-//! The IAM check the local pipeline's tests run ([`test_support::iam`]):
+//! The IAM check the local pipeline's tests run ([`test_kit::iam`]):
 //! requests map to the actions, resources and condition keys IAM sees;
 //! the template's policies resolve for a stack; a permission a policy
 //! lacks is reported with the function, the action, the resource and why.
@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use serde_yaml::Value;
-use test_support::iam::policy::{Resolver, StackFacts};
-use test_support::iam::request::{Access, Resource, accesses};
-use test_support::iam::{Needed, findings};
+use test_kit::iam::policy::{Resolver, StackFacts};
+use test_kit::iam::request::{Access, Resource, accesses};
+use test_kit::iam::{Needed, findings};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";

@@ -4,7 +4,7 @@
 
 use shared::signing::secret::WebhookSecret;
 use shared::signing::{Signer, signature_header};
-use test_support::standard_webhooks;
+use test_kit::standard_webhooks;
 
 fn verify_with_standardwebhooks(
     id: &str,

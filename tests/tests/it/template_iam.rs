@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde_yaml::{Mapping, Value};
 use shared::storage::keyring::KEY_PURPOSE;
-use test_support::stack::ids;
+use test_kit::stack::ids;
 
 /// Function resource types whose `Policies` this test reads.
 const FUNCTION_TYPES: [&str; 2] = ["AWS::Serverless::Function", "AWS::Lambda::Function"];

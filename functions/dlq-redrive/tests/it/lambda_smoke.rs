@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::domain::message::{DeliveryMessage, EventEnvelope, webhook_id};
-use test_support::emulator;
-use test_support::runtime_api::{self, Outcome};
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::runtime_api::{self, Outcome};
+use test_kit::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dlq-redrive");
 const NAME: &str = "dlq-redrive";
@@ -26,7 +26,7 @@ async fn take_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> 
 #[tokio::test]
 async fn binary_boots_and_redrives_the_sample_event() {
     let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(test_support::event_path("dlq-redrive.json")).unwrap(),
+        &std::fs::read_to_string(test_kit::event_path("dlq-redrive.json")).unwrap(),
     )
     .unwrap();
     let company = event["company_id"].as_str().unwrap();

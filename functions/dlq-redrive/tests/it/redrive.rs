@@ -11,9 +11,9 @@ use shared::domain::message::{
     AttemptRecord, DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, EventEnvelope, webhook_id,
 };
 use shared::domain::subscription::new_subscription_id;
-use test_support::aws_proxy::{AwsProxy, FaultRule};
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::aws_proxy::{AwsProxy, FaultRule};
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 /// A subscription id for tests that select by company or not at all.
 const SUB: &str = "sub_0193a5b2c4d67e8f9a0b1c2d3e4f5a6b";
@@ -175,7 +175,7 @@ impl Fixture {
     async fn delivered(&self) -> BTreeMap<String, DeliveryMessage> {
         let mut out = BTreeMap::new();
         for m in self.visible(&self.config.delivery_queue_url).await {
-            test_support::emulator::assert_grouped_by_company(&m);
+            test_kit::emulator::assert_grouped_by_company(&m);
             let d = DeliveryMessage::parse(m.body().unwrap()).expect("a delivery message");
             assert!(
                 out.insert(d.webhook_id.clone(), d).is_none(),

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::runtime_api::{self, Outcome};
-use test_support::stack::{self, ids};
+use test_kit::runtime_api::{self, Outcome};
+use test_kit::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_endpoint-prober");
 const NAME: &str = "endpoint-prober";
@@ -15,7 +15,7 @@ const NAME: &str = "endpoint-prober";
 #[tokio::test]
 async fn binary_boots_and_runs_on_the_scheduled_sample_event() {
     let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(test_support::event_path("eventbridge-schedule.json")).unwrap(),
+        &std::fs::read_to_string(test_kit::event_path("eventbridge-schedule.json")).unwrap(),
     )
     .unwrap();
     let stack = stack::deploy().await;

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::StreamExt;
 use shared::domain::message::{DeliveryMessage, EventEnvelope};
 use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
-use test_support::aws_proxy::AwsProxy;
+use test_kit::aws_proxy::AwsProxy;
 
 use chrono::Utc;
 use endpoint_prober::{Prober, ProberConfig};
@@ -23,8 +23,8 @@ use shared::domain::health::BreakerState;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 #[tokio::test]
 async fn a_run_near_its_deadline_defers_and_a_breaker_with_nothing_parked_closes() {

@@ -33,9 +33,9 @@ use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::fake_sqs::FakeSqs;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::fake_sqs::FakeSqs;
+use test_kit::stack::{self, ids};
 
 const FANOUTS: [usize; 3] = [10, 100, 1000];
 const HEAVY: &str = "heavy-co";

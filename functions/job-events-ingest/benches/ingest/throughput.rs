@@ -31,10 +31,10 @@ use shared::domain::jobs::JOB_TYPES;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::aws_proxy::AwsProxy;
-use test_support::cpu::thread_cpu_time;
-use test_support::emulator;
-use test_support::fake_sqs::FakeSqs;
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::cpu::thread_cpu_time;
+use test_kit::emulator;
+use test_kit::fake_sqs::FakeSqs;
 
 const COMPANIES: usize = 100;
 const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
@@ -293,15 +293,15 @@ pub fn bench() {
     handler_rt.block_on(async {
         let sdk = emulator::sdk_config().await;
         let direct = aws_sdk_dynamodb::Client::new(&sdk);
-        let stack = test_support::stack::deploy().await;
-        let table = stack.table(test_support::stack::ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
+        let stack = test_kit::stack::deploy().await;
+        let table = stack.table(test_kit::stack::ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
         subscribe_all(&SubscriptionStore::new(direct, table.clone())).await;
-        let queue_url = stack.queue_url(test_support::stack::ids::DELIVERY_QUEUE).unwrap().to_owned();
+        let queue_url = stack.queue_url(test_kit::stack::ids::DELIVERY_QUEUE).unwrap().to_owned();
         let config = IngestConfig {
             table,
             queue_url: queue_url.clone(),
             poison_queue_url: stack
-                .queue_url(test_support::stack::ids::INGEST_POISON_QUEUE)
+                .queue_url(test_kit::stack::ids::INGEST_POISON_QUEUE)
                 .unwrap()
                 .to_owned(),
             cache_ttl: Duration::from_secs(600),

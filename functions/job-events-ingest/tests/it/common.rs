@@ -17,9 +17,9 @@ use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 pub struct Fixture {
     pub sdk: aws_config::SdkConfig,

@@ -13,8 +13,8 @@ use common::{Fixture, job, s};
 use serde_json::{Value, json};
 use shared::deadline::Deadline;
 use shared::domain::message::DeliveryMessage;
-use test_support::aws_proxy::{AwsProxy, FaultRule};
-use test_support::emulator;
+use test_kit::aws_proxy::{AwsProxy, FaultRule};
+use test_kit::emulator;
 
 fn payload(m: &DeliveryMessage) -> Value {
     serde_json::from_str(m.payload.get()).unwrap()
@@ -500,8 +500,7 @@ async fn the_sample_stream_event_is_processed() {
     let sub = f
         .subscribe("acme-corp", json!({"states": ["completed"]}))
         .await;
-    let text =
-        std::fs::read_to_string(test_support::event_path("dynamodb-stream-jobs.json")).unwrap();
+    let text = std::fs::read_to_string(test_kit::event_path("dynamodb-stream-jobs.json")).unwrap();
     let event: Value = serde_json::from_str(&text).unwrap();
     let (response, stats) = f.ingest().process(event, Deadline::none()).await;
     no_failures(&response);

@@ -9,9 +9,9 @@ use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::runtime_api::{self, Outcome};
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::runtime_api::{self, Outcome};
+use test_kit::stack::{self, ids};
 
 #[tokio::test]
 async fn binary_boots_and_enqueues_the_sample_stream_event() {
@@ -47,8 +47,7 @@ async fn binary_boots_and_enqueues_the_sample_stream_event() {
     )
     .await;
 
-    let text =
-        std::fs::read_to_string(test_support::event_path("dynamodb-stream-jobs.json")).unwrap();
+    let text = std::fs::read_to_string(test_kit::event_path("dynamodb-stream-jobs.json")).unwrap();
     let event: Value = serde_json::from_str(&text).unwrap();
     let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
     assert_eq!(

@@ -12,9 +12,9 @@ use common::{Fixture, job};
 use job_events_ingest::Ingest;
 use job_events_ingest::replay::{ReplayConfig, ReplayReport, ReplayRequest, Replayer};
 use serde_json::{Value, json};
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 /// The replay function's settings in the fixture's stack.
 fn config(f: &Fixture) -> ReplayConfig {

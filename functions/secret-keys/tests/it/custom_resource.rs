@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use secret_keys::{KeysConfig, KeysReport, SecretKeys};
 use serde_json::{Value, json};
 use shared::storage::keyring::KeyringStore;
-use test_support::emulator;
-use test_support::receiver::{Receiver, Reply};
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::receiver::{Receiver, Reply};
+use test_kit::stack::{self, ids};
 
 fn event(request_type: &str, response_url: &str) -> Value {
     json!({

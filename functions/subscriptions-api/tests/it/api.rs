@@ -10,7 +10,7 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use common::{Fixture, error_of};
 use serde_json::{Value, json};
-use test_support::api::ApiRequest;
+use test_kit::api::ApiRequest;
 
 fn ts(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()

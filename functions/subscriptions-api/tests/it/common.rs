@@ -12,10 +12,10 @@ use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 use subscriptions_api::{ApiConfig, App};
-use test_support::api::ApiRequest;
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::api::ApiRequest;
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 pub const CURSOR_KEY: &[u8] = b"integration-test-cursor-signing-key-0123456789";
 
@@ -212,7 +212,7 @@ impl Fixture {
             .unwrap_or_default()
             .into_iter()
             .map(|m| {
-                test_support::emulator::assert_grouped_by_company(&m);
+                test_kit::emulator::assert_grouped_by_company(&m);
                 m.body.expect("message body")
             })
             .collect()

@@ -11,7 +11,7 @@ use common::{Fixture, Reply, error_of};
 use serde_json::{Value, json};
 use shared::domain::message::{DeliveryMessage, TEST_EVENT_TYPE};
 use shared::storage::deliveries::{AttemptLog, Outcome, RETENTION};
-use test_support::api::ApiRequest;
+use test_kit::api::ApiRequest;
 
 fn attempt(
     company: &str,
@@ -386,7 +386,7 @@ async fn test_route_refuses_foreign_archived_and_bad_requests_without_queueing()
 async fn test_route_answers_503_when_the_queue_is_unreachable() {
     let missing_queue = format!(
         "{}/000000000000/no-such-queue",
-        test_support::emulator::endpoint()
+        test_kit::emulator::endpoint()
     );
     let f = Fixture::with(|c| c.delivery_queue_url = missing_queue).await;
     let id = f.create_id("acme").await;

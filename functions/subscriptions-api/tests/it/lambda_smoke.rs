@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use test_support::runtime_api::{self, Outcome};
-use test_support::stack::{self, ids};
+use test_kit::runtime_api::{self, Outcome};
+use test_kit::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_subscriptions-api");
 const NAME: &str = "subscriptions-api";
 const CURSOR_KEY: &str = "smoke-test-cursor-signing-key-0123456789";
 
 fn sample(name: &str) -> Value {
-    let text = std::fs::read_to_string(test_support::event_path(name)).expect("sample event");
+    let text = std::fs::read_to_string(test_kit::event_path(name)).expect("sample event");
     serde_json::from_str(&text).expect("sample event is JSON")
 }
 

@@ -9,8 +9,8 @@ use common::{Fixture, error_of};
 use serde_json::json;
 use shared::storage::subscriptions::QUOTA_KEY;
 use subscriptions_api::ApiConfig;
-use test_support::api::ApiRequest;
-use test_support::stack::{self, ids};
+use test_kit::api::ApiRequest;
+use test_kit::stack::{self, ids};
 
 async fn create(f: &Fixture, company: &str, url: &str) -> common::Reply {
     f.call(ApiRequest::new("POST", "/webhooks", company).json(&json!({"url": url})))
@@ -142,7 +142,7 @@ async fn subscriptions_from_before_quotas_are_counted() {
         );
     }
     // A table written before quotas has no counter: the API counts.
-    test_support::emulator::dynamodb()
+    test_kit::emulator::dynamodb()
         .await
         .delete_item()
         .table_name(&f.config.table)

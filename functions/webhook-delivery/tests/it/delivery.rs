@@ -16,10 +16,10 @@ use shared::storage::keyring::SecretVault;
 use shared::storage::parked::{Order, ParkedEvent, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
-use test_support::receiver::{Received, Receiver, Reply};
-use test_support::stack::{self, ids};
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::emulator;
+use test_kit::receiver::{Received, Receiver, Reply};
+use test_kit::stack::{self, ids};
 use webhook_delivery::handler::GONE_REASON;
 use webhook_delivery::{Delivery, DeliveryConfig, Tally};
 

@@ -10,17 +10,17 @@ use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
 use shared::signing::sealed::StoredSecret;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::receiver::Receiver;
-use test_support::runtime_api::{self, Outcome};
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::receiver::Receiver;
+use test_kit::runtime_api::{self, Outcome};
+use test_kit::stack::{self, ids};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_webhook-delivery");
 const NAME: &str = "webhook-delivery";
 
 #[tokio::test]
 async fn binary_delivers_the_sample_sqs_event() {
-    let text = std::fs::read_to_string(test_support::event_path("sqs-delivery.json")).unwrap();
+    let text = std::fs::read_to_string(test_kit::event_path("sqs-delivery.json")).unwrap();
     let event: Value = serde_json::from_str(&text).unwrap();
     let message: Value =
         serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();

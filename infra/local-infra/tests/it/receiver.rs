@@ -24,8 +24,8 @@ use shared::signing::{
 };
 use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;

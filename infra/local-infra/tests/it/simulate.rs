@@ -11,8 +11,8 @@ use local_infra::stream::{StartPosition, StreamReader, StreamRecord};
 use serde_json::Value;
 use shared::domain::job_event::{ChangeKind, JobTransition, transition};
 use shared::domain::jobs::{JobState, job_type};
-use test_support::emulator;
-use test_support::stack;
+use test_kit::emulator;
+use test_kit::stack;
 
 /// Every record of the stream, which must hold exactly `n`: polls until
 /// they are there (the emulator may lag), then checks no more follow.

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use local_infra::stream::{StartPosition, StreamReader, StreamRecord, lambda_event};
 use serde_json::{Value, json};
-use test_support::emulator;
-use test_support::stack;
+use test_kit::emulator;
+use test_kit::stack;
 
 const REGION: &str = "us-east-1";
 

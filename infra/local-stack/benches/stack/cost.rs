@@ -3,8 +3,8 @@
 //!
 //! The pipeline's SDK clients (the functions' and the event source
 //! mappings' stand-ins, the runners) talk to the emulator through the
-//! counting proxy (`test_support::aws_proxy`), which meters each request in
-//! billing units (`test_support::metering`): SQS requests in 64 KiB chunks,
+//! counting proxy (`test_kit::aws_proxy`), which meters each request in
+//! billing units (`test_kit::metering`): SQS requests in 64 KiB chunks,
 //! DynamoDB read and write request units from the item sizes on the wire.
 //! The runners record every handler invocation and its duration
 //! (`local_stack::invocations`), billed per started millisecond at the
@@ -65,10 +65,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared::delivery::retry::RetrySchedule;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::aws_proxy::AwsProxy;
-use test_support::emulator;
-use test_support::metering::{Dimension, Meter, Usage};
-use test_support::receiver::Reply;
+use test_kit::aws_proxy::AwsProxy;
+use test_kit::emulator;
+use test_kit::metering::{Dimension, Meter, Usage};
+use test_kit::receiver::Reply;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, filter};
 

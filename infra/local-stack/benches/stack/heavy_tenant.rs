@@ -31,8 +31,8 @@ use local_stack::pipeline::Pipeline;
 use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::receiver::Reply;
+use test_kit::emulator;
+use test_kit::receiver::Reply;
 
 // The heavy-tenant run uses the receivers and pipeline settings of the
 // shared workload, not its companies.

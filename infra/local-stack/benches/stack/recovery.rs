@@ -27,8 +27,8 @@ use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::storage::parked::ParkedEvents;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::receiver::Receiver;
+use test_kit::emulator;
+use test_kit::receiver::Receiver;
 
 const JOBS: usize = 20;
 /// How long the endpoint stays down after every event is parked.

@@ -16,7 +16,7 @@ use shared::signing;
 use shared::signing::sealed::Keyring;
 use shared::signing::secret::WebhookSecret;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::receiver::{Received, Receiver, Reply};
+use test_kit::receiver::{Received, Receiver, Reply};
 
 /// Queue pollers per delivery queue, as in the end-to-end test.
 pub const POLLERS: usize = 4;

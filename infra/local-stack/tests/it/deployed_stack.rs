@@ -20,9 +20,9 @@ use shared::domain::filters::Filters;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::secret::WebhookSecret;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::receiver::Receiver;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::receiver::Receiver;
+use test_kit::stack::{self, ids};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A copy of the repository's template with `edits` (each `(from, to)`
@@ -247,7 +247,7 @@ impl Up {
 
 #[tokio::test]
 async fn the_deploy_starts_the_keyring_through_secret_keys_also_when_an_update_adds_it() {
-    let audit = test_support::iam::Audit::start();
+    let audit = test_kit::iam::Audit::start();
     let sdk = audit.sdk().await;
     // A stack deployed before the keyring was started by the deploy.
     let mut deployment = Deployment::isolated(&[]);

@@ -27,9 +27,9 @@ use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing;
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::emulator;
-use test_support::receiver::{Received, Receiver, Reply};
-use test_support::stack::ids;
+use test_kit::emulator;
+use test_kit::receiver::{Received, Receiver, Reply};
+use test_kit::stack::ids;
 
 const COMPANIES: usize = 20;
 const JOBS_PER_COMPANY: usize = 20;
@@ -166,7 +166,7 @@ async fn kept_events(pipeline: &Pipeline, sub: &Subscription) -> Vec<(EventId, S
             "/webhooks/{}/failed-events?limit=100&cursor={cursor}",
             sub.subscription_id
         );
-        let request = test_support::api::ApiRequest::new("GET", &path, &sub.company_id).build();
+        let request = test_kit::api::ApiRequest::new("GET", &path, &sub.company_id).build();
         let response = pipeline.app.handle(request).await;
         assert_eq!(response.status(), 200);
         let lambda_http::Body::Text(text) = response.body() else {
@@ -252,7 +252,7 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_lost() {
-    let audit = test_support::iam::Audit::start();
+    let audit = test_kit::iam::Audit::start();
     let sdk = audit.sdk().await;
     // Breakers open after five failures at once; the prober runs every
     // second and drains in five-second windows; the always-down endpoint is

@@ -23,10 +23,10 @@ use shared::domain::message::{group_id, test_event_message};
 use shared::domain::subscription::{NewSubscription, Subscription, SubscriptionStatus};
 use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::api::ApiRequest;
-use test_support::emulator;
-use test_support::receiver::{AcceptedEvents, Receiver, Reply};
-use test_support::stack::ids;
+use test_kit::api::ApiRequest;
+use test_kit::emulator;
+use test_kit::receiver::{AcceptedEvents, Receiver, Reply};
+use test_kit::stack::ids;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -44,7 +44,7 @@ struct Running {
     sub: Subscription,
     stop: watch::Sender<bool>,
     runners: JoinSet<()>,
-    audit: test_support::iam::Audit,
+    audit: test_kit::iam::Audit,
 }
 
 impl Running {
@@ -53,7 +53,7 @@ impl Running {
             .with_env_filter("info,aws=warn,hyper=warn")
             .with_test_writer()
             .try_init();
-        let audit = test_support::iam::Audit::start();
+        let audit = test_kit::iam::Audit::start();
         let sdk = audit.sdk().await;
         let mut config = PipelineConfig::isolated(
             parameters,
@@ -182,7 +182,7 @@ impl Running {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        test_support::api::status_and_json(&self.pipeline.app.handle(request.build()).await)
+        test_kit::api::status_and_json(&self.pipeline.app.handle(request.build()).await)
     }
 
     /// A queue of the emulator subscribed, through a rule on the stack's
@@ -266,7 +266,7 @@ async fn await_operational(
     }
 }
 
-fn webhook_ids(received: &[test_support::receiver::Received]) -> Vec<String> {
+fn webhook_ids(received: &[test_kit::receiver::Received]) -> Vec<String> {
     received
         .iter()
         .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())

@@ -7,8 +7,8 @@ use local_infra::dev_sign_in::{self, DevSignIn};
 use local_infra::{gateway, jwt};
 use serde_json::{Value, json};
 use subscriptions_api::{ApiConfig, App};
-use test_support::emulator;
-use test_support::stack::{self, ids};
+use test_kit::emulator;
+use test_kit::stack::{self, ids};
 
 /// The JSON body of the answer to `req`.
 async fn json_of(req: reqwest::RequestBuilder) -> Value {

@@ -1,7 +1,7 @@
 //! The functions' IAM grants, held to what they call through the whole
 //! local pipeline: the emulator enforces no IAM, so each function's
 //! requests are recorded (each signs as itself) and checked against its
-//! policy in the template ([`test_support::iam`]). The rarely taken paths
+//! policy in the template ([`test_kit::iam`]). The rarely taken paths
 //! are driven here on purpose: an unreadable parked event, which the
 //! prober (probing with it) and the API (recovering it) set aside as
 //! `failed` with a `PutItem` on the ParkedEventsTable; and the health and
@@ -21,11 +21,11 @@ use shared::domain::subscription::{NewSubscription, Subscription, SubscriptionSt
 use shared::signing::sealed::Keyring;
 use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
-use test_support::api::{ApiRequest, status_and_json};
-use test_support::emulator;
-use test_support::iam::Audit;
-use test_support::receiver::Receiver;
-use test_support::stack::ids;
+use test_kit::api::{ApiRequest, status_and_json};
+use test_kit::emulator;
+use test_kit::iam::Audit;
+use test_kit::receiver::Receiver;
+use test_kit::stack::ids;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

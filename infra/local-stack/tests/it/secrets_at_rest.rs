@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use shared::domain::subscription::Subscription;
 use shared::signing::sealed::StoredSecret;
 use shared::signing::secret::WebhookSecret;
-use test_support::api::{ApiRequest, status_and_json};
-use test_support::emulator;
-use test_support::receiver::Receiver;
-use test_support::stack::{self, ids};
-use test_support::standard_webhooks;
+use test_kit::api::{ApiRequest, status_and_json};
+use test_kit::emulator;
+use test_kit::receiver::Receiver;
+use test_kit::stack::{self, ids};
+use test_kit::standard_webhooks;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

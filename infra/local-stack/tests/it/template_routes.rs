@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_yaml::Value;
 use subscriptions_api::routes::ROUTES;
-use test_support::stack::ids;
+use test_kit::stack::ids;
 
 #[test]
 fn the_template_declares_every_served_route_and_only_the_console_is_public() {
