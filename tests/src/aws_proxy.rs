@@ -149,6 +149,16 @@ impl AwsProxy {
         self.endpoint.clone()
     }
 
+    /// SDK settings for the emulator through this proxy: clients built
+    /// from them make every call through it.
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        crate::emulator::sdk_config()
+            .await
+            .to_builder()
+            .endpoint_url(self.endpoint())
+            .build()
+    }
+
     /// How many requests with this `x-amz-target` reached the proxy since it
     /// started or since [`reset_counts`](Self::reset_counts), including those
     /// answered with an injected fault.

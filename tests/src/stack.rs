@@ -6,12 +6,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::Utc;
 use local_infra::cloudformation::custom_resources::Handlers;
 pub use local_infra::cloudformation::ids;
 pub use local_infra::cloudformation::unique_stack_name;
 use local_infra::cloudformation::{self, DeployedStack, Deployment};
 use shared::config::Vars;
+use shared::domain::filters::Filters;
+use shared::domain::subscription::{NewSubscription, Subscription};
+use shared::signing::secret::WebhookSecret;
 use shared::storage::keyring::{KeyringConfig, KeyringStore, SecretVault};
+use shared::storage::subscriptions::SubscriptionStore;
 
 use crate::emulator;
 
@@ -143,4 +148,30 @@ pub async fn jobs_table() -> (String, String) {
         .and_then(|t| t.latest_stream_arn)
         .expect("the jobs table has a stream");
     (table, arn)
+}
+
+/// A subscription of `company` to `url` for every job event, stored in
+/// `store` with its secret sealed by `vault` (what a create through the
+/// API stores), and its secret.
+///
+/// # Panics
+/// When the keyring is empty or the store refuses it.
+pub async fn subscribe(
+    store: &SubscriptionStore,
+    vault: &SecretVault,
+    company: &str,
+    url: &str,
+) -> (Subscription, WebhookSecret) {
+    let new = NewSubscription {
+        url: url.to_owned(),
+        description: None,
+        filters: Filters::default(),
+    };
+    let (sub, secret) = Subscription::create(company, new, Utc::now(), &vault.current())
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .create(&sub, None, u64::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("storing {}: {e}", sub.subscription_id));
+    (sub, secret)
 }

@@ -12,6 +12,8 @@ use endpoint_prober::{Prober, ProberConfig};
 use job_events_ingest::{Ingest, IngestConfig};
 use shared::config::{ConfigError, Vars};
 use shared::storage::keyring::{KeyringError, SecretVault};
+use shared::storage::parked::ParkedEvents;
+use shared::storage::subscriptions::SubscriptionStore;
 use subscriptions_api::{ApiConfig, App};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -160,6 +162,24 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// The stack's subscriptions table, called with the pipeline's SDK
+    /// settings.
+    pub fn subscription_store(&self) -> Result<SubscriptionStore, StackReadError> {
+        Ok(SubscriptionStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.stack.table(ids::SUBSCRIPTIONS_TABLE)?,
+        ))
+    }
+
+    /// The stack's parked events table, called with the pipeline's SDK
+    /// settings.
+    pub fn parked_events(&self) -> Result<ParkedEvents, StackReadError> {
+        Ok(ParkedEvents::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.stack.table(ids::PARKED_EVENTS_TABLE)?,
+        ))
+    }
+
     /// The API handler as the local gateway calls it.
     pub fn api(&self) -> local_infra::gateway::Handler {
         api_handler(Arc::clone(&self.app))

@@ -123,14 +123,7 @@ impl DeliveryLog {
 
     /// Records one attempt.
     pub async fn record(&self, entry: &AttemptLog) -> Result<(), StoreError> {
-        let item = self.table.encode(&entry.attempt_id, entry)?;
-        self.table
-            .put_item()
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| self.table.dynamo_err("PutItem", e))?;
-        Ok(())
+        self.table.put(&entry.attempt_id, entry).await
     }
 
     /// Records many attempts with `BatchWriteItem` (25 per call, calls in

@@ -305,14 +305,7 @@ impl ParkedEvents {
 
     /// Writes `event` (overwriting the same event parked before).
     pub async fn put(&self, event: &ParkedEvent) -> Result<(), StoreError> {
-        let item = self.table.encode(&event.event_key, event)?;
-        self.table
-            .put_item()
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| self.table.dynamo_err("PutItem", e))?;
-        Ok(())
+        self.table.put(&event.event_key, event).await
     }
 
     /// Moves an event whose stored message no longer parses out of the

@@ -140,6 +140,18 @@ impl Table {
         to_item(value).map_err(|source| self.mapping_err(key, source))
     }
 
+    /// Writes `value` as the item `key`, unconditionally (a `PutItem`
+    /// that overwrites the item stored under the same key).
+    pub async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let item = self.encode(key, value)?;
+        self.put_item()
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_err("PutItem", e))?;
+        Ok(())
+    }
+
     /// `value`, part of the item `key`, as one attribute.
     pub fn attribute<T: Serialize>(
         &self,

@@ -226,11 +226,7 @@ impl Audit {
     /// the local stack's pipeline so every function's
     /// calls are recorded.
     pub async fn sdk(&self) -> SdkConfig {
-        emulator::sdk_config()
-            .await
-            .to_builder()
-            .endpoint_url(self.proxy.endpoint())
-            .build()
+        self.proxy.sdk().await
     }
 
     /// The proxy, e.g. to inject faults.

@@ -107,17 +107,9 @@ impl Fixture {
 
     /// An ingest handler whose AWS calls go through `proxy`.
     pub async fn ingest_via(&self, proxy: &AwsProxy) -> Ingest {
-        let sdk = emulator::sdk_config().await;
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .endpoint_url(proxy.endpoint())
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .endpoint_url(proxy.endpoint())
-                .build(),
-        );
+        let sdk = proxy.sdk().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ingest::new(&self.config, dynamo, sqs)
     }
 

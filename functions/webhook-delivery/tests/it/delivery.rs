@@ -112,17 +112,9 @@ impl Fixture {
     async fn delivery_failing(&self, target: &str) -> (AwsProxy, Delivery) {
         let proxy = AwsProxy::start(emulator::endpoint());
         proxy.fail_requests(target, 1000);
-        let sdk = emulator::sdk_config().await;
-        let dynamo = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
-                .endpoint_url(proxy.endpoint())
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .endpoint_url(proxy.endpoint())
-                .build(),
-        );
+        let sdk = proxy.sdk().await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let delivery = Delivery::new(
             &self.config,
             dynamo,

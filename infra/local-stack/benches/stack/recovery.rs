@@ -19,16 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use local_infra::cloudformation::ids;
 use local_infra::simulate::{self, Simulator};
 use local_stack::pipeline::{Pipeline, PipelineConfig};
-use shared::domain::filters::Filters;
-use shared::domain::subscription::{NewSubscription, Subscription};
-use shared::storage::parked::ParkedEvents;
-use shared::storage::subscriptions::SubscriptionStore;
-use test_kit::emulator;
 use test_kit::receiver::Receiver;
+use test_kit::{emulator, stack};
 
 const JOBS: usize = 20;
 /// How long the endpoint stays down after every event is parked.
@@ -44,28 +39,10 @@ pub async fn bench() {
     let pipeline = Pipeline::build(&sdk, config).await.unwrap();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let company = emulator::unique_name("recovery");
-    let (sub, _) = Subscription::create(
-        &company,
-        NewSubscription {
-            url: receiver.url("/hook"),
-            description: None,
-            filters: Filters::default(),
-        },
-        Utc::now(),
-        &pipeline.secrets.current(),
-    )
-    .unwrap();
-    SubscriptionStore::new(
-        dynamo.clone(),
-        pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
-    )
-    .create(&sub, None, u64::MAX)
-    .await
-    .unwrap();
-    let parked = ParkedEvents::new(
-        dynamo.clone(),
-        pipeline.stack.table(ids::PARKED_EVENTS_TABLE).unwrap(),
-    );
+    let store = pipeline.subscription_store().unwrap();
+    let (sub, _) =
+        stack::subscribe(&store, &pipeline.secrets, &company, &receiver.url("/hook")).await;
+    let parked = pipeline.parked_events().unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut runners = pipeline.start(shutdown).await.unwrap();
 

@@ -17,16 +17,15 @@ use chrono::{DateTime, Utc};
 use local_infra::simulate::{self, PlannedJob, Simulator};
 use local_stack::pipeline::{Pipeline, PipelineConfig};
 use serde_json::{Value, json};
-use shared::domain::filters::Filters;
 use shared::domain::health::BreakerState;
 use shared::domain::message::{group_id, test_event_message};
-use shared::domain::subscription::{NewSubscription, Subscription, SubscriptionStatus};
+use shared::domain::subscription::{Subscription, SubscriptionStatus};
 use shared::storage::parked::{Order, ParkedEvents, ParkedQuery, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use test_kit::api::ApiRequest;
 use test_kit::emulator;
 use test_kit::receiver::{AcceptedEvents, Receiver, Reply};
-use test_kit::stack::ids;
+use test_kit::stack::{self, ids};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -68,28 +67,10 @@ impl Running {
         );
         config.schedule_interval = Some(Duration::from_secs(1));
         let pipeline = Pipeline::build(&sdk, config).await.unwrap();
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        let store = SubscriptionStore::new(
-            dynamo.clone(),
-            pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
-        );
-        let parked = ParkedEvents::new(
-            dynamo,
-            pipeline.stack.table(ids::PARKED_EVENTS_TABLE).unwrap(),
-        );
+        let store = pipeline.subscription_store().unwrap();
+        let parked = pipeline.parked_events().unwrap();
         let company = emulator::unique_name("acme");
-        let (sub, _) = Subscription::create(
-            &company,
-            NewSubscription {
-                url: url.to_owned(),
-                description: None,
-                filters: Filters::default(),
-            },
-            Utc::now(),
-            &pipeline.secrets.current(),
-        )
-        .unwrap();
-        store.create(&sub, None, u64::MAX).await.unwrap();
+        let (sub, _) = stack::subscribe(&store, &pipeline.secrets, &company, url).await;
         let (stop, shutdown) = watch::channel(false);
         let runners = pipeline.start(shutdown).await.unwrap();
         Self {

@@ -19,13 +19,13 @@ use shared::domain::health::{BreakerState, LastFailure};
 use shared::domain::message::{DeliveryMessage, test_event_message};
 use shared::domain::subscription::{NewSubscription, Subscription, SubscriptionStatus};
 use shared::signing::sealed::Keyring;
-use shared::storage::parked::{ParkedEvent, ParkedEvents, ParkedStatus};
+use shared::storage::parked::{ParkedEvent, ParkedStatus};
 use shared::storage::subscriptions::SubscriptionStore;
 use test_kit::api::{ApiRequest, status_and_json};
 use test_kit::emulator;
 use test_kit::iam::Audit;
 use test_kit::receiver::Receiver;
-use test_kit::stack::ids;
+use test_kit::stack::{self, ids};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -58,28 +58,12 @@ async fn unreadable_parked_events_are_set_aside_within_the_prober_s_and_the_api_
     let mut config = PipelineConfig::isolated(&[], &[]);
     config.schedule_interval = Some(Duration::from_secs(1));
     let pipeline = Pipeline::build(&sdk, config).await.unwrap();
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = SubscriptionStore::new(
-        dynamo.clone(),
-        pipeline.stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
-    );
-    let parked = ParkedEvents::new(
-        dynamo,
-        pipeline.stack.table(ids::PARKED_EVENTS_TABLE).unwrap(),
-    );
+    let store = pipeline.subscription_store().unwrap();
+    let parked = pipeline.parked_events().unwrap();
     let receiver = Receiver::http().await;
-    let (sub, _) = Subscription::create(
-        &emulator::unique_name("acme"),
-        NewSubscription {
-            url: receiver.url("/hook"),
-            description: None,
-            filters: Filters::default(),
-        },
-        Utc::now(),
-        &pipeline.secrets.current(),
-    )
-    .unwrap();
-    store.create(&sub, None, u64::MAX).await.unwrap();
+    let company = emulator::unique_name("acme");
+    let (sub, _) =
+        stack::subscribe(&store, &pipeline.secrets, &company, &receiver.url("/hook")).await;
 
     // An open breaker whose oldest parked event no longer parses, and a
     // failed event that no longer parses either.
