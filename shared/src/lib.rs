@@ -1,13 +1,18 @@
-//! Common crate of the job-state webhooks service.
+//! Common crate of the job-state webhooks service: every crate of the
+//! workspace depends on it, and it depends on none of them.
 //!
-//! Domain rules live here once, grouped by concern:
+//! Domain rules live here once, grouped by concern (imports point from
+//! `delivery` and `storage` to `domain`, never back):
 //! - [`domain`]: subscriptions and their filters, endpoint health, the
 //!   job-type catalogue, the events built from job transitions and the
 //!   delivery message (the queue contract);
-//! - [`delivery`]: the retry schedule, the circuit-breaker policy and
-//!   parked events' way back to the DeliveryQueue;
+//! - [`delivery`]: the retry schedule, the circuit breaker (its policy,
+//!   and its decision: a pure function of health, policy and an outcome
+//!   that says what to write and what to publish) and parked events' way
+//!   back to the DeliveryQueue;
 //! - [`storage`]: the DynamoDB tables (subscriptions, attempt log, parked
-//!   events);
+//!   events, the keyring) on one table type; they execute the writes
+//!   they are handed;
 //! - [`queue`]: the one writer of SQS messages (the DeliveryQueue and the
 //!   others): groups, delays, batches and partial failures;
 //! - [`target_guard`]: where deliveries may go (SSRF guard, allow-list);
@@ -15,6 +20,8 @@
 //! - [`catalogue`]: the delivered event types and their JSON Schemas;
 //! - [`operational`]: the operational events published to EventBridge;
 //! - [`operator_request`]: invalid requests of the operator functions;
+//! - [`stream_records`]: the jobs stream's records as the Lambda event
+//!   ingest receives;
 //! - configuration, cursors, metrics, telemetry and small utilities
 //!   (e.g. [`text`], cutting text to a size limit).
 
