@@ -59,8 +59,9 @@ secret-keys:
 test: lint browser-tools
 	mkdir -p target
 	cargo test --workspace --no-run --quiet
-	cargo build --quiet -p local-stack
-	$(MAKE) --no-print-directory -j3 --output-sync=target test-end-to-end test-crates test-api-and-console
+	@echo "three lanes side by side (end-to-end, crates, fuzz then browser); each prints when it ends"
+	$(MAKE) --no-print-directory -j3 --output-sync=target LOCAL_STACK_BUILD=: \
+		test-end-to-end test-crates test-api-and-console
 	@cat target/test-end-to-end.log target/test-crates.log > target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "summary: %d passed, %d failed\n", p, f}' target/test-output.log
 
@@ -81,6 +82,12 @@ test-crates:
 test-api-and-console: fuzz
 	$(MAKE) --no-print-directory browser-test
 
+## How `make fuzz` and `make browser-test` get target/debug/local-stack.
+## Under `make test` the tests' build has made it already: `cargo test`
+## builds the binary with the features the tests unify, and a `cargo build`
+## after it would compile a second copy of most crates.
+LOCAL_STACK_BUILD ?= cargo build --quiet -p local-stack
+
 .PHONY: browser-tools browser-test
 ## The distribution's Chromium (Debian packages chromium, chromium-driver;
 ## apt-get as root, or sudo) and the pinned Playwright in .venv/
@@ -99,7 +106,7 @@ $(VENV)/.browser-installed: $(VENV)/.installed tests/browser/requirements.txt
 ## The console in headless Chromium against the local stack; screenshots
 ## of each main view in target/console-screenshots/
 browser-test: tools browser-tools
-	cargo build --quiet -p local-stack
+	$(LOCAL_STACK_BUILD)
 	@echo "browser: $$($(CHROMIUM) --version 2>/dev/null)"
 	CHROMIUM=$(CHROMIUM) EMULATOR_LOG=target/emulator-browser.log infra/with-emulator.sh $(VENV)/bin/pytest -q -p no:cacheprovider tests/browser 2>&1 | tee target/browser-test-output.log
 
@@ -109,7 +116,7 @@ browser-test: tools browser-tools
 ## disagreement. Settings and the reasoned exceptions: infra/schemathesis.toml.
 fuzz: tools
 	mkdir -p target
-	cargo build --quiet -p local-stack
+	$(LOCAL_STACK_BUILD)
 	EMULATOR_LOG=target/emulator-fuzz.log infra/with-emulator.sh infra/fuzz-api.sh 2>&1 | tee target/fuzz-output.log
 
 lint: tools
