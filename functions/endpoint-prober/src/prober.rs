@@ -210,12 +210,9 @@ impl Prober {
         report: &mut ProberReport,
     ) {
         let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
-        let Some(seen) = sub.health.next_probe_at else {
+        let Some((seen, due)) = due_at(sub, now) else {
             return;
         };
-        let due = DateTime::from_timestamp_millis(seen)
-            .unwrap_or(now)
-            .max(now);
         let decision = self.decide(sub, breaker::Outcome::ProbeDue { due }, now);
         if decision.applied != Fate::Probe {
             // Disabled now, or by the run at its time, not probed before.
@@ -363,12 +360,9 @@ impl Prober {
         report: &mut ProberReport,
     ) {
         let (company, id) = (sub.company_id.as_str(), sub.subscription_id.as_str());
-        let Some(seen) = sub.health.next_probe_at else {
+        let Some((seen, due)) = due_at(sub, now) else {
             return;
         };
-        let due = DateTime::from_timestamp_millis(seen)
-            .unwrap_or(now)
-            .max(now);
         if due > now {
             // Due before the next run: its first step goes out now, delayed.
             // With nothing parked yet there is nothing to send and nothing
@@ -517,4 +511,15 @@ impl Prober {
             report.errors += 1;
         }
     }
+}
+
+/// When `sub`'s probe or drain step is due (its `next_probe_at`, not
+/// before `now`), with the stored `next_probe_at` a claim is conditional
+/// on; `None` when nothing is scheduled.
+fn due_at(sub: &Subscription, now: DateTime<Utc>) -> Option<(i64, DateTime<Utc>)> {
+    let seen = sub.health.next_probe_at?;
+    let due = DateTime::from_timestamp_millis(seen)
+        .unwrap_or(now)
+        .max(now);
+    Some((seen, due))
 }
