@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::delivery::breaker::policy::BreakerPolicy;
-use crate::domain::health::{Health, LastFailure};
+use crate::domain::health::{Health, LastFailure, Write};
 use crate::domain::subscription::Subscription;
 use crate::operational::{OperationalEvent, OperationalEventType};
 
@@ -40,68 +40,6 @@ pub enum Outcome {
     },
     /// The prober claimed a probe and found no parked event to probe with.
     NothingToProbe,
-}
-
-/// When a [`Write`] applies: its condition on the stored item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// The subscription exists.
-    Exists,
-    /// It is active and its breaker closed.
-    ActiveAndClosed,
-    /// Its breaker is closed.
-    Closed,
-    /// It is active and its breaker open or half open.
-    ActiveAndOpen,
-    /// Its breaker is open or half open, waiting for a probe.
-    OpenAwaitingProbe,
-    /// It is active and waiting for a probe.
-    ActiveAwaitingProbe,
-}
-
-/// A write to the subscription's health (each bumps `version`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Write {
-    /// Count one failed attempt, starting the streak if none is running.
-    RecordFailure(LastFailure),
-    /// Open the breaker, the first probe due at `probe_at`.
-    Open {
-        /// When the first probe is due.
-        probe_at: DateTime<Utc>,
-    },
-    /// End the failure streak.
-    RecordSuccess,
-    /// Close the breaker: the streak ends and the parked events drain after
-    /// [`crate::domain::health::DRAIN_START_DELAY`].
-    Close,
-    /// Count a failed probe: the breaker stays open, the next probe is due
-    /// at `probe_at`.
-    RecordProbeFailure {
-        /// The probe's failure.
-        failure: LastFailure,
-        /// When the next probe is due.
-        probe_at: DateTime<Utc>,
-    },
-    /// Disable the subscription with `reason`; its events stay parked.
-    Disable {
-        /// The reason recorded.
-        reason: &'static str,
-    },
-}
-
-impl Write {
-    /// When the write applies: concurrent writers make each transition
-    /// once.
-    pub fn condition(&self) -> Condition {
-        match self {
-            Self::RecordFailure(_) => Condition::Exists,
-            Self::Open { .. } => Condition::ActiveAndClosed,
-            Self::RecordSuccess => Condition::Closed,
-            Self::Close => Condition::ActiveAndOpen,
-            Self::RecordProbeFailure { .. } => Condition::OpenAwaitingProbe,
-            Self::Disable { .. } => Condition::ActiveAwaitingProbe,
-        }
-    }
 }
 
 /// What becomes of the event, or of the prober's job.
@@ -316,7 +254,7 @@ mod tests {
 
     use super::*;
     use crate::domain::filters::Filters;
-    use crate::domain::health::BreakerState;
+    use crate::domain::health::{BreakerState, Condition};
     use crate::domain::subscription::NewSubscription;
     use crate::signing::sealed::Keyring;
 

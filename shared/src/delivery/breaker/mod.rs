@@ -6,8 +6,8 @@
 pub mod decision;
 pub mod policy;
 
+pub use crate::domain::health::{Condition, Write};
 pub use decision::{
-    Condition, DISABLED_REASON, Decision, Fate, Notice, Outcome, ParkedCount, Subject, Write,
-    decide, draw_jitter,
+    DISABLED_REASON, Decision, Fate, Notice, Outcome, ParkedCount, Subject, decide, draw_jitter,
 };
 pub use policy::*;

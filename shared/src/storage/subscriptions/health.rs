@@ -1,6 +1,6 @@
 //! Endpoint health writes and the prober's lanes: the store makes the
 //! breaker's [`Write`]s it is handed (decided in
-//! [`crate::delivery::breaker::decision`]), each one conditional
+//! `delivery::breaker::decision`), each one conditional
 //! `UpdateItem` that asks back only what it wrote, and claims, ends and
 //! lists the prober's jobs in [`PROBE_INDEX`].
 
@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::{StoreError, SubscriptionStore, Updated, time_value};
-use crate::delivery::breaker::{Condition, Write};
 use crate::domain::health::{BreakerState, DRAIN_START_DELAY, LastFailure, ProbeLane};
+use crate::domain::health::{Condition, Write};
 use crate::domain::subscription::{Subscription, SubscriptionStatus};
 use crate::storage::table::{Item, n, s};
 
