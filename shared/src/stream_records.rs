@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Why a record cannot be handed on, if it cannot.
@@ -115,6 +116,30 @@ pub fn lambda_event<'a>(
         .map(|r| lambda_record(r, stream_arn, region))
         .collect();
     json!({ "Records": records })
+}
+
+/// A batch of one shard's records, from `start` to `end`, as Lambda's
+/// on-failure destination names it (`DDBStreamBatchInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInfo {
+    /// The shard.
+    pub shard_id: String,
+    /// First record of the batch.
+    pub start_sequence_number: String,
+    /// Last record of the batch.
+    pub end_sequence_number: String,
+    /// Records in the batch (logged; the read goes by sequence numbers).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// The stream.
+    pub stream_arn: String,
+}
+
+/// Stream sequence numbers are decimal strings of up to 40 digits: compared
+/// by length, then digits.
+pub fn sequence_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
 }
 
 #[cfg(test)]

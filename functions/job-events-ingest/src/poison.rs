@@ -20,7 +20,7 @@ use serde_json::Value;
 use shared::domain::job_event::MAX_ID_LEN;
 use shared::text::prefix;
 
-use crate::replay::{BatchInfo, sequence_cmp};
+use shared::stream_records::{BatchInfo, sequence_cmp};
 
 /// Longest `reason` an entry carries, in bytes.
 pub const MAX_REASON_LEN: usize = 2048;

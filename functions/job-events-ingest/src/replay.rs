@@ -29,7 +29,7 @@ use shared::operator_request::RequestError;
 
 use crate::handler::Ingest;
 use crate::poison::PoisonRecord;
-use shared::stream_records::{lambda_event, unusable};
+use shared::stream_records::{BatchInfo, lambda_event, sequence_cmp, unusable};
 
 /// `max_entries` when the request leaves it out.
 pub const DEFAULT_MAX_ENTRIES: usize = 100;
@@ -105,23 +105,6 @@ impl ReplayRequest {
 struct FailureEntry {
     #[serde(rename = "DDBStreamBatchInfo")]
     batch: BatchInfo,
-}
-
-/// The failed batch: one shard's records from `start` to `end`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchInfo {
-    /// The shard.
-    pub shard_id: String,
-    /// First record of the batch.
-    pub start_sequence_number: String,
-    /// Last record of the batch.
-    pub end_sequence_number: String,
-    /// Records in the batch (logged; the read goes by sequence numbers).
-    #[serde(default)]
-    pub batch_size: Option<usize>,
-    /// The stream.
-    pub stream_arn: String,
 }
 
 /// An entry whose records cannot all be read any more.
@@ -206,12 +189,6 @@ where
         Some(reason) => ReadError::Gone(reason),
         None => ReadError::Unavailable(format!("{operation}: {}", DisplayErrorContext(e))),
     }
-}
-
-/// Stream sequence numbers are decimal strings of up to 40 digits: compared
-/// by length, then digits.
-pub(crate) fn sequence_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    (a.len(), a).cmp(&(b.len(), b))
 }
 
 fn sequence(record: &Record) -> &str {
