@@ -1,12 +1,21 @@
-//! Subscription filters: which job state changes a subscription receives.
+//! Subscription filters: which events a subscription receives.
 //!
-//! Each kind (`job_ids`, `job_types`, `states`) is either absent, matching
-//! everything, or a non-empty set. Values are ORed within a kind and the kinds
-//! are ANDed.
+//! A subscription is of one of two kinds ([`SubscriptionKind`]): `jobs`
+//! receives job state changes, filtered on `job_ids`, `job_types` and
+//! `states`; `events` receives the platform's other events, chosen by
+//! `event_types` (exact names or prefix wildcards such as `engine.*`) and
+//! filtered on `subject_types`, `subject_ids`, `verbs` and `app_ids`. An
+//! events subscription always has `event_types`, a jobs subscription never
+//! does, so the kind is read off the filters.
+//!
+//! Each filter is either absent, matching everything, or a non-empty set.
+//! Values are ORed within a filter and the filters are ANDed. An event
+//! without the attribute a filter names does not pass it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::jobs::{self, JobState};
+use crate::domain::message::EventContext;
 use crate::validation::ValidationError;
 
 /// Most job ids one subscription may list, unless configured otherwise
@@ -27,6 +36,28 @@ pub struct FiltersInput {
     pub states: Option<Vec<String>>,
 }
 
+/// What a subscription receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionKind {
+    /// Job state changes (the default: every subscription made before
+    /// other sources existed is one).
+    #[default]
+    Jobs,
+    /// The platform's other events: app, subject/verb and engine events.
+    Events,
+}
+
+impl SubscriptionKind {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Jobs => "jobs",
+            Self::Events => "events",
+        }
+    }
+}
+
 /// Validated filters, stored with the subscription.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filters {
@@ -40,6 +71,23 @@ pub struct Filters {
     /// Only transitions into these states; `None` matches any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states: Option<Vec<JobState>>,
+    /// The platform event types of an `events` subscription: catalogue
+    /// names, or prefix wildcards (`engine.*`, `*`). Present exactly when
+    /// the subscription is of kind `events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<Vec<String>>,
+    /// Only events about these subject types (`work`, `segment`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_types: Option<Vec<String>>,
+    /// Only events about these subjects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_ids: Option<Vec<String>>,
+    /// Only events with these verbs (`created`, `failed`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verbs: Option<Vec<String>>,
+    /// Only events of these applications: an app webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_ids: Option<Vec<String>>,
 }
 
 impl FiltersInput {
@@ -124,23 +172,68 @@ impl FiltersInput {
             job_ids,
             job_types,
             states,
+            ..Filters::default()
         })
     }
 }
 
 impl Filters {
+    /// The kind of subscription these filters belong to.
+    pub fn kind(&self) -> SubscriptionKind {
+        if self.event_types.is_some() {
+            SubscriptionKind::Events
+        } else {
+            SubscriptionKind::Jobs
+        }
+    }
+
     /// Whether a job of `job_type` with id `job_id` entering `state` passes
-    /// these filters.
+    /// these filters (never for an `events` subscription).
     pub fn matches(&self, job_id: &str, job_type: &str, state: JobState) -> bool {
-        self.job_ids
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|id| id == job_id))
+        self.kind() == SubscriptionKind::Jobs
+            && self
+                .job_ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|id| id == job_id))
             && self
                 .job_types
                 .as_ref()
                 .is_none_or(|types| types.iter().any(|t| t == job_type))
             && self.states.as_ref().is_none_or(|s| s.contains(&state))
     }
+
+    /// Whether a platform event of `event_type` with `context` passes these
+    /// filters (never for a `jobs` subscription).
+    pub fn matches_event(&self, event_type: &str, context: &EventContext<'_>) -> bool {
+        let Some(patterns) = &self.event_types else {
+            return false;
+        };
+        patterns.iter().any(|p| type_matches(p, event_type))
+            && passes(&self.subject_types, context.subject_type)
+            && passes(&self.subject_ids, context.subject_id)
+            && passes(&self.verbs, context.verb)
+            && passes(&self.app_ids, context.app_id)
+    }
+}
+
+/// Whether `event_type` is `pattern`, or starts with its prefix when it is
+/// a wildcard (`engine.*` matches `engine.slow_query_event`, `*` matches
+/// every type).
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => {
+            event_type.starts_with(prefix) && (prefix.is_empty() || prefix.ends_with('.'))
+        }
+        None => pattern == event_type,
+    }
+}
+
+/// An absent filter passes everything; a present one only events whose
+/// attribute is one of its values.
+fn passes(filter: &Option<Vec<String>>, value: Option<&str>) -> bool {
+    filter
+        .as_ref()
+        .is_none_or(|allowed| value.is_some_and(|v| allowed.iter().any(|a| a == v)))
 }
 
 fn non_empty<T>(values: &[T], field: &'static str) -> Result<(), ValidationError> {
@@ -248,6 +341,7 @@ mod tests {
             job_ids: None,
             job_types: Some(vec!["forecast".into(), "costs".into()]),
             states: Some(vec![JobState::Completed, JobState::Failed]),
+            ..Filters::default()
         };
         assert!(f.matches("j1", "costs", JobState::Failed));
         assert!(f.matches("j2", "forecast", JobState::Completed));
@@ -260,5 +354,85 @@ mod tests {
         };
         assert!(by_id.matches("j1", "x", JobState::Pending));
         assert!(!by_id.matches("j2", "x", JobState::Pending));
+    }
+
+    fn strings(values: &[&str]) -> Option<Vec<String>> {
+        Some(values.iter().map(|v| (*v).to_owned()).collect())
+    }
+
+    #[test]
+    fn wildcards_match_by_prefix_at_a_dot() {
+        assert!(type_matches("engine.*", "engine.slow_query_event"));
+        assert!(type_matches("*", "app.installed"));
+        assert!(type_matches("app.installed", "app.installed"));
+        assert!(!type_matches("app.installed", "app.installed2"));
+        assert!(!type_matches("engine.*", "enginex.slow"));
+        assert!(
+            !type_matches("eng*", "engine.slow_query_event"),
+            "only at a dot"
+        );
+    }
+
+    #[test]
+    fn job_and_event_subscriptions_never_see_each_others_events() {
+        let jobs = Filters::default();
+        let events = Filters {
+            event_types: strings(&["*"]),
+            ..Filters::default()
+        };
+        assert_eq!(jobs.kind(), SubscriptionKind::Jobs);
+        assert_eq!(events.kind(), SubscriptionKind::Events);
+        assert!(jobs.matches("j1", "forecast", JobState::Completed));
+        assert!(!events.matches("j1", "forecast", JobState::Completed));
+        let ctx = EventContext::default();
+        assert!(events.matches_event("engine.slow_query_event", &ctx));
+        assert!(!jobs.matches_event("engine.slow_query_event", &ctx));
+    }
+
+    #[test]
+    fn event_filters_and_across_attributes_and_need_the_attribute() {
+        let f = Filters {
+            event_types: strings(&["subject.*", "app.installed"]),
+            subject_types: strings(&["work", "segment"]),
+            verbs: strings(&["failed"]),
+            ..Filters::default()
+        };
+        let work_failed = EventContext {
+            subject_type: Some("work"),
+            subject_id: Some("w1"),
+            verb: Some("failed"),
+            ..EventContext::default()
+        };
+        assert!(f.matches_event("subject.failed", &work_failed));
+        assert!(!f.matches_event("engine.slow_query_event", &work_failed));
+        let user = EventContext {
+            subject_type: Some("user"),
+            ..work_failed
+        };
+        assert!(!f.matches_event("subject.failed", &user));
+        let no_verb = EventContext {
+            verb: None,
+            ..work_failed
+        };
+        assert!(
+            !f.matches_event("subject.failed", &no_verb),
+            "a filter needs its attribute"
+        );
+
+        let app = Filters {
+            event_types: strings(&["app.*"]),
+            app_ids: strings(&["app_a"]),
+            ..Filters::default()
+        };
+        let of = |id| EventContext {
+            app_id: Some(id),
+            ..EventContext::default()
+        };
+        assert!(app.matches_event("app.installed", &of("app_a")));
+        assert!(
+            !app.matches_event("app.installed", &of("app_b")),
+            "another app's event"
+        );
+        assert!(!app.matches_event("app.installed", &EventContext::default()));
     }
 }
