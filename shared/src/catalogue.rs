@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 use crate::domain::job_event::JobEventData;
 use crate::domain::jobs::JobState;
-use crate::domain::message::{Payload, TestEventData};
+use crate::domain::message::{EventContext, Payload, TestEventData};
 
 mod files {
     include!(concat!(env!("OUT_DIR"), "/catalogue_files.rs"));
@@ -375,7 +375,14 @@ fn load_file(
     }
     let data = RawValue::from_string(compact(file.examples[0].get()))
         .map_err(|e| format!("examples[0]: {e}"))?;
-    let example = generated::example_payload(&file.name, &data, &format!("example:{}", file.name));
+    let source = format!("/platform/{}", file.group);
+    let context = example_context(&file, &examples[0], &source);
+    let example = generated::example_payload_with(
+        &file.name,
+        &data,
+        &format!("example:{}", file.name),
+        context,
+    );
     let schema = payload_schema(envelope, &file);
     Ok((
         EventType {
@@ -466,6 +473,47 @@ fn compact(json: &str) -> String {
     out
 }
 
+/// The envelope field that carries each CloudEvent context attribute an
+/// event type may require (see [`EventContext`]).
+const REQUIRED_FIELDS: [(&str, &str); 4] = [
+    ("appid", "app_id"),
+    ("subject", "subject_id"),
+    ("subjecttype", "subject_type"),
+    ("verb", "verb"),
+];
+
+/// The envelope fields `requires` makes required.
+fn required_fields(requires: &[String]) -> impl Iterator<Item = &'static str> {
+    REQUIRED_FIELDS
+        .into_iter()
+        .filter(|(attribute, _)| requires.iter().any(|r| r == attribute))
+        .map(|(_, field)| field)
+}
+
+/// The context of a platform event's example payload: its `source`, and
+/// the required fields, taken from the `data` fields of the same name.
+/// Job events and `webhook.test` (not platform events) carry none.
+fn example_context<'a>(file: &File, data: &'a Value, source: &'a str) -> EventContext<'a> {
+    if matches!(file.group.as_str(), "job" | "webhook") {
+        return EventContext::default();
+    }
+    let mut context = EventContext {
+        source: Some(source),
+        ..EventContext::default()
+    };
+    for field in required_fields(&file.requires) {
+        let value = data[field].as_str().or(Some("example"));
+        match field {
+            "app_id" => context.app_id = value,
+            "subject_id" => context.subject_id = value,
+            "subject_type" => context.subject_type = value,
+            "verb" => context.verb = value,
+            _ => {}
+        }
+    }
+    context
+}
+
 /// The whole-payload schema of `file`'s events: the envelope with `type`
 /// pinned and `data` replaced by the file's schema.
 fn payload_schema(envelope: &Value, file: &File) -> Value {
@@ -482,6 +530,9 @@ fn payload_schema(envelope: &Value, file: &File) -> Value {
         map.remove("$schema");
     }
     schema["properties"]["data"] = data;
+    if let Some(required) = schema["required"].as_array_mut() {
+        required.extend(required_fields(&file.requires).map(Value::from));
+    }
     schema
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::domain::job_event::timestamp;
-use crate::domain::message::{self, DeliveryMessage, EventEnvelope, Payload};
+use crate::domain::message::{self, DeliveryMessage, EventContext, EventEnvelope, Payload};
 
 /// A generator for self-contained schemas of what the service sends: the
 /// serialisation contract, every subschema inlined (no `$ref`s), so one
@@ -69,7 +69,18 @@ const EXAMPLE_COMPANY: &str = "acme";
 const EXAMPLE_SUBSCRIPTION: &str = "sub_0193a4c2e8f47d2a9b1c3e5f7a9b0c1d";
 
 /// The payload a real delivery of `event_type` with `data` would POST.
+#[cfg(test)]
 pub(super) fn example_payload(event_type: &str, data: &RawValue, event_id: &str) -> Box<RawValue> {
+    example_payload_with(event_type, data, event_id, EventContext::default())
+}
+
+/// [`example_payload`] of a platform event, with its `context`.
+pub(super) fn example_payload_with(
+    event_type: &str,
+    data: &RawValue,
+    event_id: &str,
+    context: EventContext<'_>,
+) -> Box<RawValue> {
     let at = timestamp(example_time());
     let envelope = EventEnvelope {
         sequence: None,
@@ -79,7 +90,7 @@ pub(super) fn example_payload(event_type: &str, data: &RawValue, event_id: &str)
         data,
     };
     let key = message::webhook_id(EXAMPLE_SUBSCRIPTION, event_id);
-    let body = envelope.message_body(EXAMPLE_SUBSCRIPTION, &key);
+    let body = envelope.message_body_with(EXAMPLE_SUBSCRIPTION, &key, context);
     DeliveryMessage::parse(&body)
         .expect("the example message parses")
         .payload

@@ -337,6 +337,39 @@ fn subject_events_use_the_vocabulary_of_the_seed() {
 }
 
 #[test]
+fn platform_payloads_carry_their_context_and_require_what_the_type_requires() {
+    let completed = find("subject.completed").unwrap();
+    let example = completed.example_value();
+    assert_eq!(example["source"], "/platform/subject");
+    for field in ["subject_type", "subject_id", "verb"] {
+        assert_eq!(example[field], example["data"][field], "{field}");
+    }
+    assert!(example.get("app_id").is_none());
+    let v = validator(&completed.schema);
+    let mut without = example.clone();
+    without.as_object_mut().unwrap().remove("subject_id");
+    assert!(!v.is_valid(&without), "subject_id is required");
+
+    let installed = find("app.installed").unwrap();
+    let example = installed.example_value();
+    assert_eq!(example["app_id"], "app_7c41f2");
+    let mut without = example.clone();
+    without.as_object_mut().unwrap().remove("app_id");
+    assert!(
+        !validator(&installed.schema).is_valid(&without),
+        "app_id is required"
+    );
+
+    let engine = find("engine.slow_query_event").unwrap().example_value();
+    assert_eq!(engine["source"], "/platform/engine");
+    assert!(engine.get("app_id").is_none() && engine.get("verb").is_none());
+    let job = find("job.completed").unwrap().example_value();
+    assert!(job.get("source").is_none(), "job events carry no context");
+    let v = validator(&find("job.completed").unwrap().schema);
+    assert!(v.is_valid(&job));
+}
+
+#[test]
 fn engine_events_keep_the_engines_names() {
     for event in expand("engine.*") {
         let engine_name = event.name.trim_start_matches("engine.");
