@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::domain::job_event::timestamp;
-use crate::domain::message::{self, DeliveryMessage, EventContext, EventEnvelope, Payload};
+use crate::domain::message::{self, DeliveryMessage, EventContext, EventEnvelope};
 
 /// A generator for self-contained schemas of what the service sends: the
 /// serialisation contract, every subschema inlined (no `$ref`s), so one
@@ -51,11 +51,6 @@ fn unwrap_descriptions(schema: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
         _ => {}
     }
-}
-
-/// The envelope every event shares, with any `data`.
-pub(super) fn envelope_schema() -> Value {
-    schema_of::<Payload<'static, Value>>("Event")
 }
 
 /// The catalogue's example time: fixed, so examples are stable.
