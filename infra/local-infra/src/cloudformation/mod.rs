@@ -28,6 +28,13 @@ pub mod ids {
     pub const API_FUNCTION: &str = "SubscriptionsApiFunction";
     /// The ingest function (jobs stream -> DeliveryQueue).
     pub const INGEST_FUNCTION: &str = "JobEventsIngestFunction";
+    /// The platform events ingest function (PlatformEventsQueue ->
+    /// DeliveryQueue).
+    pub const PLATFORM_INGEST_FUNCTION: &str = "PlatformEventsIngestFunction";
+    /// The ingress of platform events (CloudEvents).
+    pub const PLATFORM_EVENTS_QUEUE: &str = "PlatformEventsQueue";
+    /// Platform events refused, with their reason.
+    pub const PLATFORM_EVENTS_DEAD_LETTER_QUEUE: &str = "PlatformEventsDeadLetterQueue";
     /// The delivery function (DeliveryQueue, RetryQueue -> receivers).
     pub const DELIVERY_FUNCTION: &str = "WebhookDeliveryFunction";
     /// The dead-letter redrive function.
