@@ -188,10 +188,24 @@ pub async fn subscribe(
     company: &str,
     url: &str,
 ) -> (Subscription, WebhookSecret) {
+    subscribe_with(store, vault, company, url, Filters::default()).await
+}
+
+/// [`subscribe`] with `filters` (an events subscription, say).
+///
+/// # Panics
+/// When the keyring is empty or the store refuses it.
+pub async fn subscribe_with(
+    store: &SubscriptionStore,
+    vault: &SecretVault,
+    company: &str,
+    url: &str,
+    filters: Filters,
+) -> (Subscription, WebhookSecret) {
     let new = NewSubscription {
         url: url.to_owned(),
         description: None,
-        filters: Filters::default(),
+        filters,
     };
     let (sub, secret) = Subscription::create(company, new, Utc::now(), &vault.current())
         .unwrap_or_else(|e| panic!("{e}"));
