@@ -113,6 +113,37 @@ impl Vars {
     }
 }
 
+/// The settings both ingest functions (job and platform events) read the
+/// same way: how long a company's subscriptions are reused and how their
+/// messages are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutSettings {
+    /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 10): how long a company's
+    /// subscriptions are reused inside a warm instance.
+    pub cache_ttl: std::time::Duration,
+    /// `SEND_CONCURRENCY` (default 8): `SendMessageBatch` calls in flight.
+    pub send_concurrency: usize,
+    /// `SEND_ATTEMPTS` (default 4): tries per batch entry before its record
+    /// is reported as failed.
+    pub send_attempts: u32,
+}
+
+impl FanoutSettings {
+    /// Reads the settings from `vars`.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            cache_ttl: std::time::Duration::from_secs(vars.parse_in_range(
+                "SUBSCRIPTION_CACHE_TTL_SECONDS",
+                10u64,
+                0,
+                3600,
+            )?),
+            send_concurrency: vars.parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
+            send_attempts: vars.parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
+        })
+    }
+}
+
 /// The non-empty value of `var` in the process environment, if set.
 pub fn optional(var: &'static str) -> Option<String> {
     Vars::Process.optional(var)

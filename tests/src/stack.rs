@@ -150,6 +150,32 @@ pub async fn jobs_table() -> (String, String) {
     (table, arn)
 }
 
+/// An active subscription of `company` with `filters` to a URL nothing
+/// delivers to, stored in `store` with its secret sealed by a throwaway
+/// keyring: what the ingest functions read (they never open a secret).
+///
+/// # Panics
+/// When the store refuses it.
+pub async fn store_subscription(
+    store: &SubscriptionStore,
+    company: &str,
+    filters: Filters,
+) -> Subscription {
+    let new = NewSubscription {
+        url: "https://hooks.example.com/".to_owned(),
+        description: None,
+        filters,
+    };
+    let keyring = shared::signing::sealed::Keyring::generate();
+    let (sub, _) =
+        Subscription::create(company, new, Utc::now(), &keyring).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .create(&sub, None, u64::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("storing {}: {e}", sub.subscription_id));
+    sub
+}
+
 /// A subscription of `company` to `url` for every job event, stored in
 /// `store` with its secret sealed by `vault` (what a create through the
 /// API stores), and its secret.
@@ -162,10 +188,24 @@ pub async fn subscribe(
     company: &str,
     url: &str,
 ) -> (Subscription, WebhookSecret) {
+    subscribe_with(store, vault, company, url, Filters::default()).await
+}
+
+/// [`subscribe`] with `filters` (an events subscription, say).
+///
+/// # Panics
+/// When the keyring is empty or the store refuses it.
+pub async fn subscribe_with(
+    store: &SubscriptionStore,
+    vault: &SecretVault,
+    company: &str,
+    url: &str,
+    filters: Filters,
+) -> (Subscription, WebhookSecret) {
     let new = NewSubscription {
         url: url.to_owned(),
         description: None,
-        filters: Filters::default(),
+        filters,
     };
     let (sub, secret) = Subscription::create(company, new, Utc::now(), &vault.current())
         .unwrap_or_else(|e| panic!("{e}"));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{ConfigError, Vars};
+use shared::config::{ConfigError, FanoutSettings, Vars};
 
 /// Settings of the ingest function.
 #[derive(Debug, Clone)]
@@ -41,18 +41,14 @@ impl IngestConfig {
     /// Reads the configuration from `vars` (the local stack passes the
     /// environment CloudFormation resolved for the function).
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let fanout = FanoutSettings::from_vars(vars)?;
         Ok(Self {
             table: vars.required("SUBSCRIPTIONS_TABLE")?,
             queue_url: vars.required("DELIVERY_QUEUE_URL")?,
             poison_queue_url: vars.required("INGEST_POISON_QUEUE_URL")?,
-            cache_ttl: Duration::from_secs(vars.parse_in_range(
-                "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                10u64,
-                0,
-                3600,
-            )?),
-            send_concurrency: vars.parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
-            send_attempts: vars.parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
+            cache_ttl: fanout.cache_ttl,
+            send_concurrency: fanout.send_concurrency,
+            send_attempts: fanout.send_attempts,
             max_message_bytes: vars.parse_in_range(
                 "MAX_MESSAGE_BYTES",
                 262_144usize,

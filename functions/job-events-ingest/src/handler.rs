@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures::StreamExt;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use shared::deadline::Deadline;
@@ -14,13 +13,14 @@ use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
 use shared::domain::message::{self, EventEnvelope};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
+use shared::queue::Outgoing;
 use shared::queue::batch::MAX_BATCH_ENTRIES;
+use shared::queue::fanout::{Enqueuer, Outbox, Tagged};
 use shared::storage::StoreError;
 use shared::storage::subscriptions::SubscriptionStore;
+use shared::storage::subscriptions::receiving::ReceivingCache;
 
-use crate::cache::SubscriptionCache;
 use crate::config::IngestConfig;
-use crate::enqueue::{Enqueuer, Outgoing};
 use crate::poison::{PoisonRecord, ShardLookup};
 
 /// Subscription lookups in flight at once.
@@ -113,7 +113,7 @@ impl BatchStats {
 #[derive(Debug)]
 pub struct Ingest {
     store: SubscriptionStore,
-    cache: SubscriptionCache,
+    cache: ReceivingCache,
     enqueuer: Enqueuer,
     poison: Enqueuer,
     streams: Option<aws_sdk_dynamodbstreams::Client>,
@@ -121,38 +121,6 @@ pub struct Ingest {
     outbox_messages: usize,
     outbox_bytes: usize,
     deadline_margin: std::time::Duration,
-}
-
-/// Messages built but not sent yet: at most `max_messages` and about
-/// `max_bytes` of bodies, so memory does not grow with fan-out.
-struct Outbox {
-    messages: Vec<Outgoing>,
-    bytes: usize,
-    max_messages: usize,
-    max_bytes: usize,
-}
-
-impl Outbox {
-    fn new(max_messages: usize, max_bytes: usize) -> Self {
-        Self {
-            messages: Vec::new(),
-            bytes: 0,
-            max_messages,
-            max_bytes,
-        }
-    }
-
-    /// Adds `m`; true when the outbox should be sent now.
-    fn push(&mut self, m: Outgoing) -> bool {
-        self.bytes += m.body.len();
-        self.messages.push(m);
-        self.messages.len() >= self.max_messages || self.bytes >= self.max_bytes
-    }
-
-    fn take(&mut self) -> Vec<Outgoing> {
-        self.bytes = 0;
-        std::mem::take(&mut self.messages)
-    }
 }
 
 /// One transition's messages, built one at a time from the shared event
@@ -228,7 +196,7 @@ impl Ingest {
     ) -> Self {
         Self {
             store: SubscriptionStore::new(dynamodb, config.table.clone()),
-            cache: SubscriptionCache::new(config.cache_ttl),
+            cache: ReceivingCache::new(config.cache_ttl),
             enqueuer: Enqueuer::new(
                 sqs.clone(),
                 config.queue_url.clone(),
@@ -392,10 +360,9 @@ impl Ingest {
                 }
             };
             for sub in &fanout.matching {
-                let full = outbox.push(Outgoing {
+                let full = outbox.push(Tagged {
                     record: position,
-                    group: Arc::clone(&fanout.group),
-                    body: fanout.body(sub),
+                    message: Outgoing::new(fanout.body(sub)).grouped(Arc::clone(&fanout.group)),
                 });
                 if full && let Some(failed) = self.flush(&mut outbox, &mut stats).await {
                     stop = Some(Stop::Failed(failed));
@@ -485,10 +452,9 @@ impl Ingest {
                 || Arc::from("unknown"),
                 |c| Arc::from(message::group_id(c).as_ref()),
             );
-            outgoing.push(Outgoing {
+            outgoing.push(Tagged {
                 record: position,
-                group,
-                body: record.to_body(),
+                message: Outgoing::new(record.to_body()).grouped(group),
             });
         }
         let total = outgoing.len();
@@ -517,10 +483,10 @@ impl Ingest {
     /// Sends the outbox; the earliest transition (position) with a message
     /// SQS never accepted, if any.
     async fn flush(&self, outbox: &mut Outbox, stats: &mut BatchStats) -> Option<usize> {
-        if outbox.messages.is_empty() {
+        if outbox.is_empty() {
             return None;
         }
-        stats.peak_outbox = stats.peak_outbox.max(outbox.messages.len());
+        stats.peak_outbox = stats.peak_outbox.max(outbox.len());
         stats.flushes += 1;
         let report = self.enqueuer.send(outbox.take()).await;
         stats.enqueued += report.sent;
@@ -577,31 +543,14 @@ impl Ingest {
         found
     }
 
-    /// Each company's active subscriptions, one lookup per company.
+    /// Each company's receiving subscriptions, one lookup per company.
     async fn lookup(
         &self,
-        mut companies: Vec<String>,
+        companies: Vec<String>,
     ) -> HashMap<String, Result<Arc<Vec<Subscription>>, StoreError>> {
-        companies.sort_unstable();
-        companies.dedup();
-        // Owned ids into an async fn: a closure over borrowed ones makes the
-        // handler's future not `Send` (rust-lang/rust#102211).
-        futures::stream::iter(companies)
-            .map(|company| self.lookup_one(company))
-            .buffer_unordered(LOOKUP_CONCURRENCY)
-            .collect()
+        self.cache
+            .lookup(&self.store, companies, LOOKUP_CONCURRENCY)
             .await
-    }
-
-    async fn lookup_one(
-        &self,
-        company: String,
-    ) -> (String, Result<Arc<Vec<Subscription>>, StoreError>) {
-        let result = self.cache.active(&company, &self.store).await;
-        if let Err(e) = &result {
-            tracing::error!(company_id = %company, error = %e, "subscription lookup failed");
-        }
-        (company, result)
     }
 
     /// The messages of one transition, to be built one at a time.

@@ -12,9 +12,7 @@
 //! records that `IngestFailureQueue` entries point to and runs them through
 //! the same handler.
 
-pub mod cache;
 pub mod config;
-pub mod enqueue;
 pub mod handler;
 pub mod poison;
 pub mod replay;

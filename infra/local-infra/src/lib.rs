@@ -11,7 +11,8 @@
 //! - [`gateway`]: API Gateway (HTTP API) on loopback in front of any
 //!   `lambda_http` handler, with a JWT authorizer whose tokens [`jwt`]
 //!   issues, and the console's one-time local sign-in ([`dev_sign_in`]).
-//! - [`stream`]: the jobs table's DynamoDB stream read with the Streams API.
+//! - [`stream`]: the jobs table's DynamoDB stream read with the Streams API;
+//!   [`queue`]: SQS messages as the Lambda event of a queue mapping.
 //! - [`simulate`]: jobs written to the jobs table the way the data
 //!   platform does (creation, then one update per state change,
 //!   reproducible from a seed).
@@ -28,6 +29,7 @@ pub mod http_server;
 pub mod identity;
 pub mod jwt;
 pub mod publish;
+pub mod queue;
 pub mod receiver;
 pub mod simulate;
 pub mod stream;

@@ -43,12 +43,7 @@ pub enum PublishError {
 /// The CloudEvents `source` of a group's events: which platform service
 /// publishes them.
 pub fn source_of(group: &str) -> String {
-    match group {
-        "engine" => "/platform/engine".to_owned(),
-        "app" => "/platform/apps".to_owned(),
-        "subject" => "/platform/activity".to_owned(),
-        other => format!("/platform/{other}"),
-    }
+    format!("/platform/{group}")
 }
 
 /// A CloudEvent of `event_type` for `company`, with the type's first

@@ -60,7 +60,9 @@ async fn main() {
         }
         ["publish", company, types @ ..] => {
             if shared::config::optional("AWS_ENDPOINT_URL").is_none() {
-                eprintln!("local-stack publish: AWS_ENDPOINT_URL must point at the local AWS emulator");
+                eprintln!(
+                    "local-stack publish: AWS_ENDPOINT_URL must point at the local AWS emulator"
+                );
                 std::process::exit(2);
             }
             let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();

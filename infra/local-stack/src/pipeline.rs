@@ -1,8 +1,8 @@
 //! The whole service on one machine: `template.yaml` deployed into the
 //! local AWS emulator by CloudFormation, the function handlers built from
 //! the environment CloudFormation resolved for each function, and runners
-//! that drive the jobs stream and the delivery queues into them with the
-//! deployed event source mappings' settings.
+//! that drive the jobs stream, the platform events queue and the delivery
+//! queues into them with the deployed event source mappings' settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use endpoint_prober::{Prober, ProberConfig};
 use job_events_ingest::{Ingest, IngestConfig};
+use platform_events_ingest::{PlatformIngest, PlatformIngestConfig};
 use shared::config::{ConfigError, Vars};
 use shared::storage::keyring::{KeyringError, SecretVault};
 use shared::storage::parked::ParkedEvents;
@@ -145,6 +146,7 @@ pub struct Pipeline {
     /// demo receiver verifies deliveries with it too).
     pub secrets: Arc<SecretVault>,
     ingest: Arc<Ingest>,
+    platform_ingest: Arc<PlatformIngest>,
     delivery: Arc<Delivery>,
     prober: Arc<Prober>,
     invocations: Arc<Invocations>,
@@ -233,6 +235,13 @@ impl Pipeline {
         )
         // As in Lambda: poison records set aside name their shard.
         .with_streams(aws_sdk_dynamodbstreams::Client::new(&ingest_sdk));
+        let platform_sdk = function_sdk(sdk, ids::PLATFORM_INGEST_FUNCTION);
+        let platform_ingest = PlatformIngest::new(
+            &PlatformIngestConfig::from_vars(&vars(ids::PLATFORM_INGEST_FUNCTION)?)
+                .map_err(configured(ids::PLATFORM_INGEST_FUNCTION))?,
+            aws_sdk_dynamodb::Client::new(&platform_sdk),
+            aws_sdk_sqs::Client::new(&platform_sdk),
+        );
         let delivery_sdk = function_sdk(sdk, ids::DELIVERY_FUNCTION);
         let delivery_config = DeliveryConfig::from_vars(&vars(ids::DELIVERY_FUNCTION)?)
             .map_err(configured(ids::DELIVERY_FUNCTION))?;
@@ -267,6 +276,7 @@ impl Pipeline {
             company_claim,
             secrets,
             ingest: Arc::new(ingest),
+            platform_ingest: Arc::new(platform_ingest),
             delivery: Arc::new(delivery),
             prober: Arc::new(prober),
             invocations: Arc::new(Invocations::default()),
@@ -326,6 +336,21 @@ impl Pipeline {
                     );
                     tasks.spawn(runner.run(
                         Arc::clone(&self.delivery),
+                        sqs.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                (ids::PLATFORM_INGEST_FUNCTION, _, true) => {
+                    let runner = self.queue_runner(mapping)?;
+                    tracing::info!(
+                        queue = %runner.queue,
+                        batch_size = mapping.batch_size,
+                        window_ms = mapping.batching_window.as_millis() as u64,
+                        pollers = runner.pollers,
+                        "queue -> platform events ingest"
+                    );
+                    tasks.spawn(runner.run(
+                        Arc::clone(&self.platform_ingest),
                         sqs.clone(),
                         shutdown.clone(),
                     ));

@@ -1,18 +1,21 @@
-//! Drives an SQS queue into the delivery handler the way Lambda's SQS event
-//! source mapping does: up to `MaximumConcurrency` pollers each receive a
+//! Drives an SQS queue into a function's handler (delivery, platform
+//! events ingest) the way Lambda's SQS event source mapping does: up to `MaximumConcurrency` pollers each receive a
 //! batch of up to `BatchSize` messages, invoke the handler with the SQS
 //! event, and delete only the messages not reported in
 //! `batchItemFailures`. Failed messages are left to SQS: they come back
 //! after the queue's visibility timeout, and after `maxReceiveCount`
 //! receives the redrive policy moves them to the dead-letter queue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use platform_events_ingest::PlatformIngest;
+use shared::deadline::Deadline;
+use shared::metrics::Metrics;
 use tokio::sync::watch;
 use webhook_delivery::Delivery;
 
@@ -22,6 +25,56 @@ use local_infra::cloudformation::EventSourceMapping;
 
 /// Long-poll wait of each receive, seconds.
 const RECEIVE_WAIT_SECONDS: i32 = 1;
+
+/// A function handler that a queue drives.
+pub trait QueueHandler: Send + Sync + 'static {
+    /// Handles one batch read from `queue` (logging what it did, as the
+    /// function does): the response, and the counts the invocation is
+    /// recorded with.
+    fn handle_batch(
+        &self,
+        queue: &str,
+        event: SqsEvent,
+    ) -> impl Future<Output = (SqsBatchResponse, Metrics)> + Send;
+}
+
+impl QueueHandler for Delivery {
+    async fn handle_batch(&self, queue: &str, event: SqsEvent) -> (SqsBatchResponse, Metrics) {
+        let messages = event.records.len();
+        let (response, tally) = self.process(event).await;
+        tracing::info!(
+            queue = %queue,
+            messages,
+            delivered = tally.delivered,
+            retried = tally.retried,
+            parked = tally.parked,
+            exhausted = tally.exhausted,
+            probes = tally.probes,
+            dropped = tally.dropped,
+            deferred = tally.deferred,
+            left_on_queue = response.batch_item_failures.len(),
+            "queue batch -> delivery"
+        );
+        (response, tally.metrics())
+    }
+}
+
+impl QueueHandler for PlatformIngest {
+    async fn handle_batch(&self, queue: &str, event: SqsEvent) -> (SqsBatchResponse, Metrics) {
+        let records = event.records.len();
+        let (response, stats) = self.process(event, Deadline::none()).await;
+        tracing::info!(
+            queue = %queue,
+            records,
+            events = stats.events,
+            refused = stats.refused_total(),
+            enqueued = stats.enqueued,
+            left_on_queue = response.batch_item_failures.len(),
+            "queue batch -> platform events ingest"
+        );
+        (response, stats.metrics())
+    }
+}
 
 /// One queue's runner.
 #[derive(Debug, Clone)]
@@ -44,29 +97,29 @@ pub struct QueueRunner {
 impl QueueRunner {
     /// Runs the pollers until `shutdown` turns true; batches in progress
     /// are finished.
-    pub async fn run(
+    pub async fn run<H: QueueHandler>(
         self,
-        delivery: Arc<Delivery>,
+        handler: Arc<H>,
         sqs: aws_sdk_sqs::Client,
         shutdown: watch::Receiver<bool>,
     ) {
         let this = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..this.pollers.max(1) {
-            let (this, delivery, sqs, shutdown) = (
+            let (this, handler, sqs, shutdown) = (
                 Arc::clone(&this),
-                Arc::clone(&delivery),
+                Arc::clone(&handler),
                 sqs.clone(),
                 shutdown.clone(),
             );
-            tasks.spawn(async move { this.poll_loop(&delivery, &sqs, shutdown).await });
+            tasks.spawn(async move { this.poll_loop(&*handler, &sqs, shutdown).await });
         }
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn poll_loop(
+    async fn poll_loop<H: QueueHandler>(
         &self,
-        delivery: &Delivery,
+        handler: &H,
         sqs: &aws_sdk_sqs::Client,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -93,27 +146,14 @@ impl QueueRunner {
             }
             let event = self.event(&messages);
             let invoked = std::time::Instant::now();
-            let (response, tally) = delivery.process(event).await;
+            let (response, metrics) = handler.handle_batch(&self.queue, event).await;
             self.invocations
-                .record(&self.mapping.function, invoked.elapsed(), &tally.metrics());
+                .record(&self.mapping.function, invoked.elapsed(), &metrics);
             let failed: HashSet<String> = response
                 .batch_item_failures
                 .into_iter()
                 .map(|f| f.item_identifier)
                 .collect();
-            tracing::info!(
-                queue = %self.queue,
-                messages = messages.len(),
-                delivered = tally.delivered,
-                retried = tally.retried,
-                parked = tally.parked,
-                exhausted = tally.exhausted,
-                probes = tally.probes,
-                dropped = tally.dropped,
-                deferred = tally.deferred,
-                left_on_queue = failed.len(),
-                "queue batch -> delivery"
-            );
             self.delete_done(sqs, &messages, &failed).await;
         }
     }
@@ -148,39 +188,7 @@ impl QueueRunner {
 
     /// The SQS event Lambda would build for `messages`.
     fn event(&self, messages: &[Message]) -> SqsEvent {
-        let mut event = SqsEvent::default();
-        event.records = messages
-            .iter()
-            .map(|m| {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.md5_of_body = m.md5_of_body.clone();
-                record.attributes = m
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                    .collect::<HashMap<_, _>>();
-                record.message_attributes = m
-                    .message_attributes
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| {
-                        let mut attribute = SqsMessageAttribute::default();
-                        attribute.string_value = v.string_value.clone();
-                        attribute.data_type = Some(v.data_type.clone());
-                        (k.clone(), attribute)
-                    })
-                    .collect();
-                record.event_source = Some("aws:sqs".to_owned());
-                record.event_source_arn = Some(self.mapping.source_arn.clone());
-                record.aws_region = Some(self.region.clone());
-                record
-            })
-            .collect();
-        event
+        local_infra::queue::lambda_event(messages, &self.mapping.source_arn, &self.region)
     }
 
     /// Deletes the messages the handler did not report as failed.

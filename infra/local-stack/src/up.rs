@@ -18,9 +18,9 @@ use shared::target_guard::allow_list::AllowList;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use local_infra::cloudformation::{self, ids};
 use local_infra::dev_sign_in::{self, DevSignIn};
+use local_infra::publish::{self, Publisher};
 use local_infra::receiver::{self, Receiver};
 use local_infra::simulate::Simulator;
-use local_infra::publish::{self, Publisher};
 use local_infra::{gateway, jwt};
 
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset: the
@@ -237,7 +237,16 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
             aws_sdk_sqs::Client::new(&sdk),
             pipeline.stack.queue_url(ids::PLATFORM_EVENTS_QUEUE)?,
         );
-        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &publisher, &receiver).await {
+        if let Err(e) = demo(
+            &base,
+            &token,
+            &receiver_url,
+            &simulator,
+            &publisher,
+            &receiver,
+        )
+        .await
+        {
             println!("\nThe demo did not complete: {e}");
         }
     }
@@ -245,7 +254,9 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     println!("  export TOKEN={token}");
     println!("  curl -s {base}/webhooks -H \"authorization: Bearer $TOKEN\"");
     println!("  make simulate COMPANY={DEMO_COMPANY} JOBS=3");
-    println!("  make publish COMPANY={DEMO_COMPANY} TYPES=\"engine.slow_query_event app.installed\"");
+    println!(
+        "  make publish COMPANY={DEMO_COMPANY} TYPES=\"engine.slow_query_event app.installed\""
+    );
     match &dev_sign_in {
         Some(dev) => {
             let minutes = dev_sign_in::CODE_TTL.as_secs() / 60;

@@ -2,6 +2,7 @@
 //! catalogue, the events built from job transitions and the delivery
 //! message that carries one event to one subscription.
 
+pub mod cloud_event;
 pub mod filters;
 pub mod health;
 pub mod job_event;

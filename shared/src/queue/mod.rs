@@ -10,6 +10,7 @@
 //! take, with their error code).
 
 pub mod batch;
+pub mod fanout;
 
 use std::sync::Arc;
 

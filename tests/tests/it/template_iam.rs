@@ -6,8 +6,10 @@
 //! for the stack's deploy, as the `SigningKeyring` custom resource, and
 //! rotates it), so the public API cannot overwrite a key; every KMS
 //! statement is bound to that key and to the `purpose` encryption context.
-//! Ingest, the replay of ingest failures, redrive and the prober get
-//! neither, nor the variables that name them. Every `UpdateItem` limited
+//! Ingest (of jobs and of platform events), the replay of ingest
+//! failures, redrive and the prober get neither, nor the variables that
+//! name them. The platform events ingest may read subscriptions and send
+//! to the DeliveryQueue and its dead-letter queue, and nothing else. Every `UpdateItem` limited
 //! to some attributes may read back only what it writes.
 
 use std::collections::BTreeSet;
@@ -198,11 +200,12 @@ fn every_kms_statement_is_bound_to_the_signing_secrets_key_and_its_purpose() {
 }
 
 #[test]
-fn ingest_its_replay_redrive_and_the_prober_cannot_reach_the_keyring_or_its_key() {
+fn ingest_platform_ingest_replay_redrive_and_the_prober_cannot_reach_the_keyring_or_its_key() {
     let template = template();
     let resources = resources(&template);
     for id in [
         ids::INGEST_FUNCTION,
+        ids::PLATFORM_INGEST_FUNCTION,
         ids::INGEST_REPLAY_FUNCTION,
         ids::REDRIVE_FUNCTION,
         ids::PROBER_FUNCTION,
@@ -350,4 +353,56 @@ fn the_checks_catch_wildcards_and_every_resource_form() {
     }
     let other: Value = serde_yaml::from_str("!GetAtt KeyringTableCopy.Arn").unwrap();
     assert!(!names_resource(&other, ids::KEYRING_TABLE));
+}
+
+#[test]
+fn platform_events_ingest_queries_subscriptions_and_sends_to_its_two_queues_only() {
+    let template = template();
+    let function = &resources(&template)[ids::PLATFORM_INGEST_FUNCTION];
+    let (statements, opaque) = statements(function);
+    assert!(opaque.is_empty());
+    let mut grants: Vec<(String, Vec<&str>)> = Vec::new();
+    for statement in statements {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null());
+        let targets: Vec<&str> = [
+            ids::SUBSCRIPTIONS_TABLE,
+            ids::DELIVERY_QUEUE,
+            ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE,
+        ]
+        .into_iter()
+        .filter(|id| names_resource(&statement["Resource"], id))
+        .collect();
+        for action in strings(&statement["Action"]) {
+            grants.push((action.to_owned(), targets.clone()));
+        }
+    }
+    grants.sort();
+    assert_eq!(
+        grants,
+        vec![
+            ("dynamodb:Query".to_owned(), vec![ids::SUBSCRIPTIONS_TABLE]),
+            ("sqs:SendMessage".to_owned(), vec![ids::DELIVERY_QUEUE]),
+            (
+                "sqs:SendMessage".to_owned(),
+                vec![ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE]
+            ),
+        ]
+    );
+    // Its source is the queue, reported item by item.
+    let events = &function["Properties"]["Events"];
+    let sources: Vec<&Value> = events
+        .as_mapping()
+        .map(|m| m.values().collect())
+        .unwrap_or_default();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0]["Type"].as_str(), Some("SQS"));
+    assert!(names_resource(
+        &sources[0]["Properties"]["Queue"],
+        ids::PLATFORM_EVENTS_QUEUE
+    ));
+    assert_eq!(
+        strings(&sources[0]["Properties"]["FunctionResponseTypes"]),
+        ["ReportBatchItemFailures"]
+    );
 }

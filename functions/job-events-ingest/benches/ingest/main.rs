@@ -1,11 +1,13 @@
 //! Ingest's benchmarks, one binary, against the local AWS emulator.
 //!
 //! `infra/with-emulator.sh cargo bench -p job-events-ingest --bench ingest -- NAME`
-//! with NAME `throughput` (CPU per stream record and calls per message) or
+//! with NAME `throughput` (CPU per stream record and calls per message,
+//! platform events beside job events) or
 //! `load` (one heavy company's burst beside quiet ones). What each measures
 //! is at the top of its module.
 
 mod load;
+mod platform;
 mod throughput;
 
 fn main() {

@@ -36,23 +36,34 @@ use test_kit::cpu::thread_cpu_time;
 use test_kit::emulator;
 use test_kit::fake_sqs::FakeSqs;
 
-const COMPANIES: usize = 100;
-const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
-const RECORDS: usize = 1000;
-const WARM_RUNS: usize = 5;
+pub(crate) const COMPANIES: usize = 100;
+pub(crate) const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
+pub(crate) const RECORDS: usize = 1000;
+pub(crate) const WARM_RUNS: usize = 5;
 const EMULATOR_RECORDS: usize = 100;
 
-struct Run {
-    records: usize,
-    wall: Duration,
-    cpu: Duration,
-    queries: usize,
-    batches: usize,
-    enqueued: usize,
+pub(crate) struct Run {
+    pub(crate) records: usize,
+    pub(crate) wall: Duration,
+    pub(crate) cpu: Duration,
+    pub(crate) queries: usize,
+    pub(crate) batches: usize,
+    pub(crate) enqueued: usize,
 }
 
 impl Run {
-    fn row(&self, label: &str) -> String {
+    /// CPU per queued message, and AWS requests (Query and
+    /// SendMessageBatch) per message.
+    fn per_message(&self, label: &str) -> String {
+        let messages = self.enqueued.max(1) as f64;
+        format!(
+            "| {label} | {:.2} | {:.4} |",
+            self.cpu.as_secs_f64() * 1e6 / messages,
+            (self.queries + self.batches) as f64 / messages,
+        )
+    }
+
+    pub(crate) fn row(&self, label: &str) -> String {
         format!(
             "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
             self.records as f64 / self.wall.as_secs_f64(),
@@ -268,7 +279,7 @@ async fn sdk_call_floor(sqs: &aws_sdk_sqs::Client, queue_url: &str, calls: usize
     }
 }
 
-fn median(mut runs: Vec<Run>) -> Run {
+pub(crate) fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by_key(|r| r.cpu);
     runs.swap_remove(runs.len() / 2)
 }
@@ -352,6 +363,20 @@ pub fn bench() {
             "{}",
             floor.row("floor: the SDK's SendMessageBatch alone, ten 1-byte bodies per call")
         );
+        let platform = crate::platform::rows(
+            dynamo.clone(),
+            sqs_at(fake.endpoint()),
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.table.clone(),
+            queue_url.clone(),
+            queries,
+            &fake.counts().batches,
+        )
+        .await;
+        println!("\n| warm run, fast SQS | CPU µs/queued message | AWS requests/message |");
+        println!("| --- | ---: | ---: |");
+        println!("{}", warm.per_message("job events (DynamoDB stream records)"));
+        println!("{}", platform.per_message("platform events (CloudEvents on SQS)"));
 
         if std::env::var("INGEST_BENCH").as_deref() == Ok("fast") {
             return;

@@ -14,8 +14,6 @@ use local_infra::stream::{StartPosition, StreamReader, StreamRecord, lambda_even
 use serde_json::Value;
 use shared::domain::filters::FiltersInput;
 use shared::domain::message::DeliveryMessage;
-use shared::domain::subscription::{NewSubscription, Subscription};
-use shared::signing::sealed::Keyring;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_kit::aws_proxy::AwsProxy;
 use test_kit::emulator;
@@ -115,21 +113,9 @@ impl Fixture {
 
     pub async fn subscribe(&self, company: &str, filters: Value) -> String {
         let filters: FiltersInput = serde_json::from_value(filters).unwrap();
-        let sub = Subscription::create(
-            company,
-            NewSubscription {
-                url: "https://hooks.example.com/".to_owned(),
-                description: None,
-                filters: filters.validate().unwrap(),
-            },
-            chrono::Utc::now(),
-            // Ingest and the prober never open a secret: any keyring seals it.
-            &Keyring::generate(),
-        )
-        .unwrap()
-        .0;
-        self.store.create(&sub, None, u64::MAX).await.unwrap();
-        sub.subscription_id
+        stack::store_subscription(&self.store, company, filters.validate().unwrap())
+            .await
+            .subscription_id
     }
 
     pub async fn put(&self, item: HashMap<String, AttributeValue>) {

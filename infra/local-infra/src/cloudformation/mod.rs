@@ -28,6 +28,13 @@ pub mod ids {
     pub const API_FUNCTION: &str = "SubscriptionsApiFunction";
     /// The ingest function (jobs stream -> DeliveryQueue).
     pub const INGEST_FUNCTION: &str = "JobEventsIngestFunction";
+    /// The platform events ingest function (PlatformEventsQueue ->
+    /// DeliveryQueue).
+    pub const PLATFORM_INGEST_FUNCTION: &str = "PlatformEventsIngestFunction";
+    /// The ingress of platform events (CloudEvents).
+    pub const PLATFORM_EVENTS_QUEUE: &str = "PlatformEventsQueue";
+    /// Platform events refused, with their reason.
+    pub const PLATFORM_EVENTS_DEAD_LETTER_QUEUE: &str = "PlatformEventsDeadLetterQueue";
     /// The delivery function (DeliveryQueue, RetryQueue -> receivers).
     pub const DELIVERY_FUNCTION: &str = "WebhookDeliveryFunction";
     /// The dead-letter redrive function.
@@ -62,8 +69,6 @@ pub mod ids {
     pub const INGEST_FAILURE_QUEUE: &str = "IngestFailureQueue";
     /// Where ingest sets aside records it cannot turn into messages.
     pub const INGEST_POISON_QUEUE: &str = "IngestPoisonQueue";
-    /// The ingress of platform events (CloudEvents).
-    pub const PLATFORM_EVENTS_QUEUE: &str = "PlatformEventsQueue";
 }
 
 /// What to deploy, where.

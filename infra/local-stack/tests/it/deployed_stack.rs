@@ -88,7 +88,7 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         "{:?}",
         delivery.environment
     );
-    assert_eq!(stack.functions.len(), 7);
+    assert_eq!(stack.functions.len(), 8);
 
     // The mappings are Lambda's, with the template's settings.
     let streams: Vec<_> = stack.mappings_of(ids::INGEST_FUNCTION).collect();
@@ -118,6 +118,25 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
     assert_eq!(
         queues,
         BTreeSet::from([ids::DELIVERY_QUEUE, ids::RETRY_QUEUE])
+    );
+    let platform: Vec<_> = stack.mappings_of(ids::PLATFORM_INGEST_FUNCTION).collect();
+    assert_eq!(platform.len(), 1);
+    let p = platform[0];
+    assert!(p.is_queue() && p.report_batch_item_failures && p.enabled);
+    assert_eq!(
+        (p.batch_size, p.batching_window),
+        (100, Duration::from_secs(1))
+    );
+    assert_eq!(
+        stack.queue_id_of_arn(&p.source_arn),
+        Some(ids::PLATFORM_EVENTS_QUEUE)
+    );
+    let platform_ingest = stack.function(ids::PLATFORM_INGEST_FUNCTION).unwrap();
+    assert_eq!(
+        platform_ingest.environment["PLATFORM_EVENTS_DLQ_URL"],
+        stack
+            .queue_url(ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE)
+            .unwrap()
     );
 }
 

@@ -4,9 +4,10 @@
 //! policy in the template ([`test_kit::iam`]). The rarely taken paths
 //! are driven here on purpose: an unreadable parked event, which the
 //! prober (probing with it) and the API (recovering it) set aside as
-//! `failed` with a `PutItem` on the ParkedEventsTable; and the health and
+//! `failed` with a `PutItem` on the ParkedEventsTable; the health and
 //! status updates of delivery and the prober, whose grants limit the
-//! attributes they write and read back (`ReturnValues`).
+//! attributes they write and read back (`ReturnValues`); and platform
+//! events through their ingest, one of them dead-lettered.
 
 use std::time::{Duration, Instant};
 
@@ -227,4 +228,75 @@ async fn health_updates_read_back_only_what_they_wrote_and_keep_the_rest_as_held
     // Within the attributes and return values delivery and the prober are
     // granted.
     audit.assert_granted(&deployed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_events_travel_the_pipeline_within_the_ingest_function_s_grants() {
+    let audit = Audit::start();
+    let sdk = audit.sdk().await;
+    let pipeline = Pipeline::build(&sdk, PipelineConfig::isolated(&[], &[]))
+        .await
+        .unwrap();
+    let store = pipeline.subscription_store().unwrap();
+    let receiver = Receiver::http().await;
+    let company = emulator::unique_name("acme");
+    let filters: Filters = serde_json::from_value(json!({"event_types": ["engine.*"]})).unwrap();
+    let (sub, _) = stack::subscribe_with(
+        &store,
+        &pipeline.secrets,
+        &company,
+        &receiver.url("/events"),
+        filters,
+    )
+    .await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut runners = pipeline.start(shutdown).await.unwrap();
+
+    // A platform service publishes one event it may and one it may not.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let ingress = pipeline
+        .stack
+        .queue_url(ids::PLATFORM_EVENTS_QUEUE)
+        .unwrap();
+    let event = json!({
+        "specversion": "1.0", "id": "perm-1", "source": "//engine/aggregates",
+        "type": "engine.aggregate_prune_result", "companyid": company,
+        "data": {"event_type": "aggregate_prune_result"}
+    });
+    for body in [event.to_string(), "{\"specversion\": \"1.0\"}".to_owned()] {
+        sqs.send_message()
+            .queue_url(ingress)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let received = receiver.wait_for(1, DEADLINE).await;
+    let payload: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(payload["type"], "engine.aggregate_prune_result");
+    assert_eq!(payload["subscription_id"], sub.subscription_id.as_str());
+    let dead_letters = pipeline
+        .stack
+        .queue_url(ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE)
+        .unwrap();
+    let started = Instant::now();
+    let dead = loop {
+        let dead = emulator::take(&sqs, dead_letters, 1).await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(started.elapsed() < DEADLINE, "nothing dead-lettered");
+    };
+    assert_eq!(
+        dead[0]
+            .message_attributes()
+            .and_then(|a| a.get("reason"))
+            .and_then(|v| v.string_value()),
+        Some("missing_attribute")
+    );
+
+    stop.send(true).unwrap();
+    while runners.join_next().await.is_some() {}
+    assert!(audit.recorded() > 0, "the functions' calls were recorded");
+    audit.assert_granted(&pipeline.stack);
 }

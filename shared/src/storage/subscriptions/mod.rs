@@ -22,6 +22,7 @@ use crate::storage::table::{Item, Table, key_of, n, s};
 
 mod create;
 mod health;
+pub mod receiving;
 
 /// The stores' error, also named here beside the store most callers hold.
 use crate::storage::error::StoreError;
