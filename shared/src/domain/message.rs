@@ -260,8 +260,38 @@ pub(crate) struct Payload<'a, D> {
     pub(crate) subscription_id: &'a str,
     /// The company that owns the subscription.
     pub(crate) company_id: &'a str,
+    /// Where a platform event comes from, and what it is about (absent on
+    /// job events).
+    #[serde(flatten)]
+    pub(crate) context: EventContext<'a>,
     /// What happened; its shape depends on `type`.
     pub(crate) data: D,
+}
+
+/// What a platform event (one that came in as a CloudEvent) says about
+/// itself beyond its type: its source and, when it has them, the app and
+/// the subject it is about. Every field is omitted when absent, so job
+/// events carry none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct EventContext<'a> {
+    /// The platform service that published the event (the CloudEvent's
+    /// `source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a str>,
+    /// The application the event belongs to (the CloudEvent's `appid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<&'a str>,
+    /// The kind of thing the event is about, e.g. `work` or `segment` (the
+    /// CloudEvent's `subjecttype`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<&'a str>,
+    /// The id of the thing the event is about (the CloudEvent's `subject`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<&'a str>,
+    /// What happened to the subject, e.g. `created` or `failed` (the
+    /// CloudEvent's `verb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verb: Option<&'a str>,
 }
 
 /// The `data` of a `webhook.test` event.
@@ -311,6 +341,17 @@ impl EventEnvelope<'_> {
     /// The first-attempt message body for `subscription_id`, with the
     /// event's id (`webhook-id`).
     pub fn message_body(&self, subscription_id: &str, webhook_id: &str) -> String {
+        self.message_body_with(subscription_id, webhook_id, EventContext::default())
+    }
+
+    /// [`Self::message_body`] of a platform event, whose payload also
+    /// carries its `context`.
+    pub fn message_body_with(
+        &self,
+        subscription_id: &str,
+        webhook_id: &str,
+        context: EventContext<'_>,
+    ) -> String {
         let msg = FirstAttempt {
             v: MESSAGE_VERSION,
             company_id: self.company_id,
@@ -325,6 +366,7 @@ impl EventEnvelope<'_> {
                 webhook_id,
                 subscription_id,
                 company_id: self.company_id,
+                context,
                 data: self.data,
             },
         };

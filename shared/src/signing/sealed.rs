@@ -24,9 +24,29 @@ use crate::signing::secret::WebhookSecret;
 /// Length of a data key: AES-256.
 pub const DATA_KEY_LEN: usize = 32;
 
-/// Domain separation of the associated data: these ciphertexts are signing
-/// secrets and nothing else.
-const AAD_LABEL: &[u8] = b"webhooks/signing-secret/v1";
+/// What a sealed value is: part of its associated data, so a ciphertext
+/// sealed as one thing never opens as another (a header value copied into
+/// the signing secret's place does not decrypt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealPurpose {
+    /// The `v1` (HMAC) signing secret.
+    SigningSecret,
+    /// The `v1a` (Ed25519) signing key.
+    SigningKey,
+    /// The custom headers sent with every delivery.
+    Headers,
+}
+
+impl SealPurpose {
+    /// The label in the associated data.
+    const fn label(self) -> &'static [u8] {
+        match self {
+            Self::SigningSecret => b"webhooks/signing-secret/v1",
+            Self::SigningKey => b"webhooks/signing-key/v1",
+            Self::Headers => b"webhooks/headers/v1",
+        }
+    }
+}
 
 /// A secret encrypted under one keyring version, as the item stores it: a
 /// map `{key_version, ciphertext}` where `ciphertext` is
@@ -88,12 +108,13 @@ pub struct SecretOwner<'a> {
 }
 
 impl SecretOwner<'_> {
-    /// Length-prefixed, so no two (company, subscription, version) triples
-    /// give the same bytes.
-    fn aad(&self, key_version: u32) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_LABEL.len() + 16 + self.company_id.len() + 40);
+    /// Length-prefixed, so no two (purpose, company, subscription, version)
+    /// tuples give the same bytes.
+    fn aad(&self, purpose: SealPurpose, key_version: u32) -> Vec<u8> {
+        let label = purpose.label();
+        let mut aad = Vec::with_capacity(label.len() + 16 + self.company_id.len() + 40);
         for part in [
-            AAD_LABEL,
+            label,
             self.company_id.as_bytes(),
             self.subscription_id.as_bytes(),
         ] {
@@ -208,6 +229,16 @@ impl Keyring {
         secret: &WebhookSecret,
         owner: SecretOwner<'_>,
     ) -> Result<SealedSecret, EmptyKeyring> {
+        self.seal_text(SealPurpose::SigningSecret, secret, owner)
+    }
+
+    /// `secret` sealed as `purpose` for `owner` with the newest version.
+    pub fn seal_text(
+        &self,
+        purpose: SealPurpose,
+        secret: &WebhookSecret,
+        owner: SecretOwner<'_>,
+    ) -> Result<SealedSecret, EmptyKeyring> {
         let (&version, key) = self.keys.iter().next_back().ok_or(EmptyKeyring)?;
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
@@ -219,7 +250,7 @@ impl Keyring {
         let tag = key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(owner.aad(version)),
+                Aad::from(owner.aad(purpose, version)),
                 &mut sealed[NONCE_LEN..],
             )
             .expect("AES-GCM seals any secret shorter than 64 GiB");
@@ -234,6 +265,17 @@ impl Keyring {
     /// this keyring holds.
     pub fn open(
         &self,
+        sealed: &SealedSecret,
+        owner: SecretOwner<'_>,
+    ) -> Result<WebhookSecret, OpenError> {
+        self.open_text(SealPurpose::SigningSecret, sealed, owner)
+    }
+
+    /// The value in `sealed`, if it was sealed as `purpose` for `owner` by a
+    /// version this keyring holds.
+    pub fn open_text(
+        &self,
+        purpose: SealPurpose,
         sealed: &SealedSecret,
         owner: SecretOwner<'_>,
     ) -> Result<WebhookSecret, OpenError> {
@@ -253,7 +295,7 @@ impl Keyring {
         let plain = key
             .open_in_place(
                 nonce,
-                Aad::from(owner.aad(version)),
+                Aad::from(owner.aad(purpose, version)),
                 &mut bytes[NONCE_LEN..],
             )
             .map_err(|_| OpenError::Rejected(version))?;
@@ -317,6 +359,23 @@ mod tests {
     }
 
     #[test]
+    fn a_value_sealed_for_one_purpose_does_not_open_as_another() {
+        let ring = ring_of(&[(1, 7)]);
+        let value = WebhookSecret::from_string("Basic dXNlcjpwYXNz".into());
+        let sealed = ring.seal_text(SealPurpose::Headers, &value, OWNER).unwrap();
+        assert_eq!(
+            ring.open_text(SealPurpose::Headers, &sealed, OWNER)
+                .unwrap(),
+            value
+        );
+        assert_eq!(ring.open(&sealed, OWNER), Err(OpenError::Rejected(1)));
+        assert_eq!(
+            ring.open_text(SealPurpose::SigningKey, &sealed, OWNER),
+            Err(OpenError::Rejected(1))
+        );
+    }
+
+    #[test]
     fn a_sealed_secret_opens_for_its_owner_only() {
         let ring = ring_of(&[(1, 7)]);
         let secret = WebhookSecret::generate();
@@ -348,8 +407,10 @@ mod tests {
             company_id: "a",
             subscription_id: "bc",
         };
-        assert_ne!(a.aad(1), b.aad(1));
-        assert_ne!(a.aad(1), a.aad(2));
+        let secret = SealPurpose::SigningSecret;
+        assert_ne!(a.aad(secret, 1), b.aad(secret, 1));
+        assert_ne!(a.aad(secret, 1), a.aad(secret, 2));
+        assert_ne!(a.aad(secret, 1), a.aad(SealPurpose::Headers, 1));
     }
 
     #[test]
