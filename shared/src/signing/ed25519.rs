@@ -18,7 +18,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
 
+use crate::signing::sealed::{
+    EmptyKeyring, Keyring, OpenError, ResealError, SealPurpose, SealedSecret, SecretOwner,
+};
+use crate::signing::secret::WebhookSecret;
 use crate::signing::{Received, VerifyError, signed_content, verify_entries};
 
 /// Prefix of a serialised secret key.
@@ -160,6 +165,55 @@ impl PublicKey {
     }
 }
 
+/// A `v1a` key pair as a subscription item stores it: the public key in the
+/// clear (it is public, and reads show it without the keyring), the secret
+/// key sealed with the keyring as [`SealPurpose::SigningKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSigningKey {
+    /// The public key, `whpk_` form.
+    pub public_key: String,
+    /// The secret key's `whsk_` form, sealed.
+    pub sealed: SealedSecret,
+}
+
+impl StoredSigningKey {
+    /// `key` sealed for `owner` with the keyring's newest version.
+    pub fn seal(
+        key: &SigningKey,
+        keyring: &Keyring,
+        owner: SecretOwner<'_>,
+    ) -> Result<Self, EmptyKeyring> {
+        let text = WebhookSecret::from_string(key.standard_webhooks_form());
+        Ok(Self {
+            public_key: key.public_key().standard_webhooks_form(),
+            sealed: keyring.seal_text(SealPurpose::SigningKey, &text, owner)?,
+        })
+    }
+
+    /// The key pair, if it was sealed for `owner` by a version `keyring`
+    /// holds.
+    pub fn open(&self, keyring: &Keyring, owner: SecretOwner<'_>) -> Result<SigningKey, OpenError> {
+        let text = keyring.open_text(SealPurpose::SigningKey, &self.sealed, owner)?;
+        SigningKey::from_standard_webhooks_form(text.expose())
+            .map_err(|_| OpenError::Malformed(self.sealed.key_version))
+    }
+
+    /// Seals it again with the keyring's newest version when an older one
+    /// sealed it. Returns whether it changed.
+    pub fn reseal(
+        &mut self,
+        keyring: &Keyring,
+        owner: SecretOwner<'_>,
+    ) -> Result<bool, ResealError> {
+        let newest = keyring.newest().ok_or(EmptyKeyring)?;
+        if self.sealed.key_version == newest {
+            return Ok(false);
+        }
+        *self = Self::seal(&self.open(keyring, owner)?, keyring, owner)?;
+        Ok(true)
+    }
+}
+
 /// The bytes of `text`, `prefix` + base64, for errors about a `kind` key
 /// of `len` bytes.
 fn decode_prefixed(
@@ -274,6 +328,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_stored_key_opens_for_its_owner_and_purpose_only_and_reseals_to_the_newest_version() {
+        let owner = SecretOwner {
+            company_id: "acme",
+            subscription_id: "sub_1",
+        };
+        let old_ring = Keyring::new([(1, [7u8; 32].as_slice())]).unwrap();
+        let key = SigningKey::generate();
+        let mut stored = StoredSigningKey::seal(&key, &old_ring, owner).unwrap();
+        assert_eq!(stored.public_key, key.public_key().standard_webhooks_form());
+        assert!(!format!("{stored:?}").contains(&key.standard_webhooks_form()[5..]));
+        assert_eq!(stored.open(&old_ring, owner).unwrap(), key);
+        let moved = SecretOwner {
+            subscription_id: "sub_2",
+            ..owner
+        };
+        assert_eq!(stored.open(&old_ring, moved), Err(OpenError::Rejected(1)));
+        assert_eq!(
+            old_ring.open(&stored.sealed, owner),
+            Err(OpenError::Rejected(1)),
+            "not a v1 secret"
+        );
+
+        let new_ring =
+            Keyring::new([(1, [7u8; 32].as_slice()), (2, [9u8; 32].as_slice())]).unwrap();
+        assert!(stored.reseal(&new_ring, owner).unwrap());
+        assert_eq!(stored.sealed.key_version, 2);
+        assert!(!stored.reseal(&new_ring, owner).unwrap());
+        assert_eq!(stored.open(&new_ring, owner).unwrap(), key);
     }
 
     #[test]
