@@ -11,6 +11,7 @@ use crate::signing::sealed::{
 };
 use crate::signing::secret::WebhookSecret;
 use crate::signing::{SignatureScheme, SigningKeys};
+use crate::validation::ValidationError;
 
 /// Prefix of every subscription id.
 pub const ID_PREFIX: &str = "sub_";
@@ -411,6 +412,39 @@ impl Subscription {
     }
 }
 
+/// The signature schemes a request names: `v1`, `v1a` or both, each once,
+/// in any order.
+pub fn check_signature_schemes(names: &[String]) -> Result<Vec<SignatureScheme>, ValidationError> {
+    const FIELD: &str = "signature_schemes";
+    const ALLOWED: &str = r#"allowed: ["v1"], ["v1a"] or ["v1", "v1a"]"#;
+    if names.is_empty() {
+        return Err(ValidationError::field(
+            "invalid_signature_schemes",
+            FIELD,
+            format!("signature_schemes can't be empty; {ALLOWED}"),
+        ));
+    }
+    let mut schemes = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let scheme = SignatureScheme::parse(name).ok_or_else(|| {
+            ValidationError::field(
+                "invalid_signature_schemes",
+                format!("{FIELD}[{i}]"),
+                format!("unknown signature scheme {name:?}; {ALLOWED}"),
+            )
+        })?;
+        if schemes.contains(&scheme) {
+            return Err(ValidationError::field(
+                "invalid_signature_schemes",
+                format!("{FIELD}[{i}]"),
+                format!("signature scheme {name:?} is named twice; {ALLOWED}"),
+            ));
+        }
+        schemes.push(scheme);
+    }
+    Ok(schemes)
+}
+
 /// A new time-ordered subscription id.
 pub fn new_subscription_id() -> String {
     format!("{ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
@@ -549,6 +583,29 @@ mod tests {
             crate::signing::verify_v1a(&[k], "evt_1", &ts.to_string(), header, b"{}", ts).is_ok()
         });
         (v1.is_ok(), v1a.unwrap_or(false))
+    }
+
+    #[test]
+    fn requested_schemes_are_v1_v1a_or_both_and_errors_name_the_allowed_sets() {
+        use crate::signing::SignatureScheme::{V1, V1a};
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(check_signature_schemes(&names(&["v1"])).unwrap(), [V1]);
+        assert_eq!(check_signature_schemes(&names(&["v1a"])).unwrap(), [V1a]);
+        assert_eq!(
+            check_signature_schemes(&names(&["v1a", "v1"])).unwrap(),
+            [V1a, V1]
+        );
+        for (bad, field) in [
+            (&[][..], "signature_schemes"),
+            (&["v2"][..], "signature_schemes[0]"),
+            (&["v1", "V1A"][..], "signature_schemes[1]"),
+            (&["v1", "v1"][..], "signature_schemes[1]"),
+        ] {
+            let err = check_signature_schemes(&names(bad)).unwrap_err();
+            assert_eq!(err.code, "invalid_signature_schemes");
+            assert_eq!(err.field.as_deref(), Some(field), "{bad:?}");
+            assert!(err.message.contains(r#"["v1", "v1a"]"#), "{}", err.message);
+        }
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod deliveries;
 mod lambda_smoke;
 mod openapi;
 mod quotas;
+mod signature_schemes;
