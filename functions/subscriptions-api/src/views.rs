@@ -19,8 +19,9 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A subscription as the API shows it. The secret appears only in the
-/// create and rotate responses.
+/// A subscription as the API shows it. The `v1` secret appears only in the
+/// create and rotate responses (and the PATCH that adds `v1`), and only
+/// while `v1` signs; the `v1a` public key appears in every one.
 #[derive(Debug, Serialize)]
 pub struct SubscriptionView<'a> {
     /// Subscription id.
