@@ -10,11 +10,20 @@ export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: run simulate publish redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
 
-## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
-tools: $(VENV)/.installed
+# The README's Node verification snippet (docs/snippets/verify.mjs) imports
+# its packages from here; docs/snippets/package-lock.json pins them.
+SNIPPETS_NODE := docs/snippets/node_modules
+
+## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/,
+## and the README's Node verification snippet's pinned packages
+tools: $(VENV)/.installed $(SNIPPETS_NODE)/.installed
 $(VENV)/.installed: infra/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+$(SNIPPETS_NODE)/.installed: docs/snippets/package.json docs/snippets/package-lock.json
+	npm ci --prefix docs/snippets --no-audit --no-fund --loglevel=error
 	touch $@
 
 # `make run` puts the emulator on a fixed loopback port so `make simulate`

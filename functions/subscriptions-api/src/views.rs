@@ -13,6 +13,7 @@ use shared::domain::filters::{Filters, SubscriptionKind};
 use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
 use shared::domain::subscription::{Subscription, SubscriptionStatus};
+use shared::signing::SignatureScheme;
 use shared::signing::secret::WebhookSecret;
 use shared::storage::deliveries::{AttemptLog, Outcome};
 use shared::storage::parked::{ParkedEvent, ParkedStatus};
@@ -22,8 +23,9 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A subscription as the API shows it. The secret appears only in the
-/// create and rotate responses.
+/// A subscription as the API shows it. The `v1` secret appears only in the
+/// create and rotate responses (and the PATCH that adds `v1`), and only
+/// while `v1` signs; the `v1a` public key appears in every one.
 #[derive(Debug, Serialize)]
 pub struct SubscriptionView<'a> {
     /// Subscription id.
@@ -61,7 +63,14 @@ pub struct SubscriptionView<'a> {
     /// End of the current rotation grace period, while one lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<String>,
-    /// The signing secret (create and rotate only).
+    /// The Standard Webhooks schemes deliveries are signed with: `v1`,
+    /// `v1a` or both.
+    pub signature_schemes: &'a [SignatureScheme],
+    /// The Ed25519 public key (`whpk_` form) that verifies `v1a`
+    /// signatures, while `v1a` is among the schemes. It is public.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<&'a str>,
+    /// The signing secret (create and rotate only, and only with `v1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<&'a str>,
     /// The same secret in Standard Webhooks form (create and rotate only).
@@ -91,18 +100,23 @@ impl<'a> SubscriptionView<'a> {
                 .previous_secret_expires_at
                 .filter(|t| *t > now)
                 .map(timestamp),
+            signature_schemes: &sub.signature_schemes,
+            public_key: sub.public_key(),
             secret: None,
             standard_webhooks_secret: None,
         }
     }
 
     /// The view including `secret` (the subscription's, just created or
-    /// rotated, in the clear) in both forms.
+    /// rotated, in the clear) in both forms, when it signs with `v1`.
     pub fn with_secret(
         sub: &'a Subscription,
         secret: &'a WebhookSecret,
         now: DateTime<Utc>,
     ) -> Self {
+        if !sub.signs_with(SignatureScheme::V1) {
+            return Self::public(sub, now);
+        }
         Self {
             secret: Some(secret.expose()),
             standard_webhooks_secret: Some(secret.standard_webhooks_form()),

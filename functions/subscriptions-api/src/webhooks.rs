@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use shared::domain::filters::{Filters, FiltersInput, SubscriptionKind};
 use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
-    Subscription, SubscriptionStatus,
+    Subscription, SubscriptionStatus, check_signature_schemes,
 };
 use shared::operational::{OperationalEvent, OperationalEventType};
+use shared::signing::SignatureScheme;
 use shared::signing::sealed::Keyring;
 use shared::storage::StoreError;
 use shared::storage::subscriptions::{CreateOutcome, IdempotencyClaim};
@@ -52,6 +53,9 @@ struct CreateRequest {
     kind: Option<SubscriptionKind>,
     #[serde(default)]
     filters: Option<FiltersInput>,
+    /// `["v1"]` (the default), `["v1a"]` or `["v1", "v1a"]`.
+    #[serde(default)]
+    signature_schemes: Option<Vec<String>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -75,6 +79,8 @@ struct UpdateRequest {
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     filters: Option<Option<FiltersInput>>,
+    #[serde(default, deserialize_with = "nullable")]
+    signature_schemes: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,9 +287,14 @@ impl App {
             description: check_description(input.description)?,
             filters: check_filters(input.filters, input.kind, self.config.max_job_ids)?,
         };
+        let schemes = input.signature_schemes.as_deref();
+        let schemes = schemes.map(check_signature_schemes).transpose()?;
         let now = Utc::now();
         let keyring = self.vault.for_sealing().await?;
-        let (sub, secret) = Subscription::create(company, new, now, &keyring)?;
+        let (mut sub, secret) = Subscription::create(company, new, now, &keyring)?;
+        if let Some(schemes) = &schemes {
+            sub.set_signature_schemes(schemes, &keyring)?;
+        }
         let claim = key.map(|key| IdempotencyClaim {
             key,
             request_hash: request_fingerprint(raw),
@@ -456,9 +467,26 @@ impl App {
             None => None,
             Some(f) => Some(check_filters(f, input.kind, self.config.max_job_ids)?),
         };
+        let schemes = match input.signature_schemes {
+            None => None,
+            Some(None) => {
+                return Err(ApiError::bad_request(
+                    "invalid_type",
+                    "signature_schemes can't be null",
+                )
+                .with_field("signature_schemes"));
+            }
+            Some(Some(names)) => Some(check_signature_schemes(&names)?),
+        };
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());
         }
+        // Choosing v1a for the first time seals a new key pair.
+        let keyring = match schemes {
+            Some(_) => Some(self.vault.for_sealing().await?),
+            None => None,
+        };
+        let mut v1_added = false;
         let updated = self
             .modify(company, id, expected, |sub, now| {
                 if sub.is_archived() {
@@ -497,19 +525,37 @@ impl App {
                 if let Some(f) = &filters {
                     sub.filters = f.clone();
                 }
-                Ok(before
-                    != (
-                        sub.url.clone(),
-                        sub.description.clone(),
-                        sub.filters.clone(),
-                    ))
+                let mut schemes_changed = false;
+                if let (Some(schemes), Some(keyring)) = (&schemes, &keyring) {
+                    let had_v1 = sub.signs_with(SignatureScheme::V1);
+                    schemes_changed = sub.set_signature_schemes(schemes, keyring)?;
+                    v1_added = !had_v1 && sub.signs_with(SignatureScheme::V1);
+                }
+                Ok(schemes_changed
+                    || before
+                        != (
+                            sub.url.clone(),
+                            sub.description.clone(),
+                            sub.filters.clone(),
+                        ))
             })
             .await?;
-        let response = json_response(
-            StatusCode::OK,
-            &SubscriptionView::public(&updated, Utc::now()),
-        );
-        Ok(with_etag(response, updated.version))
+        // A secret that starts signing is shown once, as on creation.
+        let secret = if v1_added {
+            let keyring = self.keyring_for(&updated).await?;
+            Some(keyring.open_stored(&updated.secret, updated.secret_owner())?)
+        } else {
+            None
+        };
+        let now = Utc::now();
+        let view = match &secret {
+            Some(secret) => SubscriptionView::with_secret(&updated, secret, now),
+            None => SubscriptionView::public(&updated, now),
+        };
+        Ok(with_etag(
+            json_response(StatusCode::OK, &view),
+            updated.version,
+        ))
     }
 
     pub(crate) async fn archive(

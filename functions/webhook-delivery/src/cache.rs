@@ -58,6 +58,9 @@ fn same_secrets(a: &Subscription, b: &Subscription) -> bool {
     a.secret == b.secret
         && a.previous_secret == b.previous_secret
         && a.previous_secret_expires_at == b.previous_secret_expires_at
+        && a.signature_schemes == b.signature_schemes
+        && a.signing_key == b.signing_key
+        && a.previous_signing_key == b.previous_signing_key
 }
 
 impl SubscriptionCache {

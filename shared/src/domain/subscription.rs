@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::filters::Filters;
 use crate::domain::health::Health;
-use crate::signing::SigningKeys;
+use crate::signing::ed25519::{PublicKey, SigningKey, StoredSigningKey};
 use crate::signing::sealed::{
     EmptyKeyring, Keyring, OpenError, ResealError, SecretOwner, StoredSecret,
 };
 use crate::signing::secret::WebhookSecret;
+use crate::signing::{SignatureScheme, SigningKeys};
+use crate::validation::ValidationError;
 
 /// Prefix of every subscription id.
 pub const ID_PREFIX: &str = "sub_";
@@ -82,6 +84,17 @@ pub struct Subscription {
     /// End of the rotation grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// The schemes deliveries are signed with, in header order; items
+    /// written before the choice existed read as `v1`.
+    #[serde(default = "SignatureScheme::default_set")]
+    pub signature_schemes: Vec<SignatureScheme>,
+    /// The `v1a` (Ed25519) key pair, once `v1a` was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<StoredSigningKey>,
+    /// The key pair before the last rotation, valid until
+    /// `previous_secret_expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_key: Option<StoredSigningKey>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -146,6 +159,9 @@ impl Subscription {
             secret: StoredSecret::Sealed(sealed),
             previous_secret: None,
             previous_secret_expires_at: None,
+            signature_schemes: SignatureScheme::default_set(),
+            signing_key: None,
+            previous_signing_key: None,
             created_at: now,
             updated_at: now,
             archived_at: None,
@@ -208,14 +224,86 @@ impl Subscription {
         let secret = WebhookSecret::generate();
         let sealed = keyring.seal(&secret, self.secret_owner())?;
         let old = std::mem::replace(&mut self.secret, StoredSecret::Sealed(sealed));
+        let old_key = match self.signing_key {
+            Some(_) => self.signing_key.replace(StoredSigningKey::seal(
+                &SigningKey::generate(),
+                keyring,
+                self.secret_owner(),
+            )?),
+            None => None,
+        };
         if grace > Duration::zero() {
             self.previous_secret = Some(old);
+            self.previous_signing_key = old_key;
             self.previous_secret_expires_at = Some(now + grace);
         } else {
             self.previous_secret = None;
+            self.previous_signing_key = None;
             self.previous_secret_expires_at = None;
         }
         Ok(secret)
+    }
+
+    /// Whether its deliveries carry signatures of `scheme`.
+    pub fn signs_with(&self, scheme: SignatureScheme) -> bool {
+        self.signature_schemes.contains(&scheme)
+    }
+
+    /// Signs with `schemes` (non-empty, validated) from now on, in header
+    /// order; choosing `v1a` for the first time makes its key pair, sealed
+    /// with the keyring's newest version. Returns whether anything changed.
+    pub fn set_signature_schemes(
+        &mut self,
+        schemes: &[SignatureScheme],
+        keyring: &Keyring,
+    ) -> Result<bool, EmptyKeyring> {
+        let chosen: Vec<SignatureScheme> = SignatureScheme::ALL
+            .into_iter()
+            .filter(|s| schemes.contains(s))
+            .collect();
+        let mut changed = chosen != self.signature_schemes;
+        self.signature_schemes = chosen;
+        if self.signs_with(SignatureScheme::V1a) && self.signing_key.is_none() {
+            let key = SigningKey::generate();
+            self.signing_key = Some(StoredSigningKey::seal(&key, keyring, self.secret_owner())?);
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// The public key receivers verify its `v1a` signatures with (`whpk_`
+    /// form), while it signs with `v1a`.
+    pub fn public_key(&self) -> Option<&str> {
+        self.signing_key
+            .as_ref()
+            .filter(|_| self.signs_with(SignatureScheme::V1a))
+            .map(|k| k.public_key.as_str())
+    }
+
+    /// The public keys a `v1a` signature of a delivery at `now` may verify
+    /// with: the current one, plus the previous one during a grace period;
+    /// none unless it signs with `v1a`.
+    pub fn verifying_keys(&self, now: DateTime<Utc>) -> Vec<PublicKey> {
+        if !self.signs_with(SignatureScheme::V1a) {
+            return Vec::new();
+        }
+        let previous = self.previous_key_in_grace(now).map(|(k, _)| k);
+        self.signing_key
+            .iter()
+            .chain(previous)
+            .filter_map(|k| PublicKey::from_standard_webhooks_form(&k.public_key).ok())
+            .collect()
+    }
+
+    /// The previous key pair while its grace period lasts at `now`.
+    fn previous_key_in_grace(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Option<(&StoredSigningKey, DateTime<Utc>)> {
+        match (&self.previous_signing_key, self.previous_secret_expires_at) {
+            (Some(prev), Some(until)) if now < until => Some((prev, until)),
+            _ => None,
+        }
     }
 
     /// The previous secret while its grace period lasts at `now`.
@@ -250,15 +338,26 @@ impl Subscription {
         now: DateTime<Utc>,
     ) -> Result<SigningKeys, OpenError> {
         let owner = self.secret_owner();
-        let current = keyring.open_stored(&self.secret, owner)?;
-        let previous = match self.previous_in_grace(now) {
-            Some((prev, until)) => Some((keyring.open_stored(prev, owner)?, until)),
-            None => None,
-        };
-        Ok(SigningKeys::new(
-            &current,
-            previous.as_ref().map(|(s, t)| (s, *t)),
-        ))
+        let mut keys = SigningKeys::empty();
+        if self.signs_with(SignatureScheme::V1) {
+            let current = keyring.open_stored(&self.secret, owner)?;
+            let previous = match self.previous_in_grace(now) {
+                Some((prev, until)) => Some((keyring.open_stored(prev, owner)?, until)),
+                None => None,
+            };
+            keys = keys.with_v1(&current, previous.as_ref().map(|(s, t)| (s, *t)));
+        }
+        if let Some(stored) = self.signing_key.as_ref()
+            && self.signs_with(SignatureScheme::V1a)
+        {
+            let current = stored.open(keyring, owner)?;
+            let previous = match self.previous_key_in_grace(now) {
+                Some((prev, until)) => Some((prev.open(keyring, owner)?, until)),
+                None => None,
+            };
+            keys = keys.with_v1a(&current, previous.as_ref().map(|(k, t)| (k, *t)));
+        }
+        Ok(keys)
     }
 
     /// Seals its secrets with the keyring's newest version (those in the
@@ -272,6 +371,12 @@ impl Subscription {
         if let Some(prev) = self.previous_secret.as_mut() {
             changed |= keyring.reseal(prev, owner)?;
         }
+        for key in [&mut self.signing_key, &mut self.previous_signing_key]
+            .into_iter()
+            .flatten()
+        {
+            changed |= key.reseal(keyring, owner)?;
+        }
         Ok(changed)
     }
 
@@ -283,7 +388,10 @@ impl Subscription {
     /// The key versions its secrets are sealed with (a keyring must hold
     /// them all to open them).
     pub fn secret_key_versions(&self) -> impl Iterator<Item = u32> + '_ {
-        self.stored_secrets().filter_map(StoredSecret::key_version)
+        let key_pairs = self.signing_key.iter().chain(&self.previous_signing_key);
+        self.stored_secrets()
+            .filter_map(StoredSecret::key_version)
+            .chain(key_pairs.map(|k| k.sealed.key_version))
     }
 
     /// Whether a secret of it is stored in the clear.
@@ -302,6 +410,39 @@ impl Subscription {
         self.health.probe_lane = None;
         self.health.next_probe_at = None;
     }
+}
+
+/// The signature schemes a request names: `v1`, `v1a` or both, each once,
+/// in any order.
+pub fn check_signature_schemes(names: &[String]) -> Result<Vec<SignatureScheme>, ValidationError> {
+    const FIELD: &str = "signature_schemes";
+    const ALLOWED: &str = r#"allowed: ["v1"], ["v1a"] or ["v1", "v1a"]"#;
+    if names.is_empty() {
+        return Err(ValidationError::field(
+            "invalid_signature_schemes",
+            FIELD,
+            format!("signature_schemes can't be empty; {ALLOWED}"),
+        ));
+    }
+    let mut schemes = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let scheme = SignatureScheme::parse(name).ok_or_else(|| {
+            ValidationError::field(
+                "invalid_signature_schemes",
+                format!("{FIELD}[{i}]"),
+                format!("unknown signature scheme {name:?}; {ALLOWED}"),
+            )
+        })?;
+        if schemes.contains(&scheme) {
+            return Err(ValidationError::field(
+                "invalid_signature_schemes",
+                format!("{FIELD}[{i}]"),
+                format!("signature scheme {name:?} is named twice; {ALLOWED}"),
+            ));
+        }
+        schemes.push(scheme);
+    }
+    Ok(schemes)
 }
 
 /// A new time-ordered subscription id.
@@ -426,6 +567,164 @@ mod tests {
         assert!(item.contains_key("probe_lane") && item.contains_key("consecutive_failures"));
         let back: Subscription = from_item(item).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// Whether `header` carries a `v1` signature by `secret` and a `v1a`
+    /// one by `key`.
+    fn signed_by(
+        header: &str,
+        secret: &WebhookSecret,
+        key: Option<PublicKey>,
+        ts: i64,
+    ) -> (bool, bool) {
+        let hmac = crate::signing::key_bytes(secret.expose());
+        let v1 = crate::signing::verify(&[&hmac], "evt_1", &ts.to_string(), header, b"{}", ts);
+        let v1a = key.map(|k| {
+            crate::signing::verify_v1a(&[k], "evt_1", &ts.to_string(), header, b"{}", ts).is_ok()
+        });
+        (v1.is_ok(), v1a.unwrap_or(false))
+    }
+
+    #[test]
+    fn requested_schemes_are_v1_v1a_or_both_and_errors_name_the_allowed_sets() {
+        use crate::signing::SignatureScheme::{V1, V1a};
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(check_signature_schemes(&names(&["v1"])).unwrap(), [V1]);
+        assert_eq!(check_signature_schemes(&names(&["v1a"])).unwrap(), [V1a]);
+        assert_eq!(
+            check_signature_schemes(&names(&["v1a", "v1"])).unwrap(),
+            [V1a, V1]
+        );
+        for (bad, field) in [
+            (&[][..], "signature_schemes"),
+            (&["v2"][..], "signature_schemes[0]"),
+            (&["v1", "V1A"][..], "signature_schemes[1]"),
+            (&["v1", "v1"][..], "signature_schemes[1]"),
+        ] {
+            let err = check_signature_schemes(&names(bad)).unwrap_err();
+            assert_eq!(err.code, "invalid_signature_schemes");
+            assert_eq!(err.field.as_deref(), Some(field), "{bad:?}");
+            assert!(err.message.contains(r#"["v1", "v1a"]"#), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn items_without_schemes_sign_with_v1_only() {
+        use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+        let now = Utc::now();
+        let ring = Keyring::generate();
+        let s = sample(now, &ring);
+        let mut item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            to_item(&s).unwrap();
+        assert!(item.remove("signature_schemes").is_some());
+        let old: Subscription = from_item(item).unwrap();
+        assert_eq!(old.signature_schemes, [SignatureScheme::V1]);
+        assert_eq!((old.public_key(), old.verifying_keys(now).len()), (None, 0));
+        let header = old.signing_keys(&ring, now).unwrap().signature_header(
+            "evt_1",
+            now.timestamp(),
+            b"{}",
+            now,
+        );
+        assert!(
+            header.starts_with("v1,") && !header.contains(' '),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn choosing_v1a_makes_a_sealed_key_pair_that_signs_and_rotates_with_a_grace() {
+        use crate::signing::SignatureScheme::{V1, V1a};
+        let now = Utc::now();
+        let ts = now.timestamp();
+        let ring = Keyring::generate();
+        let mut s = sample(now, &ring);
+        let secret = s.signing_secrets(&ring, now).unwrap().remove(0);
+        assert!(s.set_signature_schemes(&[V1a], &ring).unwrap());
+        assert!(
+            !s.set_signature_schemes(&[V1a], &ring).unwrap(),
+            "no change"
+        );
+        let stored = s.signing_key.clone().unwrap();
+        let public = PublicKey::from_standard_webhooks_form(s.public_key().unwrap()).unwrap();
+        assert_eq!(s.verifying_keys(now), [public]);
+        assert_eq!(s.secret_key_versions().count(), 2);
+        let sign = |s: &Subscription, at| {
+            s.signing_keys(&ring, at)
+                .unwrap()
+                .signature_header("evt_1", ts, b"{}", at)
+        };
+        assert_eq!(
+            signed_by(&sign(&s, now), &secret, Some(public), ts),
+            (false, true)
+        );
+
+        assert!(s.set_signature_schemes(&[V1a, V1], &ring).unwrap());
+        assert_eq!(s.signature_schemes, [V1, V1a], "header order");
+        assert_eq!(
+            s.signing_key.as_ref(),
+            Some(&stored),
+            "the key pair is kept"
+        );
+        let both = sign(&s, now);
+        assert!(both.starts_with("v1,") && both.contains(" v1a,"), "{both}");
+        assert_eq!(signed_by(&both, &secret, Some(public), ts), (true, true));
+
+        let new_secret = s.rotate_secret(Duration::hours(1), now, &ring).unwrap();
+        let new_public = PublicKey::from_standard_webhooks_form(s.public_key().unwrap()).unwrap();
+        assert_ne!(new_public, public);
+        assert_eq!(s.verifying_keys(now), [new_public, public]);
+        let during = sign(&s, now);
+        assert_eq!(during.split(' ').count(), 4);
+        assert_eq!(signed_by(&during, &secret, Some(public), ts), (true, true));
+        assert_eq!(
+            signed_by(&during, &new_secret, Some(new_public), ts),
+            (true, true)
+        );
+        let later = now + Duration::hours(1);
+        let after = sign(&s, later);
+        assert_eq!(after.split(' ').count(), 2);
+        assert_eq!(signed_by(&after, &secret, Some(public), ts), (false, false));
+        assert_eq!(
+            signed_by(&after, &new_secret, Some(new_public), ts),
+            (true, true)
+        );
+        assert_eq!(s.verifying_keys(later), [new_public]);
+
+        assert!(s.set_signature_schemes(&[V1], &ring).unwrap());
+        assert_eq!((s.public_key(), s.verifying_keys(now).len()), (None, 0));
+        assert!(!sign(&s, now).contains("v1a,"));
+    }
+
+    #[test]
+    fn key_pairs_are_sealed_for_their_subscription_and_resealed_with_the_secrets() {
+        let now = Utc::now();
+        let old = Keyring::new([(1, [3u8; 32].as_slice())]).unwrap();
+        let mut s = sample(now, &old);
+        s.set_signature_schemes(&[SignatureScheme::V1a], &old)
+            .unwrap();
+        s.rotate_secret(Duration::hours(1), now, &old).unwrap();
+        let mut other = sample(now, &old);
+        other
+            .set_signature_schemes(&[SignatureScheme::V1a], &old)
+            .unwrap();
+        other.signing_key = s.signing_key.clone();
+        assert!(matches!(
+            other.signing_keys(&old, now),
+            Err(OpenError::Rejected(1))
+        ));
+        let new = Keyring::new([(1, [3u8; 32].as_slice()), (2, [4u8; 32].as_slice())]).unwrap();
+        let before = s
+            .signing_keys(&old, now)
+            .unwrap()
+            .signature_header("e", 1, b"", now);
+        assert!(s.reseal_secrets(&new).unwrap());
+        assert!(s.secret_key_versions().all(|v| v == 2));
+        let after = s
+            .signing_keys(&new, now)
+            .unwrap()
+            .signature_header("e", 1, b"", now);
+        assert_eq!(before, after, "Ed25519 signatures are deterministic");
     }
 
     #[test]

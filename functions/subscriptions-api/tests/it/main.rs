@@ -9,3 +9,4 @@ mod event_subscriptions;
 mod lambda_smoke;
 mod openapi;
 mod quotas;
+mod signature_schemes;

@@ -10,7 +10,7 @@ use shared::delivery::retry::RetrySchedule;
 use shared::domain::message::{DEAD_LETTER_REASON_ATTRIBUTE, DeliveryMessage, test_event_message};
 use shared::domain::subscription::{NewSubscription, Subscription};
 use shared::signing::secret::WebhookSecret;
-use shared::signing::{self, key_bytes};
+use shared::signing::{self, SignatureScheme, key_bytes};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome};
 use shared::storage::keyring::SecretVault;
 use shared::storage::parked::{Order, ParkedEvent, ParkedEvents, ParkedQuery, ParkedStatus};
@@ -149,7 +149,13 @@ impl Fixture {
     }
 
     async fn subscribe(&self, url: &str) -> Subscription {
-        let (sub, _) = Subscription::create(
+        self.subscribe_signing(url, &SignatureScheme::default_set())
+            .await
+    }
+
+    /// A subscription of `url` signing with `schemes`.
+    async fn subscribe_signing(&self, url: &str, schemes: &[SignatureScheme]) -> Subscription {
+        let (mut sub, _) = Subscription::create(
             &self.company,
             NewSubscription {
                 url: url.to_owned(),
@@ -160,6 +166,8 @@ impl Fixture {
             &self.vault.current(),
         )
         .unwrap();
+        sub.set_signature_schemes(schemes, &self.vault.current())
+            .unwrap();
         self.store.create(&sub, None, u64::MAX).await.unwrap();
         sub
     }
@@ -766,6 +774,101 @@ async fn during_a_rotation_both_secrets_sign_and_afterwards_only_the_new_one() {
 }
 
 #[tokio::test]
+async fn the_signature_header_carries_an_entry_per_scheme_and_key_and_the_receiver_verifies_them() {
+    use SignatureScheme::{V1, V1a};
+    let mut fx = Fixture::new().await;
+    let receiver = Receiver::builder()
+        .verifying(fx.store.clone(), Arc::clone(&fx.vault))
+        .start()
+        .unwrap();
+    fx.config.cache_ttl = Duration::ZERO;
+    let cases: [(&[SignatureScheme], &[&str]); 3] = [
+        (&[V1], &["v1"]),
+        (&[V1a], &["v1a"]),
+        (&[V1a, V1], &["v1", "v1a"]),
+    ];
+    let mut subs = Vec::new();
+    for (schemes, _) in &cases {
+        subs.push(fx.subscribe_signing(&receiver.url("/"), schemes).await);
+    }
+    // The last one mid-rotation: both keys of both schemes sign.
+    let rotating = subs.last_mut().unwrap();
+    let (before, version) = (rotating.clone(), rotating.version);
+    rotating
+        .rotate_secret(chrono::Duration::hours(1), Utc::now(), &fx.vault.current())
+        .unwrap();
+    rotating.version += 1;
+    fx.store.replace(rotating, version).await.unwrap();
+
+    let records = subs.iter().map(|s| fx.event_for(s).1).collect();
+    let (failed, _) = run(&fx.delivery(), records).await;
+    assert!(failed.is_empty());
+    let verified = receiver.wait_for_verified(3, WAIT).await.unwrap();
+    assert_eq!(
+        verified.len(),
+        3,
+        "the local receiver verifies every scheme"
+    );
+    assert!(receiver.rejected().is_empty());
+
+    let now = Utc::now();
+    for (sub, (_, prefixes)) in subs.iter().zip(cases) {
+        let req = receiver
+            .received()
+            .into_iter()
+            .find(|r| r.body_text().contains(&sub.subscription_id))
+            .unwrap();
+        let header = req.header("webhook-signature").unwrap().to_owned();
+        let mut got: Vec<&str> = header
+            .split(' ')
+            .map(|e| e.split(',').next().unwrap())
+            .collect();
+        got.dedup();
+        assert_eq!(got, prefixes, "{header}");
+        let (id, ts) = (
+            req.header("webhook-id").unwrap(),
+            req.header("webhook-timestamp").unwrap(),
+        );
+        let v1a = |keys: &[shared::signing::ed25519::PublicKey]| {
+            signing::verify_v1a(keys, id, ts, &header, &req.body, now.timestamp())
+        };
+        if sub.signs_with(V1a) {
+            assert_eq!(v1a(&sub.verifying_keys(now)), Ok(()));
+            for key in sub.verifying_keys(now) {
+                assert_eq!(v1a(&[key]), Ok(()), "every key of the grace signs");
+            }
+            let stranger = shared::signing::ed25519::SigningKey::generate().public_key();
+            assert_eq!(v1a(&[stranger]), Err(signing::VerifyError::NoMatch));
+        } else {
+            assert!(!header.contains("v1a,"));
+        }
+        assert_eq!(
+            verifies(&req, fx.secret_of(sub).expose()),
+            sub.signs_with(V1)
+        );
+    }
+    let rotated = &subs[2];
+    let header = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.body_text().contains(&rotated.subscription_id))
+        .and_then(|r| r.header("webhook-signature").map(str::to_owned))
+        .unwrap();
+    assert_eq!(
+        header.split(' ').count(),
+        4,
+        "two keys of two schemes: {header}"
+    );
+    let old_key = before.signing_key.as_ref().unwrap().public_key.clone();
+    assert!(
+        rotated
+            .verifying_keys(now)
+            .iter()
+            .any(|k| k.standard_webhooks_form() == old_key)
+    );
+}
+
+#[tokio::test]
 async fn messages_not_yet_due_wait_on_the_retry_queue_without_an_attempt() {
     let receiver = Receiver::http().await;
     let fx = Fixture::new().await;
@@ -1056,3 +1159,5 @@ async fn a_secret_that_does_not_open_is_never_cached_and_opens_once_the_keyring_
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+mod snippets;

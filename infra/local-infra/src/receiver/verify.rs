@@ -2,15 +2,18 @@
 //! subscription's own secrets.
 //!
 //! A POST must carry the `webhook-id`, `webhook-timestamp` and
-//! `webhook-signature` headers, a timestamp within five minutes, and one
-//! `v1` signature that matches a secret of the subscription the payload
-//! names. The subscription is read with [`SubscriptionStore::get`] by the
-//! payload's `company_id` and `subscription_id` (fine locally: a forged
-//! claim still fails verification), and its current secret, plus the
-//! previous one during a rotation grace period, are opened with the
-//! stack's keyring and tried ([`Subscription::signing_secrets`]). A real
-//! receiver holds its secret instead; this one stands in for every
-//! subscription.
+//! `webhook-signature` headers, a timestamp within five minutes, and, for
+//! each scheme the subscription the payload names signs with, one
+//! signature that verifies: `v1` with a secret of the subscription, `v1a`
+//! with one of its Ed25519 public keys. The subscription is read with
+//! [`SubscriptionStore::get`] by the payload's `company_id` and
+//! `subscription_id` (fine locally: a forged claim still fails
+//! verification). For `v1` its current secret, plus the previous one
+//! during a rotation grace period, are opened with the stack's keyring and
+//! tried ([`Subscription::signing_secrets`]); for `v1a` its public keys
+//! are tried the same way ([`Subscription::verifying_keys`]). A real
+//! receiver holds its secret or public key instead; this one stands in for
+//! every subscription.
 //!
 //! A verified event is answered `204 No Content`; anything else with a
 //! 4xx ([`RejectReason::status`]): `401` for a missing header, an unknown
@@ -19,6 +22,7 @@
 //! read the answer is `503`, so the sender retries.
 //!
 //! [`Subscription::signing_secrets`]: shared::domain::subscription::Subscription::signing_secrets
+//! [`Subscription::verifying_keys`]: shared::domain::subscription::Subscription::verifying_keys
 
 use std::sync::Arc;
 
@@ -29,7 +33,9 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use shared::domain::jobs::JobState;
 use shared::domain::subscription::is_subscription_id;
-use shared::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, VerifyError};
+use shared::signing::{
+    self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignatureScheme, VerifyError,
+};
 use shared::storage::keyring::SecretVault;
 use shared::storage::subscriptions::SubscriptionStore;
 
@@ -162,19 +168,28 @@ impl Verifier {
             .map_err(|e| RejectReason::StoreUnavailable(e.to_string()))?
             .ok_or(RejectReason::UnknownSubscription)?;
         let now = chrono::Utc::now();
-        let versions = subscription.secret_key_versions();
-        let unreadable = |e: &dyn std::fmt::Display| RejectReason::StoreUnavailable(e.to_string());
-        let keyring = self
-            .secrets
-            .for_opening(versions)
-            .await
-            .map_err(|e| unreadable(&e))?;
-        let secrets = subscription
-            .signing_secrets(&keyring, now)
-            .map_err(|e| unreadable(&e))?;
-        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
-        signing::verify(&keys, id, timestamp, signature, &body, now.timestamp())
-            .map_err(RejectReason::Signature)?;
+        if subscription.signs_with(SignatureScheme::V1) {
+            let versions = subscription.secret_key_versions();
+            let unreadable =
+                |e: &dyn std::fmt::Display| RejectReason::StoreUnavailable(e.to_string());
+            let keyring = self
+                .secrets
+                .for_opening(versions)
+                .await
+                .map_err(|e| unreadable(&e))?;
+            let secrets = subscription
+                .signing_secrets(&keyring, now)
+                .map_err(|e| unreadable(&e))?;
+            let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
+            signing::verify(&keys, id, timestamp, signature, &body, now.timestamp())
+                .map_err(RejectReason::Signature)?;
+        }
+        if subscription.signs_with(SignatureScheme::V1a) {
+            // With the public keys alone, as a customer's receiver does.
+            let keys = subscription.verifying_keys(now);
+            signing::verify_v1a(&keys, id, timestamp, signature, &body, now.timestamp())
+                .map_err(RejectReason::Signature)?;
+        }
         if string_at(&payload, "/idempotency_key").as_deref() != Some(id) {
             return Err(RejectReason::IdMismatch);
         }

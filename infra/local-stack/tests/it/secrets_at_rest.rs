@@ -297,6 +297,11 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
     let fx = Running::start().await;
     let receiver = Receiver::http().await;
     let (old, old_secret) = fx.create(&receiver.url("/old")).await;
+    // A v1a key pair is sealed like the secrets, and re-encrypted with them.
+    let v1a_body = json!({"url": receiver.url("/v1a"), "signature_schemes": ["v1", "v1a"]});
+    let (status, v1a) = fx.api("POST", "/webhooks", Some(v1a_body)).await;
+    assert_eq!(status, 201, "{v1a}");
+    let (v1a_id, v1a_public) = (v1a["id"].as_str().unwrap(), &v1a["public_key"]);
 
     // An item from before encryption at rest: its secret in the clear.
     let legacy_secret = WebhookSecret::generate();
@@ -415,6 +420,15 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
         legacy_secret.expose()
     );
     assert_eq!(opened(fx.raw(&old).await), old_secret);
+    let v1a_sub: Subscription = serde_dynamo::aws_sdk_dynamodb_1::from_item(fx.raw(v1a_id).await)
+        .expect("a subscription item");
+    let key_pair = v1a_sub.signing_key.as_ref().expect("a key pair");
+    assert_eq!(key_pair.sealed.key_version, 2, "re-encrypted");
+    let opened_key = key_pair.open(&keyring, v1a_sub.secret_owner()).unwrap();
+    assert_eq!(
+        json!(opened_key.public_key().standard_webhooks_form()),
+        *v1a_public
+    );
     assert_eq!(key_version(&fx.raw(&fresh).await, "secret"), Some(2));
 
     // Idempotent: a second pass changes nothing.

@@ -362,12 +362,27 @@ impl SubscriptionStore {
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(sub.version))
             .expression_attribute_values(":secret", value(&sub.secret)?);
-        update = match &sub.previous_secret {
-            Some(prev) => update
-                .update_expression("SET secret = :secret, previous_secret = :previous")
-                .expression_attribute_values(":previous", value(prev)?),
-            None => update.update_expression("SET secret = :secret"),
-        };
+        let mut set = vec!["secret = :secret".to_owned()];
+        if let Some(prev) = &sub.previous_secret {
+            set.push("previous_secret = :previous".to_owned());
+            update = update.expression_attribute_values(":previous", value(prev)?);
+        }
+        // The v1a key pairs, sealed like the secrets.
+        for (attribute, placeholder, key) in [
+            ("signing_key", ":key", &sub.signing_key),
+            (
+                "previous_signing_key",
+                ":previous_key",
+                &sub.previous_signing_key,
+            ),
+        ] {
+            if let Some(key) = key {
+                set.push(format!("{attribute} = {placeholder}"));
+                let key = self.table.attribute(&sub.subscription_id, key)?;
+                update = update.expression_attribute_values(placeholder, key);
+            }
+        }
+        let update = update.update_expression(format!("SET {}", set.join(", ")));
         Ok(self.table.update_if(update).await?.is_some())
     }
 }
