@@ -9,6 +9,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use shared::domain::filters::{Filters, FiltersInput};
+use shared::domain::headers::{self, HeadersInput, HeadersPatchInput};
 use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus,
@@ -48,6 +49,8 @@ struct CreateRequest {
     description: Option<String>,
     #[serde(default)]
     filters: Option<FiltersInput>,
+    #[serde(default)]
+    headers: Option<HeadersInput>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -68,6 +71,8 @@ struct UpdateRequest {
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     filters: Option<Option<FiltersInput>>,
+    #[serde(default, deserialize_with = "nullable")]
+    headers: Option<Option<HeadersPatchInput>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,9 +258,13 @@ impl App {
             description: check_description(input.description)?,
             filters: check_filters(input.filters, self.config.max_job_ids)?,
         };
+        let headers = input.headers.map(HeadersInput::validate).transpose()?;
         let now = Utc::now();
         let keyring = self.vault.for_sealing().await?;
-        let (sub, secret) = Subscription::create(company, new, now, &keyring)?;
+        let (mut sub, secret) = Subscription::create(company, new, now, &keyring)?;
+        if let Some(values) = &headers {
+            sub.set_headers(values, &keyring)?;
+        }
         let claim = key.map(|key| IdempotencyClaim {
             key,
             request_hash: request_fingerprint(raw),
@@ -426,13 +435,25 @@ impl App {
             None => None,
             Some(f) => Some(check_filters(f, self.config.max_job_ids)?),
         };
+        let headers = match input.headers {
+            None => None,
+            Some(patch) => Some(patch.map(HeadersPatchInput::validate).transpose()?),
+        };
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());
         }
+        let keyring = match headers {
+            Some(_) => Some(self.vault.for_sealing().await?),
+            None => None,
+        };
         let updated = self
             .modify(company, id, expected, |sub, now| {
                 if sub.is_archived() {
                     return Err(ApiError::archived());
+                }
+                let mut changed = false;
+                if let (Some(patch), Some(keyring)) = (&headers, &keyring) {
+                    changed = sub.patch_headers(patch.as_ref(), keyring)?;
                 }
                 let before = (
                     sub.url.clone(),
@@ -461,12 +482,13 @@ impl App {
                 if let Some(f) = &filters {
                     sub.filters = f.clone();
                 }
-                Ok(before
-                    != (
-                        sub.url.clone(),
-                        sub.description.clone(),
-                        sub.filters.clone(),
-                    ))
+                Ok(changed
+                    || before
+                        != (
+                            sub.url.clone(),
+                            sub.description.clone(),
+                            sub.filters.clone(),
+                        ))
             })
             .await?;
         let response = json_response(
@@ -544,10 +566,18 @@ impl App {
 
 /// Fingerprint of a create request: SHA-256 of its JSON in canonical form
 /// (sorted keys, no whitespace), so formatting differences don't count as
-/// a different request.
+/// a different request. Custom header values are masked first: the
+/// fingerprint is stored, and a hash of a short value (a password) could be
+/// guessed back.
 fn request_fingerprint(raw: &[u8]) -> String {
     let canonical = serde_json::from_slice::<serde_json::Value>(raw)
-        .and_then(|v| serde_json::to_vec(&v))
+        .and_then(|mut v| {
+            if let Some(map) = v.get_mut("headers").and_then(|h| h.as_object_mut()) {
+                map.values_mut()
+                    .for_each(|value| *value = headers::MASK.into());
+            }
+            serde_json::to_vec(&v)
+        })
         .unwrap_or_else(|_| raw.to_vec());
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -342,8 +342,8 @@ impl SubscriptionStore {
         Ok((items, next))
     }
 
-    /// Stores `sub`'s secrets as they are now (re-sealed under a newer key
-    /// version) if the item is still at `sub.version`; touches nothing else
+    /// Stores `sub`'s secrets and header values as they are now (re-sealed
+    /// under a newer key version) if the item is still at `sub.version`; touches nothing else
     /// and leaves `version` as is, since what the secrets open to is
     /// unchanged. `false` when the item changed meanwhile.
     pub async fn store_resealed_secrets(&self, sub: &Subscription) -> Result<bool, StoreError> {
@@ -361,12 +361,23 @@ impl SubscriptionStore {
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(sub.version))
             .expression_attribute_values(":secret", value(&sub.secret)?);
-        update = match &sub.previous_secret {
-            Some(prev) => update
-                .update_expression("SET secret = :secret, previous_secret = :previous")
-                .expression_attribute_values(":previous", value(prev)?),
-            None => update.update_expression("SET secret = :secret"),
-        };
-        Ok(self.table.update_if(update).await?.is_some())
+        let mut set = String::from("SET secret = :secret");
+        if let Some(prev) = &sub.previous_secret {
+            set.push_str(", previous_secret = :previous");
+            update = update.expression_attribute_values(":previous", value(prev)?);
+        }
+        if !sub.headers.is_empty() {
+            set.push_str(", #headers = :headers");
+            update = update.expression_attribute_names("#headers", "headers");
+            update = update.expression_attribute_values(
+                ":headers",
+                self.table.attribute(&sub.subscription_id, &sub.headers)?,
+            );
+        }
+        Ok(self
+            .table
+            .update_if(update.update_expression(set))
+            .await?
+            .is_some())
     }
 }
