@@ -5,6 +5,7 @@
 mod api;
 mod common;
 mod deliveries;
+mod headers;
 mod lambda_smoke;
 mod openapi;
 mod quotas;
