@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run simulate redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
+.PHONY: run simulate publish redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, cargo-lambda) in .venv/
 tools: $(VENV)/.installed
@@ -32,6 +32,10 @@ run: tools
 ## While `make run` serves: simulate jobs, e.g. make simulate COMPANY=acme JOBS=5
 simulate:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- simulate $(or $(COMPANY),demo-company) $(or $(JOBS),3)
+
+## While `make run` serves: publish platform events (CloudEvents), e.g. make publish COMPANY=acme TYPES="engine.slow_query_event app.run_failed"
+publish:
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- publish $(or $(COMPANY),demo-company) $(TYPES)
 
 ## While `make run` serves: redrive dead letters, e.g. make redrive REQUEST='{"company_id":"acme","dry_run":true}'
 redrive:

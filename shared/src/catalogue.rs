@@ -245,6 +245,35 @@ pub fn find(name: &str) -> Option<&'static EventType> {
     event_types().iter().find(|e| e.name == name)
 }
 
+/// The words subject/verb events use.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Vocabulary {
+    /// What an event can be about.
+    pub subject_types: Vec<String>,
+    /// What can happen to a subject.
+    pub verbs: Vec<String>,
+}
+
+/// The subject types and verbs of subject/verb events.
+pub fn vocabulary() -> &'static Vocabulary {
+    static VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| Vocabulary {
+        subject_types: ["work", "workflow", "segment", "campaign", "user"]
+            .map(String::from)
+            .to_vec(),
+        verbs: [
+            "created",
+            "started",
+            "synced",
+            "completed",
+            "failed",
+            "deleted",
+        ]
+        .map(String::from)
+        .to_vec(),
+    });
+    &VOCABULARY
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

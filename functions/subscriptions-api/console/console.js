@@ -421,6 +421,70 @@
       el("p", { class: "field-error", id: name + "-error", "aria-live": "polite" }));
   }
 
+  /** A textarea of one value per line. */
+  function linesInput(id, values) {
+    const input = el("textarea", { id, name: id, rows: 2, "aria-describedby": id + "-error", spellcheck: "false" });
+    input.value = (values || []).join("\n");
+    return input;
+  }
+
+  function lines(input) {
+    return input.value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  }
+
+  /** The platform event types as choices: `*`, each group's wildcard, then
+   * each type, grouped. */
+  function eventTypeChoices(eventTypes) {
+    const platform = eventTypes.filter((t) => !t.name.startsWith("job.") && t.name !== "webhook.test");
+    const groups = [...new Set(platform.map((t) => t.group || t.name.split(".")[0]))];
+    const choices = [{ value: "*", label: "*", hint: "every platform event, including types added later" }];
+    for (const g of groups) {
+      choices.push({ value: g + ".*", label: g + ".*", hint: "every " + g + " event" });
+      for (const t of platform.filter((t) => (t.group || t.name.split(".")[0]) === g)) {
+        choices.push({ value: t.name, label: t.name, hint: (t.deprecated ? "deprecated — " : "") + t.description });
+      }
+    }
+    return choices;
+  }
+
+  /** Rows of custom headers: names with values (masked for stored ones,
+   * which are never shown). Returns the fieldset and a function giving the
+   * `headers` of the request: on create every row, on edit only the
+   * changes (a new value, or `null` for a removed header). */
+  function headersEditor(stored) {
+    const rows = el("div", { class: "header-rows" });
+    const removed = new Set();
+    const addRow = (name, masked) => {
+      const n = rows.children.length;
+      const nameInput = el("input", { class: "header-name", "aria-label": "Header name", value: name || "", placeholder: "x-api-key", spellcheck: "false", autocomplete: "off", readonly: masked ? true : null });
+      const valueInput = el("input", { class: "header-value", type: "password", "aria-label": "Header value", placeholder: masked ? "unchanged (stored sealed)" : "value", autocomplete: "off", spellcheck: "false" });
+      const row = el("div", { class: "header-row", id: "header-row-" + n, "data-stored": masked ? name : null },
+        nameInput, valueInput,
+        el("button", { type: "button", class: "secondary remove-header", on: { click: () => { if (masked) removed.add(name); row.remove(); } } }, "Remove"));
+      rows.append(row);
+    };
+    for (const name of Object.keys(stored || {})) addRow(name, true);
+    const fieldset = el("fieldset", { class: "picker", id: "headers" },
+      el("legend", {}, "Custom headers (optional)"),
+      el("p", { class: "hint" }, "Sent with every delivery, e.g. an API key or basic auth for a receiver behind a gateway. Values are stored encrypted and never shown again."),
+      rows,
+      el("p", {}, el("button", { type: "button", class: "secondary", id: "add-header", on: { click: () => addRow("", false) } }, "Add header")),
+      el("p", { class: "field-error", id: "headers-error", "aria-live": "polite" }));
+    const value = () => {
+      const out = {};
+      for (const name of removed) out[name] = null;
+      for (const row of rows.querySelectorAll(".header-row")) {
+        const name = row.querySelector(".header-name").value.trim();
+        const v = row.querySelector(".header-value").value;
+        if (!name) continue;
+        if (row.dataset.stored && !v) continue;
+        out[name] = v;
+      }
+      return out;
+    };
+    return [fieldset, value];
+  }
+
   function formView(existing) {
     const filters = (existing && existing.filters) || {};
     return loader(
@@ -429,15 +493,53 @@
         const url = el("input", { id: "url", name: "url", type: "url", required: true, value: existing ? existing.url : "", placeholder: "https://example.com/webhooks", "aria-describedby": "url-error", autocomplete: "url" });
         const description = el("textarea", { id: "description", name: "description", rows: 2, "aria-describedby": "description-error" });
         description.value = (existing && existing.description) || "";
-        const jobIds = el("textarea", { id: "job_ids", name: "job_ids", rows: 3, "aria-describedby": "job_ids-error", spellcheck: "false" });
-        jobIds.value = (filters.job_ids || []).join("\n");
-        const events = checkboxes("states", "Event types",
+        const kindNow = (existing && existing.kind) || "jobs";
+        const kindChoice = (value, label, hint) => el("label", { for: "kind-" + value, class: "choice" },
+          el("input", { type: "radio", id: "kind-" + value, name: "kind", value, checked: kindNow === value, disabled: existing ? true : null }),
+          " ", label, el("span", { class: "muted" }, " — " + hint));
+        const kind = el("fieldset", { class: "picker", id: "kind" },
+          el("legend", {}, "Receives"),
+          existing ? el("p", { class: "hint" }, "The kind of an endpoint can't change.") : null,
+          el("div", { class: "choices" },
+            kindChoice("jobs", "Job state changes", "jobs of your company moving between states"),
+            kindChoice("events", "Platform events", "app, subject/verb and engine events")),
+          el("p", { class: "field-error", id: "kind-error", "aria-live": "polite" }));
+        const jobIds = linesInput("job_ids", filters.job_ids);
+        const states = checkboxes("states", "Event types",
           eventTypes.data.filter((t) => t.name.startsWith("job.")).map((t) => ({ value: t.name.slice(4), label: t.name, hint: t.description })),
           filters.states || []);
         const types = checkboxes("job_types", "Job types",
           jobTypes.data.map((t) => ({ value: t.name, label: t.name, hint: t.description })),
           filters.job_types || []);
+        const vocabulary = eventTypes.vocabulary || { subject_types: [], verbs: [] };
+        const platformTypes = checkboxes("event_types", "Event types", eventTypeChoices(eventTypes.data), filters.event_types || []);
+        platformTypes.querySelector(".hint").textContent = "Tick at least one: a type, a group's wildcard, or * for all.";
+        const subjectTypes = checkboxes("subject_types", "Subject types",
+          vocabulary.subject_types.map((v) => ({ value: v, label: v })), filters.subject_types || []);
+        const verbs = checkboxes("verbs", "Verbs",
+          vocabulary.verbs.map((v) => typeof v === "string" ? { value: v, label: v } : { value: v.name, label: v.name, hint: v.description }), filters.verbs || []);
+        const subjectIds = linesInput("subject_ids", filters.subject_ids);
+        const appIds = linesInput("app_ids", filters.app_ids);
         const errorFor = (id) => el("p", { class: "field-error", id: id + "-error", "aria-live": "polite" });
+        const jobsSection = el("div", { id: "jobs-filters" },
+          states, types,
+          el("label", { for: "job_ids" }, "Job ids (optional, one per line)"), jobIds, errorFor("job_ids"));
+        const eventsSection = el("div", { id: "events-filters" },
+          platformTypes, subjectTypes, verbs,
+          el("label", { for: "subject_ids" }, "Subject ids (optional, one per line)"), subjectIds, errorFor("subject_ids"),
+          el("label", { for: "app_ids" }, "App ids (optional, one per line): only these apps' events"), appIds, errorFor("app_ids"));
+        const chosenKind = () => kind.querySelector("input[name=kind]:checked").value;
+        const showKind = () => {
+          const k = chosenKind();
+          jobsSection.hidden = k !== "jobs";
+          eventsSection.hidden = k !== "events";
+        };
+        kind.addEventListener("change", showKind);
+        const schemesNow = (existing && existing.signature_schemes) || ["v1"];
+        const scheme = el("select", { id: "signature_schemes", name: "signature_schemes", "aria-describedby": "signature_schemes-error" },
+          [["v1", "v1: HMAC-SHA256 with a shared secret"], ["v1a", "v1a: Ed25519, receivers hold a public key"], ["v1 v1a", "both"]].map(([value, label]) =>
+            el("option", { value, selected: schemesNow.join(" ") === value ? true : null }, label)));
+        const [headers, headersValue] = headersEditor(existing && existing.headers);
         const formError = el("p", { class: "error", role: "alert", hidden: true });
         const submit = el("button", { type: "submit" }, existing ? "Save changes" : "Create endpoint");
         // One key per body: a retried submission of the same endpoint is
@@ -448,25 +550,33 @@
           el("h1", {}, existing ? "Edit endpoint" : "Add endpoint"),
           el("label", { for: "url" }, "Endpoint URL"), url, errorFor("url"),
           el("label", { for: "description" }, "Description (optional)"), description, errorFor("description"),
-          events, types,
-          el("label", { for: "job_ids" }, "Job ids (optional, one per line)"), jobIds, errorFor("job_ids"),
+          kind, jobsSection, eventsSection,
+          el("label", { for: "signature_schemes" }, "Signature scheme"), scheme, errorFor("signature_schemes"),
+          headers,
           formError,
           el("p", { class: "actions" }, submit, " ",
             el("a", { class: "button secondary", href: existing ? "#/webhooks/" + encodeURIComponent(existing.id) : "#/" }, "Cancel")));
+        showKind();
         form.addEventListener("submit", async (e) => {
           e.preventDefault();
           for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
           formError.hidden = true;
           const ticked = (name) => [...form.querySelectorAll("input[name=" + name + "]:checked")].map((i) => i.value);
-          const ids = jobIds.value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
-          const chosen = { job_ids: ids, job_types: ticked("job_types"), states: ticked("states") };
+          const k = chosenKind();
+          const chosen = k === "jobs"
+            ? { job_ids: lines(jobIds), job_types: ticked("job_types"), states: ticked("states") }
+            : { event_types: ticked("event_types"), subject_types: ticked("subject_types"), verbs: ticked("verbs"), subject_ids: lines(subjectIds), app_ids: lines(appIds) };
           const f = {};
-          for (const [k, v] of Object.entries(chosen)) if (v.length) f[k] = v;
+          for (const [key, v] of Object.entries(chosen)) if (v.length) f[key] = v;
           const body = {
             url: url.value.trim(),
             description: description.value.trim() || null,
+            kind: k,
             filters: Object.keys(f).length ? f : null,
+            signature_schemes: scheme.value.split(" "),
+            headers: headersValue(),
           };
+          if (!Object.keys(body.headers).length) delete body.headers;
           submit.disabled = true;
           submit.textContent = "Saving…";
           try {
@@ -487,7 +597,7 @@
               pendingSecret = created;
             }
           } catch (err) {
-            const field = (err.field || "").replace(/^filters\./, "").replace(/\[.*$/, "");
+            const field = (err.field || "").replace(/^filters\./, "").replace(/^headers\..*$/, "headers").replace(/\[.*$/, "");
             const target = form.querySelector("#" + CSS.escape(field) + "-error");
             if (target) {
               target.textContent = err.message;
@@ -587,8 +697,25 @@
       panel.remove();
       if (onClose) onClose();
     };
+    const publicKey = created.public_key
+      ? [el("label", { for: "public-key-value" }, "Public key (v1a, Ed25519): not a secret, shown on the endpoint's page too"),
+        el("div", { class: "copy-row" },
+          el("input", { id: "public-key-value", readonly: true, value: created.public_key, spellcheck: "false", autocomplete: "off" }),
+          el("button", { type: "button", id: "copy-public-key", on: { click: () => copy(created.public_key, "Public key") } }, "Copy"))]
+      : null;
+    if (!secret) {
+      append(panel, [
+        el("h2", { id: "secret-heading" }, heading),
+        el("p", {}, "This endpoint signs with Ed25519 only (v1a): receivers verify every webhook with its public key."),
+        publicKey,
+        el("p", {}, el("button", { type: "button", id: "close-secret", on: { click: close } }, "Done")),
+      ]);
+      queueMicrotask(() => panel.focus());
+      return panel;
+    }
     append(panel, [
       el("h2", { id: "secret-heading" }, heading),
+      publicKey,
       el("p", {}, "Copy the signing secret now: it is shown only this once. Receivers verify every webhook with it."),
       el("label", { for: "secret-value" }, "Signing secret (Standard Webhooks form)"),
       el("div", { class: "copy-row" },
@@ -658,9 +785,22 @@
         el("dl", { class: "facts" },
           el("dt", {}, "Id"), el("dd", {}, el("code", {}, sub.id)),
           el("dt", {}, "Created"), el("dd", {}, time(sub.created_at)),
-          el("dt", {}, "Event types"), el("dd", {}, (sub.filters.states || []).map((s) => "job." + s).join(", ") || "all"),
-          el("dt", {}, "Job types"), el("dd", {}, (sub.filters.job_types || []).join(", ") || "all"),
-          sub.filters.job_ids ? [el("dt", {}, "Job ids"), el("dd", {}, sub.filters.job_ids.join(", "))] : null,
+          el("dt", {}, "Receives"), el("dd", { id: "endpoint-kind" }, sub.kind === "events" ? "Platform events" : "Job state changes"),
+          sub.kind === "events" ? [
+            el("dt", {}, "Event types"), el("dd", { id: "endpoint-event-types" }, (sub.filters.event_types || []).join(", ")),
+            sub.filters.subject_types ? [el("dt", {}, "Subject types"), el("dd", {}, sub.filters.subject_types.join(", "))] : null,
+            sub.filters.subject_ids ? [el("dt", {}, "Subject ids"), el("dd", {}, sub.filters.subject_ids.join(", "))] : null,
+            sub.filters.verbs ? [el("dt", {}, "Verbs"), el("dd", {}, sub.filters.verbs.join(", "))] : null,
+            sub.filters.app_ids ? [el("dt", {}, "Apps"), el("dd", { id: "endpoint-app-ids" }, sub.filters.app_ids.join(", "))] : null,
+          ] : [
+            el("dt", {}, "Event types"), el("dd", {}, (sub.filters.states || []).map((s) => "job." + s).join(", ") || "all"),
+            el("dt", {}, "Job types"), el("dd", {}, (sub.filters.job_types || []).join(", ") || "all"),
+            sub.filters.job_ids ? [el("dt", {}, "Job ids"), el("dd", {}, sub.filters.job_ids.join(", "))] : null,
+          ],
+          el("dt", {}, "Signatures"), el("dd", { id: "endpoint-schemes" }, (sub.signature_schemes || ["v1"]).join(", ")),
+          sub.public_key ? [el("dt", {}, "Public key"), el("dd", {}, el("code", { id: "endpoint-public-key" }, sub.public_key))] : null,
+          sub.headers && Object.keys(sub.headers).length ? [el("dt", {}, "Custom headers"), el("dd", { id: "endpoint-headers" },
+            Object.entries(sub.headers).map(([k, v]) => el("div", {}, el("code", {}, k), ": ", el("span", { class: "muted" }, v))))] : null,
           el("dt", {}, "Failures in a row"), el("dd", {}, String(h.consecutive_failures)),
           h.failing_since ? [el("dt", {}, "Failing since"), el("dd", {}, time(h.failing_since))] : null,
           h.last_failure ? [el("dt", {}, "Last failure"), el("dd", {}, time(h.last_failure.at), " ", h.last_failure.status_code ? "HTTP " + h.last_failure.status_code : h.last_failure.error || "")] : null,

@@ -5,7 +5,7 @@ use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use shared::domain::filters::Filters;
+use shared::domain::filters::{Filters, SubscriptionKind};
 use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
 use shared::domain::subscription::{Subscription, SubscriptionStatus};
@@ -28,7 +28,9 @@ pub struct SubscriptionView<'a> {
     pub url: &'a str,
     /// Free text.
     pub description: Option<&'a str>,
-    /// Filters; absent kinds match everything.
+    /// `jobs` or `events`: which events it receives.
+    pub kind: SubscriptionKind,
+    /// Filters; absent ones match everything.
     pub filters: &'a Filters,
     /// Active or archived.
     pub status: SubscriptionStatus,
@@ -72,6 +74,7 @@ impl<'a> SubscriptionView<'a> {
             id: &sub.subscription_id,
             url: &sub.url,
             description: sub.description.as_deref(),
+            kind: sub.filters.kind(),
             filters: &sub.filters,
             status: sub.status,
             created_at: timestamp(sub.created_at),

@@ -8,7 +8,7 @@ use http::header::{ETAG, IF_MATCH, LOCATION};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
-use shared::domain::filters::{Filters, FiltersInput};
+use shared::domain::filters::{Filters, FiltersInput, SubscriptionKind};
 use shared::domain::headers::{self, HeadersInput, HeadersPatchInput};
 use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
@@ -47,6 +47,10 @@ struct CreateRequest {
     url: String,
     #[serde(default)]
     description: Option<String>,
+    /// `jobs` (the default) or `events`; when absent, `events` if the
+    /// filters name event types.
+    #[serde(default)]
+    kind: Option<SubscriptionKind>,
     #[serde(default)]
     filters: Option<FiltersInput>,
     #[serde(default)]
@@ -67,6 +71,9 @@ where
 struct UpdateRequest {
     #[serde(default, deserialize_with = "nullable")]
     url: Option<Option<String>>,
+    /// Accepted when it is the subscription's kind: the kind is fixed.
+    #[serde(default)]
+    kind: Option<SubscriptionKind>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -111,8 +118,29 @@ fn check_description(d: Option<String>) -> Result<Option<String>, ValidationErro
     }
 }
 
-fn check_filters(f: Option<FiltersInput>, max_job_ids: usize) -> Result<Filters, ValidationError> {
-    f.map_or(Ok(Filters::default()), |f| f.validate_within(max_job_ids))
+/// Checks the filters of a subscription of `kind` (when given; else the
+/// kind the filters imply).
+fn check_filters(
+    f: Option<FiltersInput>,
+    kind: Option<SubscriptionKind>,
+    max_ids: usize,
+) -> Result<Filters, ValidationError> {
+    let f = f.unwrap_or_default();
+    let kind = kind.unwrap_or_else(|| f.kind());
+    f.validate_for(kind, max_ids)
+}
+
+/// The 400 of a PATCH that would change a subscription's kind.
+fn kind_is_fixed(kind: SubscriptionKind) -> ApiError {
+    ApiError::bad_request(
+        "kind_is_fixed",
+        format!(
+            "this subscription is of kind {}, which can't change; create a new subscription \
+             for the other kind",
+            kind.as_str()
+        ),
+    )
+    .with_field("kind")
 }
 
 fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
@@ -256,7 +284,7 @@ impl App {
         let new = NewSubscription {
             url: check_url(&input.url, &self.config.allow_list).await?,
             description: check_description(input.description)?,
-            filters: check_filters(input.filters, self.config.max_job_ids)?,
+            filters: check_filters(input.filters, input.kind, self.config.max_job_ids)?,
         };
         let headers = input.headers.map(HeadersInput::validate).transpose()?;
         let now = Utc::now();
@@ -431,9 +459,11 @@ impl App {
             Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list).await?),
         };
         let description = input.description.map(check_description).transpose()?;
+        // Filters are checked for the kind the request names or implies;
+        // that it is the subscription's kind is checked once it is read.
         let filters = match input.filters {
             None => None,
-            Some(f) => Some(check_filters(f, self.config.max_job_ids)?),
+            Some(f) => Some(check_filters(f, input.kind, self.config.max_job_ids)?),
         };
         let headers = match input.headers {
             None => None,
@@ -450,6 +480,12 @@ impl App {
             .modify(company, id, expected, |sub, now| {
                 if sub.is_archived() {
                     return Err(ApiError::archived());
+                }
+                let kind = sub.filters.kind();
+                if input.kind.is_some_and(|k| k != kind)
+                    || filters.as_ref().is_some_and(|f| f.kind() != kind)
+                {
+                    return Err(kind_is_fixed(kind));
                 }
                 let mut changed = false;
                 if let (Some(patch), Some(keyring)) = (&headers, &keyring) {

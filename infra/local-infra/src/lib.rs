@@ -15,6 +15,8 @@
 //! - [`simulate`]: jobs written to the jobs table the way the data
 //!   platform does (creation, then one update per state change,
 //!   reproducible from a seed).
+//! - [`publish`]: platform events sent to the ingress queue as CloudEvents,
+//!   the way a platform service publishes them.
 //! - [`receiver`]: a webhook endpoint on loopback that verifies every
 //!   delivery's Standard Webhooks signature and prints one line per event.
 
@@ -25,6 +27,7 @@ pub mod gateway;
 pub mod http_server;
 pub mod identity;
 pub mod jwt;
+pub mod publish;
 pub mod receiver;
 pub mod simulate;
 pub mod stream;

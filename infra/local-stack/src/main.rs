@@ -6,6 +6,9 @@
 //!   event source mappings say, runs a verifying demo receiver on
 //!   127.0.0.1:3001 and plays a short demo.
 //! - `local-stack token COMPANY`: prints a development bearer token.
+//! - `local-stack publish COMPANY [EVENT_TYPE ...]`: publishes one sample
+//!   CloudEvent of each type (engine and app events by default) for
+//!   COMPANY to the local ingress queue (`PlatformEventsQueue`).
 //! - `local-stack simulate COMPANY [JOBS]`: writes JOBS (default 5)
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
 //!   default the deployed stack's `JobsTable`), printing each state change. `SIMULATE_SEED`
@@ -18,7 +21,7 @@
 //! - `local-stack replay-ingest-failures [JSON]`: the ingest-replay function
 //!   against the local IngestFailureQueue and jobs stream.
 
-use local_infra::{jwt, simulate};
+use local_infra::{jwt, publish, simulate};
 use local_stack::{redrive, replay_ingest, secret_keys, up};
 
 #[tokio::main]
@@ -55,6 +58,17 @@ async fn main() {
                 Err(e) => Err(e.into()),
             }
         }
+        ["publish", company, types @ ..] => {
+            if shared::config::optional("AWS_ENDPOINT_URL").is_none() {
+                eprintln!("local-stack publish: AWS_ENDPOINT_URL must point at the local AWS emulator");
+                std::process::exit(2);
+            }
+            let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+            publish::run_cli(company, &types)
+                .await
+                .map(drop)
+                .map_err(Into::into)
+        }
         ["redrive", request @ ..] if request.len() <= 1 => {
             match redrive::run(request.first().copied().unwrap_or_default()).await {
                 Ok(report) => {
@@ -82,7 +96,7 @@ async fn main() {
         },
         _ => {
             eprintln!(
-                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack replay-ingest-failures ['{{\"max_entries\":..,\"dry_run\":..,\"discard_expired\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack publish COMPANY [EVENT_TYPE ...] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack replay-ingest-failures ['{{\"max_entries\":..,\"dry_run\":..,\"discard_expired\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
             );
             std::process::exit(2);
         }

@@ -20,6 +20,7 @@ use local_infra::cloudformation::{self, ids};
 use local_infra::dev_sign_in::{self, DevSignIn};
 use local_infra::receiver::{self, Receiver};
 use local_infra::simulate::Simulator;
+use local_infra::publish::{self, Publisher};
 use local_infra::{gateway, jwt};
 
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset: the
@@ -28,6 +29,8 @@ use local_infra::{gateway, jwt};
 pub const LOCAL_CURSOR_KEY: &str = "local-development-cursor-signing-key-not-secret";
 /// Company of the demo.
 pub const DEMO_COMPANY: &str = "demo-company";
+/// The app whose events the demo subscribes to.
+pub const DEMO_APP: &str = "app_demo";
 /// Local default of `TARGET_ALLOW_LIST`: loopback receivers.
 pub const LOCAL_ALLOW_LIST: &str = local_infra::receiver::LOOPBACK_ALLOW_LIST;
 
@@ -230,7 +233,11 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         let simulator = Simulator::new(dynamo, &jobs_table)
             .with_pause(Duration::from_millis(300))
             .with_observer(|t| println!("   jobs table: {t}"));
-        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &receiver).await {
+        let publisher = Publisher::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            pipeline.stack.queue_url(ids::PLATFORM_EVENTS_QUEUE)?,
+        );
+        if let Err(e) = demo(&base, &token, &receiver_url, &simulator, &publisher, &receiver).await {
             println!("\nThe demo did not complete: {e}");
         }
     }
@@ -238,6 +245,7 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
     println!("  export TOKEN={token}");
     println!("  curl -s {base}/webhooks -H \"authorization: Bearer $TOKEN\"");
     println!("  make simulate COMPANY={DEMO_COMPANY} JOBS=3");
+    println!("  make publish COMPANY={DEMO_COMPANY} TYPES=\"engine.slow_query_event app.installed\"");
     match &dev_sign_in {
         Some(dev) => {
             let minutes = dev_sign_in::CODE_TTL.as_secs() / 60;
@@ -304,6 +312,7 @@ async fn demo(
     token: &str,
     receiver_url: &str,
     simulator: &Simulator,
+    publisher: &Publisher,
     receiver: &Receiver,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
@@ -367,7 +376,84 @@ async fn demo(
             attempt["duration_ms"],
         );
     }
+    platform_events(base, &auth, receiver_url, publisher, receiver).await?;
     outage(base, &auth, receiver_url, receiver).await
+}
+
+/// The demo's platform events: an `events` subscription of the demo
+/// receiver to engine events and one app's events, signed with both
+/// schemes and sending a custom header; two platform services publish
+/// CloudEvents to the ingress queue, and only the matching ones arrive.
+async fn platform_events(
+    base: &str,
+    auth: &str,
+    receiver_url: &str,
+    publisher: &Publisher,
+    receiver: &Receiver,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let http = reqwest::Client::new();
+    println!(
+        "\n6. POST /webhooks with kind events: the demo receiver also takes engine events and the events of app {DEMO_APP} (signed v1 and v1a, with a custom header)"
+    );
+    let created: serde_json::Value = http
+        .post(format!("{base}/webhooks"))
+        .header("authorization", auth)
+        .json(&serde_json::json!({
+            "url": receiver_url,
+            "description": "demo receiver: platform events",
+            "kind": "events",
+            "filters": {"event_types": ["engine.*", "app.*"], "app_ids": [DEMO_APP]},
+            "signature_schemes": ["v1", "v1a"],
+            "headers": {"x-demo-api-key": "demo-key-not-a-secret"},
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "   created {}; its Ed25519 public key is {}",
+        created["id"].as_str().unwrap_or_default(),
+        created["public_key"].as_str().unwrap_or("(none)")
+    );
+    println!(
+        "\n7. The engine and the apps service publish CloudEvents to the ingress queue (one app event is another app's, and is not delivered):"
+    );
+    let mut events = Vec::new();
+    for event_type in [
+        "engine.aggregate_batch_started",
+        "engine.aggregate_batch_result",
+        "app.installed",
+        "app.run_failed",
+    ] {
+        let mut event = publish::sample(DEMO_COMPANY, event_type)?;
+        if event_type.starts_with("app.") {
+            event["appid"] = DEMO_APP.into();
+            event["data"]["app_id"] = DEMO_APP.into();
+        }
+        events.push(event);
+    }
+    let mut foreign = publish::sample(DEMO_COMPANY, "app.installed")?;
+    foreign["appid"] = "app_someone_else".into();
+    foreign["data"]["app_id"] = "app_someone_else".into();
+    events.push(foreign);
+    let before = receiver.verified().len();
+    publisher.publish(&events).await?;
+    for event in &events {
+        println!(
+            "   published {} from {}{}",
+            event["type"].as_str().unwrap_or_default(),
+            event["source"].as_str().unwrap_or_default(),
+            event["appid"]
+                .as_str()
+                .map(|a| format!(" (app {a})"))
+                .unwrap_or_default()
+        );
+    }
+    receiver
+        .wait_for_verified(before + events.len() - 1, Duration::from_secs(60))
+        .await?;
+    Ok(())
 }
 
 /// The demo's failing endpoint: it goes down, its breaker opens and its
@@ -380,7 +466,7 @@ async fn outage(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     let url = format!("{receiver_url}{}", receiver::OUTAGE_PATH);
-    println!("\n6. An endpoint goes down: {url} answers 503 to everything");
+    println!("\n8. An endpoint goes down: {url} answers 503 to everything");
     receiver.set_outage(true);
     let created: serde_json::Value = http
         .post(format!("{base}/webhooks"))
@@ -445,7 +531,7 @@ async fn outage(
     );
 
     println!(
-        "\n7. It comes back; the prober probes it with its oldest parked event, the breaker closes and the parked events drain:"
+        "\n9. It comes back; the prober probes it with its oldest parked event, the breaker closes and the parked events drain:"
     );
     receiver.set_outage(false);
     receiver

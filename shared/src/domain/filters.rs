@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue;
 use crate::domain::jobs::{self, JobState};
 use crate::domain::message::EventContext;
 use crate::validation::ValidationError;
@@ -23,6 +24,9 @@ use crate::validation::ValidationError;
 pub const MAX_JOB_IDS: usize = 1000;
 /// Longest accepted job id, in characters.
 pub const MAX_JOB_ID_LEN: usize = 256;
+
+/// Most event type names or patterns one subscription may list.
+pub const MAX_EVENT_TYPES: usize = 100;
 
 /// Filters as sent by API clients, before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,6 +38,16 @@ pub struct FiltersInput {
     pub job_types: Option<Vec<String>>,
     /// Only transitions into these states.
     pub states: Option<Vec<String>>,
+    /// The platform event types (names or prefix wildcards).
+    pub event_types: Option<Vec<String>>,
+    /// Only events about these subject types.
+    pub subject_types: Option<Vec<String>>,
+    /// Only events about these subjects.
+    pub subject_ids: Option<Vec<String>>,
+    /// Only events with these verbs.
+    pub verbs: Option<Vec<String>>,
+    /// Only events of these applications.
+    pub app_ids: Option<Vec<String>>,
 }
 
 /// What a subscription receives.
@@ -92,41 +106,71 @@ pub struct Filters {
 
 impl FiltersInput {
     /// Checks every value and returns the filters with duplicates removed
-    /// (first occurrence kept), with the default [`MAX_JOB_IDS`].
+    /// (first occurrence kept), with the default [`MAX_JOB_IDS`], for the
+    /// kind its fields imply ([`Self::kind`]).
     pub fn validate(self) -> Result<Filters, ValidationError> {
-        self.validate_within(MAX_JOB_IDS)
+        let kind = self.kind();
+        self.validate_for(kind, MAX_JOB_IDS)
     }
 
-    /// [`Self::validate`] with at most `max_job_ids` job ids.
-    pub fn validate_within(self, max_job_ids: usize) -> Result<Filters, ValidationError> {
-        let job_ids = match self.job_ids {
-            None => None,
-            Some(ids) => {
-                non_empty(&ids, "filters.job_ids")?;
-                if ids.len() > max_job_ids {
-                    return Err(ValidationError::field(
-                        "too_many_job_ids",
-                        "filters.job_ids",
-                        format!(
-                            "at most {max_job_ids} job ids per subscription (the quota \
-                             MAX_JOB_IDS_PER_FILTER), got {}",
-                            ids.len()
-                        ),
-                    ));
-                }
-                for (i, id) in ids.iter().enumerate() {
-                    let len = id.chars().count();
-                    if len == 0 || len > MAX_JOB_ID_LEN || id.chars().any(char::is_control) {
-                        return Err(ValidationError::field(
-                            "invalid_job_id",
-                            format!("filters.job_ids[{i}]"),
-                            format!("job ids must be 1 to {MAX_JOB_ID_LEN} printable characters"),
-                        ));
-                    }
-                }
-                Some(dedup(ids))
-            }
+    /// The kind these filters are for when the request does not say:
+    /// `events` when `event_types` is given, else `jobs`.
+    pub fn kind(&self) -> SubscriptionKind {
+        if self.event_types.is_some() {
+            SubscriptionKind::Events
+        } else {
+            SubscriptionKind::Jobs
+        }
+    }
+
+    /// [`Self::validate`] for a subscription of `kind`, with at most
+    /// `max_ids` ids in each id list (job ids, subject ids, app ids).
+    pub fn validate_for(
+        self,
+        kind: SubscriptionKind,
+        max_ids: usize,
+    ) -> Result<Filters, ValidationError> {
+        let (own, foreign) = match kind {
+            SubscriptionKind::Jobs => (JOB_FILTERS, EVENT_FILTERS),
+            SubscriptionKind::Events => (EVENT_FILTERS, JOB_FILTERS),
         };
+        if let Some(name) = foreign.iter().find(|n| self.has(n)) {
+            return Err(ValidationError::field(
+                "filter_not_for_kind",
+                format!("filters.{name}"),
+                format!(
+                    "filters.{name} does not apply to subscriptions of kind {}; its filters \
+                     are: {}",
+                    kind.as_str(),
+                    own.join(", ")
+                ),
+            ));
+        }
+        match kind {
+            SubscriptionKind::Jobs => self.validate_jobs(max_ids),
+            SubscriptionKind::Events => self.validate_events(max_ids),
+        }
+    }
+
+    fn has(&self, filter: &str) -> bool {
+        match filter {
+            "job_ids" => self.job_ids.is_some(),
+            "job_types" => self.job_types.is_some(),
+            "states" => self.states.is_some(),
+            "event_types" => self.event_types.is_some(),
+            "subject_types" => self.subject_types.is_some(),
+            "subject_ids" => self.subject_ids.is_some(),
+            "verbs" => self.verbs.is_some(),
+            "app_ids" => self.app_ids.is_some(),
+            _ => false,
+        }
+    }
+
+    fn validate_jobs(self, max_job_ids: usize) -> Result<Filters, ValidationError> {
+        let job_ids = self
+            .job_ids
+            .map(|ids| check_ids(ids, "job_ids", "job ids", max_job_ids))
+            .transpose()?;
         let job_types = match self.job_types {
             None => None,
             Some(types) => {
@@ -175,6 +219,191 @@ impl FiltersInput {
             ..Filters::default()
         })
     }
+
+    fn validate_events(self, max_ids: usize) -> Result<Filters, ValidationError> {
+        let Some(types) = self.event_types else {
+            return Err(ValidationError::field(
+                "missing_event_types",
+                "filters.event_types",
+                format!(
+                    "a subscription of kind events names the event types it receives; \
+                     allowed: {}",
+                    allowed_event_types()
+                ),
+            ));
+        };
+        non_empty(&types, "filters.event_types")?;
+        if types.len() > MAX_EVENT_TYPES {
+            return Err(ValidationError::field(
+                "too_many_event_types",
+                "filters.event_types",
+                format!(
+                    "at most {MAX_EVENT_TYPES} event types per subscription, got {}",
+                    types.len()
+                ),
+            ));
+        }
+        for (i, pattern) in types.iter().enumerate() {
+            if !is_platform_pattern(pattern) {
+                return Err(ValidationError::field(
+                    "unknown_event_type",
+                    format!("filters.event_types[{i}]"),
+                    format!(
+                        "unknown event type {pattern:?} (job events go to subscriptions of \
+                         kind jobs); allowed: {}",
+                        allowed_event_types()
+                    ),
+                ));
+            }
+        }
+        let vocabulary = catalogue::vocabulary();
+        let subject_types = self
+            .subject_types
+            .map(|v| {
+                check_known(
+                    v,
+                    "subject_types",
+                    "subject type",
+                    &vocabulary.subject_types,
+                )
+            })
+            .transpose()?;
+        let verbs = self
+            .verbs
+            .map(|v| check_known(v, "verbs", "verb", &vocabulary.verbs))
+            .transpose()?;
+        let subject_ids = self
+            .subject_ids
+            .map(|ids| check_ids(ids, "subject_ids", "subject ids", max_ids))
+            .transpose()?;
+        let app_ids = self
+            .app_ids
+            .map(|ids| check_ids(ids, "app_ids", "app ids", max_ids))
+            .transpose()?;
+        Ok(Filters {
+            event_types: Some(dedup(types)),
+            subject_types,
+            subject_ids,
+            verbs,
+            app_ids,
+            ..Filters::default()
+        })
+    }
+}
+
+/// The filters of each kind, in the order the API documents them.
+const JOB_FILTERS: &[&str] = &["job_ids", "job_types", "states"];
+const EVENT_FILTERS: &[&str] = &[
+    "event_types",
+    "subject_types",
+    "subject_ids",
+    "verbs",
+    "app_ids",
+];
+
+/// Whether an event type is delivered to `events` subscriptions: every
+/// catalogue type but job events and test events.
+pub fn is_platform_type(name: &str) -> bool {
+    !name.starts_with("job.") && name != crate::domain::message::TEST_EVENT_TYPE
+}
+
+/// Whether `pattern` names a platform event type of the catalogue, or is a
+/// wildcard matching at least one.
+fn is_platform_pattern(pattern: &str) -> bool {
+    catalogue::event_types()
+        .iter()
+        .any(|e| is_platform_type(&e.name) && type_matches(pattern, &e.name))
+}
+
+/// The allowed `event_types` values: `*`, each group's wildcard, each name.
+fn allowed_event_types() -> String {
+    let mut allowed = vec!["*".to_owned()];
+    for e in catalogue::event_types()
+        .iter()
+        .filter(|e| is_platform_type(&e.name))
+    {
+        if let Some((group, _)) = e.name.split_once('.') {
+            let wildcard = format!("{group}.*");
+            if !allowed.contains(&wildcard) {
+                allowed.push(wildcard);
+            }
+        }
+    }
+    allowed.extend(
+        catalogue::event_types()
+            .iter()
+            .filter(|e| is_platform_type(&e.name))
+            .map(|e| e.name.clone()),
+    );
+    allowed.join(", ")
+}
+
+/// A non-empty list of values from `allowed`, deduplicated.
+fn check_known(
+    values: Vec<String>,
+    name: &'static str,
+    what: &str,
+    allowed: &[String],
+) -> Result<Vec<String>, ValidationError> {
+    let field = format!("filters.{name}");
+    non_empty(&values, field.clone())?;
+    if let Some((i, bad)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !allowed.contains(v))
+    {
+        return Err(ValidationError::field(
+            match name {
+                "verbs" => "unknown_verb",
+                _ => "unknown_subject_type",
+            },
+            format!("{field}[{i}]"),
+            format!("unknown {what} {bad:?}; allowed: {}", allowed.join(", ")),
+        ));
+    }
+    Ok(dedup(values))
+}
+
+/// A non-empty list of at most `max` ids of 1 to [`MAX_JOB_ID_LEN`]
+/// printable characters, deduplicated.
+fn check_ids(
+    ids: Vec<String>,
+    name: &'static str,
+    what: &str,
+    max: usize,
+) -> Result<Vec<String>, ValidationError> {
+    let field = format!("filters.{name}");
+    non_empty(&ids, field.clone())?;
+    if ids.len() > max {
+        return Err(ValidationError::field(
+            match name {
+                "subject_ids" => "too_many_subject_ids",
+                "app_ids" => "too_many_app_ids",
+                _ => "too_many_job_ids",
+            },
+            field,
+            format!(
+                "at most {max} {what} per subscription (the quota MAX_JOB_IDS_PER_FILTER), \
+                 got {}",
+                ids.len()
+            ),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let len = id.chars().count();
+        if len == 0 || len > MAX_JOB_ID_LEN || id.chars().any(char::is_control) {
+            return Err(ValidationError::field(
+                match name {
+                    "subject_ids" => "invalid_subject_id",
+                    "app_ids" => "invalid_app_id",
+                    _ => "invalid_job_id",
+                },
+                format!("{field}[{i}]"),
+                format!("{what} must be 1 to {MAX_JOB_ID_LEN} printable characters"),
+            ));
+        }
+    }
+    Ok(dedup(ids))
 }
 
 impl Filters {
@@ -236,13 +465,14 @@ fn passes(filter: &Option<Vec<String>>, value: Option<&str>) -> bool {
         .is_none_or(|allowed| value.is_some_and(|v| allowed.iter().any(|a| a == v)))
 }
 
-fn non_empty<T>(values: &[T], field: &'static str) -> Result<(), ValidationError> {
+fn non_empty<T>(
+    values: &[T],
+    field: impl Into<std::borrow::Cow<'static, str>>,
+) -> Result<(), ValidationError> {
     if values.is_empty() {
-        return Err(ValidationError::field(
-            "empty_filter",
-            field,
-            format!("{field} must not be empty; omit it to match everything"),
-        ));
+        let field = field.into();
+        let message = format!("{field} must not be empty; omit it to match everything");
+        return Err(ValidationError::field("empty_filter", field, message));
     }
     Ok(())
 }
@@ -434,5 +664,112 @@ mod tests {
             "another app's event"
         );
         assert!(!app.matches_event("app.installed", &EventContext::default()));
+    }
+
+    fn events(json: serde_json::Value) -> Result<Filters, ValidationError> {
+        input(json).validate_for(SubscriptionKind::Events, 3)
+    }
+
+    #[test]
+    fn events_subscriptions_name_catalogued_platform_types() {
+        let f =
+            events(serde_json::json!({"event_types": ["engine.*", "app.installed", "engine.*"]}))
+                .unwrap();
+        assert_eq!(f.kind(), SubscriptionKind::Events);
+        assert_eq!(f.event_types.unwrap(), ["engine.*", "app.installed"]);
+        assert!(events(serde_json::json!({"event_types": ["*"]})).is_ok());
+
+        let err = events(serde_json::json!({})).unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("missing_event_types", Some("filters.event_types"))
+        );
+        assert!(err.message.contains("engine.*"), "{}", err.message);
+        for bad in [
+            "job.completed",
+            "job.*",
+            "webhook.test",
+            "eng*",
+            "nope.*",
+            "engine.nope",
+        ] {
+            let err = events(serde_json::json!({"event_types": ["app.*", bad]})).unwrap_err();
+            assert_eq!(err.code, "unknown_event_type", "{bad}");
+            assert_eq!(err.field.as_deref(), Some("filters.event_types[1]"));
+            assert!(err.message.contains(&format!("{bad:?}")), "{}", err.message);
+            assert!(
+                err.message.contains("engine.slow_query_event"),
+                "{}",
+                err.message
+            );
+        }
+        let many: Vec<String> = (0..=MAX_EVENT_TYPES).map(|_| "app.*".to_owned()).collect();
+        let err = events(serde_json::json!({ "event_types": many })).unwrap_err();
+        assert_eq!(err.code, "too_many_event_types");
+    }
+
+    #[test]
+    fn subject_types_and_verbs_come_from_the_vocabulary() {
+        let f = events(serde_json::json!({
+            "event_types": ["subject.*"], "subject_types": ["work"], "verbs": ["failed"],
+            "subject_ids": ["w1", "w1"], "app_ids": ["app_a"]
+        }))
+        .unwrap();
+        assert_eq!(f.subject_ids.unwrap(), ["w1"]);
+        let err = events(serde_json::json!({"event_types": ["*"], "subject_types": ["planet"]}))
+            .unwrap_err();
+        assert_eq!(err.code, "unknown_subject_type");
+        assert_eq!(err.field.as_deref(), Some("filters.subject_types[0]"));
+        assert!(err.message.contains("workflow"), "{}", err.message);
+        let err =
+            events(serde_json::json!({"event_types": ["*"], "verbs": ["created", "exploded"]}))
+                .unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("unknown_verb", Some("filters.verbs[1]"))
+        );
+        let err = events(serde_json::json!({"event_types": ["*"], "app_ids": []})).unwrap_err();
+        assert_eq!(err.code, "empty_filter");
+    }
+
+    #[test]
+    fn id_lists_of_events_subscriptions_fall_under_the_quota() {
+        let err =
+            events(serde_json::json!({"event_types": ["*"], "subject_ids": ["a", "b", "c", "d"]}))
+                .unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("too_many_subject_ids", Some("filters.subject_ids"))
+        );
+        let err =
+            events(serde_json::json!({"event_types": ["*"], "app_ids": ["a", "b", "c", "d"]}))
+                .unwrap_err();
+        assert_eq!(err.code, "too_many_app_ids");
+        let err =
+            events(serde_json::json!({"event_types": ["*"], "app_ids": ["ok", ""]})).unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("invalid_app_id", Some("filters.app_ids[1]"))
+        );
+    }
+
+    #[test]
+    fn a_kind_refuses_the_other_kinds_filters() {
+        let err =
+            events(serde_json::json!({"event_types": ["*"], "states": ["failed"]})).unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("filter_not_for_kind", Some("filters.states"))
+        );
+        assert!(err.message.contains("subject_types"), "{}", err.message);
+        let err = input(serde_json::json!({"verbs": ["failed"]}))
+            .validate_for(SubscriptionKind::Jobs, 10)
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("filter_not_for_kind", Some("filters.verbs"))
+        );
+        let implied = input(serde_json::json!({"event_types": ["app.*"]}));
+        assert_eq!(implied.kind(), SubscriptionKind::Events);
     }
 }

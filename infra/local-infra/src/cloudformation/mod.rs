@@ -62,6 +62,8 @@ pub mod ids {
     pub const INGEST_FAILURE_QUEUE: &str = "IngestFailureQueue";
     /// Where ingest sets aside records it cannot turn into messages.
     pub const INGEST_POISON_QUEUE: &str = "IngestPoisonQueue";
+    /// The ingress of platform events (CloudEvents).
+    pub const PLATFORM_EVENTS_QUEUE: &str = "PlatformEventsQueue";
 }
 
 /// What to deploy, where.

@@ -209,6 +209,7 @@ fn filters_for(i: usize, jobs: &[simulate::PlannedJob]) -> Vec<FiltersInput> {
             job_ids,
             job_types: types.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
             states: states.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            ..FiltersInput::default()
         }
     };
     let types: Vec<&str> = jobs
