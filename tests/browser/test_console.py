@@ -291,7 +291,16 @@ def test_catalogue_shows_schemas_examples_and_snippets(console):
     page = console.page
     console.open("#/events")
     events = page.locator("details.event")
-    expect(events).to_have_count(7)
+    expect(events).to_have_count(28)
+    groups = page.locator("section.event-group")
+    expect(groups).to_have_count(5)
+    assert [groups.nth(i).get_attribute("data-group") for i in range(5)] == ["job", "webhook", "app", "engine", "subject"]
+    expect(page.locator("#group-engine details.event")).to_have_count(7)
+    expect(page.locator("#group-job h2")).to_contain_text("Job state changes")
+    expect(page.locator(".badge.deprecated")).to_have_count(0)
+    installed = page.locator("#event-app-installed")
+    installed.locator("summary").click()
+    expect(installed.locator(".requires")).to_contain_text("app_id")
     failed = page.locator("#event-job-failed")
     failed.locator("summary").click()
     expect(failed.locator("pre").first).to_contain_text('"type": "job.failed"')

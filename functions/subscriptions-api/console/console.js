@@ -1020,13 +1020,46 @@
       el("section", { class: "card" }, el("h2", {}, "Verifying signatures"),
         el("p", {}, "Use the endpoint's ", el("code", {}, "whsec_"), " secret (shown when the endpoint is created or its secret rotated) with a Standard Webhooks library:"),
         snippetTabs(null, "catalogue-snippet")),
-      loader(() => api("GET", "/event-types"), (types) => types.data.map((t) =>
-        el("details", { class: "card event", id: "event-" + t.name.replace(/\W/g, "-") },
-          el("summary", {}, el("code", {}, t.name), " ", el("span", { class: "muted" }, t.description)),
-          el("h3", {}, "Example"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.example, null, 2)),
-          el("h3", {}, "JSON Schema"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.schema, null, 2))))),
+      loader(() => api("GET", "/event-types"), (types) => catalogueGroups(types.data).map((g) =>
+        el("section", { class: "event-group", id: "group-" + g.name.replace(/\W/g, "-"), "data-group": g.name },
+          el("h2", {}, GROUP_TITLES[g.name] || g.name, " ", el("span", { class: "muted" }, "(" + g.name + ".*, " + g.types.length + ")")),
+          g.types.map(eventCard)))),
     ];
   }
+
+  /** Headings of the catalogue's known groups; others show their name. */
+  const GROUP_TITLES = {
+    job: "Job state changes",
+    webhook: "Test events",
+    app: "App events",
+    engine: "Engine events",
+    subject: "Subject and verb events",
+  };
+
+  /** The event types by group, groups in catalogue order. */
+  function catalogueGroups(types) {
+    const groups = [];
+    for (const t of types) {
+      let group = groups.find((g) => g.name === t.group);
+      if (!group) groups.push(group = { name: t.group, types: [] });
+      group.types.push(t);
+    }
+    return groups;
+  }
+
+  function eventCard(t) {
+    return el("details", { class: "card event" + (t.deprecated ? " deprecated" : ""), id: "event-" + t.name.replace(/\W/g, "-") },
+      el("summary", {}, el("code", {}, t.name), " ",
+        t.deprecated && el("span", { class: "badge deprecated", title: "Still sent, but on its way out" }, "deprecated"), " ",
+        el("span", { class: "muted" }, t.description)),
+      t.requires.length > 0 && el("p", { class: "hint requires" }, "Its events always carry ",
+        t.requires.map((r, i) => [i > 0 ? ", " : "", el("code", {}, REQUIRED_FIELDS[r] || r)]), "."),
+      el("h3", {}, "Example"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.example, null, 2)),
+      el("h3", {}, "JSON Schema"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.schema, null, 2)));
+  }
+
+  /** The payload field of each context attribute an event type requires. */
+  const REQUIRED_FIELDS = { appid: "app_id", subject: "subject_id", subjecttype: "subject_type", verb: "verb" };
 
   // ---- Routing -------------------------------------------------------------
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 use http::header::ALLOW;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use shared::delivery::requeue::Requeuer;
 use shared::operational::Publisher;
 use shared::queue::QueueWriter;
@@ -17,6 +17,7 @@ use shared::storage::subscriptions::SubscriptionStore;
 use crate::auth;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::query;
 use crate::routes::{self, Operation, Resolution};
 use crate::views;
 
@@ -49,7 +50,7 @@ impl App {
         let parked = ParkedEvents::new(dynamo.clone(), config.parked_events_table.clone());
         let deliveries = DeliveryLog::new(dynamo, config.deliveries_table.clone());
         // The event catalogue is built once, at cold start, not on a request.
-        std::sync::LazyLock::force(&views::EVENT_TYPES_BODY);
+        std::sync::LazyLock::force(&views::EVENT_TYPE_BODIES);
         let delivery_queue = QueueWriter::new(sqs, config.delivery_queue_url.clone());
         Self {
             requeuer: Requeuer::new(delivery_queue.clone(), parked.clone()),
@@ -127,7 +128,11 @@ impl App {
                 StatusCode::OK,
                 &views::job_types_body(),
             )),
-            Operation::ListEventTypes => Ok(views::event_types_response()),
+            Operation::ListEventTypes => {
+                let params = req.query_string_parameters();
+                query::only(&params, &["group"])?;
+                Ok(views::event_types_response(params.first("group")))
+            }
             Operation::Console => Ok(self.config.console.serve(file)),
             Operation::CreateWebhook => self.create(&company, req).await,
             Operation::ListWebhooks => self.list(&company, req).await,

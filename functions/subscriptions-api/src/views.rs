@@ -4,7 +4,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Response};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
 use serde::Serialize;
+use shared::catalogue::{self, EventType};
 use shared::domain::filters::{Filters, SubscriptionKind};
 use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
@@ -366,27 +370,53 @@ pub fn job_types_body() -> JobTypesView {
     }
 }
 
-/// The body of `GET /event-types`, serialised once (at cold start, by
-/// [`crate::App::new`]).
-pub(crate) static EVENT_TYPES_BODY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The bodies of `GET /event-types`, serialised once (at cold start, by
+/// [`crate::App::new`]): the whole catalogue, and each group's part.
+pub(crate) struct EventTypeBodies {
+    all: String,
+    by_group: BTreeMap<&'static str, String>,
+}
+
+pub(crate) static EVENT_TYPE_BODIES: LazyLock<EventTypeBodies> = LazyLock::new(|| {
     #[derive(Serialize)]
-    struct EventTypesView {
-        data: &'static [shared::catalogue::EventType],
+    struct EventTypesView<'a> {
+        data: &'a [&'static EventType],
     }
-    serde_json::to_string(&EventTypesView {
-        data: shared::catalogue::event_types(),
-    })
-    .expect("the catalogue serialises")
+    let body = |types: &[&'static EventType]| {
+        serde_json::to_string(&EventTypesView { data: types }).expect("the catalogue serialises")
+    };
+    let types: Vec<&'static EventType> = catalogue::event_types().iter().collect();
+    let mut groups: BTreeMap<&'static str, Vec<&'static EventType>> = BTreeMap::new();
+    for event in &types {
+        groups.entry(event.group.as_str()).or_default().push(event);
+    }
+    EventTypeBodies {
+        all: body(&types),
+        by_group: groups
+            .into_iter()
+            .map(|(group, types)| (group, body(&types)))
+            .collect(),
+    }
 });
 
-/// The response of `GET /event-types`: every delivered event type with its
-/// description, JSON Schema and example.
-pub fn event_types_response() -> Response<Body> {
+/// The response of `GET /event-types`: every delivered event type (or
+/// those of `group`; none for a group the catalogue doesn't have) with its
+/// description, group, JSON Schemas and examples.
+pub fn event_types_response(group: Option<&str>) -> Response<Body> {
+    let bodies = &*EVENT_TYPE_BODIES;
+    let body = match group {
+        None => bodies.all.clone(),
+        Some(group) => bodies
+            .by_group
+            .get(group)
+            .cloned()
+            .unwrap_or_else(|| r#"{"data":[]}"#.to_owned()),
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/json")
         .header(CACHE_CONTROL, "no-store")
-        .body(Body::Text(EVENT_TYPES_BODY.clone()))
+        .body(Body::Text(body))
         .expect("static response parts are valid")
 }
 

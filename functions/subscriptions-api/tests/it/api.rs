@@ -365,18 +365,69 @@ async fn event_types_serve_each_delivered_type_with_its_schema_and_example() {
     assert_eq!(r.status, 200, "{}", r.body);
     let types = r.body["data"].as_array().unwrap();
     let names: Vec<&str> = types.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 7);
+    let catalogued: Vec<&str> = shared::catalogue::event_types()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, catalogued);
     assert_eq!(names[0], "job.pending");
     assert_eq!(names[6], "webhook.test");
     for t in types {
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(
+            t["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}.", t["group"].as_str().unwrap()))
+        );
+        assert_eq!(t["deprecated"], false, "{}", t["name"]);
+        assert!(t["requires"].is_array(), "{}", t["name"]);
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&t["schema"])
             .unwrap();
         assert!(validator.is_valid(&t["example"]), "{}", t["name"]);
         assert_eq!(t["example"]["type"], t["name"]);
+        let data = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&t["data_schema"])
+            .unwrap();
+        let examples = t["examples"].as_array().unwrap();
+        assert!(!examples.is_empty(), "{}", t["name"]);
+        assert!(examples.iter().all(|e| data.is_valid(e)), "{}", t["name"]);
     }
+    let app = types.iter().find(|t| t["name"] == "app.installed").unwrap();
+    assert_eq!(app["requires"], serde_json::json!(["appid"]));
+}
+
+#[tokio::test]
+async fn event_types_filter_by_group() {
+    let f = Fixture::new().await;
+    let r = f
+        .call(ApiRequest::new("GET", "/event-types?group=engine", "acme"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let names: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("engine.")), "{names:?}");
+    let r = f
+        .call(ApiRequest::new("GET", "/event-types?group=nope", "acme"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["data"],
+        serde_json::json!([]),
+        "an unknown group has no types"
+    );
+    let r = f
+        .call(ApiRequest::new("GET", "/event-types?kind=engine", "acme"))
+        .await;
+    assert_eq!(error_of(&r), (400, "unknown_parameter", Some("kind")));
 }
 
 #[tokio::test]

@@ -243,20 +243,230 @@ fn the_webhooks_section_describes_every_catalogued_event_with_its_signature_head
     }
 }
 
+/// `name` as an operation id: `engine.slow_query_event` is
+/// `EngineSlowQueryEventEvent`.
+fn operation_id(name: &str) -> String {
+    let mut id: String = name
+        .split(['.', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    id.push_str("Event");
+    id
+}
+
+/// A YAML mapping with its keys in the order given.
+fn mapping<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Mapping(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
+fn yaml(json: serde_json::Value) -> Value {
+    serde_yaml::to_value(json).expect("JSON is YAML")
+}
+
+/// The `webhooks` entry of a catalogued event type: the component its
+/// payloads share, with `type` (and a job event's `data.state`, a platform
+/// event's `data` and required context) pinned.
+fn webhook_entry(event: &shared::catalogue::EventType) -> Value {
+    use serde_json::json;
+    let name = event.name.as_str();
+    let (component, pinned) = match event.group.as_str() {
+        "job" => (
+            "JobEvent",
+            json!({ "type": "object", "properties": {
+                "type": { "const": name },
+                "data": { "type": "object", "properties": {
+                    "state": { "const": name.trim_start_matches("job.") } } } } }),
+        ),
+        "webhook" => (
+            "TestEvent",
+            json!({ "type": "object", "properties": { "type": { "const": name } } }),
+        ),
+        _ => {
+            let mut data = event.data_schema.clone();
+            data.as_object_mut().unwrap().remove("$schema");
+            let envelope = shared::catalogue::platform_event_schema();
+            let required: Vec<&serde_json::Value> = event.schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| !envelope["required"].as_array().unwrap().contains(f))
+                .collect();
+            let mut pinned = json!({ "type": "object", "properties": {
+                "type": { "const": name }, "data": data } });
+            if !required.is_empty() {
+                pinned["required"] = json!(required);
+            }
+            ("PlatformEvent", pinned)
+        }
+    };
+    let description = format!(
+        "{}\nSigned with the Standard Webhooks scheme; answer any 2xx to acknowledge it. \
+         The catalogue (`GET /event-types`) serves the same schema and examples.\n",
+        event.description
+    );
+    let header = |h: &str| yaml(json!({ "$ref": format!("#/components/parameters/{h}") }));
+    let mut post = mapping([
+        ("operationId", Value::from(operation_id(name))),
+        ("tags", yaml(json!(["Catalogue"]))),
+        ("summary", Value::from(format!("The `{name}` event"))),
+        ("description", Value::from(description)),
+        ("security", yaml(json!([]))),
+        (
+            "parameters",
+            Value::Sequence(vec![
+                header("WebhookId"),
+                header("WebhookTimestamp"),
+                header("WebhookSignature"),
+            ]),
+        ),
+        (
+            "requestBody",
+            yaml(
+                json!({ "required": true, "content": { "application/json": { "schema": {
+                "allOf": [{ "$ref": format!("#/components/schemas/{component}") }, pinned] } } } }),
+            ),
+        ),
+        (
+            "responses",
+            mapping([
+                (
+                    "2XX",
+                    yaml(json!({ "description":
+                        "Received. Any other answer (or none within 15 seconds) is retried." })),
+                ),
+                (
+                    "410",
+                    yaml(json!({ "description":
+                        "Gone. The subscription is archived and receives nothing more." })),
+                ),
+            ]),
+        ),
+    ]);
+    if event.deprecated {
+        post.as_mapping_mut()
+            .unwrap()
+            .insert("deprecated".into(), true.into());
+    }
+    mapping([("post", post)])
+}
+
+/// The `webhooks` section the catalogue makes: one entry per event type,
+/// in catalogue order.
+fn generated_webhooks() -> Value {
+    Value::Mapping(
+        shared::catalogue::event_types()
+            .iter()
+            .map(|e| (Value::from(e.name.as_str()), webhook_entry(e)))
+            .collect(),
+    )
+}
+
+/// Whether the tests rewrite the generated parts of the document
+/// (`UPDATE_OPENAPI=1`) rather than fail on them.
+fn updating() -> bool {
+    std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1")
+}
+
+/// Replaces (or adds, at the end) the schema `name` of the document's
+/// `components/schemas` with `schema`.
+fn rewrite_component(name: &str, schema: &serde_json::Value) {
+    let text = std::fs::read_to_string(DOCUMENT).unwrap();
+    let schemas = text.find("\n  schemas:\n").expect("components/schemas") + 1;
+    // The next key at the same or an outer level ends a block.
+    let block_end = |from: usize| {
+        let mut at = from;
+        loop {
+            let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+            let next = &text[line_end..];
+            let indent = next.len() - next.trim_start_matches(' ').len();
+            if next.is_empty() || (indent <= 4 && !next.starts_with('\n')) {
+                return line_end;
+            }
+            at = line_end;
+        }
+    };
+    let heading = format!("\n    {name}:\n");
+    let (start, end) = match text[schemas..].find(&heading) {
+        Some(i) => (schemas + i + 1, block_end(schemas + i + 1)),
+        None => {
+            // After the last schema: where the next section of components starts.
+            let mut at = block_end(schemas);
+            while text[at..].starts_with("    ") {
+                at = block_end(at);
+            }
+            (at, at)
+        }
+    };
+    let mut schema = schema.clone();
+    schema.as_object_mut().unwrap().remove("$schema");
+    let body = serde_yaml::to_string(&serde_json::json!({ name: schema })).unwrap();
+    let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
+    let rewritten = format!("{}{indented}{}", &text[..start], &text[end..]);
+    std::fs::write(DOCUMENT, rewritten).unwrap();
+}
+
+/// The document's `webhooks` section is generated from the catalogue;
+/// `UPDATE_OPENAPI=1` rewrites it.
+#[test]
+fn the_webhooks_section_is_generated_from_the_catalogue() {
+    let generated = generated_webhooks();
+    if document()["webhooks"] == generated {
+        return;
+    }
+    assert!(
+        updating(),
+        "the webhooks section of {DOCUMENT} differs from the catalogue; rewrite it with \
+         `UPDATE_OPENAPI=1 cargo test -p subscriptions-api --test it openapi` and commit it"
+    );
+    let text = std::fs::read_to_string(DOCUMENT).unwrap();
+    let start = text.find("\nwebhooks:\n").expect("a webhooks section") + 1;
+    let end = start
+        + text[start..]
+            .find("\ncomponents:\n")
+            .expect("components after it")
+        + 1;
+    let section = serde_yaml::to_string(&generated).unwrap();
+    let indented: String = section.lines().map(|l| format!("  {l}\n")).collect();
+    let rewritten = format!("{}webhooks:\n{indented}{}", &text[..start], &text[end..]);
+    std::fs::write(DOCUMENT, rewritten).unwrap();
+    assert_eq!(
+        document()["webhooks"],
+        generated,
+        "the rewritten section reads back"
+    );
+}
+
 #[test]
 fn the_documented_event_schemas_are_the_generated_ones() {
     let doc = json_document();
     for (component, generated) in [
         ("JobEvent", shared::catalogue::job_event_schema()),
         ("TestEvent", shared::catalogue::test_event_schema()),
+        ("PlatformEvent", shared::catalogue::platform_event_schema()),
     ] {
         let mut generated = generated;
         generated.as_object_mut().unwrap().remove("$schema");
         let documented = &doc["components"]["schemas"][component];
+        if documented != &generated && updating() {
+            rewrite_component(component, &generated);
+            continue;
+        }
         assert!(
             documented == &generated,
             "components/schemas/{component} differs from the schema generated from the payload \
-             types; replace it with:\n{}",
+             types; rewrite it with `UPDATE_OPENAPI=1 cargo test -p subscriptions-api --test it \
+             openapi`, or replace it with:\n{}",
             serde_yaml::to_string(&serde_json::json!({ component: generated })).unwrap()
         );
     }
