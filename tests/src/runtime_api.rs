@@ -172,6 +172,58 @@ pub async fn boot(
     (runtime, child)
 }
 
+/// A function started by [`boot_logged`], its output kept.
+pub struct LoggedChild {
+    child: tokio::process::Child,
+    readers: Vec<tokio::task::JoinHandle<Vec<u8>>>,
+}
+
+impl LoggedChild {
+    /// Stops the function and returns everything it wrote (stdout, then
+    /// stderr).
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        let mut logs = String::new();
+        for reader in self.readers {
+            let bytes = reader.await.expect("the output reader");
+            logs.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        logs
+    }
+}
+
+/// As [`boot`], keeping what the function writes, for tests of what it
+/// logs (and what it never logs).
+pub async fn boot_logged(
+    binary: &str,
+    name: &str,
+    config: &[(&str, &str)],
+) -> (RuntimeApi, LoggedChild) {
+    use tokio::io::AsyncReadExt;
+    let runtime = RuntimeApi::start().await;
+    let mut child = function_command(binary, &runtime, name)
+        .envs(config.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the function binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let read = |mut pipe: Box<dyn tokio::io::AsyncRead + Send + Unpin>| {
+        tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes).await;
+            bytes
+        })
+    };
+    let readers = vec![read(Box::new(stdout)), read(Box::new(stderr))];
+    assert!(
+        runtime.first_poll(COLD_START_TIMEOUT).await.is_some(),
+        "the function never asked the Runtime API for work"
+    );
+    (runtime, LoggedChild { child, readers })
+}
+
 /// Starts the function `name` at `binary` with `config` (its own
 /// variables) under a fresh Runtime API, checks that it exits unsuccessfully
 /// without ever asking for work, and returns what it wrote (stdout, then

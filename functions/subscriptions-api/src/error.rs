@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
+use shared::domain::headers::{ApplyError, HeadersError};
 use shared::signing::sealed::{EmptyKeyring, OpenError, ResealError};
 use shared::storage::StoreError;
 use shared::storage::keyring::KeyringError;
@@ -102,6 +103,27 @@ impl From<ValidationError> for ApiError {
             code: e.code,
             message: e.message,
             field: e.field,
+        }
+    }
+}
+
+impl From<HeadersError> for ApiError {
+    fn from(e: HeadersError) -> Self {
+        match e {
+            HeadersError::Invalid(e) => e.into(),
+            HeadersError::Unprocessable(e) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                ..e.into()
+            },
+        }
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Headers(e) => e.into(),
+            ApplyError::Seal(e) => e.into(),
         }
     }
 }

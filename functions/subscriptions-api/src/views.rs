@@ -58,6 +58,8 @@ pub struct SubscriptionView<'a> {
     pub disabled_reason: Option<&'a str>,
     /// The endpoint's health and breaker.
     pub health: HealthView<'a>,
+    /// Custom header names, each value masked.
+    pub headers: std::collections::BTreeMap<&'a str, &'static str>,
     /// Optimistic-locking version, also the `ETag`.
     pub version: u64,
     /// End of the current rotation grace period, while one lasts.
@@ -95,6 +97,7 @@ impl<'a> SubscriptionView<'a> {
             disabled_at: sub.disabled_at.map(timestamp),
             disabled_reason: sub.disabled_reason.as_deref(),
             health: HealthView::of(&sub.health),
+            headers: sub.headers.masked(),
             version: sub.version,
             previous_secret_expires_at: sub
                 .previous_secret_expires_at

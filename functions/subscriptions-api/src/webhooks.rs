@@ -9,6 +9,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use shared::domain::filters::{Filters, FiltersInput, SubscriptionKind};
+use shared::domain::headers::{self, HeadersInput, HeadersPatchInput};
 use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus, check_signature_schemes,
@@ -56,6 +57,8 @@ struct CreateRequest {
     /// `["v1"]` (the default), `["v1a"]` or `["v1", "v1a"]`.
     #[serde(default)]
     signature_schemes: Option<Vec<String>>,
+    #[serde(default)]
+    headers: Option<HeadersInput>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -81,6 +84,7 @@ struct UpdateRequest {
     filters: Option<Option<FiltersInput>>,
     #[serde(default, deserialize_with = "nullable")]
     signature_schemes: Option<Option<Vec<String>>>,
+    headers: Option<Option<HeadersPatchInput>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,11 +293,15 @@ impl App {
         };
         let schemes = input.signature_schemes.as_deref();
         let schemes = schemes.map(check_signature_schemes).transpose()?;
+        let headers = input.headers.map(HeadersInput::validate).transpose()?;
         let now = Utc::now();
         let keyring = self.vault.for_sealing().await?;
         let (mut sub, secret) = Subscription::create(company, new, now, &keyring)?;
         if let Some(schemes) = &schemes {
             sub.set_signature_schemes(schemes, &keyring)?;
+        }
+        if let Some(values) = &headers {
+            sub.set_headers(values, &keyring)?;
         }
         let claim = key.map(|key| IdempotencyClaim {
             key,
@@ -478,13 +486,19 @@ impl App {
             }
             Some(Some(names)) => Some(check_signature_schemes(&names)?),
         };
+        let headers = match input.headers {
+            None => None,
+            Some(patch) => Some(patch.map(HeadersPatchInput::validate).transpose()?),
+        };
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());
         }
-        // Choosing v1a for the first time seals a new key pair.
-        let keyring = match schemes {
-            Some(_) => Some(self.vault.for_sealing().await?),
-            None => None,
+        // Choosing v1a for the first time seals a new key pair; new header
+        // values are sealed too.
+        let keyring = if schemes.is_some() || headers.is_some() {
+            Some(self.vault.for_sealing().await?)
+        } else {
+            None
         };
         let mut v1_added = false;
         let updated = self
@@ -497,6 +511,10 @@ impl App {
                     || filters.as_ref().is_some_and(|f| f.kind() != kind)
                 {
                     return Err(kind_is_fixed(kind));
+                }
+                let mut changed = false;
+                if let (Some(patch), Some(keyring)) = (&headers, &keyring) {
+                    changed = sub.patch_headers(patch.as_ref(), keyring)?;
                 }
                 let before = (
                     sub.url.clone(),
@@ -531,7 +549,8 @@ impl App {
                     schemes_changed = sub.set_signature_schemes(schemes, keyring)?;
                     v1_added = !had_v1 && sub.signs_with(SignatureScheme::V1);
                 }
-                Ok(schemes_changed
+                Ok(changed
+                    || schemes_changed
                     || before
                         != (
                             sub.url.clone(),
@@ -626,10 +645,18 @@ impl App {
 
 /// Fingerprint of a create request: SHA-256 of its JSON in canonical form
 /// (sorted keys, no whitespace), so formatting differences don't count as
-/// a different request.
+/// a different request. Custom header values are masked first: the
+/// fingerprint is stored, and a hash of a short value (a password) could be
+/// guessed back.
 fn request_fingerprint(raw: &[u8]) -> String {
     let canonical = serde_json::from_slice::<serde_json::Value>(raw)
-        .and_then(|v| serde_json::to_vec(&v))
+        .and_then(|mut v| {
+            if let Some(map) = v.get_mut("headers").and_then(|h| h.as_object_mut()) {
+                map.values_mut()
+                    .for_each(|value| *value = headers::MASK.into());
+            }
+            serde_json::to_vec(&v)
+        })
         .unwrap_or_else(|_| raw.to_vec());
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()

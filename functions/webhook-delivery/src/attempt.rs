@@ -25,9 +25,10 @@ pub enum FailureKind {
     Connect,
     /// The SSRF guard refused the target.
     Blocked,
-    /// The subscription's signing secret does not decrypt (tampered, moved
-    /// from another item, or of a key version the keyring lacks): nothing
-    /// was sent, rather than a signature with a wrong key.
+    /// The subscription's signing secret (or a custom header value) does
+    /// not decrypt (tampered, moved from another item, or of a key version
+    /// the keyring lacks): nothing was sent, rather than a signature with a
+    /// wrong key or a request without its headers.
     Secret,
     /// Anything else about building or sending the request.
     Request,
@@ -113,6 +114,8 @@ pub struct SignedRequest<'a> {
     pub timestamp: i64,
     /// `webhook-signature`.
     pub signature: String,
+    /// The subscription's custom headers.
+    pub headers: &'a http::HeaderMap,
     /// The exact payload bytes that were signed.
     pub body: Bytes,
 }
@@ -125,6 +128,8 @@ pub async fn send(client: &reqwest::Client, request: SignedRequest<'_>) -> Attem
     let mut timestamp = itoa::Buffer::new();
     let sent = client
         .post(request.url.clone())
+        // First: the service's own headers below can't be overridden.
+        .headers(request.headers.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(HEADER_ID, request.id)
         .header(HEADER_TIMESTAMP, timestamp.format(request.timestamp))

@@ -3,16 +3,19 @@
 //!
 //! Every attempt re-reads its subscription so archived ones stop receiving
 //! and rotated secrets take effect; a brief cache keeps a batch of events for
-//! one subscription from costing one read each. Secrets are decrypted when a
-//! subscription is read (a cache miss), never per attempt.
+//! one subscription from costing one read each. Secrets and custom header
+//! values are decrypted when a subscription is read (a cache miss), never
+//! per attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use shared::domain::headers::HeaderValues;
 use shared::domain::subscription::Subscription;
 use shared::signing::SigningKeys;
-use shared::signing::sealed::OpenError;
+use shared::signing::sealed::{Keyring, OpenError};
 use shared::storage::StoreError;
 use shared::storage::keyring::{KeyringError, SecretVault};
 use shared::storage::subscriptions::SubscriptionStore;
@@ -26,6 +29,50 @@ pub struct Cached {
     pub sub: Subscription,
     /// Its signing keys.
     pub keys: Result<SigningKeys, OpenError>,
+    /// Its custom headers, opened, values marked sensitive (so `Debug`
+    /// shows none of them).
+    pub headers: Result<HeaderMap, OpenError>,
+}
+
+impl Cached {
+    /// `sub` with its secrets and headers opened with `keyring`.
+    fn open(sub: Subscription, keyring: &Keyring) -> Self {
+        let now = Utc::now();
+        Self {
+            keys: sub.signing_keys(keyring, now),
+            headers: sub.header_values(keyring).map(|v| header_map(&sub, &v)),
+            sub,
+        }
+    }
+
+    /// Whether everything opened.
+    fn opened(&self) -> bool {
+        self.keys.is_ok() && self.headers.is_ok()
+    }
+}
+
+/// The headers to send. The API admits only names and values `http`
+/// takes; one that is not (an item written some other way) is left out,
+/// and logged by name.
+fn header_map(sub: &Subscription, values: &HeaderValues) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(values.len());
+    for (name, value) in values.iter() {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                map.insert(name, value);
+            }
+            _ => tracing::warn!(
+                subscription_id = %sub.subscription_id,
+                header = name,
+                "custom header is not a valid HTTP header: not sent"
+            ),
+        }
+    }
+    map
 }
 
 impl std::ops::Deref for Cached {
@@ -89,43 +136,45 @@ impl SubscriptionCache {
             Some(sub) => {
                 let versions = sub.secret_key_versions();
                 let keyring = self.vault.for_opening(versions).await?;
-                let mut keys = sub.signing_keys(&keyring, Utc::now());
-                if keys.is_err() {
+                let mut opened = Cached::open(sub, &keyring);
+                if !opened.opened() {
                     // The keyring may have changed since it was read (a
                     // rotation the last read did not see yet): read it
                     // once more (at most every few seconds) before failing.
                     let keyring = self.vault.reread_for_opening().await?;
-                    keys = sub.signing_keys(&keyring, Utc::now());
+                    opened = Cached::open(opened.sub, &keyring);
                 }
-                Some(Arc::new(Cached { sub, keys }))
+                Some(Arc::new(opened))
             }
             None => None,
         };
         // A secret that does not open is never cached: the next attempt
         // reads the subscription and the keyring again.
-        if cached.as_ref().is_none_or(|c| c.keys.is_ok()) {
+        if cached.as_ref().is_none_or(|c| c.opened()) {
             self.entries.insert(key, cached.clone());
         }
         Ok(cached)
     }
 
     /// Replaces the cached copy (after this instance changed it), keeping
-    /// the opened secrets when they did not change.
+    /// the opened secrets and headers when they did not change.
     pub fn update(&self, sub: Subscription) {
         let key = (sub.company_id.clone(), sub.subscription_id.clone());
         let kept = self
             .entries
             .get_fresh(&key)
             .flatten()
-            .filter(|old| same_secrets(&old.sub, &sub))
-            .map(|old| old.keys.clone());
-        let keys = kept.unwrap_or_else(|| sub.signing_keys(&self.vault.current(), Utc::now()));
-        if keys.is_err() {
+            .filter(|old| same_secrets(&old.sub, &sub) && old.sub.headers == sub.headers)
+            .map(|old| (old.keys.clone(), old.headers.clone()));
+        let cached = match kept {
+            Some((keys, headers)) => Cached { sub, keys, headers },
+            None => Cached::open(sub, &self.vault.current()),
+        };
+        if !cached.opened() {
             // Read again, with the keyring, by the next attempt.
             self.entries.remove(&key);
             return;
         }
-        self.entries
-            .insert(key, Some(Arc::new(Cached { sub, keys })));
+        self.entries.insert(key, Some(Arc::new(cached)));
     }
 }

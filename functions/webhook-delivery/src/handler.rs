@@ -642,14 +642,19 @@ impl Delivery {
         if let Err(blocked) = client::check_target(&url, &self.allow) {
             return AttemptResult::blocked(now, &blocked);
         }
-        let keys = match &sub.keys {
-            Ok(keys) => keys,
-            Err(e) => {
+        let (keys, headers) = match (&sub.keys, &sub.headers) {
+            (Ok(keys), Ok(headers)) => (keys, headers),
+            (Err(e), _) | (_, Err(e)) => {
+                let what = if sub.keys.is_err() {
+                    "signing secret does"
+                } else {
+                    "custom headers do"
+                };
                 tracing::error!(
                     webhook_id = %msg.webhook_id,
                     subscription_id = %sub.subscription_id,
                     error = %e,
-                    "signing secret does not decrypt: nothing sent"
+                    "{what} not decrypt: nothing sent"
                 );
                 return AttemptResult::unsigned(now, e);
             }
@@ -662,6 +667,7 @@ impl Delivery {
             id: &msg.webhook_id,
             timestamp,
             signature,
+            headers,
             body: Bytes::copy_from_slice(body),
         };
         attempt::send(self.http.for_url(&url), request).await

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::filters::Filters;
+use crate::domain::headers::{ApplyError, HeaderValues, HeadersPatch, SealedHeaders};
 use crate::domain::health::Health;
 use crate::signing::ed25519::{PublicKey, SigningKey, StoredSigningKey};
 use crate::signing::sealed::{
@@ -115,6 +116,9 @@ pub struct Subscription {
     /// delivery instances update them atomically).
     #[serde(flatten)]
     pub health: Health,
+    /// Custom headers sent with every delivery, values sealed.
+    #[serde(default, skip_serializing_if = "SealedHeaders::is_empty")]
+    pub headers: SealedHeaders,
     /// Optimistic-locking version, incremented by every write.
     pub version: u64,
 }
@@ -169,6 +173,7 @@ impl Subscription {
             disabled_at: None,
             disabled_reason: None,
             health: Health::default(),
+            headers: SealedHeaders::default(),
             version: 1,
         };
         Ok((sub, secret))
@@ -360,8 +365,42 @@ impl Subscription {
         Ok(keys)
     }
 
-    /// Seals its secrets with the keyring's newest version (those in the
-    /// clear, and those of an older version). Returns whether any changed.
+    /// Replaces its custom headers with `values`, sealed with the keyring's
+    /// newest version.
+    pub fn set_headers(
+        &mut self,
+        values: &HeaderValues,
+        keyring: &Keyring,
+    ) -> Result<(), EmptyKeyring> {
+        self.headers = SealedHeaders::seal(values, keyring, self.secret_owner())?;
+        Ok(())
+    }
+
+    /// Merges `patch` into its custom headers (see [`HeadersPatch::apply`]);
+    /// `None` removes them all. Returns whether anything changed.
+    pub fn patch_headers(
+        &mut self,
+        patch: Option<&HeadersPatch>,
+        keyring: &Keyring,
+    ) -> Result<bool, ApplyError> {
+        let Some(patch) = patch else {
+            return Ok(!std::mem::take(&mut self.headers).is_empty());
+        };
+        let owner = SecretOwner {
+            company_id: &self.company_id,
+            subscription_id: &self.subscription_id,
+        };
+        patch.apply(&mut self.headers, keyring, owner)
+    }
+
+    /// Its custom headers, opened for a delivery.
+    pub fn header_values(&self, keyring: &Keyring) -> Result<HeaderValues, OpenError> {
+        self.headers.open(keyring, self.secret_owner())
+    }
+
+    /// Seals its secrets and header values with the keyring's newest
+    /// version (those in the clear, and those of an older version).
+    /// Returns whether any changed.
     pub fn reseal_secrets(&mut self, keyring: &Keyring) -> Result<bool, ResealError> {
         let owner = SecretOwner {
             company_id: &self.company_id,
@@ -377,6 +416,7 @@ impl Subscription {
         {
             changed |= key.reseal(keyring, owner)?;
         }
+        changed |= self.headers.reseal(keyring, owner)?;
         Ok(changed)
     }
 
@@ -385,13 +425,14 @@ impl Subscription {
         std::iter::once(&self.secret).chain(&self.previous_secret)
     }
 
-    /// The key versions its secrets are sealed with (a keyring must hold
-    /// them all to open them).
+    /// The key versions its secrets and header values are sealed with (a
+    /// keyring must hold them all to open them).
     pub fn secret_key_versions(&self) -> impl Iterator<Item = u32> + '_ {
         let key_pairs = self.signing_key.iter().chain(&self.previous_signing_key);
         self.stored_secrets()
             .filter_map(StoredSecret::key_version)
             .chain(key_pairs.map(|k| k.sealed.key_version))
+            .chain(self.headers.key_versions())
     }
 
     /// Whether a secret of it is stored in the clear.
@@ -725,6 +766,33 @@ mod tests {
             .unwrap()
             .signature_header("e", 1, b"", now);
         assert_eq!(before, after, "Ed25519 signatures are deterministic");
+    }
+
+    #[test]
+    fn header_values_are_sealed_in_the_item_and_resealed_with_the_secrets() {
+        use crate::domain::headers::HeadersInput;
+        use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+        let now = Utc::now();
+        let old = Keyring::new([(1, [7u8; 32].as_slice())]).unwrap();
+        let mut s = sample(now, &old);
+        let values = HeadersInput([("X-Api-Key".to_owned(), "k-0123456789".to_owned())].into())
+            .validate()
+            .unwrap();
+        s.set_headers(&values, &old).unwrap();
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            to_item(&s).unwrap();
+        assert!(!format!("{item:?}").contains("k-0123456789"));
+        assert!(item["headers"].as_m().unwrap().contains_key("x-api-key"));
+        let back: Subscription = from_item(item).unwrap();
+        assert_eq!(back.header_values(&old).unwrap(), values);
+
+        let new = Keyring::new([(1, [7u8; 32].as_slice()), (2, [9u8; 32].as_slice())]).unwrap();
+        assert!(s.secret_key_versions().all(|v| v == 1));
+        assert!(s.reseal_secrets(&new).unwrap());
+        assert_eq!(s.secret_key_versions().collect::<Vec<_>>(), [2, 2]);
+        assert_eq!(s.header_values(&new).unwrap(), values);
+        assert!(s.patch_headers(None, &new).unwrap());
+        assert!(s.headers.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod api;
 mod common;
 mod deliveries;
 mod event_subscriptions;
+mod headers;
 mod lambda_smoke;
 mod openapi;
 mod quotas;

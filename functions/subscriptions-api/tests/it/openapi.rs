@@ -515,3 +515,96 @@ fn the_console_files_enum_is_what_the_console_serves() {
     let console = &doc["paths"]["/console"]["get"];
     assert_eq!(console["security"], serde_json::json!([]), "no authorizer");
 }
+
+/// A validator for `#/components/schemas/{name}`, with the whole document as
+/// the root resource so its `$ref`s resolve.
+fn component_validator(doc: &serde_json::Value, name: &str) -> jsonschema::Validator {
+    let mut root = doc.clone();
+    root["$schema"] = shared::catalogue::DIALECT.into();
+    root["$ref"] = format!("#/components/schemas/{name}").into();
+    jsonschema::options()
+        .build(&root)
+        .unwrap_or_else(|e| panic!("schema {name}: {e}"))
+}
+
+#[test]
+fn the_custom_headers_schemas_accept_exactly_what_the_service_accepts() {
+    use shared::domain::headers::{
+        HeadersInput, HeadersPatchInput, MAX_HEADERS, MAX_NAME_LEN, MAX_VALUE_LEN, RESERVED_NAMES,
+    };
+    let doc = json_document();
+    let create = component_validator(&doc, "CustomHeaders");
+    let patch = component_validator(&doc, "CustomHeadersPatch");
+    let mut names: Vec<String> = [
+        "x-api-key",
+        "Authorization",
+        "X!#$%&'*+-.^_`|~09",
+        "webhook",
+        "x-webhook-id",
+        "",
+        "x y",
+        "x:y",
+        "é",
+        "a\nb",
+        "webhook-id",
+        "WEBHOOK-Anything",
+        "Webhook-",
+    ]
+    .map(String::from)
+    .to_vec();
+    names.push("a".repeat(MAX_NAME_LEN));
+    names.push("a".repeat(MAX_NAME_LEN + 1));
+    for reserved in RESERVED_NAMES {
+        names.push((*reserved).to_owned());
+        names.push(reserved.to_uppercase());
+        names.push(format!("{reserved}s"));
+        names.push(format!("x-{reserved}"));
+    }
+    let mut values: Vec<String> = ["Basic dXNlcjpwYXNz", "", " a\tb ~", "a\r\nb", "\u{7f}", "é"]
+        .map(String::from)
+        .to_vec();
+    values.push("v".repeat(MAX_VALUE_LEN));
+    values.push("v".repeat(MAX_VALUE_LEN + 1));
+    let mut cases: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+    for name in &names {
+        cases.push([(name.clone(), "v".into())].into_iter().collect());
+    }
+    for value in &values {
+        cases.push(
+            [("x-key".to_owned(), value.as_str().into())]
+                .into_iter()
+                .collect(),
+        );
+    }
+    for n in [MAX_HEADERS, MAX_HEADERS + 1] {
+        cases.push((0..n).map(|i| (format!("x-h{i}"), "v".into())).collect());
+    }
+    for case in cases {
+        let object = serde_json::Value::Object(case.clone());
+        let input: HeadersInput = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(
+            create.is_valid(&object),
+            input.validate().is_ok(),
+            "CustomHeaders and the service disagree on {object}"
+        );
+        let input: HeadersPatchInput = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(
+            patch.is_valid(&object),
+            input.validate().is_ok(),
+            "CustomHeadersPatch and the service disagree on {object}"
+        );
+        // Removing is judged like setting.
+        let removals: serde_json::Map<_, _> = case
+            .keys()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        let removals = serde_json::Value::Object(removals);
+        let input: HeadersPatchInput = serde_json::from_value(removals.clone()).unwrap();
+        assert_eq!(
+            patch.is_valid(&removals),
+            input.validate().is_ok(),
+            "{removals}"
+        );
+        assert!(!create.is_valid(&removals) || case.is_empty(), "{removals}");
+    }
+}

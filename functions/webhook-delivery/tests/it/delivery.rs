@@ -1160,4 +1160,104 @@ async fn a_secret_that_does_not_open_is_never_cached_and_opens_once_the_keyring_
     }
 }
 
+#[tokio::test]
+async fn custom_headers_arrive_with_every_attempt_retries_and_probes_included() {
+    use shared::domain::headers::HeadersInput;
+    let receiver = Receiver::http().await;
+    receiver.script([Reply::status(500), Reply::status(204), Reply::status(204)]);
+    let fx = Fixture::new().await;
+    let (mut sub, _) = Subscription::create(
+        &fx.company,
+        NewSubscription {
+            url: receiver.url("/hooks"),
+            description: None,
+            filters: Default::default(),
+        },
+        Utc::now(),
+        &fx.vault.current(),
+    )
+    .unwrap();
+    let sent = [
+        ("X-Api-Key", "key-5f1c0a9e7b3d"),
+        ("Authorization", "Basic dXNlcjpjb3JyZWN0LWhvcnNl"),
+    ];
+    let values = HeadersInput(
+        sent.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+    .validate()
+    .unwrap();
+    sub.set_headers(&values, &fx.vault.current()).unwrap();
+    fx.store.create(&sub, None, u64::MAX).await.unwrap();
+    let delivery = fx.delivery();
+
+    // The first attempt fails; its retry and a probe are delivered.
+    let (key, rec) = fx.event_for(&sub);
+    let (failed, tally) = run(&delivery, vec![rec]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.retried, 1);
+    let retry = fx.wait_for_retries(1).await.remove(0);
+    assert_eq!(
+        (retry.attempt, retry.webhook_id.as_str()),
+        (2, key.as_str())
+    );
+    let (failed, tally) = run(&delivery, vec![record(&retry.to_body())]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.delivered, 1);
+    let (_, probe) = fx.event_for(&sub);
+    let mut probe = DeliveryMessage::parse(probe.body.as_deref().unwrap()).unwrap();
+    probe.probe = Some("parked#none".into());
+    let (failed, tally) = run(&delivery, vec![record(&probe.to_body())]).await;
+    assert!(failed.is_empty());
+    assert_eq!(tally.probes, 1);
+
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    for req in &got {
+        for (name, value) in sent {
+            assert_eq!(
+                req.header(name),
+                Some(value),
+                "{name} on {:?}",
+                req.header("webhook-id")
+            );
+        }
+        // The service's own headers are untouched and the signature holds.
+        assert_eq!(req.header("content-type"), Some("application/json"));
+        assert!(verifies(req, fx.secret_of(&sub).expose()));
+    }
+
+    // Headers changed through the store reach the next read of the
+    // subscription (a fresh instance: the cache holds one for seconds).
+    let mut changed = fx
+        .store
+        .get(&fx.company, &sub.subscription_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let patch = shared::domain::headers::HeadersPatchInput(
+        [
+            ("x-api-key".to_owned(), Some("key-rotated".to_owned())),
+            ("authorization".to_owned(), None),
+        ]
+        .into(),
+    )
+    .validate()
+    .unwrap();
+    changed
+        .patch_headers(Some(&patch), &fx.vault.current())
+        .unwrap();
+    let version = changed.version;
+    changed.version += 1;
+    fx.store.replace(&changed, version).await.unwrap();
+    receiver.script([Reply::status(204)]);
+    let (_, rec) = fx.event_for(&sub);
+    let (failed, _) = run(&fx.delivery(), vec![rec]).await;
+    assert!(failed.is_empty());
+    let got = receiver.wait_for(4, WAIT).await;
+    assert_eq!(got[3].header("x-api-key"), Some("key-rotated"));
+    assert_eq!(got[3].header("authorization"), None);
+}
+
 mod snippets;

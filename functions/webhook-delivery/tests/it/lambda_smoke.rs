@@ -18,6 +18,30 @@ use test_kit::stack::{self, ids};
 const BINARY: &str = env!("CARGO_BIN_EXE_webhook-delivery");
 const NAME: &str = "webhook-delivery";
 
+/// A subscription to `url` with the id of the sample event `message`, and
+/// its secret (sealed for that id).
+fn sample_subscription(
+    message: &Value,
+    url: String,
+    keyring: &shared::signing::sealed::Keyring,
+) -> (Subscription, shared::signing::secret::WebhookSecret) {
+    let (mut sub, secret) = Subscription::create(
+        message["company_id"].as_str().unwrap(),
+        NewSubscription {
+            url,
+            description: None,
+            filters: Filters::default(),
+        },
+        chrono::Utc::now(),
+        keyring,
+    )
+    .unwrap();
+    // The sample event's subscription id, and the secret sealed for it.
+    sub.subscription_id = message["subscription_id"].as_str().unwrap().to_owned();
+    sub.secret = StoredSecret::Sealed(keyring.seal(&secret, sub.secret_owner()).unwrap());
+    (sub, secret)
+}
+
 #[tokio::test]
 async fn binary_delivers_the_sample_sqs_event() {
     let text = std::fs::read_to_string(test_kit::event_path("sqs-delivery.json")).unwrap();
@@ -37,20 +61,7 @@ async fn binary_delivers_the_sample_sqs_event() {
     let subscriptions = stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap().to_owned();
     // The keyring as the API starts it; the binary unwraps it at cold start.
     let keyring = stack::secret_vault(&stack).await.current();
-    let (mut sub, secret) = Subscription::create(
-        message["company_id"].as_str().unwrap(),
-        NewSubscription {
-            url: receiver.url("/hook"),
-            description: None,
-            filters: Filters::default(),
-        },
-        chrono::Utc::now(),
-        &keyring,
-    )
-    .unwrap();
-    // The sample event's subscription id, and the secret sealed for it.
-    sub.subscription_id = message["subscription_id"].as_str().unwrap().to_owned();
-    sub.secret = StoredSecret::Sealed(keyring.seal(&secret, sub.secret_owner()).unwrap());
+    let (sub, secret) = sample_subscription(&message, receiver.url("/hook"), &keyring);
     SubscriptionStore::new(dynamo, subscriptions.clone())
         .create(&sub, None, u64::MAX)
         .await
@@ -142,4 +153,83 @@ async fn cold_start_fails_naming_a_missing_or_bad_variable() {
         ("DISABLE_AFTER_SECONDS", "soon"),
     ];
     runtime_api::assert_cold_start_names(BINARY, NAME, &complete, &bad).await;
+}
+
+#[tokio::test]
+async fn custom_header_values_are_sent_and_absent_from_the_logs() {
+    use shared::domain::headers::HeadersInput;
+    use test_kit::receiver::Reply;
+    const KEY: &str = "key-never-logged-7c1e";
+    const BASIC: &str = "Basic bmV2ZXItbG9nZ2VkOnBhc3N3b3Jk";
+    let text = std::fs::read_to_string(test_kit::event_path("sqs-delivery.json")).unwrap();
+    let event: Value = serde_json::from_str(&text).unwrap();
+    let message: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let receiver = Receiver::http().await;
+    // A failure first: the retry path logs too.
+    receiver.script([Reply::status(500).body("no"), Reply::status(204)]);
+
+    let sdk = emulator::sdk_config().await;
+    // Retries due at once.
+    let stack = stack::deploy_with(&[("RetrySchedule", "0s,0s")]).await;
+    let env = stack::function_environment(
+        &stack,
+        ids::DELIVERY_FUNCTION,
+        // Everything the function and its libraries log.
+        &[("TARGET_ALLOW_LIST", "127.0.0.0/8"), ("RUST_LOG", "trace")],
+    );
+    let keyring = stack::secret_vault(&stack).await.current();
+    let (mut sub, _) = sample_subscription(&message, receiver.url("/hook"), &keyring);
+    let values = HeadersInput(
+        [("x-api-key", KEY), ("authorization", BASIC)]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .into(),
+    )
+    .validate()
+    .unwrap();
+    sub.set_headers(&values, &keyring).unwrap();
+    let store = SubscriptionStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap(),
+    );
+    store.create(&sub, None, u64::MAX).await.unwrap();
+
+    let (runtime, child) = runtime_api::boot_logged(BINARY, NAME, &stack::borrowed(&env)).await;
+    let mut retry_event = event.clone();
+    let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(json!({"batchItemFailures": []})))
+    );
+    // The retry, as the retry queue hands it back.
+    let retry_url = stack.queue_url(ids::RETRY_QUEUE).unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let retried = loop {
+        assert!(std::time::Instant::now() < deadline, "no retry was queued");
+        let taken = emulator::take(&sqs, retry_url, 1).await;
+        if let Some(m) = taken.into_iter().next() {
+            break m.body.unwrap();
+        }
+    };
+    retry_event["Records"][0]["body"] = retried.into();
+    let outcome = runtime.invoke(retry_event, Duration::from_secs(30)).await;
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(json!({"batchItemFailures": []})))
+    );
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await;
+    for req in &got {
+        assert_eq!(req.header("x-api-key"), Some(KEY));
+        assert_eq!(req.header("authorization"), Some(BASIC));
+    }
+
+    let logs = child.stop().await;
+    assert!(
+        logs.contains(&sub.subscription_id) && logs.contains("retry"),
+        "the function's logs were captured: {logs}"
+    );
+    for secret in [KEY, BASIC, "bmV2ZXItbG9nZ2VkOnBhc3N3b3Jk"] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
 }

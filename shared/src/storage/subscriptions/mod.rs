@@ -343,8 +343,8 @@ impl SubscriptionStore {
         Ok((items, next))
     }
 
-    /// Stores `sub`'s secrets as they are now (re-sealed under a newer key
-    /// version) if the item is still at `sub.version`; touches nothing else
+    /// Stores `sub`'s secrets and header values as they are now (re-sealed
+    /// under a newer key version) if the item is still at `sub.version`; touches nothing else
     /// and leaves `version` as is, since what the secrets open to is
     /// unchanged. `false` when the item changed meanwhile.
     pub async fn store_resealed_secrets(&self, sub: &Subscription) -> Result<bool, StoreError> {
@@ -381,6 +381,14 @@ impl SubscriptionStore {
                 let key = self.table.attribute(&sub.subscription_id, key)?;
                 update = update.expression_attribute_values(placeholder, key);
             }
+        }
+        if !sub.headers.is_empty() {
+            set.push("#headers = :headers".to_owned());
+            update = update.expression_attribute_names("#headers", "headers");
+            update = update.expression_attribute_values(
+                ":headers",
+                self.table.attribute(&sub.subscription_id, &sub.headers)?,
+            );
         }
         let update = update.update_expression(format!("SET {}", set.join(", ")));
         Ok(self.table.update_if(update).await?.is_some())
