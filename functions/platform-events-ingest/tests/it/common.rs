@@ -32,8 +32,15 @@ pub fn engine_event(company: &str, id: &str) -> Value {
         "companyid": company,
         "time": "2026-11-22T10:00:00.123Z",
         "datacontenttype": "application/json",
-        "data": {"event_type": "aggregate_batch_started", "is_full_build": false}
+        "data": example("engine.aggregate_batch_started"),
     })
+}
+
+/// The first catalogue example of `event_type`'s data.
+pub fn example(event_type: &str) -> Value {
+    shared::catalogue::find(event_type)
+        .and_then(|e| e.examples.first().cloned())
+        .unwrap_or_else(|| panic!("{event_type} has an example"))
 }
 
 /// A subject/verb event of `company` about `subject_type` `subject`.
@@ -59,6 +66,8 @@ pub fn subject_event(
 
 /// An app event of `company` for `app`.
 pub fn app_event(company: &str, id: &str, app: &str, name: &str) -> Value {
+    let mut data = example(&format!("app.{name}"));
+    data["app_id"] = app.into();
     json!({
         "specversion": "1.0",
         "id": id,
@@ -66,7 +75,7 @@ pub fn app_event(company: &str, id: &str, app: &str, name: &str) -> Value {
         "type": format!("app.{name}"),
         "companyid": company,
         "appid": app,
-        "data": {"app_id": app}
+        "data": data,
     })
 }
 

@@ -13,7 +13,7 @@ use shared::domain::message::DeliveryMessage;
 use test_kit::aws_proxy::{AwsProxy, FaultRule};
 use test_kit::emulator;
 
-use crate::common::{Fixture, app_event, attribute, engine_event, payload, subject_event};
+use crate::common::{Fixture, app_event, attribute, engine_event, example, payload, subject_event};
 
 fn no_failures(response: &SqsBatchResponse) {
     assert!(
@@ -106,6 +106,7 @@ async fn each_filter_and_their_combinations_select_the_events_they_name() {
 
     let mut slow = engine_event("acme", "e-2");
     slow["type"] = json!("engine.slow_query_event");
+    slow["data"] = example("engine.slow_query_event");
     f.publish(&[
         engine_event("acme", "e-1"),
         slow,
