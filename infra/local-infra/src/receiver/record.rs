@@ -69,10 +69,11 @@ impl Received {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The job event this request carries, as (subscription, job, state),
-    /// when its Standard Webhooks signature verifies now with the key
-    /// `key_of` gives for the payload's subscription.
-    pub fn verified_job_event(
+    /// The event this request carries, when its Standard Webhooks `v1`
+    /// signature verifies now with the key `key_of` gives for the payload's
+    /// subscription: (subscription, job, state) for a job event, and
+    /// (subscription, `webhook-id`, type) for any other event.
+    pub fn verified_event(
         &self,
         key_of: impl FnOnce(&str) -> Option<Vec<u8>>,
     ) -> Option<(String, String, String)> {
@@ -83,9 +84,10 @@ impl Received {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()?
             .as_secs() as i64;
+        let webhook_id = self.header("webhook-id")?;
         shared::signing::verify(
             &[key.as_slice()],
-            self.header("webhook-id")?,
+            webhook_id,
             self.header("webhook-timestamp")?,
             self.header("webhook-signature")?,
             &self.body,
@@ -93,11 +95,11 @@ impl Received {
         )
         .ok()?;
         let data = &payload["data"];
-        Some((
-            sub.to_owned(),
-            data["job_id"].as_str()?.to_owned(),
-            data["state"].as_str()?.to_owned(),
-        ))
+        let (first, second) = match (data["job_id"].as_str(), data["state"].as_str()) {
+            (Some(job), Some(state)) => (job, state),
+            _ => (webhook_id, payload["type"].as_str()?),
+        };
+        Some((sub.to_owned(), first.to_owned(), second.to_owned()))
     }
 }
 

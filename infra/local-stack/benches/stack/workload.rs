@@ -75,7 +75,7 @@ impl Ledger {
 
 /// The event a request carries, when its signature verifies.
 pub fn verified_event(ledger: &Ledger, req: &Received) -> Option<EventId> {
-    req.verified_job_event(|sub| ledger.secrets.get(sub).cloned())
+    req.verified_event(|sub| ledger.secrets.get(sub).cloned())
 }
 
 /// A receiver that verifies every request (401 when the signature does not

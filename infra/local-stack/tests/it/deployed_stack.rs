@@ -395,7 +395,7 @@ async fn a_hard_killed_runner_resumes_from_its_checkpoints_and_loses_nothing() {
         let got = receiver.received();
         seen = got
             .iter()
-            .filter_map(|r| r.verified_job_event(|s| secrets.get(s).cloned()))
+            .filter_map(|r| r.verified_event(|s| secrets.get(s).cloned()))
             .map(|(_, job, state)| (job, state))
             .collect();
         // The next request, or half a second (what is missing may never come).

@@ -1,7 +1,10 @@
 //! The whole pipeline through the local runner, against the local AWS
 //! emulator and real loopback receivers: job items written to the jobs
 //! table travel the stream, the ingest handler, the delivery queues and the
-//! delivery handler to receivers that fail about 30 % of attempts (errors,
+//! delivery handler, and platform events published as CloudEvents by two
+//! sources (the engine and the apps service) travel the ingress queue and
+//! the platform ingest handler the same way, to receivers that fail about
+//! 30 % of attempts (errors,
 //! timeouts, dropped connections), plus one receiver that is always down.
 //! One more receiver is down for the first 20 seconds and then comes back:
 //! its breaker opens, its events are parked, a probe finds it back and they
@@ -22,6 +25,7 @@ use chrono::Utc;
 use local_infra::simulate::{self, Simulator, Transition};
 use local_stack::pipeline::{Pipeline, PipelineConfig};
 use serde_json::Value;
+use shared::domain::cloud_event::PlatformEvent;
 use shared::domain::filters::{Filters, FiltersInput};
 use shared::domain::message::DeliveryMessage;
 use shared::domain::subscription::{NewSubscription, Subscription};
@@ -42,8 +46,13 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// How long the receiver that comes back is down.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-/// One event: which subscription, which job, which state.
+/// One event: which subscription, which job, which state; or, for a
+/// platform event, which subscription, which `webhook-id`, which type.
 type EventId = (String, String, String);
+
+/// Platform events each company's sources publish: engine events and app
+/// events of two apps, alternating.
+const PLATFORM_EVENTS_PER_COMPANY: usize = 10;
 
 #[derive(Default)]
 struct Accepted {
@@ -114,7 +123,7 @@ impl Ledger {
 
     /// Verifies a request; returns the event it carries.
     fn verify(&self, req: &Received) -> Option<EventId> {
-        req.verified_job_event(|sub| {
+        req.verified_event(|sub| {
             let secret = self.secrets.lock().unwrap().get(sub)?.clone();
             Some(signing::key_bytes(&secret))
         })
@@ -179,20 +188,16 @@ async fn kept_events(pipeline: &Pipeline, sub: &Subscription) -> Vec<(EventId, S
             let payload = &e["payload"];
             let violations = schema_violations(&validators, payload);
             assert!(violations.is_empty(), "a kept payload: {violations:?}");
-            kept.push((
-                (
-                    sub.subscription_id.clone(),
-                    payload["data"]["job_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    payload["data"]["state"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
+            let key = e["idempotency_key"].as_str().unwrap().to_owned();
+            let data = &payload["data"];
+            let (first, second) = match (data["job_id"].as_str(), data["state"].as_str()) {
+                (Some(job), Some(state)) => (job.to_owned(), state.to_owned()),
+                _ => (
+                    key.clone(),
+                    payload["type"].as_str().unwrap_or_default().to_owned(),
                 ),
-                e["idempotency_key"].as_str().unwrap().to_owned(),
-            ));
+            };
+            kept.push(((sub.subscription_id.clone(), first, second), key));
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_owned(),
@@ -231,6 +236,59 @@ fn filters_for(i: usize, jobs: &[simulate::PlannedJob]) -> Vec<FiltersInput> {
             input(None, None, None),
         ],
     }
+}
+
+/// Events subscriptions with varied filters for one company.
+fn platform_filters_for(i: usize) -> Vec<FiltersInput> {
+    let input = |types: &[&str], apps: Option<&[&str]>| FiltersInput {
+        event_types: Some(types.iter().map(|t| (*t).to_owned()).collect()),
+        app_ids: apps.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+        ..FiltersInput::default()
+    };
+    match i % 3 {
+        0 => vec![input(&["*"], None)],
+        1 => vec![
+            input(&["engine.*"], None),
+            input(&["app.*"], Some(&["app-a"])),
+        ],
+        // An app filter passes only that app's events: never the engine's.
+        _ => vec![input(
+            &[
+                "app.installed",
+                "app.run_failed",
+                "engine.aggregate_batch_result",
+            ],
+            Some(&["app-b"]),
+        )],
+    }
+}
+
+/// The CloudEvents a company's platform services publish: engine events
+/// through the engine's types, and app events of `app-a` and `app-b`
+/// through the app types, from two sources.
+fn platform_events_of(company: &str) -> Vec<Value> {
+    let engine: Vec<&str> = shared::catalogue::expand("engine.*")
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    let apps: Vec<&str> = shared::catalogue::expand("app.*")
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    (0..PLATFORM_EVENTS_PER_COMPANY)
+        .map(|i| {
+            if i % 2 == 0 {
+                local_infra::publish::sample(company, engine[(i / 2) % engine.len()]).unwrap()
+            } else {
+                let app = if i % 4 == 1 { "app-a" } else { "app-b" };
+                let mut event =
+                    local_infra::publish::sample(company, apps[(i / 2) % apps.len()]).unwrap();
+                event["appid"] = app.into();
+                event["data"]["app_id"] = app.into();
+                event
+            }
+        })
+        .collect()
 }
 
 async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
@@ -300,6 +358,7 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     let mut rng = fastrand::Rng::with_seed(42);
     let mut plans = Vec::new();
     let mut subs: Vec<(Subscription, bool)> = Vec::new();
+    let mut companies = Vec::new();
     for c in 0..COMPANIES {
         let company = format!("company-{c:02}-{}", emulator::unique_name("e2e"));
         let jobs = simulate::plan(&company, JOBS_PER_COMPANY, &mut rng);
@@ -331,11 +390,54 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
                 .insert(sub.subscription_id.clone(), secret.expose().to_owned());
             subs.push((sub, down));
         }
+        for filters in platform_filters_for(c) {
+            let url = if down {
+                down_url.clone()
+            } else {
+                receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/events/{c}"))
+            };
+            let (sub, secret) = Subscription::create(
+                &company,
+                NewSubscription {
+                    url,
+                    description: None,
+                    filters: filters.validate().unwrap(),
+                },
+                Utc::now(),
+                &pipeline.secrets.current(),
+            )
+            .unwrap();
+            store.create(&sub, None, u64::MAX).await.unwrap();
+            ledger
+                .secrets
+                .lock()
+                .unwrap()
+                .insert(sub.subscription_id.clone(), secret.expose().to_owned());
+            subs.push((sub, down));
+        }
         plans.push(jobs);
+        companies.push(company);
     }
 
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let mut runners = pipeline.start(shutdown).await.unwrap();
+
+    // The engine and the apps service publish their CloudEvents.
+    let publisher = local_infra::publish::Publisher::new(
+        sqs.clone(),
+        res.queue_url(ids::PLATFORM_EVENTS_QUEUE).unwrap(),
+    );
+    let mut published = Vec::new();
+    for company in &companies {
+        let events = platform_events_of(company);
+        publisher.publish(&events).await.unwrap();
+        published.extend(events);
+    }
+    let sources: BTreeSet<&str> = published
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), 2, "two sources: {sources:?}");
 
     // Write every job's transitions to the jobs table, as the platform would.
     let simulator = Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap());
@@ -351,6 +453,8 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
 
     // What must arrive where.
     let matches = |f: &Filters, t: &Transition| f.matches(&t.job_id, &t.job_type, t.state);
+    // A platform event never reaches a jobs subscription, nor a job event
+    // an events subscription: `matches` and `matches_event` are kind-bound.
     let mut expected_delivered = BTreeSet::new();
     let mut expected_dead = BTreeSet::new();
     for t in &transitions {
@@ -369,6 +473,36 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
             }
         }
     }
+    let mut expected_platform = 0;
+    for body in &published {
+        let event = PlatformEvent::parse(&body.to_string(), Utc::now()).unwrap();
+        for (sub, down) in subs
+            .iter()
+            .filter(|(s, _)| s.company_id == event.company_id)
+        {
+            if sub
+                .filters
+                .matches_event(&event.event_type, &event.context())
+            {
+                let id = (
+                    sub.subscription_id.clone(),
+                    event.webhook_id(&sub.subscription_id),
+                    event.event_type.clone(),
+                );
+                expected_platform += 1;
+                if *down {
+                    expected_dead.insert(id);
+                } else {
+                    expected_delivered.insert(id);
+                }
+            }
+        }
+    }
+    assert!(
+        expected_platform > published.len() / 2,
+        "{expected_platform} deliveries of {} platform events",
+        published.len()
+    );
     assert!(!expected_dead.is_empty());
 
     // Await: every expected event accepted, every down event kept as
@@ -451,10 +585,11 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
     let delivered: BTreeSet<EventId> = accepted.events.iter().map(|(e, _)| e.clone()).collect();
     let dead_ids: BTreeSet<EventId> = dead.iter().map(|(e, _)| e.clone()).collect();
     println!(
-        "end-to-end: {} transitions over {COMPANIES} companies, {} subscriptions; \
-         expected {} deliveries + {} kept; delivered {} ({} unique webhook-ids, {} duplicates); \
+        "end-to-end: {} transitions and {} platform events ({expected_platform} deliveries of \
+         them) over {COMPANIES} companies, {} subscriptions; expected {} deliveries + {} kept; delivered {} ({} unique webhook-ids, {} duplicates); \
          kept as parked or failed {}; dead-lettered {}; bad signatures {}; {:.1} s",
         transitions.len(),
+        published.len(),
         subs.len(),
         expected_delivered.len(),
         expected_dead.len(),
@@ -511,6 +646,8 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         ids::RETRY_QUEUE,
         ids::DEAD_LETTER_QUEUE,
         ids::INGEST_FAILURE_QUEUE,
+        ids::PLATFORM_EVENTS_QUEUE,
+        ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE,
     ] {
         assert_eq!(
             queue_depth(&sqs, res.queue_url(queue).unwrap()).await,
