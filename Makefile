@@ -8,7 +8,7 @@ PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run simulate publish redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
+.PHONY: run simulate publish ingress-url redrive replay-ingest-failures secret-keys test lint tools token build clean bench bench-ingest
 
 # The README's Node verification snippet (docs/snippets/verify.mjs) imports
 # its packages from here; docs/snippets/package-lock.json pins them.
@@ -45,6 +45,10 @@ simulate:
 ## While `make run` serves: publish platform events (CloudEvents), e.g. make publish COMPANY=acme TYPES="engine.slow_query_event app.run_failed"
 publish:
 	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- publish $(or $(COMPANY),demo-company) $(TYPES)
+
+## While `make run` serves: the URL of the ingress queue (PlatformEventsQueue), for any SQS client
+ingress-url:
+	@$(LOCAL_AWS) cargo run --quiet -p local-stack -- ingress-url
 
 ## While `make run` serves: redrive dead letters, e.g. make redrive REQUEST='{"company_id":"acme","dry_run":true}'
 redrive:

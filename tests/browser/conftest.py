@@ -123,6 +123,19 @@ class Stack:
             env=env,
         )
 
+    def publish(self, company, *event_types):
+        """Publishes one sample CloudEvent of each type for `company` to the
+        stack's ingress queue, as a platform service would; returns them as
+        printed."""
+        env = dict(os.environ, LOCAL_STACK_NAME=self.name)
+        return subprocess.run(
+            [str(LOCAL_STACK), "publish", company, *event_types],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+
 
 from contextlib import contextmanager
 

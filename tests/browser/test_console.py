@@ -183,6 +183,92 @@ def test_create_then_simulated_jobs_fill_the_delivery_log_and_the_chart(console,
     expect(page.locator(".empty")).to_be_visible()
 
 
+def test_an_events_endpoint_with_headers_and_ed25519_gets_only_its_platform_events(console, stack, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    # The kind switches the filters: platform event types come from the catalogue.
+    expect(page.locator("#jobs-filters")).to_be_visible()
+    expect(page.locator("#events-filters")).to_be_hidden()
+    page.check("#kind-events")
+    expect(page.locator("#jobs-filters")).to_be_hidden()
+    expect(page.locator("#events-filters")).to_be_visible()
+    expect(page.locator('[id="event_types-engine.*"]')).to_be_visible()
+    expect(page.locator('[id="event_types-app.installed"]')).to_be_visible()
+    expect(page.locator('[id="event_types-job.completed"]')).to_have_count(0)
+    expect(page.locator("#subject_types input[type=checkbox]")).to_have_count(25)
+    page.fill("#url", receiver.url)
+
+    # Nothing ticked: the API's 400 shows next to the event types.
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#event_types-error")).to_contain_text("event types")
+
+    page.check('[id="event_types-engine.aggregate_batch_started"]')
+    page.check('[id="event_types-app.*"]')
+    page.fill("#app_ids", "app-mine")
+    page.select_option("#signature_schemes", "v1 v1a")
+    page.click("#add-header")
+    page.locator("#header-row-0 .header-name").fill("Content-Type")
+    page.locator("#header-row-0 .header-value").fill("text/plain")
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#headers-error")).to_contain_text("content-type")
+    page.locator("#header-row-0 .header-name").fill("X-Api-Key")
+    page.locator("#header-row-0 .header-value").fill("key-b7e2c9d4")
+    console.screenshot("create-events")
+    page.click("#endpoint-form button[type=submit]")
+
+    # The public key shows beside the secret, once created.
+    public_key = page.locator("#public-key-value").input_value()
+    assert public_key.startswith("whpk_")
+    secret = page.locator("#secret-value").input_value()
+    page.click("#close-secret")
+    expect(page.locator("#endpoint-kind")).to_have_text("Platform events")
+    expect(page.locator("#endpoint-event-types")).to_have_text("engine.aggregate_batch_started, app.*")
+    expect(page.locator("#endpoint-app-ids")).to_have_text("app-mine")
+    expect(page.locator("#endpoint-schemes")).to_have_text("v1, v1a")
+    expect(page.locator("#endpoint-public-key")).to_have_text(public_key)
+    expect(page.locator("#endpoint-headers")).to_contain_text("x-api-key")
+    assert "key-b7e2c9d4" not in page.content(), "header values are never shown"
+
+    # The engine publishes two events, the apps service one of this app and
+    # one of another: the receiver gets the two it subscribed to.
+    stack.publish(console.company, "engine.aggregate_batch_started", "engine.slow_query_event")
+    published = stack.publish(console.company, "app.installed")
+    assert "published app.installed" in published
+    got = receiver.wait_for(lambda reqs: len(reqs) >= 1)
+    types = [json.loads(r["body"])["type"] for r in got]
+    assert "engine.aggregate_batch_started" in types, types
+    assert "engine.slow_query_event" not in types
+    request = got[types.index("engine.aggregate_batch_started")]
+    assert request["headers"]["x-api-key"] == "key-b7e2c9d4"
+    Webhook(secret).verify(request["body"], request["headers"])
+    signatures = request["headers"]["webhook-signature"].split()
+    assert any(s.startswith("v1a,") for s in signatures), signatures
+    # v1a verifies with the public key alone, by an independent Ed25519
+    # implementation.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    import base64
+
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    signed = f'{request["headers"]["webhook-id"]}.{request["headers"]["webhook-timestamp"]}.'.encode() + request["body"]
+    v1a = [base64.b64decode(s.split(",", 1)[1]) for s in signatures if s.startswith("v1a,")]
+    key.verify(v1a[0], signed)
+    # The app event was another app's (the sample's app id): never delivered.
+    assert all(json.loads(r["body"])["type"] != "app.installed" for r in receiver.requests)
+
+    # Editing keeps the kind fixed and the stored header masked.
+    page.click("#edit")
+    expect(page.locator("#kind-events")).to_be_disabled()
+    expect(page.locator("#kind-events")).to_be_checked()
+    expect(page.locator('[id="event_types-app.*"]')).to_be_checked()
+    expect(page.locator("#header-row-0 .header-name")).to_have_value("x-api-key")
+    expect(page.locator("#header-row-0 .header-value")).to_have_value("")
+    page.locator("#header-row-0 .remove-header").click()
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#endpoint-kind")).to_have_text("Platform events")
+    expect(page.locator("#endpoint-headers")).to_have_count(0)
+
+
 def test_rotate_copy_test_event_and_archive(console, receiver):
     page = console.page
     console.open()

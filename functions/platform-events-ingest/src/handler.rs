@@ -442,9 +442,14 @@ mod tests {
 
     #[test]
     fn the_event_time_defaults_to_when_sqs_received_it() {
-        let mut r = record(
-            r#"{"specversion":"1.0","id":"1","source":"s","type":"engine.slow_query_event","companyid":"acme"}"#,
-        );
+        let data = shared::catalogue::find("engine.slow_query_event")
+            .and_then(|e| e.examples.first())
+            .expect("a catalogue example");
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": "1", "source": "s",
+            "type": "engine.slow_query_event", "companyid": "acme", "data": data
+        });
+        let mut r = record(&event.to_string());
         r.attributes
             .insert("SentTimestamp".to_owned(), "1795341600123".to_owned());
         let e = read(&r, Utc::now()).expect("a valid event");

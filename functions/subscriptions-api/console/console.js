@@ -517,7 +517,7 @@
         const subjectTypes = checkboxes("subject_types", "Subject types",
           vocabulary.subject_types.map((v) => ({ value: v, label: v })), filters.subject_types || []);
         const verbs = checkboxes("verbs", "Verbs",
-          vocabulary.verbs.map((v) => typeof v === "string" ? { value: v, label: v } : { value: v.name, label: v.name, hint: v.description }), filters.verbs || []);
+          vocabulary.verbs.map((v) => ({ value: v, label: v, hint: (vocabulary.verb_descriptions || {})[v] })), filters.verbs || []);
         const subjectIds = linesInput("subject_ids", filters.subject_ids);
         const appIds = linesInput("app_ids", filters.app_ids);
         const errorFor = (id) => el("p", { class: "field-error", id: id + "-error", "aria-live": "polite" });

@@ -388,6 +388,7 @@ pub fn job_types_body() -> JobTypesView {
 /// [`crate::App::new`]): the whole catalogue, and each group's part.
 pub(crate) struct EventTypeBodies {
     all: String,
+    none: String,
     by_group: BTreeMap<&'static str, String>,
 }
 
@@ -395,9 +396,14 @@ pub(crate) static EVENT_TYPE_BODIES: LazyLock<EventTypeBodies> = LazyLock::new(|
     #[derive(Serialize)]
     struct EventTypesView<'a> {
         data: &'a [&'static EventType],
+        vocabulary: &'static catalogue::Vocabulary,
     }
     let body = |types: &[&'static EventType]| {
-        serde_json::to_string(&EventTypesView { data: types }).expect("the catalogue serialises")
+        serde_json::to_string(&EventTypesView {
+            data: types,
+            vocabulary: catalogue::vocabulary(),
+        })
+        .expect("the catalogue serialises")
     };
     let types: Vec<&'static EventType> = catalogue::event_types().iter().collect();
     let mut groups: BTreeMap<&'static str, Vec<&'static EventType>> = BTreeMap::new();
@@ -406,6 +412,7 @@ pub(crate) static EVENT_TYPE_BODIES: LazyLock<EventTypeBodies> = LazyLock::new(|
     }
     EventTypeBodies {
         all: body(&types),
+        none: body(&[]),
         by_group: groups
             .into_iter()
             .map(|(group, types)| (group, body(&types)))
@@ -424,7 +431,7 @@ pub fn event_types_response(group: Option<&str>) -> Response<Body> {
             .by_group
             .get(group)
             .cloned()
-            .unwrap_or_else(|| r#"{"data":[]}"#.to_owned()),
+            .unwrap_or_else(|| bodies.none.clone()),
     };
     Response::builder()
         .status(StatusCode::OK)

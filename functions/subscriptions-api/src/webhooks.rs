@@ -84,6 +84,7 @@ struct UpdateRequest {
     filters: Option<Option<FiltersInput>>,
     #[serde(default, deserialize_with = "nullable")]
     signature_schemes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
     headers: Option<Option<HeadersPatchInput>>,
 }
 
@@ -135,9 +136,10 @@ fn check_filters(
     f.validate_for(kind, max_ids)
 }
 
-/// The 400 of a PATCH that would change a subscription's kind.
+/// The 422 of a PATCH that would change a subscription's kind.
 fn kind_is_fixed(kind: SubscriptionKind) -> ApiError {
-    ApiError::bad_request(
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
         "kind_is_fixed",
         format!(
             "this subscription is of kind {}, which can't change; create a new subscription \

@@ -113,6 +113,11 @@ impl Publisher {
         Ok(Self::new(aws_sdk_sqs::Client::new(sdk), queue_url))
     }
 
+    /// The queue's URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
     /// Sends `events` as they are, ten to a request.
     pub async fn publish(&self, events: &[Value]) -> Result<(), PublishError> {
         for chunk in events.chunks(BATCH) {

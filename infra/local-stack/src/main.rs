@@ -9,6 +9,8 @@
 //! - `local-stack publish COMPANY [EVENT_TYPE ...]`: publishes one sample
 //!   CloudEvent of each type (engine and app events by default) for
 //!   COMPANY to the local ingress queue (`PlatformEventsQueue`).
+//! - `local-stack ingress-url`: prints that queue's URL, for publishing
+//!   CloudEvents with any SQS client.
 //! - `local-stack simulate COMPANY [JOBS]`: writes JOBS (default 5)
 //!   simulated jobs of COMPANY to the local jobs table (`JOBS_TABLE`,
 //!   default the deployed stack's `JobsTable`), printing each state change. `SIMULATE_SEED`
@@ -58,6 +60,13 @@ async fn main() {
                 Err(e) => Err(e.into()),
             }
         }
+        ["ingress-url"] => {
+            let sdk = shared::config::aws_sdk_config().await;
+            publish::Publisher::for_local_stack(&sdk)
+                .await
+                .map(|p| println!("{}", p.queue_url()))
+                .map_err(Into::into)
+        }
         ["publish", company, types @ ..] => {
             if shared::config::optional("AWS_ENDPOINT_URL").is_none() {
                 eprintln!(
@@ -98,7 +107,7 @@ async fn main() {
         },
         _ => {
             eprintln!(
-                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack publish COMPANY [EVENT_TYPE ...] | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack replay-ingest-failures ['{{\"max_entries\":..,\"dry_run\":..,\"discard_expired\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
+                "usage: local-stack up | local-stack token COMPANY | local-stack simulate COMPANY [JOBS] | local-stack publish COMPANY [EVENT_TYPE ...] | local-stack ingress-url | local-stack redrive ['{{\"company_id\":..,\"subscription_id\":..,\"max_messages\":..,\"dry_run\":..}}'] | local-stack replay-ingest-failures ['{{\"max_entries\":..,\"dry_run\":..,\"discard_expired\":..}}'] | local-stack secret-keys '{{\"action\":\"rotate\"|\"reencrypt\",..}}'"
             );
             std::process::exit(2);
         }

@@ -315,27 +315,28 @@ fn is_platform_pattern(pattern: &str) -> bool {
         .any(|e| is_platform_type(&e.name) && type_matches(pattern, &e.name))
 }
 
-/// The allowed `event_types` values: `*`, each group's wildcard, each name.
-fn allowed_event_types() -> String {
-    let mut allowed = vec!["*".to_owned()];
-    for e in catalogue::event_types()
-        .iter()
-        .filter(|e| is_platform_type(&e.name))
-    {
-        if let Some((group, _)) = e.name.split_once('.') {
-            let wildcard = format!("{group}.*");
-            if !allowed.contains(&wildcard) {
-                allowed.push(wildcard);
-            }
-        }
-    }
-    allowed.extend(
+/// The values `event_types` takes: `*`, each group's wildcard (`engine.*`),
+/// then each platform event type of the catalogue.
+pub fn event_type_patterns() -> Vec<String> {
+    let platform = || {
         catalogue::event_types()
             .iter()
             .filter(|e| is_platform_type(&e.name))
-            .map(|e| e.name.clone()),
-    );
-    allowed.join(", ")
+    };
+    let mut patterns = vec!["*".to_owned()];
+    for e in platform() {
+        let wildcard = format!("{}.*", e.group);
+        if !patterns.contains(&wildcard) {
+            patterns.push(wildcard);
+        }
+    }
+    patterns.extend(platform().map(|e| e.name.clone()));
+    patterns
+}
+
+/// The allowed `event_types` values, for error messages.
+fn allowed_event_types() -> String {
+    event_type_patterns().join(", ")
 }
 
 /// A non-empty list of values from `allowed`, deduplicated.

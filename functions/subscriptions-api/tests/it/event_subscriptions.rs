@@ -176,7 +176,7 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         let r = f
             .call(ApiRequest::new("PATCH", &path, "acme").json(&body))
             .await;
-        assert_eq!(error_of(&r), (400, "kind_is_fixed", Some("kind")), "{body}");
+        assert_eq!(error_of(&r), (422, "kind_is_fixed", Some("kind")), "{body}");
     }
     let jobs = create(&f, "acme", json!({"url": "https://hooks.example.com/j"})).await;
     let jobs_path = format!("/webhooks/{}", jobs.body["id"].as_str().unwrap());
@@ -186,7 +186,7 @@ async fn patch_changes_event_filters_but_never_the_kind() {
                 .json(&json!({"filters": {"event_types": ["*"]}})),
         )
         .await;
-    assert_eq!(error_of(&r), (400, "kind_is_fixed", Some("kind")));
+    assert_eq!(error_of(&r), (422, "kind_is_fixed", Some("kind")));
     let unchanged = f.call(ApiRequest::new("GET", &path, "acme")).await;
     assert_eq!(unchanged.body["filters"]["app_ids"], json!(["app_b"]));
 }

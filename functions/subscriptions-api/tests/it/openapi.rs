@@ -144,7 +144,7 @@ fn every_documented_operation_is_served() {
 #[test]
 fn filters_job_types_enum_is_the_catalogue() {
     let doc = document();
-    let documented = string_enum(&doc, &["Filters", "properties", "job_types", "items"]);
+    let documented = string_enum(&doc, &["JobFilters", "properties", "job_types", "items"]);
     let catalogue: Vec<&str> = JOB_TYPES.iter().map(|t| t.name).collect();
     let missing: Vec<&&str> = catalogue
         .iter()
@@ -165,7 +165,7 @@ fn filters_job_types_enum_is_the_catalogue() {
 #[test]
 fn filters_states_enum_is_the_job_states() {
     let doc = document();
-    let documented = string_enum(&doc, &["Filters", "properties", "states", "items"]);
+    let documented = string_enum(&doc, &["JobFilters", "properties", "states", "items"]);
     let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
     let missing: Vec<&&str> = states
         .iter()
@@ -445,6 +445,54 @@ fn the_webhooks_section_is_generated_from_the_catalogue() {
         generated,
         "the rewritten section reads back"
     );
+}
+
+/// The values of the events filters, generated from the catalogue:
+/// `UPDATE_OPENAPI=1` rewrites them after a catalogue change.
+#[test]
+fn the_events_filters_values_are_the_catalogue_s() {
+    let vocabulary = shared::catalogue::vocabulary();
+    let generated = [
+        (
+            "EventTypePattern",
+            serde_json::json!({
+                "type": "string",
+                "description": "A platform event type of the catalogue (`GET /event-types`), a group's \
+                    wildcard (`engine.*`) or `*` for every platform event type; generated from the \
+                    catalogue.",
+                "enum": shared::domain::filters::event_type_patterns(),
+            }),
+        ),
+        (
+            "SubjectType",
+            serde_json::json!({
+                "type": "string",
+                "description": "A subject type of subject/verb events (the catalogue's vocabulary).",
+                "enum": vocabulary.subject_types,
+            }),
+        ),
+        (
+            "Verb",
+            serde_json::json!({
+                "type": "string",
+                "description": "A verb of subject/verb events (the catalogue's vocabulary).",
+                "enum": vocabulary.verbs,
+            }),
+        ),
+    ];
+    let doc = json_document();
+    for (component, schema) in generated {
+        let documented = &doc["components"]["schemas"][component];
+        if documented != &schema && updating() {
+            rewrite_component(component, &schema);
+            continue;
+        }
+        assert!(
+            documented == &schema,
+            "components/schemas/{component} differs from the catalogue; rewrite it with \
+             `UPDATE_OPENAPI=1 cargo test -p subscriptions-api --test it openapi`"
+        );
+    }
 }
 
 #[test]

@@ -261,7 +261,9 @@ async fn platform_events_travel_the_pipeline_within_the_ingest_function_s_grants
     let event = json!({
         "specversion": "1.0", "id": "perm-1", "source": "//engine/aggregates",
         "type": "engine.aggregate_prune_result", "companyid": company,
-        "data": {"event_type": "aggregate_prune_result"}
+        "data": shared::catalogue::find("engine.aggregate_prune_result")
+            .and_then(|e| e.examples.first())
+            .expect("a catalogue example")
     });
     for body in [event.to_string(), "{\"specversion\": \"1.0\"}".to_owned()] {
         sqs.send_message()
