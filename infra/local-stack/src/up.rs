@@ -404,29 +404,43 @@ async fn platform_events(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let http = reqwest::Client::new();
     println!(
-        "\n6. POST /webhooks with kind events: the demo receiver also takes engine events and the events of app {DEMO_APP} (signed v1 and v1a, with a custom header)"
+        "\n6. POST /webhooks with kind events: the demo receiver also takes engine events (signed v1 and v1a, with a custom header), and, as an app webhook, the events of app {DEMO_APP}"
     );
-    let created: serde_json::Value = http
-        .post(format!("{base}/webhooks"))
-        .header("authorization", auth)
-        .json(&serde_json::json!({
+    for body in [
+        serde_json::json!({
             "url": receiver_url,
-            "description": "demo receiver: platform events",
+            "description": "demo receiver: engine events",
             "kind": "events",
-            "filters": {"event_types": ["engine.*", "app.*"], "app_ids": [DEMO_APP]},
+            "filters": {"event_types": ["engine.*"]},
             "signature_schemes": ["v1", "v1a"],
             "headers": {"x-demo-api-key": "demo-key-not-a-secret"},
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    println!(
-        "   created {}; its Ed25519 public key is {}",
-        created["id"].as_str().unwrap_or_default(),
-        created["public_key"].as_str().unwrap_or("(none)")
-    );
+        }),
+        serde_json::json!({
+            "url": receiver_url,
+            "description": "demo receiver: one app's events",
+            "kind": "events",
+            "filters": {"event_types": ["app.*"], "app_ids": [DEMO_APP]},
+        }),
+    ] {
+        let created: serde_json::Value = http
+            .post(format!("{base}/webhooks"))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        println!(
+            "   created {} ({}){}",
+            created["id"].as_str().unwrap_or_default(),
+            body["description"].as_str().unwrap_or_default(),
+            created["public_key"]
+                .as_str()
+                .map(|k| format!("; its Ed25519 public key is {k}"))
+                .unwrap_or_default()
+        );
+    }
     println!(
         "\n7. The engine and the apps service publish CloudEvents to the ingress queue (one app event is another app's, and is not delivered):"
     );

@@ -196,6 +196,43 @@ async fn job_ids_per_filter_are_limited_by_the_quota() {
 }
 
 #[tokio::test]
+async fn subject_and_app_ids_per_filter_are_limited_by_the_same_quota() {
+    let f = Fixture::with(|c| c.max_job_ids = 2).await;
+    for (list, code) in [
+        ("subject_ids", "too_many_subject_ids"),
+        ("app_ids", "too_many_app_ids"),
+    ] {
+        let body = |ids: &[&str]| {
+            json!({"url": "https://hooks.example.com/events", "kind": "events",
+                   "filters": {"event_types": ["*"], list: ids}})
+        };
+        let ok = f
+            .call(ApiRequest::new("POST", "/webhooks", "acme").json(&body(&["a", "b"])))
+            .await;
+        assert_eq!(ok.status, 201, "{}", ok.body);
+        let over = f
+            .call(ApiRequest::new("POST", "/webhooks", "acme").json(&body(&["a", "b", "c"])))
+            .await;
+        let field = format!("filters.{list}");
+        assert_eq!(error_of(&over), (400, code, Some(field.as_str())));
+        assert!(
+            over.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("MAX_JOB_IDS_PER_FILTER")
+        );
+        let id = ok.body["id"].as_str().unwrap();
+        let patch = f
+            .call(
+                ApiRequest::new("PATCH", &format!("/webhooks/{id}"), "acme")
+                    .json(&json!({"filters": {"event_types": ["*"], list: ["a", "b", "c"]}})),
+            )
+            .await;
+        assert_eq!(error_of(&patch), (400, code, Some(field.as_str())));
+    }
+}
+
+#[tokio::test]
 async fn creates_racing_to_recount_after_an_archive_take_the_freed_slot_once() {
     let mut f = Fixture::with(|c| c.max_subscriptions = 2).await;
     let first = create(&f, "acme", "https://hooks.example.com/1").await;
