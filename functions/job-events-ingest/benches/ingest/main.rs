@@ -8,6 +8,7 @@
 
 mod load;
 mod platform;
+mod run;
 mod throughput;
 
 fn main() {

@@ -17,7 +17,7 @@ use shared::domain::filters::Filters;
 use shared::storage::subscriptions::SubscriptionStore;
 use test_kit::cpu::thread_cpu_time;
 
-use crate::throughput::{COMPANIES, RECORDS, Run, SUBSCRIPTIONS_PER_COMPANY, WARM_RUNS, median};
+use crate::run::{COMPANIES, RECORDS, Run, SUBSCRIPTIONS_PER_COMPANY, WARM_RUNS, median};
 
 fn company(c: usize) -> String {
     format!("platform-company-{c:03}")

@@ -36,45 +36,9 @@ use test_kit::cpu::thread_cpu_time;
 use test_kit::emulator;
 use test_kit::fake_sqs::FakeSqs;
 
-pub(crate) const COMPANIES: usize = 100;
-pub(crate) const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
-pub(crate) const RECORDS: usize = 1000;
-pub(crate) const WARM_RUNS: usize = 5;
+use crate::run::{COMPANIES, RECORDS, Run, SUBSCRIPTIONS_PER_COMPANY, WARM_RUNS, median};
+
 const EMULATOR_RECORDS: usize = 100;
-
-pub(crate) struct Run {
-    pub(crate) records: usize,
-    pub(crate) wall: Duration,
-    pub(crate) cpu: Duration,
-    pub(crate) queries: usize,
-    pub(crate) batches: usize,
-    pub(crate) enqueued: usize,
-}
-
-impl Run {
-    /// CPU per queued message, and AWS requests (Query and
-    /// SendMessageBatch) per message.
-    fn per_message(&self, label: &str) -> String {
-        let messages = self.enqueued.max(1) as f64;
-        format!(
-            "| {label} | {:.2} | {:.4} |",
-            self.cpu.as_secs_f64() * 1e6 / messages,
-            (self.queries + self.batches) as f64 / messages,
-        )
-    }
-
-    pub(crate) fn row(&self, label: &str) -> String {
-        format!(
-            "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
-            self.records as f64 / self.wall.as_secs_f64(),
-            self.wall.as_secs_f64() * 1000.0,
-            self.cpu.as_secs_f64() * 1e6 / self.records as f64,
-            self.queries,
-            self.batches,
-            self.enqueued,
-        )
-    }
-}
 
 fn record(i: usize) -> Value {
     let job_type = JOB_TYPES[i % JOB_TYPES.len()].name;
@@ -277,11 +241,6 @@ async fn sdk_call_floor(sqs: &aws_sdk_sqs::Client, queue_url: &str, calls: usize
         batches: calls,
         enqueued: calls * 10,
     }
-}
-
-pub(crate) fn median(mut runs: Vec<Run>) -> Run {
-    runs.sort_by_key(|r| r.cpu);
-    runs.swap_remove(runs.len() / 2)
 }
 
 pub fn bench() {

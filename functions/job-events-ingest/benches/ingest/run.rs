@@ -1,0 +1,54 @@
+//! The shape of the throughput benchmark's batches and what one run of a
+//! handler over them measured, shared by the job and platform rows.
+
+use std::time::Duration;
+
+/// Companies the records spread over.
+pub(crate) const COMPANIES: usize = 100;
+/// `events` or `jobs` subscriptions of each company, all matching.
+pub(crate) const SUBSCRIPTIONS_PER_COMPANY: usize = 10;
+/// Records in a batch.
+pub(crate) const RECORDS: usize = 1000;
+/// Warm runs; their median is reported.
+pub(crate) const WARM_RUNS: usize = 5;
+
+/// One run of a handler over a batch.
+pub(crate) struct Run {
+    pub(crate) records: usize,
+    pub(crate) wall: Duration,
+    pub(crate) cpu: Duration,
+    pub(crate) queries: usize,
+    pub(crate) batches: usize,
+    pub(crate) enqueued: usize,
+}
+
+impl Run {
+    /// CPU per queued message, and AWS requests (Query and
+    /// SendMessageBatch) per message.
+    pub(crate) fn per_message(&self, label: &str) -> String {
+        let messages = self.enqueued.max(1) as f64;
+        format!(
+            "| {label} | {:.2} | {:.4} |",
+            self.cpu.as_secs_f64() * 1e6 / messages,
+            (self.queries + self.batches) as f64 / messages,
+        )
+    }
+
+    pub(crate) fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} |",
+            self.records as f64 / self.wall.as_secs_f64(),
+            self.wall.as_secs_f64() * 1000.0,
+            self.cpu.as_secs_f64() * 1e6 / self.records as f64,
+            self.queries,
+            self.batches,
+            self.enqueued,
+        )
+    }
+}
+
+/// The run of median CPU.
+pub(crate) fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by_key(|r| r.cpu);
+    runs.swap_remove(runs.len() / 2)
+}
