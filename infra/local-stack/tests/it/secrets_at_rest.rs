@@ -297,8 +297,14 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
     let fx = Running::start().await;
     let receiver = Receiver::http().await;
     let (old, old_secret) = fx.create(&receiver.url("/old")).await;
-    // A v1a key pair is sealed like the secrets, and re-encrypted with them.
-    let v1a_body = json!({"url": receiver.url("/v1a"), "signature_schemes": ["v1", "v1a"]});
+    // A v1a key pair and custom header values are sealed like the secrets,
+    // and re-encrypted with them.
+    let header_value = "hdr-value-5c81e2a9".to_owned();
+    let v1a_body = json!({
+        "url": receiver.url("/v1a"),
+        "signature_schemes": ["v1", "v1a"],
+        "headers": {"x-api-key": header_value},
+    });
     let (status, v1a) = fx.api("POST", "/webhooks", Some(v1a_body)).await;
     assert_eq!(status, 201, "{v1a}");
     let (v1a_id, v1a_public) = (v1a["id"].as_str().unwrap(), &v1a["public_key"]);
@@ -428,6 +434,23 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
     assert_eq!(
         json!(opened_key.public_key().standard_webhooks_form()),
         *v1a_public
+    );
+    assert_eq!(
+        v1a_sub.headers.key_versions().collect::<Vec<_>>(),
+        [2],
+        "header values re-encrypted"
+    );
+    let headers = v1a_sub
+        .headers
+        .open(&keyring, v1a_sub.secret_owner())
+        .unwrap();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        [("x-api-key", header_value.as_str())]
+    );
+    assert!(
+        hits(&items, &forms(&header_value)).is_empty(),
+        "never in the clear"
     );
     assert_eq!(key_version(&fx.raw(&fresh).await, "secret"), Some(2));
 
