@@ -93,3 +93,75 @@ async fn missing_configuration_stops_the_cold_start_with_a_clear_error() {
     ];
     runtime_api::assert_cold_start_names(BINARY, NAME, &complete, &bad).await;
 }
+
+/// Custom header values reach no log line of the API function, at the most
+/// verbose level, on create, on a PATCH, or in the errors of refused ones.
+#[tokio::test]
+async fn custom_header_values_never_reach_the_api_s_logs() {
+    const KEY: &str = "api-key-3b9d0c7e41f2";
+    const REFUSED: &str = "refused-value-8e2a61";
+    let stack = stack::deploy().await;
+    let env = stack::function_environment(
+        &stack,
+        ids::API_FUNCTION,
+        &[
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("RUST_LOG", "trace"),
+            ("CURSOR_SIGNING_KEY", CURSOR_KEY),
+        ],
+    );
+    let (runtime, child) = runtime_api::boot_logged(BINARY, NAME, &stack::borrowed(&env)).await;
+    let request = |method: &str, path: &str, body: Value| {
+        let mut event = sample("apigw-create-webhook.json");
+        event["routeKey"] = format!("{method} {path}").into();
+        event["rawPath"] = path.into();
+        event["requestContext"]["http"]["method"] = method.into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("idempotency-key");
+        event["body"] = body.to_string().into();
+        event
+    };
+    let invoke = |event: Value| {
+        let runtime = &runtime;
+        async move { response(runtime.invoke(event, Duration::from_secs(20)).await) }
+    };
+
+    let (status, created) = invoke(request(
+        "POST",
+        "/webhooks",
+        serde_json::json!({"url": "https://hooks.example.com/h", "headers": {"x-api-key": KEY}}),
+    ))
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["headers"]["x-api-key"], "********");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/webhooks/{id}");
+    let (status, body) = invoke(request(
+        "PATCH",
+        &path,
+        serde_json::json!({"headers": {"x-other": KEY}}),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for refused in [
+        serde_json::json!({"headers": {"content-type": REFUSED}}),
+        serde_json::json!({"headers": {"x-bad": format!("{REFUSED}\r\nx-injected: 1")}}),
+    ] {
+        let (status, body) = invoke(request("PATCH", &path, refused)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(!body.to_string().contains(REFUSED), "{body}");
+    }
+
+    let logs = child.stop().await;
+    assert!(
+        logs.contains(&id),
+        "the function's logs were captured: {logs}"
+    );
+    for secret in [KEY, REFUSED] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(lines.is_empty(), "{secret} is in the logs: {lines:#?}");
+    }
+}
