@@ -29,6 +29,8 @@ const WAIT: Duration = Duration::from_secs(30);
 type Item = HashMap<String, AttributeValue>;
 
 struct Running {
+    /// Every AWS call of the functions, held to their grants in the template.
+    audit: test_kit::iam::Audit,
     pipeline: Pipeline,
     dynamo: aws_sdk_dynamodb::Client,
     table: String,
@@ -39,7 +41,8 @@ struct Running {
 
 impl Running {
     async fn start() -> Self {
-        let sdk = emulator::sdk_config().await;
+        let audit = test_kit::iam::Audit::start();
+        let sdk = audit.sdk().await;
         let config = PipelineConfig::isolated(
             &[],
             &[
@@ -57,16 +60,20 @@ impl Running {
                 .unwrap()
                 .to_owned(),
             pipeline,
-            dynamo: aws_sdk_dynamodb::Client::new(&sdk),
+            audit,
+            dynamo: aws_sdk_dynamodb::Client::new(&emulator::sdk_config().await),
             company: emulator::unique_name("acme"),
             stop,
             runners,
         }
     }
 
+    /// Stops the runners, then checks every AWS call the functions made
+    /// against their grants in the template.
     async fn stop(mut self) {
         self.stop.send(true).unwrap();
         while self.runners.join_next().await.is_some() {}
+        self.audit.assert_granted(&self.pipeline.stack);
     }
 
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -131,10 +138,13 @@ impl Running {
             .function(ids::SECRET_KEYS_FUNCTION)
             .unwrap()
             .vars_with(&[]);
+        // As itself, through the audit, as the other functions call.
+        let sdk =
+            local_infra::identity::function_sdk(&self.audit.sdk().await, ids::SECRET_KEYS_FUNCTION);
         SecretKeys::new(
             &KeysConfig::from_vars(&vars).unwrap(),
-            self.dynamo.clone(),
-            aws_sdk_kms::Client::new(&emulator::sdk_config().await),
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_kms::Client::new(&sdk),
         )
     }
 
