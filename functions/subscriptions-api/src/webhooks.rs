@@ -471,12 +471,9 @@ impl App {
             Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list).await?),
         };
         let description = input.description.map(check_description).transpose()?;
-        // Filters are checked for the kind the request names or implies;
-        // that it is the subscription's kind is checked once it is read.
-        let filters = match input.filters {
-            None => None,
-            Some(f) => Some(check_filters(f, input.kind, self.config.max_job_ids)?),
-        };
+        // Filters are checked for the subscription's kind once it is read;
+        // `null` clears them.
+        let filters = input.filters.map(Option::unwrap_or_default);
         let schemes = match input.signature_schemes {
             None => None,
             Some(None) => {
@@ -502,18 +499,28 @@ impl App {
         } else {
             None
         };
-        let mut v1_added = false;
+        let mut new_secret = None;
         let updated = self
             .modify(company, id, expected, |sub, now| {
                 if sub.is_archived() {
                     return Err(ApiError::archived());
                 }
                 let kind = sub.filters.kind();
+                // Another kind, or filters that only another kind takes (event
+                // types on a jobs subscription; none on an events one, which
+                // always names its event types), would change the kind.
                 if input.kind.is_some_and(|k| k != kind)
-                    || filters.as_ref().is_some_and(|f| f.kind() != kind)
+                    || filters.as_ref().is_some_and(|f| {
+                        f.event_types.is_some() != (kind == SubscriptionKind::Events)
+                            && (kind == SubscriptionKind::Jobs || f.is_empty())
+                    })
                 {
                     return Err(kind_is_fixed(kind));
                 }
+                let filters = filters
+                    .as_ref()
+                    .map(|f| f.clone().validate_for(kind, self.config.max_job_ids))
+                    .transpose()?;
                 let mut changed = false;
                 if let (Some(patch), Some(keyring)) = (&headers, &keyring) {
                     changed = sub.patch_headers(patch.as_ref(), keyring)?;
@@ -549,7 +556,14 @@ impl App {
                 if let (Some(schemes), Some(keyring)) = (&schemes, &keyring) {
                     let had_v1 = sub.signs_with(SignatureScheme::V1);
                     schemes_changed = sub.set_signature_schemes(schemes, keyring)?;
-                    v1_added = !had_v1 && sub.signs_with(SignatureScheme::V1);
+                    // A secret that starts signing again is a new one, shown
+                    // once as on creation: a secret shown before is never
+                    // shown again.
+                    new_secret = if !had_v1 && sub.signs_with(SignatureScheme::V1) {
+                        Some(sub.rotate_secret(Duration::zero(), now, keyring)?)
+                    } else {
+                        None
+                    };
                 }
                 Ok(changed
                     || schemes_changed
@@ -561,15 +575,8 @@ impl App {
                         ))
             })
             .await?;
-        // A secret that starts signing is shown once, as on creation.
-        let secret = if v1_added {
-            let keyring = self.keyring_for(&updated).await?;
-            Some(keyring.open_stored(&updated.secret, updated.secret_owner())?)
-        } else {
-            None
-        };
         let now = Utc::now();
-        let view = match &secret {
+        let view = match &new_secret {
             Some(secret) => SubscriptionView::with_secret(&updated, secret, now),
             None => SubscriptionView::public(&updated, now),
         };

@@ -381,6 +381,27 @@ impl PlatformEvent {
                 "data must be a JSON object",
             ));
         }
+        // What filters match (the attributes) and what receivers read (the
+        // data) must agree, so an app webhook never gets another app's data.
+        for (attribute, field, value) in [
+            ("appid", "app_id", app_id),
+            ("subject", "subject_id", subject_id),
+            ("subjecttype", "subject_type", subject_type),
+            ("verb", "verb", verb),
+        ] {
+            if let Some(in_data) = data.get(field)
+                && (in_data.as_str() != value || value.is_none())
+            {
+                return Err(Refusal::new(
+                    RefusalCode::InvalidAttribute,
+                    format!(
+                        "data.{field} differs from the attribute {attribute} ({}): filters match \
+                         the attribute, receivers read the data",
+                        value.map_or_else(|| "absent".to_owned(), quoted)
+                    ),
+                ));
+            }
+        }
         if let Err(problems) = validate_data(event_type, &data) {
             return Err(Refusal::new(
                 RefusalCode::InvalidData,
@@ -682,6 +703,37 @@ mod tests {
                 "data": {"subject_type": "work", "subject_id": "work-42", "verb": "failed", "details": {"reason": "timeout"}}
             })
         );
+    }
+
+    #[test]
+    fn data_that_contradicts_the_attributes_filters_match_is_refused() {
+        let app = |appid: Option<&str>, data_app: &str| {
+            let mut event = json!({
+                "specversion": "1.0", "id": "a-1", "source": "/platform/app",
+                "type": "app.installed", "companyid": "acme",
+                "data": crate::catalogue::find("app.installed").unwrap().examples[0].clone()
+            });
+            if let Some(a) = appid {
+                event["appid"] = a.into();
+            }
+            event["data"]["app_id"] = data_app.into();
+            event
+        };
+        assert!(parse(&app(Some("app_a"), "app_a")).is_ok());
+        let r = refused(&app(Some("app_a"), "app_b"));
+        assert_eq!(r.code, RefusalCode::InvalidAttribute);
+        assert!(r.message.contains("data.app_id"), "{}", r.message);
+        let r = refused(&app(None, "app_b"));
+        assert_eq!(r.code, RefusalCode::MissingAttribute, "{}", r.message);
+        let mut subject = json!({
+            "specversion": "1.0", "id": "s-1", "source": "/platform/subject",
+            "type": "subject.failed", "companyid": "acme", "subject": "w-1",
+            "subjecttype": "work", "verb": "failed",
+            "data": {"subject_type": "work", "subject_id": "w-2", "verb": "failed"}
+        });
+        assert_eq!(refused(&subject).code, RefusalCode::InvalidAttribute);
+        subject["data"]["subject_id"] = "w-1".into();
+        assert!(parse(&subject).is_ok());
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl FiltersInput {
         self.validate_for(kind, MAX_JOB_IDS)
     }
 
+    /// Whether no filter is given at all.
+    pub fn is_empty(&self) -> bool {
+        EVENT_FILTERS
+            .iter()
+            .chain(JOB_FILTERS)
+            .all(|name| !self.has(name))
+    }
+
     /// The kind these filters are for when the request does not say:
     /// `events` when `event_types` is given, else `jobs`.
     pub fn kind(&self) -> SubscriptionKind {

@@ -168,10 +168,32 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         r.body["filters"],
         json!({"event_types": ["app.installed"], "app_ids": ["app_b"]})
     );
+    // Filters are checked for the subscription's kind.
+    for (body, code, field, says) in [
+        (
+            json!({"filters": {"states": ["failed"]}}),
+            "filter_not_for_kind",
+            "filters.states",
+            "kind events",
+        ),
+        (
+            json!({"filters": {"app_ids": ["app_c"]}}),
+            "missing_event_types",
+            "filters.event_types",
+            "kind events",
+        ),
+    ] {
+        let r = f
+            .call(ApiRequest::new("PATCH", &path, "acme").json(&body))
+            .await;
+        assert_eq!(error_of(&r), (400, code, Some(field)), "{body}");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
     for body in [
         json!({"kind": "jobs"}),
-        json!({"filters": {"states": ["failed"]}}),
         json!({"filters": null}),
+        json!({"filters": {}}),
     ] {
         let r = f
             .call(ApiRequest::new("PATCH", &path, "acme").json(&body))
@@ -179,6 +201,26 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         assert_eq!(error_of(&r), (422, "kind_is_fixed", Some("kind")), "{body}");
     }
     let jobs = create(&f, "acme", json!({"url": "https://hooks.example.com/j"})).await;
+    let r = f
+        .call(
+            ApiRequest::new(
+                "PATCH",
+                &format!("/webhooks/{}", jobs.body["id"].as_str().unwrap()),
+                "acme",
+            )
+            .json(&json!({"filters": {"app_ids": ["app_c"]}})),
+        )
+        .await;
+    assert_eq!(
+        error_of(&r),
+        (400, "filter_not_for_kind", Some("filters.app_ids"))
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kind jobs")
+    );
     let jobs_path = format!("/webhooks/{}", jobs.body["id"].as_str().unwrap());
     let r = f
         .call(

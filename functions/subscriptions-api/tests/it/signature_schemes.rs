@@ -139,7 +139,7 @@ async fn rotation_replaces_the_key_pair_and_the_old_one_verifies_during_the_grac
 }
 
 #[tokio::test]
-async fn patch_changes_the_schemes_and_shows_a_secret_once_it_starts_signing() {
+async fn patch_changes_the_schemes_and_a_secret_that_starts_signing_again_is_new() {
     let f = Fixture::new().await;
     let created = f.create("acme", json!({"url": URL})).await;
     let id = created["id"].as_str().unwrap();
@@ -163,11 +163,17 @@ async fn patch_changes_the_schemes_and_shows_a_secret_once_it_starts_signing() {
 
     let r = patch(&f, id, json!({"signature_schemes": ["v1a", "v1"]})).await;
     assert_eq!(r.body["signature_schemes"], json!(["v1", "v1a"]));
-    assert_eq!(
-        r.body["secret"], secret,
-        "v1 signs again: its secret is shown as on creation"
-    );
+    // v1 signs again with a new secret, shown once as on creation: a
+    // secret shown before is never shown again.
+    let renewed = r.body["secret"].as_str().expect("a new secret");
+    assert_ne!(renewed, secret);
     assert!(r.body["standard_webhooks_secret"].is_string());
+    let sub = f.store.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(
+        f.opened(&sub, Utc::now()),
+        [renewed],
+        "only the new one signs"
+    );
 
     let r = patch(&f, id, json!({"signature_schemes": ["v1"]})).await;
     assert!(r.body.get("public_key").is_none(), "{}", r.body);
