@@ -471,9 +471,15 @@ impl App {
             Some(Some(raw)) => Some(check_url(&raw, &self.config.allow_list).await?),
         };
         let description = input.description.map(check_description).transpose()?;
-        // Filters are checked for the subscription's kind once it is read;
-        // `null` clears them.
+        // Their values are checked now; which filters the subscription's
+        // kind takes, once it is read. `null` clears them.
         let filters = input.filters.map(Option::unwrap_or_default);
+        if let Some(f) = &filters {
+            f.check_values(self.config.max_job_ids)?;
+            if let Some(kind) = input.kind {
+                f.clone().validate_for(kind, self.config.max_job_ids)?;
+            }
+        }
         let schemes = match input.signature_schemes {
             None => None,
             Some(None) => {

@@ -113,6 +113,58 @@ impl FiltersInput {
         self.validate_for(kind, MAX_JOB_IDS)
     }
 
+    /// Checks the values of every list given, whatever kind it belongs to
+    /// (for a request whose subscription's kind is not known yet): unknown
+    /// types, states, subject types or verbs, bad ids, lists over
+    /// `max_ids`. Which filters the kind takes is [`Self::validate_for`]'s.
+    pub fn check_values(&self, max_ids: usize) -> Result<(), ValidationError> {
+        // Filters no kind takes together are refused whatever the kind.
+        if self.event_types.is_some() {
+            if let Some(name) = JOB_FILTERS.iter().find(|n| self.has(n)) {
+                return Err(ValidationError::field(
+                    "filter_not_for_kind",
+                    format!("filters.{name}"),
+                    format!(
+                        "filters.{name} is a filter of subscriptions of kind jobs; filters \
+                         naming event_types are of kind events, whose filters are: {}",
+                        EVENT_FILTERS.join(", ")
+                    ),
+                ));
+            }
+        } else if let Some(name) = EVENT_FILTERS.iter().find(|n| self.has(n)) {
+            return Err(ValidationError::field(
+                "missing_event_types",
+                "filters.event_types",
+                format!(
+                    "filters.{name} is a filter of subscriptions of kind events, which name \
+                     their event types; allowed: {}",
+                    allowed_event_types()
+                ),
+            ));
+        }
+        let jobs = Self {
+            job_ids: self.job_ids.clone(),
+            job_types: self.job_types.clone(),
+            states: self.states.clone(),
+            ..Self::default()
+        };
+        jobs.validate_jobs(max_ids)?;
+        let events = Self {
+            // Any valid pattern stands in when none is given: only the
+            // values are checked here.
+            event_types: self
+                .event_types
+                .clone()
+                .or_else(|| Some(vec!["*".to_owned()])),
+            subject_types: self.subject_types.clone(),
+            subject_ids: self.subject_ids.clone(),
+            verbs: self.verbs.clone(),
+            app_ids: self.app_ids.clone(),
+            ..Self::default()
+        };
+        events.validate_events(max_ids).map(drop)
+    }
+
     /// Whether no filter is given at all.
     pub fn is_empty(&self) -> bool {
         EVENT_FILTERS
@@ -780,5 +832,37 @@ mod tests {
         );
         let implied = input(serde_json::json!({"event_types": ["app.*"]}));
         assert_eq!(implied.kind(), SubscriptionKind::Events);
+    }
+
+    #[test]
+    fn values_are_checked_before_the_kind_is_known() {
+        let bad = |json: serde_json::Value| input(json).check_values(5).unwrap_err().code;
+        assert_eq!(
+            bad(serde_json::json!({"event_types": ["*"], "app_ids": ["\u{9b}"]})),
+            "invalid_app_id"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"states": ["done"]})),
+            "unknown_state"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"event_types": ["nope.*"]})),
+            "unknown_event_type"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"verbs": ["failed"]})),
+            "missing_event_types",
+            "no kind takes event filters without event types"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"event_types": ["*"], "job_ids": ["j"]})),
+            "filter_not_for_kind",
+            "nor job filters beside event types"
+        );
+        assert!(
+            input(serde_json::json!({"job_ids": ["j"], "states": ["failed"]}))
+                .check_values(5)
+                .is_ok()
+        );
     }
 }

@@ -213,13 +213,13 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         .await;
     assert_eq!(
         error_of(&r),
-        (400, "filter_not_for_kind", Some("filters.app_ids"))
+        (400, "missing_event_types", Some("filters.event_types"))
     );
     assert!(
         r.body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("kind jobs")
+            .contains("kind events")
     );
     let jobs_path = format!("/webhooks/{}", jobs.body["id"].as_str().unwrap());
     let r = f
