@@ -134,6 +134,12 @@ static CATALOGUE: LazyLock<Catalogue> = LazyLock::new(|| {
     load(files::FILES, files::VOCABULARY).unwrap_or_else(|e| panic!("invalid event catalogue: {e}"))
 });
 
+/// The CloudEvents `source` of a group's example events: the platform
+/// service that publishes them (`/platform/engine`, ...).
+pub fn example_source(group: &str) -> String {
+    format!("/platform/{group}")
+}
+
 /// Every event type: the job events in lifecycle order, `webhook.test`,
 /// then the other groups by name, each group's types by name.
 pub fn event_types() -> &'static [EventType] {
@@ -382,7 +388,7 @@ fn load_file(
     }
     let data = RawValue::from_string(compact(file.examples[0].get()))
         .map_err(|e| format!("examples[0]: {e}"))?;
-    let source = format!("/platform/{}", file.group);
+    let source = example_source(&file.group);
     let context = example_context(&file, &examples[0], &source);
     let example = generated::example_payload_with(
         &file.name,
@@ -480,9 +486,10 @@ fn compact(json: &str) -> String {
     out
 }
 
-/// The envelope field that carries each CloudEvent context attribute an
-/// event type may require (see [`EventContext`]).
-const REQUIRED_FIELDS: [(&str, &str); 4] = [
+/// Each CloudEvent context attribute an event type may require, and the
+/// field that carries it in the payload's envelope (see [`EventContext`])
+/// and, when the data has it, in the data.
+pub const CONTEXT_FIELDS: [(&str, &str); 4] = [
     ("appid", "app_id"),
     ("subject", "subject_id"),
     ("subjecttype", "subject_type"),
@@ -491,7 +498,7 @@ const REQUIRED_FIELDS: [(&str, &str); 4] = [
 
 /// The envelope fields `requires` makes required.
 fn required_fields(requires: &[String]) -> impl Iterator<Item = &'static str> {
-    REQUIRED_FIELDS
+    CONTEXT_FIELDS
         .into_iter()
         .filter(|(attribute, _)| requires.iter().any(|r| r == attribute))
         .map(|(_, field)| field)

@@ -40,12 +40,6 @@ pub enum PublishError {
     Refused(usize, String),
 }
 
-/// The CloudEvents `source` of a group's events: which platform service
-/// publishes them.
-pub fn source_of(group: &str) -> String {
-    format!("/platform/{group}")
-}
-
 /// A CloudEvent of `event_type` for `company`, with the type's first
 /// catalogue example as `data`, a fresh id, the current time, and the
 /// context attributes the type requires (`appid`, `subject`,
@@ -58,18 +52,13 @@ pub fn sample(company: &str, event_type: &str) -> Result<Value, PublishError> {
     let mut event = json!({
         "specversion": "1.0",
         "id": uuid::Uuid::new_v4().to_string(),
-        "source": source_of(&entry.group),
+        "source": shared::catalogue::example_source(&entry.group),
         "type": entry.name,
         "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         "datacontenttype": "application/json",
         "companyid": company,
     });
-    for (attribute, field) in [
-        ("appid", "app_id"),
-        ("subject", "subject_id"),
-        ("subjecttype", "subject_type"),
-        ("verb", "verb"),
-    ] {
+    for (attribute, field) in shared::catalogue::CONTEXT_FIELDS {
         if let Some(value) = data.get(field).and_then(Value::as_str) {
             event[attribute] = value.into();
         }

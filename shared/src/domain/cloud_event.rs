@@ -383,12 +383,13 @@ impl PlatformEvent {
         }
         // What filters match (the attributes) and what receivers read (the
         // data) must agree, so an app webhook never gets another app's data.
-        for (attribute, field, value) in [
-            ("appid", "app_id", app_id),
-            ("subject", "subject_id", subject_id),
-            ("subjecttype", "subject_type", subject_type),
-            ("verb", "verb", verb),
-        ] {
+        // In the order of `CONTEXT_FIELDS`: appid, subject, subjecttype, verb.
+        for ((attribute, field), value) in crate::catalogue::CONTEXT_FIELDS.into_iter().zip([
+            app_id,
+            subject_id,
+            subject_type,
+            verb,
+        ]) {
             if let Some(in_data) = data.get(field)
                 && (in_data.as_str() != value || value.is_none())
             {

@@ -363,38 +363,17 @@ async fn a_thousand_transitions_arrive_verified_or_dead_lettered_and_nothing_is_
         let company = format!("company-{c:02}-{}", emulator::unique_name("e2e"));
         let jobs = simulate::plan(&company, JOBS_PER_COMPANY, &mut rng);
         let down = c == COMPANIES - 1;
-        for filters in filters_for(c, &jobs) {
+        // Job subscriptions (the one that comes back takes the job events
+        // of the second to last company), then events subscriptions.
+        let job_subs = filters_for(c, &jobs).into_iter().map(|f| (f, "hooks"));
+        let event_subs = platform_filters_for(c).into_iter().map(|f| (f, "events"));
+        for (filters, path) in job_subs.chain(event_subs) {
             let url = if down {
                 down_url.clone()
-            } else if c == COMPANIES - 2 {
-                back.url(&format!("/hooks/{c}"))
+            } else if c == COMPANIES - 2 && path == "hooks" {
+                back.url(&format!("/{path}/{c}"))
             } else {
-                receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/hooks/{c}"))
-            };
-            let (sub, secret) = Subscription::create(
-                &company,
-                NewSubscription {
-                    url,
-                    description: None,
-                    filters: filters.validate().unwrap(),
-                },
-                Utc::now(),
-                &pipeline.secrets.current(),
-            )
-            .unwrap();
-            store.create(&sub, None, u64::MAX).await.unwrap();
-            ledger
-                .secrets
-                .lock()
-                .unwrap()
-                .insert(sub.subscription_id.clone(), secret.expose().to_owned());
-            subs.push((sub, down));
-        }
-        for filters in platform_filters_for(c) {
-            let url = if down {
-                down_url.clone()
-            } else {
-                receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/events/{c}"))
+                receivers[subs.len() % FLAKY_RECEIVERS].url(&format!("/{path}/{c}"))
             };
             let (sub, secret) = Subscription::create(
                 &company,
