@@ -144,7 +144,7 @@ lint: tools
 	$(VENV)/bin/python -c 'import sys, yaml; from openapi_spec_validator import validate; validate(yaml.safe_load(open(sys.argv[1]))); print("openapi: valid")' functions/subscriptions-api/openapi.yaml
 
 ## Benchmarks (numbers go to BENCHMARKS.md)
-bench: bench-ingest bench-load bench-heavy-tenant bench-recovery bench-cold-start bench-latency bench-cost bench-delivery bench-signing
+bench: bench-ingest bench-load bench-heavy-tenant bench-recovery bench-cold-start bench-latency bench-cost bench-frontier bench-delivery bench-signing
 bench-ingest: tools
 	infra/with-emulator.sh cargo bench --quiet -p job-events-ingest --bench ingest -- throughput
 
@@ -194,6 +194,12 @@ bench-cost: tools
 ## End-to-end latency through the local runner: job item write -> verified receipt.
 bench-latency: tools
 	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- latency
+
+.PHONY: bench-frontier
+## The cost/latency frontier: stream windows x two loads, healthy and 30 %
+## failing receivers, one table (infra/local-stack/benches/stack/frontier.rs).
+bench-frontier: tools
+	infra/with-emulator.sh cargo bench --quiet -p local-stack --bench stack -- frontier
 
 ## Build every function for Lambda (arm64) as template.yaml declares: sam build with
 ## cargo-lambda and zig from the venv on PATH. Artifacts in .aws-sam/build/

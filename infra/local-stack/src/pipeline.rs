@@ -106,6 +106,9 @@ pub struct PipelineConfig {
     /// Runs scheduled functions at this interval instead of their rule's
     /// `rate(...)` (tests and the demo compress time).
     pub schedule_interval: Option<Duration>,
+    /// Benchmarks only: the stream mapping's batching window instead of the
+    /// deployed one, for windows AWS cannot set (it takes whole seconds).
+    pub stream_window: Option<Duration>,
 }
 
 impl PipelineConfig {
@@ -122,6 +125,7 @@ impl PipelineConfig {
             local_cursor_key: "test-cursor-signing-key-for-the-local-pipeline".to_owned(),
             max_pollers: 4,
             schedule_interval: None,
+            stream_window: None,
         }
     }
 }
@@ -153,6 +157,7 @@ pub struct Pipeline {
     sdk: SdkConfig,
     max_pollers: usize,
     schedule_interval: Option<Duration>,
+    stream_window: Option<Duration>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -283,6 +288,7 @@ impl Pipeline {
             sdk: sdk.clone(),
             max_pollers: config.max_pollers,
             schedule_interval: config.schedule_interval,
+            stream_window: config.stream_window,
         })
     }
 
@@ -463,7 +469,13 @@ impl Pipeline {
                     .function(&mapping.function)
                     .map_err(|e| fail(e.to_string()))?
                     .timeout,
-                mapping: mapping.clone(),
+                mapping: {
+                    let mut mapping = mapping.clone();
+                    if let Some(window) = self.stream_window {
+                        mapping.batching_window = window;
+                    }
+                    mapping
+                },
                 filter,
                 checkpoints,
                 region: region_of(&mapping.source_arn),

@@ -157,6 +157,7 @@ impl LocalConfig {
             local_cursor_key: self.cursor_key.clone(),
             max_pollers: self.max_pollers,
             schedule_interval: self.schedule_interval,
+            stream_window: None,
         }
     }
 }

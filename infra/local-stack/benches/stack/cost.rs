@@ -48,10 +48,7 @@
 //! Run: `make bench-cost` (or `infra/with-emulator.sh cargo bench -p
 //! local-stack --bench cost`). Prints Markdown tables for BENCHMARKS.md.
 
-// The cost run waits on its own condition (parked and dead-lettered events
-// count), not on `workload::await_receipts`.
-#[allow(dead_code)]
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +79,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
 // ---------------------------------------------------------------- prices --
 
 #[derive(Deserialize)]
-struct PriceFile {
+pub(crate) struct PriceFile {
     region: String,
     checked: String,
     prices: BTreeMap<String, Price>,
@@ -98,14 +95,14 @@ struct Price {
 }
 
 impl PriceFile {
-    fn load() -> Self {
+    pub(crate) fn load() -> Self {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../aws-prices.yaml");
         let text = std::fs::read_to_string(path).expect("infra/aws-prices.yaml reads");
         serde_yaml::from_str(&text).expect("infra/aws-prices.yaml parses")
     }
 
     /// Dollars for `quantity` of `key`.
-    fn cost(&self, key: &str, quantity: f64) -> f64 {
+    pub(crate) fn cost(&self, key: &str, quantity: f64) -> f64 {
         let p = self
             .prices
             .get(key)
@@ -135,7 +132,7 @@ impl std::io::Write for CountingSink {
 /// The functions' log lines (INFO and up, production JSON format) to the
 /// counting sink; the runners' and the benchmark's own lines are not the
 /// functions' and are left out. Warnings also go to stderr.
-fn install_tracing() {
+pub(crate) fn install_tracing() {
     let functions =
         shared::telemetry::json_layer(|| CountingSink).with_filter(filter::filter_fn(|m| {
             *m.level() <= tracing::Level::INFO
@@ -158,37 +155,75 @@ fn install_tracing() {
 // ------------------------------------------------------------- scenarios --
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Receivers {
+pub(crate) enum Receivers {
     Healthy,
     Flaky,
     Down,
     DownThenBack,
 }
 
-struct Scenario {
-    label: &'static str,
-    receivers: Receivers,
-    window: Option<u64>,
+/// How fast the platform writes job transitions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// One writer, 10 ms between writes: about 35 transitions a second
+    /// against the emulator.
+    Steady,
+    /// [`BURST_WRITERS`] writers at once (companies split between them),
+    /// each pacing as `Steady`: about ten times the rate.
+    Burst,
+}
+
+/// Writers of a [`Load::Burst`].
+pub(crate) const BURST_WRITERS: usize = 10;
+
+pub(crate) struct Scenario {
+    pub(crate) label: String,
+    pub(crate) receivers: Receivers,
+    /// The stream mapping's batching window; `None`: the template's.
+    pub(crate) window: Option<Duration>,
+    pub(crate) load: Load,
+    /// Stack parameters on top of the benchmark's.
+    pub(crate) parameters: Vec<(String, String)>,
+}
+
+impl Scenario {
+    pub(crate) fn new(label: &str, receivers: Receivers, window: Option<Duration>) -> Self {
+        Self {
+            label: label.to_owned(),
+            receivers,
+            window,
+            load: Load::Steady,
+            parameters: Vec::new(),
+        }
+    }
 }
 
 /// What one run counted.
-struct RunResult {
-    label: &'static str,
-    events: usize,
-    delivered: usize,
+pub(crate) struct RunResult {
+    pub(crate) label: String,
+    pub(crate) events: usize,
+    pub(crate) delivered: usize,
     /// Events in the ParkedEventsTable (parked or failed) at the end.
-    kept: usize,
+    pub(crate) kept: usize,
     /// Messages left in the DeadLetterQueue.
-    dead_lettered: usize,
-    attempts: usize,
+    pub(crate) dead_lettered: usize,
+    pub(crate) attempts: usize,
     /// The recovery, for "down, then back".
     drain: Option<Drain>,
-    usage: BTreeMap<String, (Dimension, Usage)>,
-    invocations: BTreeMap<String, InvocationStats>,
+    pub(crate) usage: BTreeMap<String, (Dimension, Usage)>,
+    pub(crate) invocations: BTreeMap<String, InvocationStats>,
     /// Retries sent, by the attempt they carry.
-    retries_by_attempt: BTreeMap<u32, u64>,
-    log_bytes: u64,
-    seconds: f64,
+    pub(crate) retries_by_attempt: BTreeMap<u32, u64>,
+    pub(crate) log_bytes: u64,
+    pub(crate) seconds: f64,
+    /// From each transition's write to the first verified receipt of each
+    /// of its events, in milliseconds.
+    pub(crate) latencies_ms: Vec<f64>,
+    /// Transitions written, and the seconds the writing took.
+    pub(crate) transitions: usize,
+    pub(crate) write_seconds: f64,
+    /// Each function's deployed memory size (MB), by logical id.
+    pub(crate) memory_mb: BTreeMap<String, u32>,
 }
 
 /// The recovery of "down, then back".
@@ -261,7 +296,7 @@ fn metering_label(target: &str, response: &[u8]) -> String {
     target.to_owned()
 }
 
-async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
+pub(crate) async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     let upstream = emulator::sdk_config().await;
     let proxy = AwsProxy::start(emulator::endpoint());
     let meter = Meter::default();
@@ -305,6 +340,10 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
             .parameters
             .push(("BreakerMinFailingSeconds".to_owned(), "0".to_owned()));
     }
+    config
+        .deployment
+        .parameters
+        .extend(scenario.parameters.iter().cloned());
     if scenario.receivers == Receivers::DownThenBack {
         config.schedule_interval = Some(Duration::from_secs(1));
     }
@@ -320,6 +359,15 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
         .and_then(|r| r.parse().ok())
         .expect("DRAIN_RATE_PER_SECOND");
     let res = pipeline.stack.clone();
+    let memory_mb: BTreeMap<String, u32> = [INGEST_FUNCTION, DELIVERY_FUNCTION, PROBER_FUNCTION]
+        .into_iter()
+        .map(|f| {
+            (
+                f.to_owned(),
+                res.function(f).expect("the function").memory_mb,
+            )
+        })
+        .collect();
     // Set-up and the platform's own job writes go straight to the emulator.
     let dynamo = aws_sdk_dynamodb::Client::new(&upstream);
     let sqs = aws_sdk_sqs::Client::new(&upstream);
@@ -369,17 +417,45 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
     LOG_BYTES.store(0, Ordering::Relaxed);
 
     let started = Instant::now();
-    let simulator = Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap())
-        .with_pause(Duration::from_millis(10));
-    let mut transitions: Vec<Transition> = Vec::new();
-    for jobs in &plans {
-        transitions.extend(
-            simulator
-                .run_plan(jobs, &mut rng)
-                .await
-                .expect("jobs written"),
-        );
+    let written: Arc<Mutex<HashMap<(String, String), Instant>>> = Arc::default();
+    let simulator = {
+        let written = Arc::clone(&written);
+        Simulator::new(dynamo.clone(), res.table(ids::JOBS_TABLE).unwrap())
+            .with_pause(Duration::from_millis(10))
+            .with_observer(move |t| {
+                written.lock().unwrap().insert(
+                    (t.job_id.clone(), t.state.as_str().to_owned()),
+                    Instant::now(),
+                );
+            })
+    };
+    let writers = match scenario.load {
+        Load::Steady => 1,
+        Load::Burst => BURST_WRITERS,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let plans: Vec<_> = plans.iter().skip(w).step_by(writers).cloned().collect();
+        let simulator = simulator.clone();
+        let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+        tasks.spawn(async move {
+            let mut transitions = Vec::new();
+            for jobs in &plans {
+                transitions.extend(
+                    simulator
+                        .run_plan(jobs, &mut rng)
+                        .await
+                        .expect("jobs written"),
+                );
+            }
+            transitions
+        });
     }
+    let mut transitions: Vec<Transition> = Vec::new();
+    while let Some(written) = tasks.join_next().await {
+        transitions.extend(written.expect("writer runs"));
+    }
+    let write_seconds = started.elapsed().as_secs_f64();
     let expected = workload::expected_events(&transitions, &subs);
 
     // Done when every event is delivered (or, with the receivers down,
@@ -467,10 +543,21 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
         .iter()
         .filter(|e| ledger.first.contains_key(*e))
         .count();
+    let latencies_ms = {
+        let written = written.lock().unwrap();
+        expected
+            .iter()
+            .filter_map(|e @ (_, job, state)| {
+                let at = ledger.first.get(e)?;
+                let write = written.get(&(job.clone(), state.clone()))?;
+                Some(at.saturating_duration_since(*write).as_secs_f64() * 1000.0)
+            })
+            .collect()
+    };
     drop(receivers);
     let retries_by_attempt = std::mem::take(&mut *retries.lock().unwrap());
     RunResult {
-        label: scenario.label,
+        label: scenario.label.clone(),
         events: drain.as_ref().map_or(expected.len(), |d| d.events),
         delivered,
         kept,
@@ -482,6 +569,10 @@ async fn run(scenario: &Scenario, receiver_delay: Duration) -> RunResult {
         retries_by_attempt,
         log_bytes: LOG_BYTES.load(Ordering::Relaxed),
         seconds,
+        latencies_ms,
+        transitions: transitions.len(),
+        write_seconds,
+        memory_mb,
     }
 }
 
@@ -507,19 +598,11 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
 // ------------------------------------------------------------------ cost --
 
 /// One line of the bill.
-struct Line {
-    item: String,
-    quantity: f64,
-    unit: &'static str,
-    usd: f64,
-}
-
-/// The memory size (MB) the template gives a function.
-fn memory_mb(template: &serde_yaml::Value, function: &str) -> f64 {
-    template["Resources"][function]["Properties"]["MemorySize"]
-        .as_f64()
-        .or_else(|| template["Globals"]["Function"]["MemorySize"].as_f64())
-        .unwrap_or(128.0)
+pub(crate) struct Line {
+    pub(crate) item: String,
+    pub(crate) quantity: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) usd: f64,
 }
 
 /// The production schedule's hops for the retries counted: a retry carrying
@@ -538,7 +621,7 @@ fn extra_hops(retries: &BTreeMap<u32, u64>, schedule: &RetrySchedule) -> f64 {
         .sum()
 }
 
-fn bill(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) -> Vec<Line> {
+pub(crate) fn bill(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) -> Vec<Line> {
     let mut lines = Vec::new();
     for (function, label) in [
         (INGEST_FUNCTION, "job-events-ingest"),
@@ -555,12 +638,13 @@ fn bill(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) -> Vec<
             unit: "invocations",
             usd: prices.cost("lambda_requests", stats.count as f64),
         });
-        let gb_s = stats.billed_ms as f64 / 1000.0 * memory_mb(template, function) / 1024.0;
+        let memory = f64::from(r.memory_mb.get(function).copied().unwrap_or(128));
+        let gb_s = stats.billed_ms as f64 / 1000.0 * memory / 1024.0;
         lines.push(Line {
             item: format!(
                 "Lambda duration: {label} ({:.1} ms per invocation, {} MB)",
                 stats.billed_ms as f64 / stats.count.max(1) as f64,
-                memory_mb(template, function)
+                memory
             ),
             quantity: gb_s,
             unit: "GB-s",
@@ -762,7 +846,7 @@ fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) 
     }
 }
 
-fn setting(name: &str, default: u64) -> u64 {
+pub(crate) fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -774,31 +858,23 @@ pub fn bench() {
     let receiver_delay = Duration::from_millis(setting("COST_RECEIVER_MS", 100));
     let only = std::env::var("COST_SCENARIOS").unwrap_or_default();
     let scenarios = [
-        Scenario {
-            label: "healthy",
-            receivers: Receivers::Healthy,
-            window: None,
-        },
-        Scenario {
-            label: "healthy, stream batching window 0 s",
-            receivers: Receivers::Healthy,
-            window: Some(0),
-        },
-        Scenario {
-            label: "30 % of attempts failing",
-            receivers: Receivers::Flaky,
-            window: None,
-        },
-        Scenario {
-            label: "receiver down (breaker open, events parked)",
-            receivers: Receivers::Down,
-            window: None,
-        },
-        Scenario {
-            label: "down, then back (recovery and drain only)",
-            receivers: Receivers::DownThenBack,
-            window: None,
-        },
+        Scenario::new("healthy", Receivers::Healthy, None),
+        Scenario::new(
+            "healthy, stream batching window 0 s",
+            Receivers::Healthy,
+            Some(Duration::ZERO),
+        ),
+        Scenario::new("30 % of attempts failing", Receivers::Flaky, None),
+        Scenario::new(
+            "receiver down (breaker open, events parked)",
+            Receivers::Down,
+            None,
+        ),
+        Scenario::new(
+            "down, then back (recovery and drain only)",
+            Receivers::DownThenBack,
+            None,
+        ),
     ];
     let prices = PriceFile::load();
     let template_text = std::fs::read_to_string(local_infra::cloudformation::template_path())

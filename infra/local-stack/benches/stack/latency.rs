@@ -509,7 +509,7 @@ pub async fn bench() {
             .unwrap_or(10),
     );
     let mut runs = Vec::new();
-    for window in [None, Some(0)] {
+    for window in [None, Some(Duration::ZERO)] {
         let sdk = emulator::sdk_config().await;
         let pipeline = Pipeline::build(&sdk, workload::pipeline_config(None, window))
             .await

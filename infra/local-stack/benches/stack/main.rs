@@ -2,11 +2,12 @@
 //! on one machine against the local AWS emulator.
 //!
 //! `infra/with-emulator.sh cargo bench -p local-stack --bench stack -- NAME`
-//! with NAME one of `latency`, `cost`, `heavy_tenant`, `recovery` (the
+//! with NAME one of `latency`, `cost`, `frontier`, `heavy_tenant`, `recovery` (the
 //! `make bench-*` targets name them). What each measures is at the top of
 //! its module.
 
 mod cost;
+mod frontier;
 mod heavy_tenant;
 mod latency;
 mod recovery;
@@ -18,11 +19,12 @@ fn main() {
     match name.as_deref() {
         Some("latency") => latency::bench(),
         Some("cost") => cost::bench(),
+        Some("frontier") => frontier::bench(),
         Some("heavy_tenant") => heavy_tenant::bench(),
         Some("recovery") => recovery::bench(),
         other => {
             eprintln!(
-                "which benchmark? {other:?}: cargo bench -p local-stack --bench stack -- latency|cost|heavy_tenant|recovery"
+                "which benchmark? {other:?}: cargo bench -p local-stack --bench stack -- latency|cost|frontier|heavy_tenant|recovery"
             );
             std::process::exit(2);
         }

@@ -24,21 +24,23 @@ pub const POLLERS: usize = 4;
 /// The settings of a benchmark run on a fresh stack: `RetrySchedule` and
 /// `StreamBatchingWindowSeconds` as stack parameters when given (else the
 /// template's defaults), loopback receivers, [`POLLERS`] pollers, 5 s
-/// delivery timeout.
-pub fn pipeline_config(
-    retry_schedule: Option<&str>,
-    window_seconds: Option<u64>,
-) -> PipelineConfig {
-    let window = window_seconds.map(|s| s.to_string());
+/// delivery timeout. A window that is not whole seconds (AWS takes only
+/// whole seconds) is deployed as 0 and set on the local stream runner.
+pub fn pipeline_config(retry_schedule: Option<&str>, window: Option<Duration>) -> PipelineConfig {
+    let whole = window.filter(|w| w.subsec_nanos() == 0);
+    let seconds = window.map(|w| if whole.is_some() { w.as_secs() } else { 0 }.to_string());
     let mut parameters = Vec::new();
     if let Some(schedule) = retry_schedule {
         parameters.push(("RetrySchedule", schedule));
     }
-    if let Some(window) = &window {
-        parameters.push(("StreamBatchingWindowSeconds", window.as_str()));
+    if let Some(seconds) = &seconds {
+        parameters.push(("StreamBatchingWindowSeconds", seconds.as_str()));
     }
     let mut config = PipelineConfig::isolated(&parameters, &[("REQUEST_TIMEOUT_MS", "5000")]);
     config.max_pollers = POLLERS;
+    if whole.is_none() {
+        config.stream_window = window;
+    }
     config
 }
 
