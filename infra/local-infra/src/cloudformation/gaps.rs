@@ -21,6 +21,14 @@ pub const NOT_CREATED: &[(&str, &str)] = &[
         "AWS::ApiGatewayV2::Stage",
         "no throttling or access log locally",
     ),
+    (
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        "capacity is not auto scaled locally (the emulator does not throttle)",
+    ),
+    (
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        "capacity is not auto scaled locally (the emulator does not throttle)",
+    ),
     ("AWS::CloudWatch::Alarm", "alarms are not evaluated locally"),
     (
         "AWS::Lambda::Permission",

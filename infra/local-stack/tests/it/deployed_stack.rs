@@ -141,6 +141,46 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
 }
 
 #[tokio::test]
+async fn the_attempt_log_can_be_deployed_with_provisioned_capacity() {
+    let stack = stack::deploy_with(&[
+        ("DeliveriesTableCapacity", "provisioned"),
+        ("DeliveriesTableMinWriteCapacity", "7"),
+    ])
+    .await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&emulator::sdk_config().await);
+    let table = dynamo
+        .describe_table()
+        .table_name(stack.table(ids::DELIVERIES_TABLE).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let throughput = table.provisioned_throughput.unwrap();
+    assert_eq!(throughput.write_capacity_units, Some(7));
+    assert_eq!(throughput.read_capacity_units, Some(5));
+    // The scaling targets are declared; the emulator records them without
+    // scaling (a listed gap).
+    let unexplained: Vec<_> = stack.gaps.iter().filter(|g| !g.known).collect();
+    assert!(unexplained.is_empty(), "{unexplained:?}");
+
+    // On demand by default.
+    let default = stack::deploy().await;
+    let table = dynamo
+        .describe_table()
+        .table_name(default.table(ids::DELIVERIES_TABLE).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(
+        table.billing_mode_summary.and_then(|b| b.billing_mode),
+        Some(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+    );
+}
+
+#[tokio::test]
 async fn a_changed_batch_size_and_schedule_reach_the_runner_without_code() {
     // The stream mapping takes 3 records per batch instead of 500, and the
     // prober's schedule runs every 5 minutes instead of every minute.
