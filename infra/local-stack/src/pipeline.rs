@@ -31,7 +31,7 @@ use local_infra::stream::{StartPosition, StreamError, StreamReader};
 
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::invocations::Invocations;
-use crate::queue_runner::QueueRunner;
+use crate::queue_runner::{LAMBDA_INITIAL_POLLERS, QueueRunner};
 use crate::stream_runner::StreamRunner;
 
 /// The handlers of the template's custom resource functions: the
@@ -101,7 +101,9 @@ pub struct PipelineConfig {
     /// dynamic reference (the emulator creates no secret).
     pub local_cursor_key: String,
     /// Caps each queue's pollers (the stack allows far more than one
-    /// machine with an emulator needs).
+    /// machine with an emulator needs); [`isolated`](Self::isolated) sets
+    /// [`LAMBDA_INITIAL_POLLERS`], the five concurrent batches Lambda
+    /// starts an SQS mapping with.
     pub max_pollers: usize,
     /// Runs scheduled functions at this interval instead of their rule's
     /// `rate(...)` (tests and the demo compress time).
@@ -123,7 +125,7 @@ impl PipelineConfig {
             deployment: Deployment::isolated(parameters),
             local_vars,
             local_cursor_key: "test-cursor-signing-key-for-the-local-pipeline".to_owned(),
-            max_pollers: 4,
+            max_pollers: LAMBDA_INITIAL_POLLERS,
             schedule_interval: None,
             stream_window: None,
         }

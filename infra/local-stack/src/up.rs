@@ -55,7 +55,8 @@ pub struct LocalConfig {
     pub runners: bool,
     /// `TARGET_ALLOW_LIST`, default loopback.
     pub allow_list: String,
-    /// `LOCAL_MAX_POLLERS` (default 2): pollers per queue.
+    /// `LOCAL_MAX_POLLERS` (default 2, the fewest concurrent batches Lambda
+    /// scales an idle SQS mapping down to): pollers per queue.
     pub max_pollers: usize,
     /// `LOCAL_SCHEDULE_INTERVAL_SECONDS` (default 5, where the template's
     /// rule says every minute): how often the scheduled prober runs.

@@ -336,7 +336,8 @@ async fn run(label: &str, pipeline: Pipeline, pace: Duration) -> RunResult {
         calls: data.calls,
     };
     // The stream runner works in sequence: GetRecords calls and ingest
-    // invocations; in between it sleeps (IDLE_POLL or within the window).
+    // invocations; in between it waits for its next poll (POLL_INTERVAL
+    // after the previous one started, as Lambda polls a shard 4 times a second).
     let ingests: Vec<(Instant, Instant)> = data
         .batches
         .iter()

@@ -2,12 +2,14 @@
 //! (template.yaml deployed by CloudFormation into the local AWS emulator,
 //! every function's handler, the runners, real receivers on loopback), the
 //! deployed stack read back, each function's calls held to its IAM grants,
-//! and the local API gateway.
+//! the local API gateway, and the runners polling and batching as
+//! Lambda's event source mappings do.
 
 mod deployed_stack;
 mod end_to_end;
 mod failing_endpoints;
 mod local_gateway;
 mod permissions;
+mod runners;
 mod secrets_at_rest;
 mod template_routes;
