@@ -63,6 +63,8 @@ pub struct Function {
     pub environment: HashMap<String, String>,
     /// The function's timeout (Lambda's default, 3 s, when unset).
     pub timeout: std::time::Duration,
+    /// The function's memory in MB (Lambda's default, 128, when unset).
+    pub memory_mb: u32,
 }
 
 impl std::fmt::Debug for Function {
@@ -338,6 +340,10 @@ impl DeployedStack {
                             .and_then(|t| u64::try_from(t).ok())
                             .unwrap_or(3),
                     ),
+                    memory_mb: config
+                        .memory_size
+                        .and_then(|m| u32::try_from(m).ok())
+                        .unwrap_or(128),
                     environment: config
                         .environment
                         .and_then(|e| e.variables)
