@@ -294,11 +294,7 @@ mod tests {
             (fewer.outbox_messages, fewer.outbox_bytes),
             (40, 1024 * 1024)
         );
-        let set = fanout(&[
-            ("OUTBOX_MAX_MESSAGES", "25"),
-            ("OUTBOX_MAX_BYTES", "65536"),
-        ])
-        .unwrap();
+        let set = fanout(&[("OUTBOX_MAX_MESSAGES", "25"), ("OUTBOX_MAX_BYTES", "65536")]).unwrap();
         assert_eq!((set.outbox_messages, set.outbox_bytes), (25, 65536));
     }
 

@@ -243,7 +243,12 @@ mod tests {
     fn another_function_name_namespace_metric_or_dimension_set_is_no_datapoint() {
         let a = alarm();
         for doc in [
-            emf("endpoint-prober", json!([["Function"]]), "Disabled", json!(1)),
+            emf(
+                "endpoint-prober",
+                json!([["Function"]]),
+                "Disabled",
+                json!(1),
+            ),
             emf("f-1", json!([["Function"]]), "Probes", json!(1)),
             emf("f-1", json!([["Function", "Lane"]]), "Disabled", json!(1)),
             emf("f-1", json!([[]]), "Disabled", json!(1)),

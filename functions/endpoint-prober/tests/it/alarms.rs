@@ -112,8 +112,7 @@ async fn every_own_metric_alarm_fires_on_a_disabling_run_and_not_on_an_empty_one
     let template = alarms::template();
     let own = alarms::alarms_in(&template, shared::metrics::NAMESPACE, &stack);
     assert!(
-        own.iter()
-            .any(|a| a.logical_id == "DisabledEndpointsAlarm"),
+        own.iter().any(|a| a.logical_id == "DisabledEndpointsAlarm"),
         "{own:?}"
     );
     for alarm in &own {

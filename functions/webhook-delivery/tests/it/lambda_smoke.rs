@@ -370,13 +370,19 @@ async fn a_failed_attempt_still_logs_its_failure_at_the_default_level() {
     assert_eq!(failed["level"], "WARN", "{failed}");
     assert_eq!(failed["webhook_id"], message["idempotency_key"], "{failed}");
     assert_eq!(failed["subscription_id"], message["subscription_id"]);
-    assert_eq!((failed["status"].clone(), failed["attempt"].clone()), (json!(503), json!(1)));
+    assert_eq!(
+        (failed["status"].clone(), failed["attempt"].clone()),
+        (json!(503), json!(1))
+    );
     assert!(
         lines.iter().any(|l| l["message"] == "retry scheduled"),
         "{lines:?}"
     );
     let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
     assert_eq!(emf.len(), 1);
-    assert_eq!((emf[0]["FailedAttempts"].clone(), emf[0]["Retried"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (emf[0]["FailedAttempts"].clone(), emf[0]["Retried"].clone()),
+        (json!(1), json!(1))
+    );
     assert!(emf[0].get("Delivered").is_none(), "{}", emf[0]);
 }

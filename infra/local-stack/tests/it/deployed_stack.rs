@@ -181,7 +181,10 @@ async fn batching_outbox_and_memory_parameters_reach_the_mappings_and_functions(
     for id in [ids::INGEST_FUNCTION, ids::PLATFORM_INGEST_FUNCTION] {
         assert_eq!(stack.function(id).unwrap().memory_mb, 128, "{id}");
     }
-    assert_eq!(stack.function(ids::DELIVERY_FUNCTION).unwrap().memory_mb, 512);
+    assert_eq!(
+        stack.function(ids::DELIVERY_FUNCTION).unwrap().memory_mb,
+        512
+    );
     assert_eq!(stack.function(ids::PROBER_FUNCTION).unwrap().memory_mb, 256);
     // Both ingest functions read the outbox thresholds from their
     // deployed environments.
@@ -192,12 +195,17 @@ async fn batching_outbox_and_memory_parameters_reach_the_mappings_and_functions(
     ))
     .unwrap();
     assert_eq!((job.outbox_messages, job.outbox_bytes), (40, 1 << 20));
-    let platform = platform_events_ingest::PlatformIngestConfig::from_vars(
-        &stack::function_vars(&stack, ids::PLATFORM_INGEST_FUNCTION, &[]),
-    )
+    let platform = platform_events_ingest::PlatformIngestConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::PLATFORM_INGEST_FUNCTION,
+        &[],
+    ))
     .unwrap();
     assert_eq!(
-        (platform.fanout.outbox_messages, platform.fanout.outbox_bytes),
+        (
+            platform.fanout.outbox_messages,
+            platform.fanout.outbox_bytes
+        ),
         (40, 1 << 20)
     );
 }
