@@ -6,6 +6,8 @@
 
 use std::str::FromStr;
 
+use crate::queue::batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+
 /// A configuration variable is missing or has an unusable value.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration variable {var}: {problem}")]
@@ -114,8 +116,8 @@ impl Vars {
 }
 
 /// The settings both ingest functions (job and platform events) read the
-/// same way: how long a company's subscriptions are reused and how their
-/// messages are sent.
+/// same way: how long a company's subscriptions are reused, how their
+/// messages are sent, and how many are built before a send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FanoutSettings {
     /// `SUBSCRIPTION_CACHE_TTL_SECONDS` (default 10): how long a company's
@@ -126,20 +128,47 @@ pub struct FanoutSettings {
     /// `SEND_ATTEMPTS` (default 4): tries per batch entry before its record
     /// is reported as failed.
     pub send_attempts: u32,
+    /// `OUTBOX_MAX_MESSAGES` (default [`OUTBOX_WAVES`] rounds of
+    /// `SEND_CONCURRENCY` full batches, 160): messages built before they
+    /// are sent (the outbox's flush threshold).
+    pub outbox_messages: usize,
+    /// `OUTBOX_MAX_BYTES` (default [`OUTBOX_WAVES`] rounds of
+    /// `SEND_CONCURRENCY` batches of the most bytes SQS takes, 4 MiB):
+    /// bytes of message bodies built before they are sent.
+    pub outbox_bytes: usize,
 }
+
+/// Rounds of `SEND_CONCURRENCY` concurrent `SendMessageBatch` calls one
+/// outbox flush makes by default.
+pub const OUTBOX_WAVES: usize = 2;
 
 impl FanoutSettings {
     /// Reads the settings from `vars`.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let cache_ttl = std::time::Duration::from_secs(vars.parse_in_range(
+            "SUBSCRIPTION_CACHE_TTL_SECONDS",
+            10u64,
+            0,
+            3600,
+        )?);
+        let send_concurrency = vars.parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?;
+        let wave = OUTBOX_WAVES * send_concurrency;
         Ok(Self {
-            cache_ttl: std::time::Duration::from_secs(vars.parse_in_range(
-                "SUBSCRIPTION_CACHE_TTL_SECONDS",
-                10u64,
-                0,
-                3600,
-            )?),
-            send_concurrency: vars.parse_in_range("SEND_CONCURRENCY", 8usize, 1, 64)?,
+            cache_ttl,
+            send_concurrency,
             send_attempts: vars.parse_in_range("SEND_ATTEMPTS", 4u32, 1, 10)?,
+            outbox_messages: vars.parse_in_range(
+                "OUTBOX_MAX_MESSAGES",
+                wave * MAX_BATCH_ENTRIES,
+                1,
+                100_000,
+            )?,
+            outbox_bytes: vars.parse_in_range(
+                "OUTBOX_MAX_BYTES",
+                wave * MAX_BATCH_BYTES,
+                1024,
+                1 << 28,
+            )?,
         })
     }
 }
@@ -243,5 +272,43 @@ mod tests {
         unsafe { std::env::set_var("SHARED_CONFIG_TEST_BLANK", "  ") };
         let err = required("SHARED_CONFIG_TEST_BLANK").unwrap_err();
         assert!(err.to_string().contains("must be set"));
+    }
+
+    fn fanout(pairs: &[(&str, &str)]) -> Result<FanoutSettings, ConfigError> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        FanoutSettings::from_vars(&Vars::from_map(map))
+    }
+
+    #[test]
+    fn the_outbox_thresholds_default_to_two_rounds_of_full_batches() {
+        let default = fanout(&[]).unwrap();
+        assert_eq!(
+            (default.outbox_messages, default.outbox_bytes),
+            (160, 4 * 1024 * 1024)
+        );
+        let fewer = fanout(&[("SEND_CONCURRENCY", "2")]).unwrap();
+        assert_eq!(
+            (fewer.outbox_messages, fewer.outbox_bytes),
+            (40, 1024 * 1024)
+        );
+        let set = fanout(&[("OUTBOX_MAX_MESSAGES", "25"), ("OUTBOX_MAX_BYTES", "65536")]).unwrap();
+        assert_eq!((set.outbox_messages, set.outbox_bytes), (25, 65536));
+    }
+
+    #[test]
+    fn bad_outbox_thresholds_name_their_variable() {
+        for (var, value) in [
+            ("OUTBOX_MAX_MESSAGES", "0"),
+            ("OUTBOX_MAX_MESSAGES", "many"),
+            ("OUTBOX_MAX_BYTES", "100"),
+            ("OUTBOX_MAX_BYTES", "4MB"),
+        ] {
+            let err = fanout(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! CloudWatch metrics as Embedded Metric Format (EMF) log lines: one JSON
 //! object on stdout per flush, which Lambda's log pipeline turns into
-//! metrics without any API call.
+//! metrics without any API call. Counts of zero and empty distributions
+//! are left out, and a set with nothing left writes no line at all: a
+//! metric with no datapoint is what the alarms treat as not breaching.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,13 +23,16 @@ impl Metrics {
         Self::default()
     }
 
-    /// Adds a count.
+    /// Adds a count; a count of zero is left out.
     pub fn count(&mut self, name: &'static str, value: u64) -> &mut Self {
-        self.values.push((name, json!(value), "Count"));
+        if value > 0 {
+            self.values.push((name, json!(value), "Count"));
+        }
         self
     }
 
-    /// Adds a list of millisecond values (a distribution).
+    /// Adds a list of millisecond values (a distribution); an empty list
+    /// is left out.
     pub fn milliseconds(&mut self, name: &'static str, values: &[f64]) -> &mut Self {
         if !values.is_empty() {
             self.values.push((name, json!(values), "Milliseconds"));
@@ -35,8 +40,17 @@ impl Metrics {
         self
     }
 
-    /// The EMF document for `function`.
-    pub fn document(&self, function: &str) -> Value {
+    /// Whether nothing is left to report.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The EMF document for `function`, or `None` when nothing is left to
+    /// report.
+    pub fn document(&self, function: &str) -> Option<Value> {
+        if self.is_empty() {
+            return None;
+        }
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -62,15 +76,19 @@ impl Metrics {
         for (name, value, _) in &self.values {
             doc.insert((*name).to_owned(), value.clone());
         }
-        Value::Object(doc)
+        Some(Value::Object(doc))
     }
 
     /// Writes the EMF line to stdout, dimensioned by the Lambda function
-    /// name (or `fallback` outside Lambda).
+    /// name (or `fallback` outside Lambda); nothing when there is nothing
+    /// to report. In AWS the name is the function's physical name, which
+    /// is what the template's alarms name (`!Ref` of the function).
     pub fn emit(&self, fallback: &str) {
         let function =
             std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| fallback.to_owned());
-        println!("{}", self.document(&function));
+        if let Some(doc) = self.document(&function) {
+            println!("{doc}");
+        }
     }
 }
 
@@ -82,7 +100,7 @@ mod tests {
     fn documents_declare_every_metric() {
         let mut m = Metrics::new();
         m.count("Delivered", 3).milliseconds("Latency", &[1.5, 2.0]);
-        let doc = m.document("f");
+        let doc = m.document("f").unwrap();
         assert_eq!(doc["Delivered"], 3);
         assert_eq!(doc["Latency"], json!([1.5, 2.0]));
         assert_eq!(doc["Function"], "f");
@@ -92,5 +110,33 @@ mod tests {
             defs["Metrics"][1],
             json!({"Name": "Latency", "Unit": "Milliseconds"})
         );
+    }
+
+    #[test]
+    fn zero_counts_and_empty_distributions_are_left_out() {
+        let mut m = Metrics::new();
+        m.count("Delivered", 2)
+            .count("FailedAttempts", 0)
+            .milliseconds("Latency", &[])
+            .count("Parked", 1);
+        let doc = m.document("f").unwrap();
+        let names: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Delivered", "Parked"]);
+        assert!(doc.get("FailedAttempts").is_none(), "{doc}");
+        assert!(doc.get("Latency").is_none(), "{doc}");
+    }
+
+    #[test]
+    fn nothing_to_report_is_no_document() {
+        let mut m = Metrics::new();
+        m.count("Delivered", 0).milliseconds("Latency", &[]);
+        assert!(m.is_empty());
+        assert_eq!(m.document("f"), None);
+        assert!(Metrics::new().document("f").is_none());
     }
 }

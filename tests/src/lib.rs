@@ -13,6 +13,8 @@
 //! - [`iam`]: each function's calls, recorded through that proxy, held to
 //!   its IAM policy in `template.yaml` (which the emulator does not
 //!   enforce).
+//! - [`alarms`]: the template's alarms on the service's own metrics,
+//!   evaluated against the EMF lines a function wrote.
 //! - [`standard_webhooks`]: the `standardwebhooks` PyPI package as an
 //!   independent verifier of signatures.
 //! - [`receiver`]: the webhook receiver of the local infrastructure
@@ -24,6 +26,7 @@
 //!
 //! Sample events live in `tests/events/`.
 
+pub mod alarms;
 pub mod api;
 pub mod aws_proxy;
 pub mod cpu;

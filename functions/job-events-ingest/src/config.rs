@@ -22,6 +22,12 @@ pub struct IngestConfig {
     /// `SEND_ATTEMPTS` (default 4): tries per batch entry before its record
     /// is reported as failed.
     pub send_attempts: u32,
+    /// `OUTBOX_MAX_MESSAGES`: messages built before they are sent (see
+    /// [`FanoutSettings`]).
+    pub outbox_messages: usize,
+    /// `OUTBOX_MAX_BYTES`: bytes of message bodies built before they are
+    /// sent (see [`FanoutSettings`]).
+    pub outbox_bytes: usize,
     /// `MAX_MESSAGE_BYTES` (default 262144, the SQS limit): larger events
     /// are trimmed, and set aside when trimming is not enough. Events are
     /// bounded well under the default (see `shared::domain::job_event`).
@@ -49,6 +55,8 @@ impl IngestConfig {
             cache_ttl: fanout.cache_ttl,
             send_concurrency: fanout.send_concurrency,
             send_attempts: fanout.send_attempts,
+            outbox_messages: fanout.outbox_messages,
+            outbox_bytes: fanout.outbox_bytes,
             max_message_bytes: vars.parse_in_range(
                 "MAX_MESSAGE_BYTES",
                 262_144usize,

@@ -14,7 +14,6 @@ use shared::domain::message::{self, EventEnvelope};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::queue::Outgoing;
-use shared::queue::batch::MAX_BATCH_ENTRIES;
 use shared::queue::fanout::{Enqueuer, Outbox, Tagged};
 use shared::storage::StoreError;
 use shared::storage::subscriptions::SubscriptionStore;
@@ -25,9 +24,6 @@ use crate::poison::{PoisonRecord, ShardLookup};
 
 /// Subscription lookups in flight at once.
 const LOOKUP_CONCURRENCY: usize = 16;
-/// `SendMessageBatch` waves the outbox holds before it is sent: each flush
-/// keeps `SEND_CONCURRENCY` calls busy this many times over.
-const WAVES_PER_FLUSH: usize = 2;
 
 /// A record of the batch that ingest acts on, in stream order.
 enum Item {
@@ -213,8 +209,8 @@ impl Ingest {
             ),
             streams: None,
             max_message_bytes: config.max_message_bytes,
-            outbox_messages: config.send_concurrency * MAX_BATCH_ENTRIES * WAVES_PER_FLUSH,
-            outbox_bytes: config.send_concurrency * config.max_message_bytes * WAVES_PER_FLUSH,
+            outbox_messages: config.outbox_messages,
+            outbox_bytes: config.outbox_bytes,
             deadline_margin: config.deadline_margin,
         }
     }
@@ -244,7 +240,10 @@ impl Ingest {
     pub async fn handle(&self, event: Value, deadline: Deadline) -> DynamoDbEventResponse {
         let started = Instant::now();
         let (response, stats) = self.process(event, deadline).await;
-        tracing::info!(
+        // The batch's counts are in its EMF line, and every record that
+        // failed, was set aside or refused logs its own warning: this
+        // summary is for debugging only.
+        tracing::debug!(
             records = stats.records,
             transitions = stats.transitions,
             ignored = stats.ignored,

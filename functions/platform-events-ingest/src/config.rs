@@ -14,9 +14,9 @@ pub struct PlatformIngestConfig {
     /// `PLATFORM_EVENTS_DLQ_URL`: where refused events go, with their
     /// reason.
     pub dead_letter_queue_url: String,
-    /// The subscription cache and the sends, as job ingest reads them
-    /// (`SUBSCRIPTION_CACHE_TTL_SECONDS`, `SEND_CONCURRENCY`,
-    /// `SEND_ATTEMPTS`).
+    /// The subscription cache, the sends and the outbox, as job ingest
+    /// reads them (`SUBSCRIPTION_CACHE_TTL_SECONDS`, `SEND_CONCURRENCY`,
+    /// `SEND_ATTEMPTS`, `OUTBOX_MAX_MESSAGES`, `OUTBOX_MAX_BYTES`).
     pub fanout: FanoutSettings,
     /// `DEADLINE_MARGIN_SECONDS` (default 5): records not started when less
     /// than this is left before the invocation's deadline are reported as

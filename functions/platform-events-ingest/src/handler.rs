@@ -12,7 +12,7 @@ use shared::domain::message;
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::queue::Outgoing;
-use shared::queue::batch::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use shared::queue::batch::MAX_BATCH_BYTES;
 use shared::queue::fanout::{Enqueuer, Outbox, SendReport, Tagged};
 use shared::storage::subscriptions::SubscriptionStore;
 use shared::storage::subscriptions::receiving::ReceivingCache;
@@ -21,8 +21,6 @@ use crate::config::PlatformIngestConfig;
 
 /// Subscription lookups in flight at once.
 const LOOKUP_CONCURRENCY: usize = 16;
-/// `SendMessageBatch` waves the outbox holds before it is sent.
-const WAVES_PER_FLUSH: usize = 2;
 /// Largest SQS message, body and attributes together (256 KiB).
 const MAX_SQS_MESSAGE_BYTES: usize = 262_144;
 /// Bytes of bodies in one dead-letter batch: refused events carry a few
@@ -125,8 +123,8 @@ impl PlatformIngest {
                 config.fanout.send_attempts,
                 DEAD_LETTER_BATCH_BYTES,
             ),
-            outbox_messages: config.fanout.send_concurrency * MAX_BATCH_ENTRIES * WAVES_PER_FLUSH,
-            outbox_bytes: config.fanout.send_concurrency * MAX_BATCH_BYTES * WAVES_PER_FLUSH,
+            outbox_messages: config.fanout.outbox_messages,
+            outbox_bytes: config.fanout.outbox_bytes,
             deadline_margin: config.deadline_margin,
         }
     }
@@ -153,7 +151,10 @@ impl PlatformIngest {
             .iter()
             .map(|(code, n)| (code.as_str(), *n))
             .collect();
-        tracing::info!(
+        // The batch's counts are in its EMF line, and every record that
+        // failed, was set aside or refused logs its own warning: this
+        // summary is for debugging only.
+        tracing::debug!(
             records = stats.records,
             events = stats.events,
             unmatched = stats.unmatched,

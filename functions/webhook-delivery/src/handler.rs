@@ -420,7 +420,10 @@ impl Delivery {
         let (key, subscription_id) = (msg.webhook_id.as_str(), msg.subscription_id.as_str());
         let probe = msg.probe.is_some();
         let outcome = if result.delivered() {
-            tracing::info!(
+            // Every attempt is in the attempt log and counted in the EMF
+            // line: a healthy delivery writes no log line of its own at
+            // the default level. Failures below still do.
+            tracing::debug!(
                 webhook_id = key,
                 subscription_id,
                 attempt = msg.attempt,

@@ -31,7 +31,7 @@ pub struct Invocations {
 
 impl Invocations {
     /// Adds one invocation of `function` that took `elapsed` and would
-    /// have written `metrics` as its EMF line.
+    /// have written `metrics` as its EMF line (none when it is empty).
     pub fn record(&self, function: &str, elapsed: Duration, metrics: &shared::metrics::Metrics) {
         let mut all = self.by_function.lock().unwrap_or_else(|p| p.into_inner());
         let stats = all.entry(function.to_owned()).or_default();
@@ -39,7 +39,9 @@ impl Invocations {
         stats.billed_ms += elapsed.as_nanos().div_ceil(1_000_000).max(1) as u64;
         stats.measured_ms += elapsed.as_secs_f64() * 1000.0;
         stats.longest_ms = stats.longest_ms.max(elapsed.as_secs_f64() * 1000.0);
-        stats.metric_log_bytes += metrics.document(function).to_string().len() as u64 + 1;
+        if let Some(doc) = metrics.document(function) {
+            stats.metric_log_bytes += doc.to_string().len() as u64 + 1;
+        }
     }
 
     /// What was recorded so far, by function.

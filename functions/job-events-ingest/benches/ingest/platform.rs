@@ -128,6 +128,8 @@ pub async fn rows(
             cache_ttl: Duration::from_secs(600),
             send_concurrency: 8,
             send_attempts: 4,
+            outbox_messages: 160,
+            outbox_bytes: 4 << 20,
         },
         deadline_margin: Duration::from_secs(5),
     };

@@ -277,6 +277,8 @@ pub fn bench() {
             cache_ttl: Duration::from_secs(600),
             send_concurrency: 8,
             send_attempts: 4,
+            outbox_messages: 160,
+            outbox_bytes: 4 << 20,
             max_message_bytes: 262_144,
             deadline_margin: Duration::from_secs(10),
         };

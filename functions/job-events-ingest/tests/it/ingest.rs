@@ -766,7 +766,10 @@ async fn a_poison_record_is_set_aside_and_every_record_around_it_is_delivered() 
             &odd.sequence_number().to_owned()
         )
     );
-    let metrics = stats.metrics().document("job-events-ingest");
+    let metrics = stats
+        .metrics()
+        .document("job-events-ingest")
+        .expect("a poison record is reported");
     assert_eq!(metrics["PoisonRecords"], 1);
 }
 

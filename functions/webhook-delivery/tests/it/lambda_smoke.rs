@@ -1,6 +1,8 @@
 //! The built `webhook-delivery` binary under a Lambda Runtime API: it boots,
 //! delivers the sample SQS event to a real receiver with a verifiable
-//! signature, and fails its cold start naming a missing variable.
+//! signature, and fails its cold start naming a missing variable. At the
+//! default log level a healthy invocation writes its EMF line and nothing
+//! else; a failed attempt still logs its failure.
 
 use std::time::Duration;
 
@@ -232,4 +234,155 @@ async fn custom_header_values_are_sent_and_absent_from_the_logs() {
     for secret in [KEY, BASIC, "bmV2ZXItbG9nZ2VkOnBhc3N3b3Jk"] {
         assert!(!logs.contains(secret), "{secret} is in the logs");
     }
+}
+
+/// Lambda's logging variables for the template's `LoggingConfig` (JSON,
+/// the `LogLevel` parameter's default): what the deployed function sees.
+const PRODUCTION_LOGGING: [(&str, &str); 2] = [
+    ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+];
+
+/// The sample event with `n` records for its subscription, each its own
+/// event (webhook id).
+fn sample_batch(n: usize) -> Value {
+    let text = std::fs::read_to_string(test_kit::event_path("sqs-delivery.json")).unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    let record = event["Records"][0].clone();
+    let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    event["Records"] = (0..n)
+        .map(|i| {
+            let key = format!("evt_{:032x}", i + 1);
+            let mut body = body.clone();
+            body["idempotency_key"] = key.clone().into();
+            body["payload"]["idempotency_key"] = key.into();
+            let mut record = record.clone();
+            record["messageId"] = uuid::Uuid::new_v4().to_string().into();
+            record["body"] = body.to_string().into();
+            record
+        })
+        .collect();
+    event
+}
+
+/// A delivery function booted with its deployed environment and Lambda's
+/// production logging, its output kept, for one stored subscription to
+/// `receiver` (the sample event's).
+async fn booted_with_logs(
+    receiver: &Receiver,
+    event: &Value,
+) -> (runtime_api::RuntimeApi, runtime_api::LoggedChild, String) {
+    let message: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let stack = stack::deploy().await;
+    let mut local = vec![("TARGET_ALLOW_LIST", "127.0.0.0/8")];
+    local.extend(PRODUCTION_LOGGING);
+    let env = stack::function_environment(&stack, ids::DELIVERY_FUNCTION, &local);
+    assert!(
+        !env.iter().any(|(k, _)| k == "RUST_LOG"),
+        "the deployed function sets no RUST_LOG"
+    );
+    let keyring = stack::secret_vault(&stack).await.current();
+    let (sub, _) = sample_subscription(&message, receiver.url("/hook"), &keyring);
+    let dynamo = aws_sdk_dynamodb::Client::new(&emulator::sdk_config().await);
+    SubscriptionStore::new(dynamo, stack.table(ids::SUBSCRIPTIONS_TABLE).unwrap())
+        .create(&sub, None, u64::MAX)
+        .await
+        .unwrap();
+    let name = stack.function(ids::DELIVERY_FUNCTION).unwrap().name.clone();
+    let (runtime, child) = runtime_api::boot_logged(BINARY, &name, &stack::borrowed(&env)).await;
+    (runtime, child, name)
+}
+
+/// Every line of `logs`, each a JSON object.
+fn json_lines(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_healthy_invocation_writes_its_emf_line_and_nothing_else_at_the_default_level() {
+    const N: usize = 10;
+    let receiver = Receiver::http().await;
+    let event = sample_batch(N);
+    let (runtime, child, name) = booted_with_logs(&receiver, &event).await;
+    let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(json!({"batchItemFailures": []})))
+    );
+    assert_eq!(receiver.wait_for(N, Duration::from_secs(10)).await.len(), N);
+
+    let lines = json_lines(&child.stop().await);
+    let (emf, others): (Vec<&Value>, Vec<&Value>) =
+        lines.iter().partition(|l| l.get("_aws").is_some());
+    // The cold start says which signing-secret key versions it loaded,
+    // once per instance; the invocation adds only its metrics.
+    let messages: Vec<&str> = others
+        .iter()
+        .map(|l| l["message"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        messages,
+        ["signing-secret keyring loaded"],
+        "only the cold start's line besides the EMF line: {others:?}"
+    );
+    assert_eq!(emf.len(), 1, "{emf:?}");
+    let doc = emf[0];
+    assert_eq!(doc["Delivered"], N as u64, "{doc}");
+    assert_eq!(doc["Function"], name.as_str());
+    let reported: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
+    assert!(
+        reported.iter().all(|m| doc[*m] != 0),
+        "no zero-valued metric: {doc}"
+    );
+    assert!(!reported.contains(&"FailedAttempts"), "{doc}");
+}
+
+#[tokio::test]
+async fn a_failed_attempt_still_logs_its_failure_at_the_default_level() {
+    use test_kit::receiver::Reply;
+    let receiver = Receiver::http().await;
+    receiver.set_policy(|_| Reply::status(503));
+    let event = sample_batch(1);
+    let message: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let (runtime, child, _) = booted_with_logs(&receiver, &event).await;
+    let outcome = runtime.invoke(event, Duration::from_secs(30)).await;
+    assert_eq!(
+        outcome,
+        Some(Outcome::Response(json!({"batchItemFailures": []}))),
+        "the retry is queued"
+    );
+
+    let lines = json_lines(&child.stop().await);
+    let failed = lines
+        .iter()
+        .find(|l| l["message"] == "attempt failed")
+        .unwrap_or_else(|| panic!("no failure line: {lines:?}"));
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert_eq!(failed["webhook_id"], message["idempotency_key"], "{failed}");
+    assert_eq!(failed["subscription_id"], message["subscription_id"]);
+    assert_eq!(
+        (failed["status"].clone(), failed["attempt"].clone()),
+        (json!(503), json!(1))
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "retry scheduled"),
+        "{lines:?}"
+    );
+    let emf: Vec<&Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert_eq!(emf.len(), 1);
+    assert_eq!(
+        (emf[0]["FailedAttempts"].clone(), emf[0]["Retried"].clone()),
+        (json!(1), json!(1))
+    );
+    assert!(emf[0].get("Delivered").is_none(), "{}", emf[0]);
 }

@@ -112,6 +112,7 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         .map(|m| {
             assert!(m.is_queue() && m.report_batch_item_failures);
             assert_eq!((m.batch_size, m.max_concurrency), (10, Some(50)));
+            assert_eq!(m.batching_window, Duration::ZERO);
             stack.queue_id_of_arn(&m.source_arn).unwrap()
         })
         .collect();
@@ -137,6 +138,75 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         stack
             .queue_url(ids::PLATFORM_EVENTS_DEAD_LETTER_QUEUE)
             .unwrap()
+    );
+    // The parameters' defaults are the values the code used before they
+    // were parameters.
+    for id in [ids::INGEST_FUNCTION, ids::PLATFORM_INGEST_FUNCTION] {
+        let f = stack.function(id).unwrap();
+        assert_eq!(f.environment["OUTBOX_MAX_MESSAGES"], "160", "{id}");
+        assert_eq!(f.environment["OUTBOX_MAX_BYTES"], "4194304", "{id}");
+    }
+    for id in [
+        ids::INGEST_FUNCTION,
+        ids::PLATFORM_INGEST_FUNCTION,
+        ids::DELIVERY_FUNCTION,
+        ids::PROBER_FUNCTION,
+    ] {
+        assert_eq!(stack.function(id).unwrap().memory_mb, 256, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn batching_outbox_and_memory_parameters_reach_the_mappings_and_functions() {
+    let stack = stack::deploy_with(&[
+        ("DeliveryBatchSize", "50"),
+        ("DeliveryBatchingWindowSeconds", "2"),
+        ("IngestOutboxMessages", "40"),
+        ("IngestOutboxBytes", "1048576"),
+        ("IngestMemorySize", "128"),
+        ("DeliveryMemorySize", "512"),
+    ])
+    .await;
+    let delivery: Vec<_> = stack.mappings_of(ids::DELIVERY_FUNCTION).collect();
+    assert_eq!(delivery.len(), 2);
+    for m in delivery {
+        assert_eq!(
+            (m.batch_size, m.batching_window),
+            (50, Duration::from_secs(2)),
+            "{m:?}"
+        );
+    }
+    // The queue runner batches by these mappings (queue_runner.rs), and
+    // the pipeline builds each function from its deployed environment.
+    for id in [ids::INGEST_FUNCTION, ids::PLATFORM_INGEST_FUNCTION] {
+        assert_eq!(stack.function(id).unwrap().memory_mb, 128, "{id}");
+    }
+    assert_eq!(
+        stack.function(ids::DELIVERY_FUNCTION).unwrap().memory_mb,
+        512
+    );
+    assert_eq!(stack.function(ids::PROBER_FUNCTION).unwrap().memory_mb, 256);
+    // Both ingest functions read the outbox thresholds from their
+    // deployed environments.
+    let job = job_events_ingest::IngestConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::INGEST_FUNCTION,
+        &[],
+    ))
+    .unwrap();
+    assert_eq!((job.outbox_messages, job.outbox_bytes), (40, 1 << 20));
+    let platform = platform_events_ingest::PlatformIngestConfig::from_vars(&stack::function_vars(
+        &stack,
+        ids::PLATFORM_INGEST_FUNCTION,
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            platform.fanout.outbox_messages,
+            platform.fanout.outbox_bytes
+        ),
+        (40, 1 << 20)
     );
 }
 
