@@ -37,15 +37,16 @@
 //!
 //! DynamoDB bills one write unit per started KiB of an item: attribute
 //! names and values (strings and binaries by their bytes, numbers about one
-//! byte per two digits). A pack costs `company_id` + `attempt_id` (≈ 110
-//! bytes with a 36-byte subscription id), `expires_at` (16) and `pack` (4 +
-//! the payload). A typical attempt is about 50 bytes of payload before
-//! compression (the 36-byte webhook id most of it; event type, error and
-//! repeated excerpts are written once per pack): ten attempts of one
-//! subscription are one item under 1 KiB, one write unit where one item
-//! per attempt took ten. An invocation whose ten attempts are for ten
-//! subscriptions still writes ten items, one unit each, as before. The
-//! unit tests (`write_units`) hold the bound for a ten-attempt pack.
+//! byte per two digits). A pack costs `company_id` and `attempt_id` (about
+//! 110 bytes with 36-byte subscription and webhook ids), `expires_at` (16)
+//! and `pack` (4 + the payload). An attempt answered with a 50-byte JSON
+//! body is about 120 bytes of payload, 65 deflated (the 36-byte webhook id
+//! and the body most of it; event type, error and a repeated body are
+//! written once per pack), where its own item was about 420 bytes: ten
+//! such attempts of one subscription are one item under 1 KiB, one write
+//! unit where one item per attempt took ten. Ten attempts for three
+//! subscriptions are three units; for ten subscriptions ten, as before.
+//! The unit test `write_units` holds these bounds.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -272,7 +273,11 @@ impl DeliveryLog {
                 })
                 .sum::<usize>()
         });
-        refused + futures::future::join_all(calls).await.into_iter().sum::<usize>()
+        refused
+            + futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .sum::<usize>()
     }
 
     /// Up to `limit` attempts of one subscription, newest first, below the
@@ -383,8 +388,10 @@ impl DeliveryLog {
     }
 
     fn mapping_err(&self, key: &str, reason: impl std::fmt::Display) -> StoreError {
-        self.table
-            .mapping_err(key, <serde_dynamo::Error as serde::de::Error>::custom(reason))
+        self.table.mapping_err(
+            key,
+            <serde_dynamo::Error as serde::de::Error>::custom(reason),
+        )
     }
 
     fn foreign_key(&self, entry: &AttemptLog) -> StoreError {
@@ -429,7 +436,11 @@ impl Pack {
         Self {
             company_id,
             key: newest.attempt_id.clone(),
-            expires_at: entries.iter().map(|e| e.expires_at).max().unwrap_or_default(),
+            expires_at: entries
+                .iter()
+                .map(|e| e.expires_at)
+                .max()
+                .unwrap_or_default(),
             attempts: entries.len(),
             blob: pack::seal(&encoder.payload()),
         }
@@ -489,9 +500,13 @@ fn packs(entries: &[&AttemptLog]) -> Vec<Pack> {
         let mut start = 0;
         while start < group.len() {
             let newest = pack::millis_of(group[start]);
-            let fixed = fixed_size(company_id, &group[start].attempt_id, group[start].expires_at);
+            let fixed = fixed_size(
+                company_id,
+                &group[start].attempt_id,
+                group[start].expires_at,
+            );
             let mut encoder = pack::Encoder::new(newest);
-            let mut probe = pack::SizeProbe::new();
+            let mut probe = pack::SizeProbe::default();
             let mut end = start;
             while end < group.len() {
                 let entry = group[end];
@@ -572,7 +587,14 @@ mod tests {
     fn batch(subs: usize) -> Vec<AttemptLog> {
         let subs: Vec<String> = (0..subs).map(|_| new_subscription_id()).collect();
         (0..10)
-            .map(|i| typical("acme-corp", &subs[i % subs.len()], T0 + fastrand::i64(0..300), i))
+            .map(|i| {
+                typical(
+                    "acme-corp",
+                    &subs[i % subs.len()],
+                    T0 + fastrand::i64(0..300),
+                    i,
+                )
+            })
             .collect()
     }
 
@@ -588,9 +610,15 @@ mod tests {
             let sub = p.key.split('#').next().unwrap();
             let attempts = pack::unpack(&p.company_id, sub, &p.key, &p.blob).unwrap();
             assert_eq!(attempts.len(), p.attempts);
-            assert_eq!(attempts[0].attempt_id, p.key, "the key is the newest attempt's");
+            assert_eq!(
+                attempts[0].attempt_id, p.key,
+                "the key is the newest attempt's"
+            );
             assert!(attempts.iter().all(|a| a.attempt_id <= p.key));
-            assert_eq!(p.expires_at, attempts.iter().map(|a| a.expires_at).max().unwrap());
+            assert_eq!(
+                p.expires_at,
+                attempts.iter().map(|a| a.expires_at).max().unwrap()
+            );
             all.extend(attempts);
         }
         all.sort_by(|a, b| b.attempt_id.cmp(&a.attempt_id));
@@ -627,10 +655,16 @@ mod tests {
     fn write_units() {
         // (b) Ten messages for one subscription: one item.
         let (sealed, raw) = units_per_attempt(&batch(1));
-        assert!(sealed <= 0.3 && raw <= 0.3, "{sealed} {raw} WRU per attempt");
+        assert!(
+            sealed <= 0.3 && raw <= 0.3,
+            "{sealed} {raw} WRU per attempt"
+        );
         // (a) Ten messages across three subscriptions: three items.
         let (sealed, raw) = units_per_attempt(&batch(3));
-        assert!(sealed <= 0.3 && raw <= 0.3, "{sealed} {raw} WRU per attempt");
+        assert!(
+            sealed <= 0.3 && raw <= 0.3,
+            "{sealed} {raw} WRU per attempt"
+        );
         // (c) Ten subscriptions: one item each, as an item per attempt was.
         assert_eq!(units_per_attempt(&batch(10)), (1.0, 1.0));
     }
@@ -638,8 +672,9 @@ mod tests {
     #[test]
     fn packs_round_trip_every_field() {
         let sub = new_subscription_id();
-        let mut entries: Vec<AttemptLog> =
-            (0..6).map(|i| typical("acme", &sub, T0 + 7 * i as i64, i)).collect();
+        let mut entries: Vec<AttemptLog> = (0..6)
+            .map(|i| typical("acme", &sub, T0 + 7 * i as i64, i))
+            .collect();
         entries[1].outcome = Outcome::Failed;
         entries[1].status_code = None;
         entries[1].error = Some("timeout".to_owned());
@@ -656,7 +691,8 @@ mod tests {
         entries[5].at = DateTime::from_timestamp(-5, 123).unwrap();
         entries[0].at = DateTime::from_timestamp_millis(T0 + 35).unwrap();
         for e in &mut entries {
-            e.attempt_id = AttemptLog::attempt_id(&e.subscription_id, e.at, &e.webhook_id, e.attempt);
+            e.attempt_id =
+                AttemptLog::attempt_id(&e.subscription_id, e.at, &e.webhook_id, e.attempt);
         }
         // The pre-1970 attempt is more than PACK_SPAN older: its own pack.
         let packs = packs(&refs(&entries));
@@ -717,13 +753,13 @@ mod tests {
         assert_eq!(read_back(&packs), newest_first(&entries));
 
         // Bodies that compress: the bound is on the compressed size.
-        let page = "<html><body><h1>502 Bad Gateway</h1><p>upstream unavailable</p>"
-            .repeat(16);
+        let page = "<html><body><h1>502 Bad Gateway</h1><p>upstream unavailable</p>".repeat(16);
         let similar: Vec<AttemptLog> = entries
             .iter()
             .map(|e| {
                 let mut e = e.clone();
-                e.response_excerpt = Some(format!("{}{}", &e.webhook_id, &page[..MAX_EXCERPT - 36]));
+                e.response_excerpt =
+                    Some(format!("{}{}", &e.webhook_id, &page[..MAX_EXCERPT - 36]));
                 e
             })
             .collect();
@@ -746,8 +782,10 @@ mod tests {
         for p in &packs {
             let sub = p.key.split('#').next().unwrap();
             for attempt in pack::unpack(&p.company_id, sub, &p.key, &p.blob).unwrap() {
-                let given = entries.iter().find(|e| e.attempt_id == attempt.attempt_id
-                    && e.company_id == p.company_id).unwrap();
+                let given = entries
+                    .iter()
+                    .find(|e| e.attempt_id == attempt.attempt_id && e.company_id == p.company_id)
+                    .unwrap();
                 assert_eq!(&attempt, given);
             }
         }
@@ -756,7 +794,9 @@ mod tests {
     #[test]
     fn corrupt_packs_are_errors_not_panics() {
         let sub = new_subscription_id();
-        let entries: Vec<AttemptLog> = (0..4).map(|i| typical("acme", &sub, T0 + i, i as usize)).collect();
+        let entries: Vec<AttemptLog> = (0..4)
+            .map(|i| typical("acme", &sub, T0 + i, i as usize))
+            .collect();
         let p = &packs(&refs(&entries))[0];
         let unpack = |blob: &[u8]| pack::unpack("acme", &sub, &p.key, blob);
         assert!(unpack(&p.blob).is_ok());
@@ -771,7 +811,10 @@ mod tests {
             }
         }
         assert!(unpack(&[9, 1, 2]).is_err(), "unknown tag");
-        assert!(pack::unpack("acme", &sub, "sub_x#1#x", &p.blob).is_err(), "bad key");
+        assert!(
+            pack::unpack("acme", &sub, "sub_x#1#x", &p.blob).is_err(),
+            "bad key"
+        );
         // A deflate bomb stops at the bound.
         let bomb = [&[pack::DEFLATE][..], &pack::deflate(&vec![0; 8 << 20])].concat();
         assert!(unpack(&bomb).is_err());
@@ -790,9 +833,18 @@ mod tests {
 
     #[test]
     fn key_millis_are_the_digits_after_the_subscription() {
-        assert_eq!(pack::key_millis("sub_1", "sub_1#1795341600000#evt_b#02"), Some(T0));
-        assert_eq!(pack::key_millis("sub_1", "sub_2#1795341600000#evt_b#02"), None);
-        assert_eq!(pack::key_millis("sub_1", "sub_1#179534160000#evt_b#02"), None);
+        assert_eq!(
+            pack::key_millis("sub_1", "sub_1#1795341600000#evt_b#02"),
+            Some(T0)
+        );
+        assert_eq!(
+            pack::key_millis("sub_1", "sub_2#1795341600000#evt_b#02"),
+            None
+        );
+        assert_eq!(
+            pack::key_millis("sub_1", "sub_1#179534160000#evt_b#02"),
+            None
+        );
         assert_eq!(pack::key_millis("sub_1", "sub_1#17953416000x0#e"), None);
         assert_eq!(pack::key_millis("sub_1", "sub_1#"), None);
     }

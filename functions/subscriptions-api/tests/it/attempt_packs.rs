@@ -199,8 +199,14 @@ async fn overlapping_packs_list_every_attempt_once_newest_first_at_any_page_size
 
     assert_walks(&f.log, "acme", &id, &expected).await;
     // The same through the API's signed cursors.
-    assert_eq!(walk_api(&f, "acme", &id, 3).await, ids(&newest_first(&expected)));
-    assert_eq!(walk_api(&f, "acme", &id, 20).await, ids(&newest_first(&expected)));
+    assert_eq!(
+        walk_api(&f, "acme", &id, 3).await,
+        ids(&newest_first(&expected))
+    );
+    assert_eq!(
+        walk_api(&f, "acme", &id, 20).await,
+        ids(&newest_first(&expected))
+    );
 }
 
 #[tokio::test]
@@ -258,7 +264,10 @@ async fn items_of_one_attempt_written_before_packs_are_listed_with_packs() {
     let id = f.create_id("acme").await;
     // The item of one attempt as it was written before packs: the attempt's
     // attributes under its own key.
-    let legacy = Table::new(emulator::dynamodb().await, f.config.deliveries_table.clone());
+    let legacy = Table::new(
+        emulator::dynamodb().await,
+        f.config.deliveries_table.clone(),
+    );
     let mut before = Vec::new();
     for (i, ms) in [0, 1000, 1000, 2000, 5000].into_iter().enumerate() {
         let a = attempt("acme", &id, T0 + ms, &format!("evt_{i}"), 1);
@@ -276,7 +285,10 @@ async fn items_of_one_attempt_written_before_packs_are_listed_with_packs() {
 
     // Then packs, around and between the old items, ties included.
     let mut after = Vec::new();
-    for (k, ms) in [[500, 1000, 4000], [1000, 1500, 6000]].into_iter().enumerate() {
+    for (k, ms) in [[500, 1000, 4000], [1000, 1500, 6000]]
+        .into_iter()
+        .enumerate()
+    {
         let invocation: Vec<AttemptLog> = ms
             .iter()
             .map(|&m| attempt("acme", &id, T0 + m, &format!("evt_p{k}_{m}"), 2))
@@ -440,7 +452,13 @@ async fn the_metering_of_the_cost_benchmark_bills_packs_by_their_size() {
     let batch = |n: usize| -> Vec<AttemptLog> {
         (0..10)
             .map(|i| {
-                let mut a = attempt("acme", &subs[i % n], T0 + i as i64 * 20, &format!("evt_{i}"), 3);
+                let mut a = attempt(
+                    "acme",
+                    &subs[i % n],
+                    T0 + i as i64 * 20,
+                    &format!("evt_{i}"),
+                    3,
+                );
                 a.response_excerpt = Some(r#"{"received":true}"#.to_owned());
                 a
             })

@@ -131,9 +131,9 @@ impl<'a> Encoder<'a> {
         let regular = millis >= 0
             && millis <= self.newest
             && entry.at.timestamp_subsec_nanos() < 1_000_000_000
-            && DateTime::from_timestamp_millis(millis)
-                .and_then(|t| t.checked_add_signed(chrono::Duration::nanoseconds(sub_millis.into())))
-                == Some(entry.at);
+            && DateTime::from_timestamp_millis(millis).and_then(|t| {
+                t.checked_add_signed(chrono::Duration::nanoseconds(sub_millis.into()))
+            }) == Some(entry.at);
         let mut head = match entry.outcome {
             Outcome::Delivered => 0,
             Outcome::Failed => 1,
@@ -218,7 +218,10 @@ pub fn seal(payload: &[u8]) -> Vec<u8> {
 /// `payload` compressed with raw deflate at the best ratio (packs are a
 /// few KiB: it takes microseconds).
 pub fn deflate(payload: &[u8]) -> Vec<u8> {
-    let mut z = DeflateEncoder::new(Vec::with_capacity(payload.len() / 2 + 16), Compression::best());
+    let mut z = DeflateEncoder::new(
+        Vec::with_capacity(payload.len() / 2 + 16),
+        Compression::best(),
+    );
     z.write_all(payload).expect("writing to a Vec never fails");
     z.finish().expect("writing to a Vec never fails")
 }
@@ -232,15 +235,17 @@ pub struct SizeProbe {
     z: DeflateEncoder<Vec<u8>>,
 }
 
-impl SizeProbe {
+impl Default for SizeProbe {
     /// An empty pack.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
             raw: 0,
             z: DeflateEncoder::new(Vec::new(), Compression::best()),
         }
     }
+}
 
+impl SizeProbe {
     /// Adds `more` payload bytes; the sealed size estimate.
     pub fn add(&mut self, more: &[u8]) -> usize {
         self.raw += more.len();
@@ -330,8 +335,9 @@ impl<'a> Reader<'a> {
             if sub_millis >= 1_000_000 {
                 return Err(PackError("sub-millisecond nanoseconds out of range"));
             }
-            DateTime::from_timestamp_millis(newest - back)
-                .and_then(|t| t.checked_add_signed(chrono::Duration::nanoseconds(sub_millis as i64)))
+            DateTime::from_timestamp_millis(newest - back).and_then(|t| {
+                t.checked_add_signed(chrono::Duration::nanoseconds(sub_millis as i64))
+            })
         } else {
             let secs = unzigzag(self.varint()?);
             let nanos = u32::try_from(self.varint()?).map_err(|_| PackError("nanoseconds"))?;
