@@ -3,6 +3,7 @@
 //! and the built binary under a Lambda Runtime API.
 
 mod api;
+mod attempt_packs;
 mod common;
 mod deliveries;
 mod event_subscriptions;
