@@ -107,6 +107,8 @@ pub fn bench() {
     let template: serde_yaml::Value =
         serde_yaml::from_str(&template_text).expect("template parses");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let eventbridge = prices.cost("eventbridge_custom_events", 1e6)
+        + prices.cost("eventbridge_api_destinations", 1e6);
     let mut points = Vec::new();
     for &load in &loads {
         for &window in &windows {
@@ -129,16 +131,17 @@ pub fn bench() {
                 eprintln!("frontier: {} ...", s.label);
                 runtime.block_on(cost::run(&s, receiver_delay))
             });
-            points.push(Point {
+            let point = Point {
                 load,
                 window,
                 healthy,
                 flaky,
-            });
+            };
+            // Each row as soon as it is measured, so a long run shows progress.
+            eprintln!("{}", row(&point, &prices, &template, eventbridge));
+            points.push(point);
         }
     }
-    let eventbridge = prices.cost("eventbridge_custom_events", 1e6)
-        + prices.cost("eventbridge_api_destinations", 1e6);
     println!();
     println!(
         "Receivers answer after {} ms. Stack parameters on top of the template's: {}.",
@@ -154,39 +157,45 @@ pub fn bench() {
         }
     );
     println!();
-    println!(
-        "| load | stream window | transitions/s | events | p50 ms | p99 ms | $ per million healthy | \
-         $ per million, 30 % failing | AWS requests per event | stream records per ingest | \
-         messages per delivery invocation | EventBridge API destinations |"
-    );
+    println!("{HEADER}");
     println!(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for p in &points {
-        let h = &p.healthy;
-        let deliveries = h.attempts as u64;
-        println!(
-            "| {} | {}{} s | {:.0} | {} | {:.0} | {:.0} | {:.3} | {} | {:.2} | {:.1} | {:.1} | {:.2} |",
-            load_name(p.load),
-            p.window.as_secs_f64(),
-            if p.window.subsec_nanos() == 0 {
-                ""
-            } else {
-                " (local only)"
-            },
-            h.transitions as f64 / h.write_seconds.max(0.001),
-            h.delivered,
-            quantile(&h.latencies_ms, 0.5),
-            quantile(&h.latencies_ms, 0.99),
-            per_million(h, &prices, &template),
-            p.flaky.as_ref().map_or("-".to_owned(), |f| format!(
-                "{:.3}",
-                per_million(f, &prices, &template)
-            )),
-            requests_per_event(h),
-            per_invocation(h, INGEST_FUNCTION, h.transitions as u64),
-            per_invocation(h, DELIVERY_FUNCTION, deliveries),
-            eventbridge,
-        );
+        println!("{}", row(p, &prices, &template, eventbridge));
     }
+}
+
+const HEADER: &str = "| load | stream window | transitions/s | events delivered | p50 ms | p99 ms | \
+    $ per million healthy | $ per million, 30 % failing | AWS requests per event | \
+    stream records per ingest | messages per delivery invocation | EventBridge API destinations |";
+
+/// One line of the table.
+fn row(p: &Point, prices: &PriceFile, template: &serde_yaml::Value, eventbridge: f64) -> String {
+    let h = &p.healthy;
+    format!(
+        "| {} | {}{} s | {:.0} | {} of {} | {:.0} | {:.0} | {:.3} | {} | {:.2} | {:.1} | {:.1} | {:.2} |",
+        load_name(p.load),
+        p.window.as_secs_f64(),
+        if p.window.subsec_nanos() == 0 {
+            ""
+        } else {
+            " (local only)"
+        },
+        h.transitions as f64 / h.write_seconds.max(0.001),
+        h.delivered,
+        h.events,
+        quantile(&h.latencies_ms, 0.5),
+        quantile(&h.latencies_ms, 0.99),
+        per_million(h, prices, template),
+        p.flaky.as_ref().map_or("-".to_owned(), |f| format!(
+            "{:.3} ({} kept for recovery)",
+            per_million(f, prices, template),
+            f.kept
+        )),
+        requests_per_event(h),
+        per_invocation(h, INGEST_FUNCTION, h.transitions as u64),
+        per_invocation(h, DELIVERY_FUNCTION, h.attempts as u64),
+        eventbridge,
+    )
 }

@@ -20,9 +20,9 @@
 //! ingest, and times every AWS SDK call (the emulator's per-call cost).
 //!
 //! Two configurations run on fresh resources: the template's stream
-//! mapping as it is (`MaximumBatchingWindowInSeconds: 1`), and the same
-//! template with that one property set to 0, to show how much of the
-//! latency the window is.
+//! mapping as it is (`StreamBatchingWindowSeconds` 0: each poll's records
+//! at once), and the same template with a 1 s window, to show what a
+//! window adds.
 //!
 //! Run: `make bench-latency` (or `infra/with-emulator.sh cargo bench -p
 //! local-stack --bench latency`). Prints Markdown tables for BENCHMARKS.md.
@@ -510,7 +510,7 @@ pub async fn bench() {
             .unwrap_or(10),
     );
     let mut runs = Vec::new();
-    for window in [None, Some(Duration::ZERO)] {
+    for window in [None, Some(Duration::from_secs(1))] {
         let sdk = emulator::sdk_config().await;
         let pipeline = Pipeline::build(&sdk, workload::pipeline_config(None, window))
             .await

@@ -95,10 +95,7 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
     assert_eq!(streams.len(), 1);
     let s = streams[0];
     assert!(s.is_stream() && s.report_batch_item_failures && s.enabled);
-    assert_eq!(
-        (s.batch_size, s.batching_window),
-        (500, Duration::from_secs(1))
-    );
+    assert_eq!((s.batch_size, s.batching_window), (500, Duration::ZERO));
     assert_eq!(s.max_retries, Some(10));
     assert_eq!(
         s.on_failure_arn
