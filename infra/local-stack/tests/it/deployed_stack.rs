@@ -147,10 +147,10 @@ async fn every_template_resource_is_created_or_a_listed_emulator_gap() {
         ids::INGEST_FUNCTION,
         ids::PLATFORM_INGEST_FUNCTION,
         ids::DELIVERY_FUNCTION,
-        ids::PROBER_FUNCTION,
     ] {
-        assert_eq!(stack.function(id).unwrap().memory_mb, 256, "{id}");
+        assert_eq!(stack.function(id).unwrap().memory_mb, 128, "{id}");
     }
+    assert_eq!(stack.function(ids::PROBER_FUNCTION).unwrap().memory_mb, 256);
 }
 
 #[tokio::test]
@@ -160,7 +160,7 @@ async fn batching_outbox_and_memory_parameters_reach_the_mappings_and_functions(
         ("DeliveryBatchingWindowSeconds", "2"),
         ("IngestOutboxMessages", "40"),
         ("IngestOutboxBytes", "1048576"),
-        ("IngestMemorySize", "128"),
+        ("IngestMemorySize", "256"),
         ("DeliveryMemorySize", "512"),
     ])
     .await;
@@ -176,7 +176,7 @@ async fn batching_outbox_and_memory_parameters_reach_the_mappings_and_functions(
     // The queue runner batches by these mappings (queue_runner.rs), and
     // the pipeline builds each function from its deployed environment.
     for id in [ids::INGEST_FUNCTION, ids::PLATFORM_INGEST_FUNCTION] {
-        assert_eq!(stack.function(id).unwrap().memory_mb, 128, "{id}");
+        assert_eq!(stack.function(id).unwrap().memory_mb, 256, "{id}");
     }
     assert_eq!(
         stack.function(ids::DELIVERY_FUNCTION).unwrap().memory_mb,
