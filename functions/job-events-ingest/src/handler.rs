@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde::Deserialize;
 use serde_json::Value;
 use shared::deadline::Deadline;
 use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
@@ -502,7 +503,7 @@ impl Ingest {
         let mut found = Vec::with_capacity(records.len());
         for raw in records {
             let poison = |reason: &str| PoisonRecord::from_lambda_record(&raw, reason);
-            let record: EventRecord = match serde_json::from_value(raw.clone()) {
+            let record = match EventRecord::deserialize(&raw) {
                 Ok(r) => r,
                 Err(e) => {
                     stats.malformed += 1;
