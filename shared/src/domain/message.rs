@@ -546,7 +546,14 @@ mod tests {
             r#"{"job_id":"j-\"1\"","note":"a\\b\nc","n":[1,2.5,null],"u":"é✓"}"#.to_owned(),
         )
         .unwrap();
-        let odd = ["acme", "Acme \"Corp\"", "back\\slash", "tab\tnew\nline\u{1}", "ünï✓", ""];
+        let odd = [
+            "acme",
+            "Acme \"Corp\"",
+            "back\\slash",
+            "tab\tnew\nline\u{1}",
+            "ünï✓",
+            "",
+        ];
         let contexts = [
             EventContext::default(),
             EventContext {
@@ -596,7 +603,10 @@ mod tests {
                         assert_eq!(bodies.body(sub, key), expected);
                         assert_eq!(envelope.message_body_with(sub, key, context), expected);
                         let msg = DeliveryMessage::parse(&expected).unwrap();
-                        assert_eq!((msg.subscription_id.as_str(), msg.company_id.as_str()), (sub, text));
+                        assert_eq!(
+                            (msg.subscription_id.as_str(), msg.company_id.as_str()),
+                            (sub, text)
+                        );
                     }
                 }
             }
