@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use shared::deadline::Deadline;
 use shared::domain::job_event::{self, ChangeKind, JobTransition, TRIM_ORDER};
-use shared::domain::message::{self, EventEnvelope};
+use shared::domain::message::{self, EventContext, EventEnvelope, MessageBodies};
 use shared::domain::subscription::Subscription;
 use shared::metrics::Metrics;
 use shared::queue::Outgoing;
@@ -119,29 +119,28 @@ pub struct Ingest {
     deadline_margin: std::time::Duration,
 }
 
-/// One transition's messages, built one at a time from the shared event
-/// data as the outbox takes them.
+/// One transition's messages, built one at a time from the event's
+/// bodies (rendered once) as the outbox takes them.
 struct Fanout<'a> {
     found: &'a Found,
-    event_type: String,
-    data: Box<RawValue>,
+    bodies: MessageBodies,
     group: Arc<str>,
     matching: Vec<&'a Subscription>,
+    /// The first matching subscription's body, built to check the size.
+    first: Option<String>,
 }
 
 impl Fanout<'_> {
     fn body(&self, sub: &Subscription) -> String {
         let key = message::webhook_id(&sub.subscription_id, &self.found.event_id);
-        self.envelope().message_body(&sub.subscription_id, &key)
+        self.bodies.body(&sub.subscription_id, &key)
     }
 
-    fn envelope(&self) -> EventEnvelope<'_> {
-        EventEnvelope {
-            sequence: Some(&self.found.sequence_number),
-            company_id: &self.found.transition.company_id,
-            event_type: &self.event_type,
-            timestamp: &self.found.timestamp,
-            data: &self.data,
+    /// The body of the `index`th matching subscription.
+    fn body_at(&mut self, index: usize) -> String {
+        match self.first.take() {
+            Some(body) if index == 0 => body,
+            _ => self.body(self.matching[index]),
         }
     }
 }
@@ -358,10 +357,12 @@ impl Ingest {
                     continue;
                 }
             };
-            for sub in &fanout.matching {
+            let mut fanout = fanout;
+            for index in 0..fanout.matching.len() {
                 let full = outbox.push(Tagged {
                     record: position,
-                    message: Outgoing::new(fanout.body(sub)).grouped(Arc::clone(&fanout.group)),
+                    message: Outgoing::new(fanout.body_at(index))
+                        .grouped(Arc::clone(&fanout.group)),
                 });
                 if full && let Some(failed) = self.flush(&mut outbox, &mut stats).await {
                     stop = Some(Stop::Failed(failed));
@@ -501,7 +502,7 @@ impl Ingest {
         let mut found = Vec::with_capacity(records.len());
         for raw in records {
             let poison = |reason: &str| PoisonRecord::from_lambda_record(&raw, reason);
-            let record: EventRecord = match serde_json::from_value(raw.clone()) {
+            let record = match EventRecord::deserialize(&raw) {
                 Ok(r) => r,
                 Err(e) => {
                     stats.malformed += 1;
@@ -568,17 +569,27 @@ impl Ingest {
             return Plan::Nothing;
         };
         let group: Arc<str> = Arc::from(message::group_id(&t.company_id).as_ref());
+        let event_type = t.event_type();
         for trim in 0..=TRIM_ORDER.len() {
+            let data = message::job_data(&t.data(trim));
+            let envelope = EventEnvelope {
+                sequence: Some(&f.sequence_number),
+                company_id: &t.company_id,
+                event_type: &event_type,
+                timestamp: &f.timestamp,
+                data: &data,
+            };
             let fanout = Fanout {
                 found: f,
-                event_type: t.event_type(),
-                data: message::job_data(&t.data(trim)),
+                bodies: envelope.bodies(EventContext::default()),
                 group: Arc::clone(&group),
                 matching: Vec::new(),
+                first: None,
             };
             // Subscription ids and keys have fixed lengths: if the first
             // message fits, they all do.
-            if fanout.body(first).len() > self.max_message_bytes {
+            let body = fanout.body(first);
+            if body.len() > self.max_message_bytes {
                 continue;
             }
             if trim > 0 {
@@ -590,7 +601,11 @@ impl Ingest {
                     "event trimmed to fit the queue's message size limit"
                 );
             }
-            return Plan::Send(Fanout { matching, ..fanout });
+            return Plan::Send(Fanout {
+                matching,
+                first: Some(body),
+                ..fanout
+            });
         }
         Plan::TooLarge(format!(
             "the event exceeds the message size limit ({} bytes) even with {} left out",

@@ -252,9 +252,10 @@ impl PlatformIngest {
                 continue;
             }
             let group: Arc<str> = Arc::from(message::group_id(&event.company_id).as_ref());
+            let bodies = event.bodies();
             for sub in matching {
-                let message = Outgoing::new(event.message_body(&sub.subscription_id))
-                    .grouped(Arc::clone(&group));
+                let message =
+                    Outgoing::new(bodies.body(&sub.subscription_id)).grouped(Arc::clone(&group));
                 if outbox.push(Tagged {
                     record: position,
                     message,

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::filters::is_platform_type;
 use crate::domain::job_event::timestamp;
-use crate::domain::message::{self, EventContext, EventEnvelope};
+use crate::domain::message::{self, EventContext, EventEnvelope, MessageBodies};
 
 /// The one CloudEvents version accepted.
 pub const SPEC_VERSION: &str = "1.0";
@@ -478,9 +478,32 @@ impl PlatformEvent {
     /// The first-attempt delivery message of this event for
     /// `subscription_id`.
     pub fn message_body(&self, subscription_id: &str) -> String {
-        let webhook_id = self.webhook_id(subscription_id);
-        self.envelope()
-            .message_body_with(subscription_id, &webhook_id, self.context())
+        self.bodies().body(subscription_id)
+    }
+
+    /// This event's first-attempt delivery messages, rendered once for
+    /// every subscription it goes to.
+    pub fn bodies(&self) -> PlatformBodies<'_> {
+        PlatformBodies {
+            event: self,
+            bodies: self.envelope().bodies(self.context()),
+        }
+    }
+}
+
+/// A platform event's first-attempt delivery messages (see
+/// [`PlatformEvent::bodies`]).
+#[derive(Debug)]
+pub struct PlatformBodies<'a> {
+    event: &'a PlatformEvent,
+    bodies: MessageBodies,
+}
+
+impl PlatformBodies<'_> {
+    /// The message for `subscription_id`.
+    pub fn body(&self, subscription_id: &str) -> String {
+        let webhook_id = self.event.webhook_id(subscription_id);
+        self.bodies.body(subscription_id, &webhook_id)
     }
 }
 

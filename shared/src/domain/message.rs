@@ -307,20 +307,6 @@ pub(crate) struct TestEventData<'a> {
 /// The `message` of every test event.
 pub const TEST_EVENT_MESSAGE: &str = "This is a test event sent from the webhooks API.";
 
-#[derive(Serialize)]
-struct FirstAttempt<'a> {
-    v: u8,
-    company_id: &'a str,
-    subscription_id: &'a str,
-    #[serde(rename = "idempotency_key")]
-    webhook_id: &'a str,
-    event_type: &'a str,
-    attempt: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sequence: Option<&'a str>,
-    payload: Payload<'a, &'a RawValue>,
-}
-
 /// What is common to every message one event produces.
 #[derive(Debug, Clone, Copy)]
 pub struct EventEnvelope<'a> {
@@ -352,25 +338,122 @@ impl EventEnvelope<'_> {
         webhook_id: &str,
         context: EventContext<'_>,
     ) -> String {
-        let msg = FirstAttempt {
-            v: MESSAGE_VERSION,
-            company_id: self.company_id,
-            subscription_id,
-            webhook_id,
-            event_type: self.event_type,
-            attempt: 1,
-            sequence: self.sequence,
-            payload: Payload {
-                event_type: self.event_type,
-                timestamp: self.timestamp,
-                webhook_id,
-                subscription_id,
-                company_id: self.company_id,
-                context,
-                data: self.data,
-            },
-        };
-        serde_json::to_string(&msg).expect("messages serialise")
+        self.bodies(context).body(subscription_id, webhook_id)
+    }
+
+    /// The first-attempt message bodies of this event (a platform event's
+    /// `context` in its payload), for one subscription after another.
+    pub fn bodies(&self, context: EventContext<'_>) -> MessageBodies {
+        MessageBodies::new(self, context)
+    }
+}
+
+/// One event's first-attempt message bodies, rendered once: all but the
+/// subscription id and the event id (`webhook-id`) is the same in every
+/// subscription's body (the shared `data` above all), so it is serialised
+/// once, and each body is those pieces with the two ids between them.
+///
+/// A body is the JSON object (in this order) `v` ([`MESSAGE_VERSION`]),
+/// `company_id`, `subscription_id`, `idempotency_key` (the event id),
+/// `event_type`, `attempt` (1), `sequence` (if any) and `payload`: the
+/// webhook's body, `type`, `timestamp`, `idempotency_key`,
+/// `subscription_id`, `company_id`, the context's fields, `data`.
+/// [`DeliveryMessage`] reads it.
+#[derive(Debug, Clone)]
+pub struct MessageBodies {
+    /// `{"v":1,"company_id":…,"subscription_id":`
+    head: String,
+    /// `,"event_type":…,"payload":{…,"idempotency_key":`
+    middle: String,
+    /// `,"company_id":…,"data":…}}`
+    tail: String,
+}
+
+impl MessageBodies {
+    fn new(envelope: &EventEnvelope<'_>, context: EventContext<'_>) -> Self {
+        let mut head = String::with_capacity(64 + envelope.company_id.len());
+        head.push_str("{\"v\":");
+        head.push_str(itoa::Buffer::new().format(MESSAGE_VERSION));
+        head.push_str(",\"company_id\":");
+        push_json_str(&mut head, envelope.company_id);
+        head.push_str(",\"subscription_id\":");
+
+        let mut middle = String::with_capacity(160);
+        middle.push_str(",\"event_type\":");
+        push_json_str(&mut middle, envelope.event_type);
+        middle.push_str(",\"attempt\":1");
+        if let Some(sequence) = envelope.sequence {
+            middle.push_str(",\"sequence\":");
+            push_json_str(&mut middle, sequence);
+        }
+        middle.push_str(",\"payload\":{\"type\":");
+        push_json_str(&mut middle, envelope.event_type);
+        middle.push_str(",\"timestamp\":");
+        push_json_str(&mut middle, envelope.timestamp);
+        middle.push_str(",\"idempotency_key\":");
+
+        let data = envelope.data.get();
+        let mut tail = String::with_capacity(128 + envelope.company_id.len() + data.len());
+        tail.push_str(",\"company_id\":");
+        push_json_str(&mut tail, envelope.company_id);
+        let EventContext {
+            source,
+            app_id,
+            subject_type,
+            subject_id,
+            verb,
+        } = context;
+        for (name, value) in [
+            ("source", source),
+            ("app_id", app_id),
+            ("subject_type", subject_type),
+            ("subject_id", subject_id),
+            ("verb", verb),
+        ] {
+            if let Some(value) = value {
+                tail.push_str(",\"");
+                tail.push_str(name);
+                tail.push_str("\":");
+                push_json_str(&mut tail, value);
+            }
+        }
+        tail.push_str(",\"data\":");
+        tail.push_str(data);
+        tail.push_str("}}");
+        Self { head, middle, tail }
+    }
+
+    /// The body for `subscription_id`, with the event's id (`webhook-id`)
+    /// for it.
+    pub fn body(&self, subscription_id: &str, webhook_id: &str) -> String {
+        let mut body = String::with_capacity(
+            self.head.len()
+                + self.middle.len()
+                + self.tail.len()
+                + 2 * (subscription_id.len() + webhook_id.len())
+                + 64,
+        );
+        body.push_str(&self.head);
+        push_json_str(&mut body, subscription_id);
+        body.push_str(",\"idempotency_key\":");
+        push_json_str(&mut body, webhook_id);
+        body.push_str(&self.middle);
+        push_json_str(&mut body, webhook_id);
+        body.push_str(",\"subscription_id\":");
+        push_json_str(&mut body, subscription_id);
+        body.push_str(&self.tail);
+        body
+    }
+}
+
+/// Appends `value` as a JSON string, escaped as `serde_json` escapes it.
+fn push_json_str(out: &mut String, value: &str) {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(value).expect("strings serialise"));
     }
 }
 
@@ -439,6 +522,95 @@ mod tests {
         assert_eq!(back.history.len(), MAX_HISTORY);
         assert!(DeliveryMessage::parse("{}").is_none());
         assert!(DeliveryMessage::parse(&body.replace("\"v\":1", "\"v\":9")).is_none());
+    }
+
+    /// The message as serde would write it: what [`MessageBodies`] must
+    /// produce byte for byte.
+    #[derive(Serialize)]
+    struct FirstAttempt<'a> {
+        v: u8,
+        company_id: &'a str,
+        subscription_id: &'a str,
+        #[serde(rename = "idempotency_key")]
+        webhook_id: &'a str,
+        event_type: &'a str,
+        attempt: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sequence: Option<&'a str>,
+        payload: Payload<'a, &'a RawValue>,
+    }
+
+    #[test]
+    fn rendered_bodies_are_the_serialised_message_byte_for_byte() {
+        let data = RawValue::from_string(
+            r#"{"job_id":"j-\"1\"","note":"a\\b\nc","n":[1,2.5,null],"u":"é✓"}"#.to_owned(),
+        )
+        .unwrap();
+        let odd = [
+            "acme",
+            "Acme \"Corp\"",
+            "back\\slash",
+            "tab\tnew\nline\u{1}",
+            "ünï✓",
+            "",
+        ];
+        let contexts = [
+            EventContext::default(),
+            EventContext {
+                source: Some("//engine/aggregates"),
+                app_id: Some("app \"1\""),
+                subject_type: Some("work"),
+                subject_id: Some("w\\1"),
+                verb: Some("completed"),
+            },
+            EventContext {
+                source: Some("/platform"),
+                verb: Some("failed"),
+                ..EventContext::default()
+            },
+        ];
+        for text in odd {
+            for sequence in [None, Some("4100000000001234567890"), Some(text)] {
+                for context in contexts {
+                    let envelope = EventEnvelope {
+                        company_id: text,
+                        event_type: "job.completed",
+                        timestamp: "2026-11-22T10:00:00.000Z",
+                        data: &data,
+                        sequence,
+                    };
+                    let bodies = envelope.bodies(context);
+                    for (sub, key) in [("sub_1", "evt_x"), (text, text)] {
+                        let expected = serde_json::to_string(&FirstAttempt {
+                            v: MESSAGE_VERSION,
+                            company_id: text,
+                            subscription_id: sub,
+                            webhook_id: key,
+                            event_type: "job.completed",
+                            attempt: 1,
+                            sequence,
+                            payload: Payload {
+                                event_type: "job.completed",
+                                timestamp: "2026-11-22T10:00:00.000Z",
+                                webhook_id: key,
+                                subscription_id: sub,
+                                company_id: text,
+                                context,
+                                data: &data,
+                            },
+                        })
+                        .unwrap();
+                        assert_eq!(bodies.body(sub, key), expected);
+                        assert_eq!(envelope.message_body_with(sub, key, context), expected);
+                        let msg = DeliveryMessage::parse(&expected).unwrap();
+                        assert_eq!(
+                            (msg.subscription_id.as_str(), msg.company_id.as_str()),
+                            (sub, text)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -23,15 +23,21 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// CPU per queued message, and AWS requests (Query and
-    /// SendMessageBatch) per message.
-    pub(crate) fn per_message(&self, label: &str) -> String {
-        let messages = self.enqueued.max(1) as f64;
+    /// CPU per queued message, AWS requests (Query and SendMessageBatch)
+    /// per message, and the CPU per message over `floor`'s (the SDK's own
+    /// `SendMessageBatch` cost per message, measured in the same run).
+    pub(crate) fn per_message(&self, label: &str, floor: &Run) -> String {
         format!(
-            "| {label} | {:.2} | {:.4} |",
-            self.cpu.as_secs_f64() * 1e6 / messages,
-            (self.queries + self.batches) as f64 / messages,
+            "| {label} | {:.2} | {:.4} | {:.2} |",
+            self.cpu_per_message_us(),
+            (self.queries + self.batches) as f64 / self.enqueued.max(1) as f64,
+            self.cpu_per_message_us() / floor.cpu_per_message_us(),
         )
+    }
+
+    /// CPU µs per queued message.
+    pub(crate) fn cpu_per_message_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.enqueued.max(1) as f64
     }
 
     pub(crate) fn row(&self, label: &str) -> String {
