@@ -720,7 +720,9 @@ impl Delivery {
                     tracing::error!(webhook_id = key, subscription_id, error = %e, "could not queue the retry");
                     Retry
                 })?;
-                tracing::info!(
+                // The attempt's WARN line and the attempt log say it
+                // failed; the retry itself is routine.
+                tracing::debug!(
                     webhook_id = key,
                     subscription_id,
                     next_attempt = next.attempt,
