@@ -21,6 +21,7 @@
 
 pub mod event;
 pub mod pagerduty;
+pub mod setting;
 pub mod slack;
 pub mod teams;
 pub mod template;
@@ -35,6 +36,7 @@ use crate::signing::sealed::SealedSecret;
 
 pub use event::EventView;
 pub use pagerduty::Severity;
+pub use setting::{FormatInput, FormatSetting, FormatView, OpenFormatError, receivable_types};
 
 /// The body formats a subscription can choose, by wire name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
