@@ -23,6 +23,11 @@ impl Template {
         })
     }
 
+    /// Its source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders `event` into a JSON document.
     pub fn render(&self, event: &EventView) -> Result<Vec<u8>, RenderError> {
         let _ = (event, &self.source);
