@@ -10,11 +10,11 @@ use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use shared::domain::filters::{Filters, FiltersInput, SubscriptionKind};
 use shared::domain::headers::{self, HeadersInput, HeadersPatchInput};
-use shared::format::{FormatInput, FormatSetting};
 use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus, check_signature_schemes,
 };
+use shared::format::{FormatInput, FormatSetting};
 use shared::operational::{OperationalEvent, OperationalEventType};
 use shared::signing::SignatureScheme;
 use shared::signing::sealed::Keyring;

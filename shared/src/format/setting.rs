@@ -73,8 +73,12 @@ impl FormatInput {
     /// fields are given).
     pub fn validate(self) -> Result<FormatSetting, ValidationError> {
         let allowed = FormatKind::ALL.map(FormatKind::as_str).join(", ");
-        let kind = FormatKind::parse(&self.kind)
-            .ok_or_else(|| invalid("type", format!("unknown format {:?}; allowed: {allowed}", self.kind)))?;
+        let kind = FormatKind::parse(&self.kind).ok_or_else(|| {
+            invalid(
+                "type",
+                format!("unknown format {:?}; allowed: {allowed}", self.kind),
+            )
+        })?;
         let only = |field: &str, given: bool, of: FormatKind| {
             if given && kind != of {
                 Err(invalid(
@@ -85,7 +89,11 @@ impl FormatInput {
                 Ok(())
             }
         };
-        only("routing_key", self.routing_key.is_some(), FormatKind::Pagerduty)?;
+        only(
+            "routing_key",
+            self.routing_key.is_some(),
+            FormatKind::Pagerduty,
+        )?;
         only("severity", self.severity.is_some(), FormatKind::Pagerduty)?;
         only("template", self.template.is_some(), FormatKind::Template)?;
         Ok(match kind {
@@ -173,8 +181,8 @@ impl FormatSetting {
             return Ok(());
         };
         for event_type in receivable_types(filters, self.kind()) {
-            let rendered = EventView::parse(&event_type.example)
-                .and_then(|event| template.render(&event));
+            let rendered =
+                EventView::parse(&event_type.example).and_then(|event| template.render(&event));
             if let Err(e) = rendered {
                 return Err(ValidationError::field(
                     "template_fails",
@@ -237,7 +245,11 @@ pub enum OpenFormatError {
 impl StoredFormat {
     /// Opened for rendering: the routing key decrypted, the template
     /// compiled.
-    pub fn open(&self, keyring: &Keyring, owner: SecretOwner<'_>) -> Result<Format, OpenFormatError> {
+    pub fn open(
+        &self,
+        keyring: &Keyring,
+        owner: SecretOwner<'_>,
+    ) -> Result<Format, OpenFormatError> {
         Ok(match self {
             Self::Standard => Format::Standard,
             Self::Slack => Format::Slack,
@@ -260,7 +272,11 @@ impl StoredFormat {
 
     /// Re-seals the routing key when it is not sealed with the keyring's
     /// newest version. Returns whether it changed.
-    pub fn reseal(&mut self, keyring: &Keyring, owner: SecretOwner<'_>) -> Result<bool, ResealError> {
+    pub fn reseal(
+        &mut self,
+        keyring: &Keyring,
+        owner: SecretOwner<'_>,
+    ) -> Result<bool, ResealError> {
         let Self::Pagerduty { routing_key, .. } = self else {
             return Ok(false);
         };
@@ -279,7 +295,8 @@ impl StoredFormat {
         let Self::Template { template } = self else {
             return Ok(());
         };
-        let compiled = Template::compile(template).map_err(|e| invalid("template", e.to_string()))?;
+        let compiled =
+            Template::compile(template).map_err(|e| invalid("template", e.to_string()))?;
         FormatSetting::Template(compiled).check_examples(filters)
     }
 
