@@ -31,6 +31,7 @@ pub mod cursor;
 pub mod deadline;
 pub mod delivery;
 pub mod domain;
+pub mod format;
 pub mod metrics;
 pub mod operational;
 pub mod operator_request;

@@ -563,7 +563,7 @@ impl Ingest {
         let t = &f.transition;
         let matching: Vec<&Subscription> = subs
             .iter()
-            .filter(|s| s.filters.matches(&t.job_id, &t.job_type, t.state))
+            .filter(|s| s.receives_job(&t.job_id, &t.job_type, t.state))
             .collect();
         let Some(first) = matching.first() else {
             return Plan::Nothing;

@@ -136,6 +136,7 @@ impl App {
             Operation::Console => Ok(self.config.console.serve(file)),
             Operation::CreateWebhook => self.create(&company, req).await,
             Operation::ListWebhooks => self.list(&company, req).await,
+            Operation::PreviewFormat => self.preview(req).await,
             Operation::GetWebhook => self.get(&company, id).await,
             Operation::UpdateWebhook => self.update(&company, id, req).await,
             Operation::ArchiveWebhook => self.archive(&company, id).await,

@@ -13,6 +13,7 @@ pub mod console;
 pub mod delivery_log;
 pub mod error;
 pub mod failed_events;
+pub mod preview;
 pub mod query;
 pub mod routes;
 pub mod test_event;

@@ -10,6 +10,8 @@ pub enum Operation {
     CreateWebhook,
     /// `GET /webhooks`
     ListWebhooks,
+    /// `POST /webhooks/preview`
+    PreviewFormat,
     /// `GET /webhooks/{id}`
     GetWebhook,
     /// `PATCH /webhooks/{id}`
@@ -86,6 +88,12 @@ pub const ROUTES: &[Route] = &[
         "/webhooks",
         Operation::ListWebhooks,
         "listWebhooks",
+    ),
+    route(
+        Method::POST,
+        "/webhooks/preview",
+        Operation::PreviewFormat,
+        "previewFormat",
     ),
     route(
         Method::GET,

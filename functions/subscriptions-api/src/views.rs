@@ -13,6 +13,7 @@ use shared::domain::filters::{Filters, SubscriptionKind};
 use shared::domain::health::{BreakerState, Health, LastFailure};
 use shared::domain::jobs::{JOB_TYPES, JobState, JobType};
 use shared::domain::subscription::{Subscription, SubscriptionStatus};
+use shared::format::FormatView;
 use shared::signing::SignatureScheme;
 use shared::signing::secret::WebhookSecret;
 use shared::storage::deliveries::{AttemptLog, Outcome};
@@ -60,6 +61,8 @@ pub struct SubscriptionView<'a> {
     pub health: HealthView<'a>,
     /// Custom header names, each value masked.
     pub headers: std::collections::BTreeMap<&'a str, &'static str>,
+    /// The body format, the PagerDuty routing key masked.
+    pub format: FormatView<'a>,
     /// Optimistic-locking version, also the `ETag`.
     pub version: u64,
     /// End of the current rotation grace period, while one lasts.
@@ -98,6 +101,7 @@ impl<'a> SubscriptionView<'a> {
             disabled_reason: sub.disabled_reason.as_deref(),
             health: HealthView::of(&sub.health),
             headers: sub.headers.masked(),
+            format: sub.format.view(),
             version: sub.version,
             previous_secret_expires_at: sub
                 .previous_secret_expires_at

@@ -14,6 +14,7 @@ use shared::domain::subscription::{
     self, DEFAULT_ROTATION_GRACE, MAX_DESCRIPTION_LEN, MAX_ROTATION_GRACE, NewSubscription,
     Subscription, SubscriptionStatus, check_signature_schemes,
 };
+use shared::format::{FormatInput, FormatSetting};
 use shared::operational::{OperationalEvent, OperationalEventType};
 use shared::signing::SignatureScheme;
 use shared::signing::sealed::Keyring;
@@ -59,6 +60,9 @@ struct CreateRequest {
     signature_schemes: Option<Vec<String>>,
     #[serde(default)]
     headers: Option<HeadersInput>,
+    /// The body format; absent: `standard`.
+    #[serde(default)]
+    format: Option<FormatInput>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -86,6 +90,9 @@ struct UpdateRequest {
     signature_schemes: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     headers: Option<Option<HeadersPatchInput>>,
+    /// A new body format; `null`: back to `standard`.
+    #[serde(default, deserialize_with = "nullable")]
+    format: Option<Option<FormatInput>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +144,16 @@ fn check_filters(
 }
 
 /// The 422 of a PATCH that would change a subscription's kind.
+/// A PagerDuty format given no routing key, and none stored to keep.
+fn routing_key_required() -> ApiError {
+    ApiError::bad_request(
+        "invalid_format",
+        "the pagerduty format needs a routing_key (the integration key of a PagerDuty \
+         Events API v2 integration)",
+    )
+    .with_field("format.routing_key")
+}
+
 fn kind_is_fixed(kind: SubscriptionKind) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -296,9 +313,18 @@ impl App {
         let schemes = input.signature_schemes.as_deref();
         let schemes = schemes.map(check_signature_schemes).transpose()?;
         let headers = input.headers.map(HeadersInput::validate).transpose()?;
+        let format = input.format.map(FormatInput::validate).transpose()?;
+        if let Some(format) = &format {
+            format.check_examples(&new.filters)?;
+        }
         let now = Utc::now();
         let keyring = self.vault.for_sealing().await?;
         let (mut sub, secret) = Subscription::create(company, new, now, &keyring)?;
+        if let Some(format) = &format
+            && sub.set_format(format, &keyring)?.is_none()
+        {
+            return Err(routing_key_required());
+        }
         if let Some(schemes) = &schemes {
             sub.set_signature_schemes(schemes, &keyring)?;
         }
@@ -495,12 +521,17 @@ impl App {
             None => None,
             Some(patch) => Some(patch.map(HeadersPatchInput::validate).transpose()?),
         };
+        let format = match input.format {
+            None => None,
+            Some(None) => Some(FormatSetting::Standard),
+            Some(Some(f)) => Some(f.validate()?),
+        };
         if !subscription::is_subscription_id(id) {
             return Err(ApiError::subscription_not_found());
         }
         // Choosing v1a for the first time seals a new key pair; new header
         // values are sealed too.
-        let keyring = if schemes.is_some() || headers.is_some() {
+        let keyring = if schemes.is_some() || headers.is_some() || format.is_some() {
             Some(self.vault.for_sealing().await?)
         } else {
             None
@@ -558,6 +589,19 @@ impl App {
                 if let Some(f) = &filters {
                     sub.filters = f.clone();
                 }
+                // A template must render what the subscription receives,
+                // with the filters it has after this change.
+                let mut format_changed = false;
+                match (&format, &keyring) {
+                    (Some(setting), Some(keyring)) => {
+                        setting.check_examples(&sub.filters)?;
+                        format_changed = sub
+                            .set_format(setting, keyring)?
+                            .ok_or_else(routing_key_required)?;
+                    }
+                    _ if filters.is_some() => sub.format.check_examples(&sub.filters)?,
+                    _ => {}
+                }
                 let mut schemes_changed = false;
                 if let (Some(schemes), Some(keyring)) = (&schemes, &keyring) {
                     let had_v1 = sub.signs_with(SignatureScheme::V1);
@@ -573,6 +617,7 @@ impl App {
                 }
                 Ok(changed
                     || schemes_changed
+                    || format_changed
                     || before
                         != (
                             sub.url.clone(),

@@ -30,6 +30,10 @@ pub enum FailureKind {
     /// the keyring lacks): nothing was sent, rather than a signature with a
     /// wrong key or a request without its headers.
     Secret,
+    /// The subscription's body format did not render the event (a
+    /// template's error, fuel or size limit; a routing key that does not
+    /// decrypt): nothing was sent. The class says which.
+    Render(&'static str),
     /// Anything else about building or sending the request.
     Request,
 }
@@ -43,6 +47,7 @@ impl FailureKind {
             Self::Connect => "connect",
             Self::Blocked => "blocked_address",
             Self::Secret => "secret_unreadable",
+            Self::Render(class) => class,
             Self::Request => "request",
         }
     }
@@ -99,6 +104,20 @@ impl AttemptResult {
             retry_after: None,
             duration: Duration::ZERO,
             excerpt: Some(reason.to_string()),
+        }
+    }
+}
+
+impl AttemptResult {
+    /// The attempt refused before sending: the body did not render.
+    pub fn unrendered(at: DateTime<Utc>, class: &'static str, reason: String) -> Self {
+        Self {
+            at,
+            status: None,
+            failure: Some(FailureKind::Render(class)),
+            retry_after: None,
+            duration: Duration::ZERO,
+            excerpt: Some(reason),
         }
     }
 }

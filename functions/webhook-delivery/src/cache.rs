@@ -14,6 +14,7 @@ use chrono::Utc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shared::domain::headers::HeaderValues;
 use shared::domain::subscription::Subscription;
+use shared::format::{Format, OpenFormatError};
 use shared::signing::SigningKeys;
 use shared::signing::sealed::{Keyring, OpenError};
 use shared::storage::StoreError;
@@ -32,6 +33,8 @@ pub struct Cached {
     /// Its custom headers, opened, values marked sensitive (so `Debug`
     /// shows none of them).
     pub headers: Result<HeaderMap, OpenError>,
+    /// Its body format, opened (routing key decrypted, template compiled).
+    pub format: Result<Format, OpenFormatError>,
 }
 
 impl Cached {
@@ -41,13 +44,18 @@ impl Cached {
         Self {
             keys: sub.signing_keys(keyring, now),
             headers: sub.header_values(keyring).map(|v| header_map(&sub, &v)),
+            format: sub.open_format(keyring),
             sub,
         }
     }
 
-    /// Whether everything opened.
+    /// Whether everything opened (a template that does not compile is no
+    /// secret that may open on a second read: it is cached, and fails its
+    /// attempts until the subscription changes).
     fn opened(&self) -> bool {
-        self.keys.is_ok() && self.headers.is_ok()
+        self.keys.is_ok()
+            && self.headers.is_ok()
+            && !matches!(self.format, Err(OpenFormatError::Sealed(_)))
     }
 }
 
@@ -164,10 +172,19 @@ impl SubscriptionCache {
             .entries
             .get_fresh(&key)
             .flatten()
-            .filter(|old| same_secrets(&old.sub, &sub) && old.sub.headers == sub.headers)
-            .map(|old| (old.keys.clone(), old.headers.clone()));
+            .filter(|old| {
+                same_secrets(&old.sub, &sub)
+                    && old.sub.headers == sub.headers
+                    && old.sub.format == sub.format
+            })
+            .map(|old| (old.keys.clone(), old.headers.clone(), old.format.clone()));
         let cached = match kept {
-            Some((keys, headers)) => Cached { sub, keys, headers },
+            Some((keys, headers, format)) => Cached {
+                sub,
+                keys,
+                headers,
+                format,
+            },
             None => Cached::open(sub, &self.vault.current()),
         };
         if !cached.opened() {

@@ -16,6 +16,7 @@ use shared::delivery::retry::RetrySchedule;
 use shared::domain::health::LastFailure;
 use shared::domain::message::{AttemptRecord, DeadLetterReason, DeliveryMessage};
 use shared::domain::subscription::Subscription;
+use shared::format::OpenFormatError;
 use shared::metrics::Metrics;
 use shared::operational::{OperationalEvent, OperationalEventType, Publisher};
 use shared::storage::deliveries::{AttemptLog, DeliveryLog, Outcome, RETENTION};
@@ -662,7 +663,33 @@ impl Delivery {
                 return AttemptResult::unsigned(now, e);
             }
         };
-        let body = msg.payload.get().as_bytes();
+        let rendered = match &sub.format {
+            Ok(format) => format.render(&msg.payload),
+            Err(OpenFormatError::Template(e)) => Err(e.clone()),
+            Err(e @ OpenFormatError::Sealed(_)) => {
+                tracing::error!(
+                    webhook_id = %msg.webhook_id,
+                    subscription_id = %sub.subscription_id,
+                    error = %e,
+                    "routing key does not decrypt: nothing sent"
+                );
+                return AttemptResult::unrendered(now, "secret_unreadable", e.to_string());
+            }
+        };
+        let body = match rendered {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(
+                    webhook_id = %msg.webhook_id,
+                    subscription_id = %sub.subscription_id,
+                    error_class = e.class(),
+                    error = %e,
+                    "body format did not render: nothing sent"
+                );
+                return AttemptResult::unrendered(now, e.class(), e.to_string());
+            }
+        };
+        let body = body.as_bytes();
         let timestamp = now.timestamp();
         let signature = keys.signature_header(&msg.webhook_id, timestamp, body, now);
         let request = SignedRequest {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::filters::Filters;
 use crate::domain::headers::{ApplyError, HeaderValues, HeadersPatch, SealedHeaders};
 use crate::domain::health::Health;
+use crate::domain::jobs::JobState;
+use crate::format::{Format, FormatSetting, OpenFormatError, StoredFormat};
 use crate::signing::ed25519::{PublicKey, SigningKey, StoredSigningKey};
 use crate::signing::sealed::{
     EmptyKeyring, Keyring, OpenError, ResealError, SecretOwner, StoredSecret,
@@ -119,6 +121,9 @@ pub struct Subscription {
     /// Custom headers sent with every delivery, values sealed.
     #[serde(default, skip_serializing_if = "SealedHeaders::is_empty")]
     pub headers: SealedHeaders,
+    /// The body format of its deliveries (absent: `standard`).
+    #[serde(default, skip_serializing_if = "StoredFormat::is_standard")]
+    pub format: StoredFormat,
     /// Optimistic-locking version, incremented by every write.
     pub version: u64,
 }
@@ -174,6 +179,7 @@ impl Subscription {
             disabled_reason: None,
             health: Health::default(),
             headers: SealedHeaders::default(),
+            format: StoredFormat::Standard,
             version: 1,
         };
         Ok((sub, secret))
@@ -393,6 +399,42 @@ impl Subscription {
         patch.apply(&mut self.headers, keyring, owner)
     }
 
+    /// Whether a job of `job_type` with id `job_id` entering `state` is
+    /// sent to it: its filters pass it, and, when they name no states, its
+    /// format takes that state by default (PagerDuty takes only `failed`
+    /// and `completed`).
+    pub fn receives_job(&self, job_id: &str, job_type: &str, state: JobState) -> bool {
+        self.filters.matches(job_id, job_type, state)
+            && (self.filters.states.is_some()
+                || self
+                    .format
+                    .kind()
+                    .default_states()
+                    .is_none_or(|states| states.contains(&state)))
+    }
+
+    /// Sets its body format; a PagerDuty format without a routing key
+    /// keeps the stored one. Returns whether anything changed, or `None`
+    /// when a new PagerDuty format gives no routing key.
+    pub fn set_format(
+        &mut self,
+        setting: &FormatSetting,
+        keyring: &Keyring,
+    ) -> Result<Option<bool>, EmptyKeyring> {
+        let Some(stored) = setting.seal(&self.format, keyring, self.secret_owner())? else {
+            return Ok(None);
+        };
+        // A new routing key always counts as a change.
+        let changed = stored != self.format;
+        self.format = stored;
+        Ok(Some(changed))
+    }
+
+    /// Its body format, opened for deliveries.
+    pub fn open_format(&self, keyring: &Keyring) -> Result<Format, OpenFormatError> {
+        self.format.open(keyring, self.secret_owner())
+    }
+
     /// Its custom headers, opened for a delivery.
     pub fn header_values(&self, keyring: &Keyring) -> Result<HeaderValues, OpenError> {
         self.headers.open(keyring, self.secret_owner())
@@ -417,6 +459,7 @@ impl Subscription {
             changed |= key.reseal(keyring, owner)?;
         }
         changed |= self.headers.reseal(keyring, owner)?;
+        changed |= self.format.reseal(keyring, owner)?;
         Ok(changed)
     }
 
@@ -433,6 +476,7 @@ impl Subscription {
             .filter_map(StoredSecret::key_version)
             .chain(key_pairs.map(|k| k.sealed.key_version))
             .chain(self.headers.key_versions())
+            .chain(self.format.key_version())
     }
 
     /// Whether a secret of it is stored in the clear.

@@ -35,6 +35,8 @@ pub enum SealPurpose {
     SigningKey,
     /// The custom headers sent with every delivery.
     Headers,
+    /// A PagerDuty format's routing key.
+    RoutingKey,
 }
 
 impl SealPurpose {
@@ -44,6 +46,7 @@ impl SealPurpose {
             Self::SigningSecret => b"webhooks/signing-secret/v1",
             Self::SigningKey => b"webhooks/signing-key/v1",
             Self::Headers => b"webhooks/headers/v1",
+            Self::RoutingKey => b"webhooks/routing-key/v1",
         }
     }
 }
