@@ -566,6 +566,34 @@ mod tests {
     }
 
     #[test]
+    fn pagerduty_takes_failed_and_completed_unless_the_filters_name_states() {
+        let ring = Keyring::generate();
+        let mut sub = sample(Utc::now(), &ring);
+        let setting = crate::format::FormatInput {
+            kind: "pagerduty".into(),
+            routing_key: Some("key".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        let states = |sub: &Subscription| -> Vec<JobState> {
+            JobState::ALL
+                .into_iter()
+                .filter(|s| sub.receives_job("j1", "forecast", *s))
+                .collect()
+        };
+        assert_eq!(states(&sub), JobState::ALL);
+        assert_eq!(sub.set_format(&setting, &ring).unwrap(), Some(true));
+        assert_eq!(states(&sub), [JobState::Completed, JobState::Failed]);
+        sub.filters.states = Some(vec![JobState::Running, JobState::Failed]);
+        assert_eq!(states(&sub), [JobState::Running, JobState::Failed]);
+        // The routing key is sealed, opens, and re-seals with a new key.
+        let opened = sub.open_format(&ring).unwrap();
+        assert!(matches!(opened, Format::Pagerduty(o) if o.routing_key == "key"));
+        assert_eq!(sub.secret_key_versions().count(), 2);
+    }
+
+    #[test]
     fn ids_are_recognised_and_time_ordered() {
         let a = new_subscription_id();
         let b = new_subscription_id();

@@ -7,6 +7,7 @@ mod attempt_packs;
 mod common;
 mod deliveries;
 mod event_subscriptions;
+mod formats;
 mod headers;
 mod lambda_smoke;
 mod openapi;
