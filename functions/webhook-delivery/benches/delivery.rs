@@ -23,7 +23,15 @@
 //! delivery. A second set of rounds runs with the production JSON log
 //! subscriber installed, writing to a counting sink.
 //!
+//! Then the body formats: the same messages through the handler for
+//! subscriptions of each format (standard, slack, pagerduty, teams and a
+//! typical template), the formats' rounds alternating, each format's CPU
+//! per delivery as a multiple of `standard`'s in the same run; and the
+//! template engine's worst case, a template that runs until its fuel is
+//! spent, timed per render.
+//!
 //! Run: `make bench-delivery` (or `cargo bench -p webhook-delivery --bench delivery`).
+//! `DELIVERY_BENCH_ONLY=formats` runs only the formats.
 //! `DELIVERY_BENCH_BATCH`, `DELIVERY_BENCH_CONCURRENCY`,
 //! `DELIVERY_BENCH_MESSAGES` and `DELIVERY_BENCH_ROUNDS` change the shape;
 //! `DELIVERY_BENCH_ONLY=handler` runs only the handler, without logs, until
@@ -422,12 +430,161 @@ fn json_logs_to_sink() -> impl tracing::Subscriber + Send + Sync {
         .with(shared::telemetry::json_layer(|| CountingSink))
 }
 
+/// A template of the kind customers write: a chat message with a few
+/// fields of the job.
+const TYPICAL_TEMPLATE: &str = r#"{
+  "content": {{ ("Job " ~ data.job_id ~ " (" ~ data.job_type ~ ") is " ~ data.state)|tojson }},
+  "embeds": [{
+    "title": {{ type|tojson }},
+    "timestamp": {{ timestamp|tojson }},
+    "fields": [
+      {"name": "from", "value": {{ data.previous_state|tojson }}},
+      {"name": "dataset", "value": {{ data.resource.dataset_name|tojson }}}
+    ]
+  }]
+}"#;
+
+/// A template that never ends on its own: it stops when its fuel is spent.
+const ENDLESS_TEMPLATE: &str =
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{}";
+
+/// The format settings the formats section compares.
+fn format_settings() -> Vec<(&'static str, shared::format::FormatInput)> {
+    use shared::format::FormatInput;
+    let of = |kind: &str| FormatInput {
+        kind: kind.to_owned(),
+        ..Default::default()
+    };
+    vec![
+        ("standard", of("standard")),
+        ("slack", of("slack")),
+        (
+            "pagerduty",
+            FormatInput {
+                routing_key: Some("R0ut1ngKeyOfThePagerDutyService".to_owned()),
+                ..of("pagerduty")
+            },
+        ),
+        ("teams", of("teams")),
+        (
+            "template (typical)",
+            FormatInput {
+                template: Some(TYPICAL_TEMPLATE.to_owned()),
+                ..of("template")
+            },
+        ),
+    ]
+}
+
+/// The formats section: handler rounds per format, alternating, and the
+/// endless template's time per render.
+async fn formats_section(
+    aws: &FakeAws,
+    delivery: &Delivery,
+    keyring: &Keyring,
+    receiver: &Receiver,
+    messages: usize,
+    batch: usize,
+    rounds: usize,
+) {
+    let formats: Vec<(&str, Vec<SqsEvent>)> = format_settings()
+        .into_iter()
+        .map(|(name, input)| {
+            let setting = input.validate().expect("a valid format");
+            let subs: Vec<Subscription> = (0..SUBSCRIPTIONS)
+                .map(|s| {
+                    let (mut sub, _) = Subscription::create(
+                        COMPANY,
+                        NewSubscription {
+                            url: receiver.url(&format!("/{name}/{s}")),
+                            description: None,
+                            filters: Default::default(),
+                        },
+                        Utc::now(),
+                        keyring,
+                    )
+                    .expect("a keyring");
+                    sub.set_format(&setting, keyring)
+                        .expect("a keyring")
+                        .expect("a complete format");
+                    aws.insert_item(SUBSCRIPTIONS_TABLE, &sub);
+                    sub
+                })
+                .collect();
+            (name, sqs_batches(&message_bodies(&subs, messages), batch))
+        })
+        .collect();
+    for (_, events) in &formats {
+        run_handler(delivery, events, messages).await;
+    }
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); formats.len()];
+    for round in 0..rounds {
+        for turn in 0..formats.len() {
+            let f = (round + turn) % formats.len();
+            let run = run_handler(delivery, &formats[f].1, messages).await;
+            cpu[f].push(run.cpu.as_secs_f64() * 1e6 / messages as f64);
+        }
+    }
+    println!(
+        "\nBody formats: {messages} job.completed deliveries per run, medians of {rounds} rounds\n"
+    );
+    println!("| format | CPU µs/delivery | ÷ standard (median of the rounds' ratios) |");
+    println!("| --- | ---: | ---: |");
+    for (f, (name, _)) in formats.iter().enumerate() {
+        let ratios: Vec<f64> = cpu[f].iter().zip(&cpu[0]).map(|(c, s)| c / s).collect();
+        println!(
+            "| {name} | {:.1} | {:.2} |",
+            median(cpu[f].clone()),
+            median(ratios)
+        );
+    }
+
+    let template = shared::format::template::Template::compile(ENDLESS_TEMPLATE).expect("compiles");
+    let payload = message_bodies(
+        &[Subscription::create(
+            COMPANY,
+            NewSubscription {
+                url: receiver.url("/"),
+                description: None,
+                filters: Default::default(),
+            },
+            Utc::now(),
+            keyring,
+        )
+        .expect("a keyring")
+        .0],
+        1,
+    )
+    .pop()
+    .and_then(|b| DeliveryMessage::parse(&b))
+    .expect("a message")
+    .payload;
+    let event = shared::format::EventView::parse(&payload).expect("a payload");
+    let mut times = Vec::new();
+    let mut outcome = String::new();
+    for _ in 0..rounds {
+        let cpu0 = thread_cpu_time();
+        let result = template.render(&event);
+        times.push((thread_cpu_time() - cpu0).as_secs_f64() * 1e3);
+        outcome = match result {
+            Ok(body) => format!("rendered {} bytes", body.len()),
+            Err(e) => e.to_string(),
+        };
+    }
+    println!(
+        "\nendless template: {:.1} ms of CPU per render, median of {rounds} ({outcome})",
+        median(times)
+    );
+}
+
 fn main() {
     let messages = setting("DELIVERY_BENCH_MESSAGES", 2000);
     let batch = setting("DELIVERY_BENCH_BATCH", 10);
     let concurrency = setting("DELIVERY_BENCH_CONCURRENCY", 10);
     let rounds = setting("DELIVERY_BENCH_ROUNDS", 9);
-    let only_handler = std::env::var("DELIVERY_BENCH_ONLY").as_deref() == Ok("handler");
+    let only = std::env::var("DELIVERY_BENCH_ONLY").unwrap_or_default();
+    let only_handler = only == "handler";
+    let only_formats = only == "formats";
 
     // A receiver answering 200 at once, on threads of its own so its work
     // is not counted as the handler's CPU time.
@@ -522,6 +679,10 @@ fn main() {
             )
         };
 
+        if only_formats {
+            formats_section(&aws, &delivery, &keyring, &receiver, messages, batch, rounds).await;
+            return;
+        }
         // A cold first run: the cache fills, connections open.
         let cold = run_handler(&delivery, &events, messages).await;
         let (cold_gets, cold_writes, cold_written) = calls();
@@ -589,5 +750,6 @@ fn main() {
         assert_eq!(cold_writes, events.len(), "one BatchWriteItem per invocation");
         assert_eq!(written, (handler_runs + logged_runs) * messages, "every attempt logged");
         assert_eq!(unexpected, 0, "no SQS calls or PutItems when nothing fails");
+        formats_section(&aws, &delivery, &keyring, &receiver, messages, batch, rounds).await;
     });
 }

@@ -36,7 +36,8 @@ async fn preview(f: &Fixture, body: Value) -> Reply {
 /// The stored subscription's format, opened with the stack's keyring.
 async fn opened_format(f: &Fixture, id: &str) -> Format {
     let sub: Subscription = f.store.get("acme", id).await.unwrap().expect("stored");
-    sub.open_format(&f.vault.current()).expect("the format opens")
+    sub.open_format(&f.vault.current())
+        .expect("the format opens")
 }
 
 /// The raw item, as DynamoDB returns it.
@@ -76,7 +77,10 @@ async fn a_routing_key_is_sealed_masked_on_every_read_and_kept_by_a_patch_withou
     assert!(!r.body.to_string().contains(ROUTING_KEY));
     let id = r.body["id"].as_str().unwrap().to_owned();
     let item = raw_item(&f, &id).await;
-    assert!(!item.contains(ROUTING_KEY), "the key is in the clear: {item}");
+    assert!(
+        !item.contains(ROUTING_KEY),
+        "the key is in the clear: {item}"
+    );
     assert_eq!(
         routing_key_of(&opened_format(&f, &id).await),
         Some(ROUTING_KEY)
@@ -135,7 +139,10 @@ async fn unknown_formats_missing_fields_and_fields_of_another_format_are_refused
             json!({"type": "slack", "routing_key": ROUTING_KEY}),
             "format.routing_key",
         ),
-        (json!({"type": "teams", "template": "{}"}), "format.template"),
+        (
+            json!({"type": "teams", "template": "{}"}),
+            "format.template",
+        ),
         (json!({"type": "template"}), "format.template"),
         (
             json!({"type": "template", "template": "{% if %}"}),
@@ -156,8 +163,7 @@ async fn unknown_formats_missing_fields_and_fields_of_another_format_are_refused
 }
 
 /// JSON for a failed job only.
-const FAILED_ONLY: &str =
-    r#"{% if type == "job.failed" %}{"failed": {{ data.job_id|tojson }}}{% else %}not json{% endif %}"#;
+const FAILED_ONLY: &str = r#"{% if type == "job.failed" %}{"failed": {{ data.job_id|tojson }}}{% else %}not json{% endif %}"#;
 
 #[tokio::test]
 async fn a_template_must_render_every_event_type_the_subscription_can_receive() {
@@ -180,7 +186,12 @@ async fn a_template_must_render_every_event_type_the_subscription_can_receive() 
     )
     .await;
     assert_eq!(error_of(&r).1, "template_fails");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("webhook.test"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("webhook.test")
+    );
 
     let both = r#"{% if type == "job.failed" %}{"failed": {{ data.job_id|tojson }}}{% else %}{"other": {{ type|tojson }}}{% endif %}"#;
     let r = create(
@@ -192,7 +203,12 @@ async fn a_template_must_render_every_event_type_the_subscription_can_receive() 
     assert_eq!(r.status, 201, "{}", r.body);
     let id = r.body["id"].as_str().unwrap().to_owned();
     assert_eq!(r.body["format"]["type"], "template");
-    assert!(r.body["format"]["template"].as_str().unwrap().contains("job.failed"));
+    assert!(
+        r.body["format"]["template"]
+            .as_str()
+            .unwrap()
+            .contains("job.failed")
+    );
 
     // A template kept while the filters change is checked again.
     let r = patch(
@@ -202,9 +218,19 @@ async fn a_template_must_render_every_event_type_the_subscription_can_receive() 
     )
     .await;
     assert_eq!(error_of(&r).1, "template_fails");
-    let r = patch(&f, &id, json!({"format": {"type": "template", "template": both}})).await;
+    let r = patch(
+        &f,
+        &id,
+        json!({"format": {"type": "template", "template": both}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = patch(&f, &id, json!({"filters": {"states": ["failed", "completed"]}})).await;
+    let r = patch(
+        &f,
+        &id,
+        json!({"filters": {"states": ["failed", "completed"]}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -239,7 +265,9 @@ async fn preview_renders_a_format_against_the_catalogue_example() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let example = shared::catalogue::find("job.completed").unwrap().example_value();
+    let example = shared::catalogue::find("job.completed")
+        .unwrap()
+        .example_value();
     assert_eq!(
         r.body["body"],
         json!({"t": "job.completed", "job": example["data"]["job_id"]})
@@ -266,6 +294,8 @@ async fn preview_renders_a_format_against_the_catalogue_example() {
         json!({"format": {"type": "standard"}, "event_type": "engine.slow_query_event"}),
     )
     .await;
-    let example = shared::catalogue::find("engine.slow_query_event").unwrap().example_value();
+    let example = shared::catalogue::find("engine.slow_query_event")
+        .unwrap()
+        .example_value();
     assert_eq!(r.body["body"], example);
 }
