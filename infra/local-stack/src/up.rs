@@ -19,7 +19,9 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use local_infra::cloudformation::{self, ids};
 use local_infra::dev_sign_in::{self, DevSignIn};
 use local_infra::publish::{self, Publisher};
+use aws_sdk_dynamodb::types::AttributeValue::S;
 use local_infra::receiver::{self, Receiver};
+use local_infra::vendors::{self, IncidentStatus, PagerDutyState};
 use local_infra::simulate::Simulator;
 use local_infra::{gateway, jwt};
 
@@ -224,15 +226,26 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         tokio::task::JoinSet::new()
     };
 
+    // Kept for the whole run: the demo's Slack and PagerDuty
+    // subscriptions keep receiving what `make simulate` writes.
+    let fakes = VendorFakes::start().await?;
     let base = format!("http://{}", config.api_addr);
     let token = jwt::dev_token(DEMO_COMPANY, &pipeline.company_claim);
     println!("\nThe webhooks service is running locally (tokens are decoded, NOT verified):");
     println!("  API            {base}");
     println!("  console        {base}/console");
     println!("  demo receiver  {receiver_url}  (verifies signatures, prints events)");
+    println!(
+        "  Slack fake     {}  (checks Block Kit messages)",
+        fakes.slack.url("/")
+    );
+    println!(
+        "  PagerDuty fake {}  (checks Events API v2 events, keeps incidents)",
+        fakes.pagerduty.url("/")
+    );
     println!("  jobs table     {jobs_table}");
     if config.demo {
-        let simulator = Simulator::new(dynamo, &jobs_table)
+        let simulator = Simulator::new(dynamo.clone(), &jobs_table)
             .with_pause(Duration::from_millis(300))
             .with_observer(|t| println!("   jobs table: {t}"));
         let publisher = Publisher::new(
@@ -250,6 +263,10 @@ pub async fn run(config: LocalConfig) -> Result<(), Box<dyn std::error::Error>> 
         .await
         {
             println!("\nThe demo did not complete: {e}");
+        }
+        let auth = format!("Bearer {token}");
+        if let Err(e) = formats(&base, &auth, &fakes, &dynamo, &jobs_table).await {
+            println!("\nThe body formats demo did not complete: {e}");
         }
     }
     println!("\nTry it (make token COMPANY=acme prints a token for another company):\n");
@@ -391,6 +408,141 @@ async fn demo(
     }
     platform_events(base, &auth, receiver_url, publisher, receiver).await?;
     outage(base, &auth, receiver_url, receiver).await
+}
+
+/// Fakes of Slack and PagerDuty on loopback for the demo's body formats:
+/// each checks every request against the vendor's documented rules and
+/// answers as the vendor does (`local_infra::vendors`).
+pub struct VendorFakes {
+    slack: Receiver,
+    pagerduty: Receiver,
+    incidents: PagerDutyState,
+}
+
+impl VendorFakes {
+    /// Starts both on free loopback ports.
+    pub async fn start() -> Result<Self, receiver::ReceiverError> {
+        let slack = Receiver::builder().start()?;
+        slack.set_handler(vendors::slack_handler());
+        let pagerduty = Receiver::builder().start()?;
+        let incidents = PagerDutyState::default();
+        pagerduty.set_handler(vendors::pagerduty_handler(incidents.clone()));
+        Ok(Self {
+            slack,
+            pagerduty,
+            incidents,
+        })
+    }
+}
+
+/// The demo's body formats: a Slack-format and a PagerDuty-format
+/// subscription to the local fakes; a job fails, is retried and
+/// completes: Slack gets a message per change, PagerDuty one incident,
+/// opened then resolved.
+async fn formats(
+    base: &str,
+    auth: &str,
+    fakes: &VendorFakes,
+    dynamo: &aws_sdk_dynamodb::Client,
+    jobs_table: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let http = reqwest::Client::new();
+    println!(
+        "\n10. Body formats: a Slack channel and a PagerDuty service (local fakes that check each request against the vendor's documented rules)"
+    );
+    for body in [
+        serde_json::json!({
+            "url": fakes.slack.url("/services/T000/B000/demo"),
+            "description": "demo Slack channel",
+            "format": {"type": "slack"},
+        }),
+        serde_json::json!({
+            "url": fakes.pagerduty.url("/v2/enqueue"),
+            "description": "demo PagerDuty service",
+            "format": {"type": "pagerduty", "routing_key": "demo-routing-key-not-a-secret"},
+        }),
+    ] {
+        let created: serde_json::Value = http
+            .post(format!("{base}/webhooks"))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        println!(
+            "   created {} ({}, format {})",
+            created["id"].as_str().unwrap_or_default(),
+            body["description"].as_str().unwrap_or_default(),
+            created["format"]
+        );
+    }
+    let job_id = format!("job-demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let write = |state: &'static str, failed: bool| {
+        let mut put = dynamo
+            .put_item()
+            .table_name(jobs_table)
+            .item("company_id", S(DEMO_COMPANY.to_owned()))
+            .item("job_id", S(job_id.clone()))
+            .item("type", S("forecast".to_owned()))
+            .item("state", S(state.to_owned()))
+            .item("updated_at", S(chrono::Utc::now().to_rfc3339()));
+        if failed {
+            put = put.item(
+                "error",
+                aws_sdk_dynamodb::types::AttributeValue::M(
+                    [
+                        ("reason".to_owned(), S("out_of_memory".to_owned())),
+                        (
+                            "message".to_owned(),
+                            S("The forecast job ran out of memory.".to_owned()),
+                        ),
+                    ]
+                    .into(),
+                ),
+            );
+        }
+        put.send()
+    };
+    let dedup_key = format!("job/{job_id}");
+    let incident = |status| {
+        fakes
+            .incidents
+            .incident(&dedup_key)
+            .is_some_and(|i| i.status == status)
+    };
+    println!("   {job_id} runs, fails:");
+    write("running", false).await?;
+    write("failed", true).await?;
+    wait(Duration::from_secs(60), || incident(IncidentStatus::Open)).await?;
+    println!("   PagerDuty: incident {dedup_key} triggered");
+    println!("   {job_id} is retried and completes:");
+    write("running", false).await?;
+    write("completed", false).await?;
+    wait(Duration::from_secs(60), || incident(IncidentStatus::Resolved)).await?;
+    println!("   PagerDuty: incident {dedup_key} resolved (running states are not sent to PagerDuty)");
+    fakes.slack.wait_for(4, Duration::from_secs(60)).await?;
+    for message in fakes.slack.received() {
+        let body: serde_json::Value = serde_json::from_slice(&message.body)?;
+        println!(
+            "   Slack: {}",
+            body["text"].as_str().unwrap_or("(no text)")
+        );
+    }
+    Ok(())
+}
+
+/// Awaits `condition`, at most `within`.
+async fn wait(within: Duration, condition: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + within;
+    while !condition() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("not within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// The demo's platform events: an `events` subscription of the demo

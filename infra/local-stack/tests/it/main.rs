@@ -5,6 +5,7 @@
 //! the local API gateway, and the runners polling and batching as
 //! Lambda's event source mappings do.
 
+mod body_formats;
 mod deployed_stack;
 mod end_to_end;
 mod failing_endpoints;
