@@ -478,3 +478,216 @@ def test_the_oidc_console_takes_no_token_or_code_from_its_address(browser, oidc_
     assert posts == []
     assert errors == []
     context.close()
+
+
+# ---- Body formats -----------------------------------------------------------
+
+
+def preview_settled(page):
+    """Waits until the form's live preview has rendered its latest request."""
+    expect(page.locator("#format-preview")).to_have_attribute("data-state", re.compile("ok|error"))
+    expect(page.locator("#format-preview[aria-busy]")).to_have_count(0)
+
+
+def test_a_slack_endpoint_previews_block_kit_and_is_sent_in_it(console, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    page.fill("#url", receiver.url)
+    # Standard by default: the preview is the catalogue's job.failed payload.
+    expect(page.locator("#format-type")).to_have_value("standard")
+    expect(page.locator("#preview-event-type")).to_have_value("job.failed")
+    expect(page.locator("#preview-body")).to_contain_text('"type": "job.failed"')
+    expect(page.locator("#format-pagerduty")).to_be_hidden()
+    expect(page.locator("#format-template")).to_be_hidden()
+
+    # Slack: the preview is a chat message, not the payload.
+    page.select_option("#format-type", "slack")
+    preview_settled(page)
+    expect(page.locator("#preview-body")).to_contain_text('"text": ')
+    expect(page.locator("#preview-body")).not_to_contain_text('"type": "job.failed"')
+    expect(page.locator("#preview-error")).to_be_hidden()
+    # Another event type re-renders it.
+    failed = page.locator("#preview-body").text_content()
+    page.select_option("#preview-event-type", "job.completed")
+    preview_settled(page)
+    expect(page.locator("#preview-body")).not_to_have_text(failed)
+    expect(page.locator("#preview-body")).to_contain_text('"text": ')
+    page.select_option("#preview-event-type", "job.failed")
+    console.screenshot("format-slack")
+    page.click("#endpoint-form button[type=submit]")
+    page.wait_for_selector("#secret-panel")
+    secret = page.locator("#secret-value").input_value()
+    page.click("#close-secret")
+    expect(page.locator("#endpoint-format-type")).to_have_text("Slack (Block Kit message)")
+
+    # Editing shows the stored format, previewed as Block Kit.
+    page.click("#edit")
+    expect(page.locator("#format-type")).to_have_value("slack")
+    preview_settled(page)
+    expect(page.locator("#preview-body")).to_contain_text('"blocks"')
+    expect(page.locator("#preview-body")).to_contain_text('"text"')
+
+    # A delivery is the Block Kit message, signed as it is sent.
+    page.click("#endpoint-form a.button.secondary")
+    page.click("#send-test")
+    request = receiver.wait_for(lambda reqs: len(reqs) >= 1)[0]
+    body = Webhook(secret).verify(request["body"], request["headers"])
+    assert "blocks" in body and "text" in body, body
+
+
+def test_a_failing_template_shows_its_error_and_is_refused(console, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    page.fill("#url", receiver.url)
+    page.select_option("#format-type", "template")
+    template = page.locator("#format-template")
+    expect(template).to_be_visible()
+    # A starter template to edit.
+    expect(template).to_have_value(re.compile(r"\{\{ type\|tojson \}\}"))
+
+    template.fill('{"text": {{ type|no_such_filter }}}')
+    preview_settled(page)
+    expect(page.locator("#format-preview")).to_have_attribute("data-state", "error")
+    expect(page.locator("#preview-error")).to_be_visible()
+    expect(page.locator("#preview-error")).to_contain_text("template")
+    expect(page.locator("#preview-body")).to_be_hidden()
+    console.screenshot("format-template-error")
+
+    # Saving is refused; the API's error shows next to the template.
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#format-template-error")).to_contain_text("template")
+    expect(template).to_be_focused()
+    expect(page.locator("#secret-panel")).to_have_count(0)
+    assert page.url.endswith("#/new")
+    page.click("a[data-nav=endpoints]")
+    expect(page.locator(".empty")).to_contain_text("No endpoints yet")
+
+
+def test_a_template_endpoint_saves_and_shows_its_template_inert(console, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    page.fill("#url", receiver.url)
+    page.select_option("#format-type", "template")
+    source = (
+        "{% set note = '" + XSS + "' %}{\n"
+        '  "text": {{ ("Job " ~ type)|tojson }},\n'
+        '  "note": {{ note|tojson }},\n'
+        '  "data": {{ data|tojson }}\n'
+        "}"
+    )
+    page.fill("#format-template", source)
+    preview_settled(page)
+    expect(page.locator("#preview-error")).to_be_hidden()
+    expect(page.locator("#preview-body")).to_contain_text('"text": "Job job.failed"')
+    expect(page.locator("#preview-body")).to_contain_text("<script>window.__xss=2")
+    page.click("#endpoint-form button[type=submit]")
+    page.wait_for_selector("#secret-panel")
+    page.click("#close-secret")
+    expect(page.locator("#endpoint-format-type")).to_have_text("Template (your own JSON)")
+    expect(page.locator("#endpoint-template")).to_have_text(source)
+    assert page.evaluate("window.__xss") is None, "no script ran"
+    assert page.locator("main img, main script").count() == 0, "no element was made from the text"
+
+    page.click("#edit")
+    expect(page.locator("#format-type")).to_have_value("template")
+    expect(page.locator("#format-template")).to_have_value(source)
+    preview_settled(page)
+    expect(page.locator("#preview-body")).to_contain_text('"text": "Job job.failed"')
+    assert page.evaluate("window.__xss") is None
+    assert console.dialogs == [], "no dialog opened"
+
+
+def test_a_pagerduty_endpoint_needs_a_routing_key_and_never_shows_it(console, receiver):
+    page = console.page
+    console.open()
+    page.click("#new-endpoint")
+    page.fill("#url", receiver.url)
+    page.select_option("#format-type", "pagerduty")
+    key = page.locator("#format-routing_key")
+    expect(key).to_be_visible()
+    expect(key).to_have_attribute("type", "password")
+    expect(key).to_have_value("")
+    expect(page.locator("#format-severity")).to_have_value("")
+    preview_settled(page)
+    expect(page.locator("#preview-body")).to_contain_text('"event_action"')
+    expect(page.locator("#preview-body")).to_contain_text('"routing_key": "********"')
+    page.select_option("#format-severity", "critical")
+
+    # No routing key: the API's 400 shows next to it.
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#format-routing_key-error")).to_contain_text("routing_key")
+    expect(key).to_be_focused()
+
+    routing_key = "pd" + uuid.uuid4().hex
+    key.fill(routing_key)
+    page.click("#endpoint-form button[type=submit]")
+    page.wait_for_selector("#secret-panel")
+    page.click("#close-secret")
+    expect(page.locator("#endpoint-format-type")).to_have_text("PagerDuty (Events API v2 event)")
+    expect(page.locator("#endpoint-routing-key")).to_have_text("********")
+    expect(page.locator("#endpoint-severity")).to_have_text("Severity: critical")
+    assert routing_key not in page.content(), "the routing key is never shown"
+
+    # Editing never shows the key; left empty, the stored one is kept.
+    page.click("#edit")
+    expect(page.locator("#format-type")).to_have_value("pagerduty")
+    expect(key).to_have_value("")
+    expect(page.locator("#format-severity")).to_have_value("critical")
+    page.select_option("#format-severity", "")
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#endpoint-severity")).to_have_text("Severity: per event type")
+    expect(page.locator("#endpoint-routing-key")).to_have_text("********")
+    page.click("#send-test")
+    request = receiver.wait_for(lambda reqs: len(reqs) >= 1)[0]
+    assert json.loads(request["body"])["routing_key"] == routing_key
+
+    # Back to the standard payload.
+    page.click("#edit")
+    page.select_option("#format-type", "standard")
+    expect(page.locator("#format-pagerduty")).to_be_hidden()
+    page.click("#endpoint-form button[type=submit]")
+    expect(page.locator("#endpoint-format-type")).to_have_text("Standard payload (signed JSON)")
+    expect(page.locator("#endpoint-routing-key")).to_have_count(0)
+
+
+def test_the_catalogue_renders_job_failed_for_pagerduty(console):
+    page = console.page
+    console.open("#/events")
+    failed = page.locator("#event-job-failed")
+    failed.locator("summary").click()
+    example = page.locator("#event-job-failed-example")
+    expect(example).to_contain_text('"type": "job.failed"')
+    expect(failed.locator("button[data-format=standard]")).to_have_attribute("aria-selected", "true")
+
+    failed.locator("button[data-format=pagerduty]").click()
+    expect(failed.locator("button[data-format=pagerduty]")).to_have_attribute("aria-selected", "true")
+    expect(example).to_have_attribute("data-format", "pagerduty")
+    expect(example).to_contain_text('"event_action"')
+    expect(example).to_contain_text('"dedup_key"')
+    expect(example).to_contain_text('"routing_key": "********"')
+    expect(example).not_to_contain_text('"type": "job.failed"')
+    console.screenshot("catalogue-pagerduty")
+
+    failed.locator("button[data-format=standard]").click()
+    expect(example).to_contain_text('"type": "job.failed"')
+
+
+def test_the_catalogue_renders_slack_and_teams(console):
+    page = console.page
+    console.open("#/events")
+    installed = page.locator("#event-app-installed")
+    installed.locator("summary").click()
+    example = page.locator("#event-app-installed-example")
+    installed.locator("button[data-format=slack]").click()
+    expect(example).to_have_attribute("data-format", "slack")
+    expect(example).to_contain_text('"blocks"')
+    body = json.loads(example.text_content())
+    assert body["blocks"] and body["text"], body
+
+    installed.locator("button[data-format=teams]").click()
+    expect(example).to_have_attribute("data-format", "teams")
+    body = json.loads(example.text_content())
+    assert body["attachments"][0]["content"]["type"] == "AdaptiveCard", body

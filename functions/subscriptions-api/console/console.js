@@ -485,6 +485,185 @@
     return [fieldset, value];
   }
 
+  // ---- Body formats ------------------------------------------------------
+
+  /** The body formats, in the API's order, with what the console calls them. */
+  const FORMATS = [
+    { value: "standard", label: "Standard", long: "Standard payload (signed JSON)" },
+    { value: "slack", label: "Slack", long: "Slack (Block Kit message)" },
+    { value: "pagerduty", label: "PagerDuty", long: "PagerDuty (Events API v2 event)" },
+    { value: "teams", label: "Microsoft Teams", long: "Microsoft Teams (Adaptive Card)" },
+    { value: "template", label: "Template", long: "Template (your own JSON)" },
+  ];
+
+  function formatLabel(type) {
+    const f = FORMATS.find((f) => f.value === type);
+    return f ? f.long : type;
+  }
+
+  const SEVERITIES = ["critical", "error", "warning", "info"];
+
+  /** What a new template starts as: every event has these fields. */
+  const STARTER_TEMPLATE = [
+    "{",
+    '  "text": {{ ("Event " ~ type ~ " at " ~ timestamp)|tojson }},',
+    '  "type": {{ type|tojson }},',
+    '  "data": {{ data|tojson }}',
+    "}",
+  ].join("\n");
+
+  /** A rendered body as text: pretty JSON, set as text by the caller. */
+  function pretty(body) {
+    return JSON.stringify(body, null, 2);
+  }
+
+  /** The body of `event_type` in `format`, from the preview route. */
+  function preview(format, eventType) {
+    return api("POST", "/webhooks/preview", { format, event_type: eventType });
+  }
+
+  /** The form's "Body format" section: the format's settings beside a live
+   * preview of the body (debounced, the latest request wins). Returns the
+   * section, the `format` of a request (create: `null` for standard; edit:
+   * `null` to go back to standard, a PagerDuty key left empty keeps the
+   * stored one) and a function that sets the preview's default event type
+   * for a kind of endpoint. */
+  function formatEditor(stored, eventTypes) {
+    const now = stored || { type: "standard" };
+    const errorFor = (id) => el("p", { class: "field-error", id: id + "-error", "aria-live": "polite" });
+    const type = el("select", { id: "format-type", name: "format-type", "aria-describedby": "format-type-error" },
+      FORMATS.map((f) => el("option", { value: f.value, selected: f.value === now.type ? true : null }, f.long)));
+    const keptKey = now.type === "pagerduty";
+    const routingKey = el("input", {
+      id: "format-routing_key", name: "format-routing_key", type: "password", autocomplete: "off", spellcheck: "false",
+      placeholder: keptKey ? "unchanged (stored sealed)" : "the integration key of a PagerDuty service",
+      "aria-describedby": "format-routing_key-hint format-routing_key-error",
+    });
+    const severity = el("select", { id: "format-severity", name: "format-severity", "aria-describedby": "format-severity-error" },
+      el("option", { value: "" }, "per event type (default)"),
+      SEVERITIES.map((s) => el("option", { value: s, selected: now.severity === s ? true : null }, s)));
+    const template = el("textarea", {
+      id: "format-template", name: "format-template", class: "code", rows: 12, spellcheck: "false", autocomplete: "off",
+      "aria-describedby": "format-template-hint format-template-error",
+    });
+    template.value = now.type === "template" && typeof now.template === "string" ? now.template : STARTER_TEMPLATE;
+    const pagerduty = el("div", { id: "format-pagerduty" },
+      el("label", { for: "format-routing_key" }, "Routing key"),
+      routingKey,
+      el("p", { class: "hint", id: "format-routing_key-hint" }, keptKey
+        ? "Stored encrypted and never shown. Leave empty to keep it; type a new one to replace it."
+        : "The integration key of the PagerDuty service (Events API v2). Stored encrypted and never shown again."),
+      errorFor("format-routing_key"),
+      el("label", { for: "format-severity" }, "Severity"),
+      severity,
+      el("p", { class: "hint" }, "By default a failed job is an error; other event types have a severity of their own."),
+      errorFor("format-severity"));
+    const templateBox = el("div", { id: "format-template-box" },
+      el("label", { for: "format-template" }, "Template"),
+      template,
+      el("p", { class: "hint", id: "format-template-hint" },
+        "A MiniJinja template that renders JSON. Variables: the event's top-level fields (",
+        el("code", {}, "type"), ", ", el("code", {}, "timestamp"), ", ", el("code", {}, "data"), ", …) and ",
+        el("code", {}, "event"), ", the whole event. Embed values with ", el("code", {}, "|tojson"), "."),
+      errorFor("format-template"));
+
+    // The preview: an event type of the catalogue and its body.
+    const types = eventTypes.data;
+    const groups = catalogueGroups(types);
+    const eventType = el("select", { id: "preview-event-type", "aria-label": "Event type to preview" },
+      groups.map((g) => el("optgroup", { label: GROUP_TITLES[g.name] || g.name },
+        g.types.map((t) => el("option", { value: t.name }, t.name)))));
+    let eventChosen = false;
+    eventType.addEventListener("change", () => { eventChosen = true; });
+    const body = el("pre", { class: "code", id: "preview-body", tabindex: "0", "aria-label": "Rendered body" });
+    const problem = el("p", { class: "error", id: "preview-error", role: "status", hidden: true });
+    const panel = el("div", { class: "preview", id: "format-preview", "aria-live": "polite" },
+      el("label", { for: "preview-event-type" }, "Preview with the example of"),
+      eventType,
+      el("p", { class: "hint", id: "preview-caption" }, "The body an endpoint in this format is sent, rendered by the API."),
+      problem, body);
+
+    const chosen = () => type.value;
+    /** The `format` object, with the routing key when `withKey`. */
+    const format = (withKey) => {
+      const f = { type: chosen() };
+      if (f.type === "pagerduty") {
+        if (withKey && routingKey.value) f.routing_key = routingKey.value;
+        if (severity.value) f.severity = severity.value;
+      } else if (f.type === "template") {
+        f.template = template.value;
+      }
+      return f;
+    };
+    let seq = 0;
+    let timer = null;
+    const renderNow = () => {
+      clearTimeout(timer);
+      const mine = ++seq;
+      panel.setAttribute("aria-busy", "true");
+      preview(format(false), eventType.value).then(
+        (r) => {
+          if (mine !== seq) return;
+          problem.hidden = true;
+          problem.textContent = "";
+          body.hidden = false;
+          body.textContent = pretty(r.body);
+          panel.dataset.state = "ok";
+          panel.removeAttribute("aria-busy");
+        },
+        (e) => {
+          if (mine !== seq) return;
+          problem.textContent = e.message;
+          problem.hidden = false;
+          body.hidden = true;
+          body.textContent = "";
+          panel.dataset.state = "error";
+          panel.removeAttribute("aria-busy");
+        });
+    };
+    const renderSoon = () => {
+      clearTimeout(timer);
+      seq++;
+      panel.setAttribute("aria-busy", "true");
+      timer = setTimeout(renderNow, 300);
+    };
+    const show = () => {
+      pagerduty.hidden = chosen() !== "pagerduty";
+      templateBox.hidden = chosen() !== "template";
+    };
+    type.addEventListener("change", () => { show(); renderNow(); });
+    severity.addEventListener("change", renderNow);
+    eventType.addEventListener("change", renderNow);
+    template.addEventListener("input", renderSoon);
+
+    const section = el("fieldset", { class: "picker", id: "format" },
+      el("legend", {}, "Body format"),
+      el("p", { class: "hint" }, "What each delivery's body looks like. Every format is signed the same way."),
+      el("div", { class: "format-grid" },
+        el("div", { class: "format-settings" },
+          el("label", { for: "format-type" }, "Format"), type, errorFor("format-type"),
+          pagerduty, templateBox, errorFor("format")),
+        panel));
+    show();
+    const value = (editing) => {
+      const f = format(true);
+      if (f.type === "standard") return editing && now.type !== "standard" ? null : undefined;
+      return f;
+    };
+    /** The preview's event type for a kind of endpoint, unless one was
+     * picked; renders the preview. */
+    const forKind = (kind) => {
+      if (!eventChosen) {
+        const first = kind === "jobs"
+          ? types.find((t) => t.name === "job.failed")
+          : types.find((t) => !t.name.startsWith("job.") && t.name !== "webhook.test");
+        if (first) eventType.value = first.name;
+      }
+      renderNow();
+    };
+    return [section, value, forKind];
+  }
+
   function formView(existing) {
     const filters = (existing && existing.filters) || {};
     return loader(
@@ -529,10 +708,12 @@
           el("label", { for: "subject_ids" }, "Subject ids (optional, one per line)"), subjectIds, errorFor("subject_ids"),
           el("label", { for: "app_ids" }, "App ids (optional, one per line): only these apps' events"), appIds, errorFor("app_ids"));
         const chosenKind = () => kind.querySelector("input[name=kind]:checked").value;
+        const [formatSection, formatValue, previewFor] = formatEditor(existing && existing.format, eventTypes);
         const showKind = () => {
           const k = chosenKind();
           jobsSection.hidden = k !== "jobs";
           eventsSection.hidden = k !== "events";
+          previewFor(k);
         };
         kind.addEventListener("change", showKind);
         const schemesNow = (existing && existing.signature_schemes) || ["v1"];
@@ -551,6 +732,7 @@
           el("label", { for: "url" }, "Endpoint URL"), url, errorFor("url"),
           el("label", { for: "description" }, "Description (optional)"), description, errorFor("description"),
           kind, jobsSection, eventsSection,
+          formatSection,
           el("label", { for: "signature_schemes" }, "Signature scheme"), scheme, errorFor("signature_schemes"),
           headers,
           formError,
@@ -577,6 +759,8 @@
             headers: headersValue(),
           };
           if (!Object.keys(body.headers).length) delete body.headers;
+          const format = formatValue(!!existing);
+          if (format !== undefined) body.format = format;
           submit.disabled = true;
           submit.textContent = "Saving…";
           try {
@@ -597,7 +781,7 @@
               pendingSecret = created;
             }
           } catch (err) {
-            const field = (err.field || "").replace(/^filters\./, "").replace(/^headers\..*$/, "headers").replace(/\[.*$/, "");
+            const field = (err.field || "").replace(/^filters\./, "").replace(/^headers\..*$/, "headers").replace(/^format\./, "format-").replace(/\[.*$/, "");
             const target = form.querySelector("#" + CSS.escape(field) + "-error");
             if (target) {
               target.textContent = err.message;
@@ -797,6 +981,7 @@
             el("dt", {}, "Job types"), el("dd", {}, (sub.filters.job_types || []).join(", ") || "all"),
             sub.filters.job_ids ? [el("dt", {}, "Job ids"), el("dd", {}, sub.filters.job_ids.join(", "))] : null,
           ],
+          el("dt", {}, "Body format"), el("dd", { id: "endpoint-format" }, formatFacts(sub.format)),
           el("dt", {}, "Signatures"), el("dd", { id: "endpoint-schemes" }, (sub.signature_schemes || ["v1"]).join(", ")),
           sub.public_key ? [el("dt", {}, "Public key"), el("dd", {}, el("code", { id: "endpoint-public-key" }, sub.public_key))] : null,
           sub.headers && Object.keys(sub.headers).length ? [el("dt", {}, "Custom headers"), el("dd", { id: "endpoint-headers" },
@@ -812,6 +997,20 @@
         failedSection(path),
       ];
     })];
+  }
+
+  /** A subscription's format as the detail shows it: the routing key only
+   * ever masked, a template's source as text. */
+  function formatFacts(format) {
+    const f = format || { type: "standard" };
+    return [
+      el("span", { id: "endpoint-format-type", "data-format": f.type }, formatLabel(f.type)),
+      f.type === "pagerduty" ? [
+        el("div", {}, "Routing key: ", el("code", { id: "endpoint-routing-key" }, f.routing_key || "********")),
+        el("div", { id: "endpoint-severity" }, "Severity: ", f.severity || "per event type"),
+      ] : null,
+      f.type === "template" ? el("pre", { class: "code template", id: "endpoint-template", tabindex: "0" }, f.template || "") : null,
+    ];
   }
 
   // ---- Deliveries: chart and log -----------------------------------------
@@ -1054,8 +1253,57 @@
         el("span", { class: "muted" }, t.description)),
       t.requires.length > 0 && el("p", { class: "hint requires" }, "Its events always carry ",
         t.requires.map((r, i) => [i > 0 ? ", " : "", el("code", {}, REQUIRED_FIELDS[r] || r)]), "."),
-      el("h3", {}, "Example"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.example, null, 2)),
+      el("h3", {}, "Example"), formatSwitch(t),
       el("h3", {}, "JSON Schema"), el("pre", { class: "code", tabindex: "0" }, JSON.stringify(t.schema, null, 2)));
+  }
+
+  /** An event type's example with a switch of the built-in formats: the
+   * standard payload as the catalogue has it, the others as the preview
+   * route renders them (each asked for once). */
+  function formatSwitch(t) {
+    const slug = "event-" + t.name.replace(/\W/g, "-");
+    const pre = el("pre", { class: "code", id: slug + "-example", tabindex: "0" });
+    const problem = el("p", { class: "error", role: "status", hidden: true });
+    const note = el("p", { class: "hint", hidden: true }, "A PagerDuty routing key shows masked; the endpoint's own is sent.");
+    const tabs = el("div", { role: "tablist", class: "tabs format-switch", "aria-label": "Body format of " + t.name });
+    const rendered = { standard: Promise.resolve({ body: t.example }) };
+    let current = null;
+    const show = (type) => {
+      current = type;
+      for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.format === type));
+      note.hidden = type !== "pagerduty";
+      pre.setAttribute("aria-busy", "true");
+      if (!rendered[type]) {
+        rendered[type] = preview({ type }, t.name);
+        // A failure is asked again on the next click.
+        rendered[type].catch(() => { delete rendered[type]; });
+      }
+      rendered[type].then(
+        (r) => {
+          if (current !== type) return;
+          problem.hidden = true;
+          pre.hidden = false;
+          pre.textContent = pretty(r.body);
+          pre.dataset.format = type;
+          pre.removeAttribute("aria-busy");
+        },
+        (e) => {
+          if (current !== type) return;
+          problem.textContent = e.message;
+          problem.hidden = false;
+          pre.hidden = true;
+          pre.removeAttribute("aria-busy");
+        });
+    };
+    for (const f of FORMATS.filter((f) => f.value !== "template")) {
+      tabs.append(el("button", { type: "button", role: "tab", "data-format": f.value, "aria-controls": slug + "-example", on: { click: () => show(f.value) } }, f.label));
+    }
+    // The example shows at once, as the standard payload.
+    pre.textContent = pretty(t.example);
+    pre.dataset.format = "standard";
+    for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.format === "standard"));
+    current = "standard";
+    return el("div", { class: "formats" }, tabs, note, problem, pre);
   }
 
   /** The payload field of each context attribute an event type requires. */
