@@ -249,3 +249,6 @@ impl RenderError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
