@@ -283,10 +283,10 @@ impl EventView {
             }
             _ => {}
         }
-        if self.outcome() == Outcome::Failed {
-            if let Some(Value::Object(details)) = data.get("details") {
-                return from_object(details);
-            }
+        if self.outcome() == Outcome::Failed
+            && let Some(Value::Object(details)) = data.get("details")
+        {
+            return from_object(details);
         }
         None
     }

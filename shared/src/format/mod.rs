@@ -92,10 +92,11 @@ impl FormatKind {
 
 /// A subscription's format as its item stores it (attribute `format`,
 /// absent for `standard`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StoredFormat {
     /// The standard payload.
+    #[default]
     Standard,
     /// Block Kit.
     Slack,
@@ -115,12 +116,6 @@ pub enum StoredFormat {
         /// The template's source text.
         template: String,
     },
-}
-
-impl Default for StoredFormat {
-    fn default() -> Self {
-        Self::Standard
-    }
 }
 
 impl StoredFormat {

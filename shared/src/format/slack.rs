@@ -144,11 +144,11 @@ fn summary(event: &EventView, subject: Option<&str>) -> String {
         text.push_str("\n>");
         // A quote ends at a newline: quote every line.
         text.push_str(&mrkdwn(message, ERROR_MESSAGE_CHARS).replace('\n', "\n>"));
-    } else if event.is_test() {
-        if let Some(message) = event.data_str("message") {
-            text.push('\n');
-            text.push_str(&mrkdwn(message, ERROR_MESSAGE_CHARS));
-        }
+    } else if event.is_test()
+        && let Some(message) = event.data_str("message")
+    {
+        text.push('\n');
+        text.push_str(&mrkdwn(message, ERROR_MESSAGE_CHARS));
     }
     truncate(&text, MAX_SECTION_CHARS)
 }

@@ -86,14 +86,14 @@ pub fn message(event: &EventView) -> Value {
             "color": "Attention",
             "wrap": true,
         }));
-    } else if event.is_test() {
-        if let Some(message) = event.data_str("message") {
-            body.push(json!({
-                "type": "TextBlock",
-                "text": truncate(message, ERROR_MESSAGE_CHARS),
-                "wrap": true,
-            }));
-        }
+    } else if event.is_test()
+        && let Some(message) = event.data_str("message")
+    {
+        body.push(json!({
+            "type": "TextBlock",
+            "text": truncate(message, ERROR_MESSAGE_CHARS),
+            "wrap": true,
+        }));
     }
     let mut content = json!({
         "$schema": CARD_SCHEMA,
