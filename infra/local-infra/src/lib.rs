@@ -20,6 +20,9 @@
 //!   the way a platform service publishes them.
 //! - [`receiver`]: a webhook endpoint on loopback that verifies every
 //!   delivery's Standard Webhooks signature and prints one line per event.
+//! - [`vendors`]: Slack's, PagerDuty's and Teams' documented rules for
+//!   the bodies the built-in formats send, and fakes of each vendor on the
+//!   receiver (PagerDuty's with its incidents).
 
 pub mod cloudformation;
 pub mod dev_sign_in;
@@ -33,3 +36,4 @@ pub mod queue;
 pub mod receiver;
 pub mod simulate;
 pub mod stream;
+pub mod vendors;

@@ -246,3 +246,6 @@ impl RenderError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
