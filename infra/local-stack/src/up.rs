@@ -16,13 +16,13 @@ use shared::storage::subscriptions::SubscriptionStore;
 use shared::target_guard::allow_list::AllowList;
 
 use crate::pipeline::{Pipeline, PipelineConfig};
+use aws_sdk_dynamodb::types::AttributeValue::S;
 use local_infra::cloudformation::{self, ids};
 use local_infra::dev_sign_in::{self, DevSignIn};
 use local_infra::publish::{self, Publisher};
-use aws_sdk_dynamodb::types::AttributeValue::S;
 use local_infra::receiver::{self, Receiver};
-use local_infra::vendors::{self, IncidentStatus, PagerDutyState};
 use local_infra::simulate::Simulator;
+use local_infra::vendors::{self, IncidentStatus, PagerDutyState};
 use local_infra::{gateway, jwt};
 
 /// Cursor key used locally when `CURSOR_SIGNING_KEY` is unset: the
@@ -478,7 +478,10 @@ async fn formats(
             created["format"]
         );
     }
-    let job_id = format!("job-demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let job_id = format!(
+        "job-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let write = |state: &'static str, failed: bool| {
         let mut put = dynamo
             .put_item()
@@ -520,15 +523,17 @@ async fn formats(
     println!("   {job_id} is retried and completes:");
     write("running", false).await?;
     write("completed", false).await?;
-    wait(Duration::from_secs(60), || incident(IncidentStatus::Resolved)).await?;
-    println!("   PagerDuty: incident {dedup_key} resolved (running states are not sent to PagerDuty)");
-    fakes.slack.wait_for(4, Duration::from_secs(60)).await?;
+    wait(Duration::from_secs(60), || {
+        incident(IncidentStatus::Resolved)
+    })
+    .await?;
+    println!(
+        "   PagerDuty: incident {dedup_key} resolved (running states are not sent to PagerDuty)"
+    );
+    wait(Duration::from_secs(60), || fakes.slack.requests() >= 4).await?;
     for message in fakes.slack.received() {
         let body: serde_json::Value = serde_json::from_slice(&message.body)?;
-        println!(
-            "   Slack: {}",
-            body["text"].as_str().unwrap_or("(no text)")
-        );
+        println!("   Slack: {}", body["text"].as_str().unwrap_or("(no text)"));
     }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub enum FormatSetting {
     /// Adaptive Card.
     Teams,
     /// A template, compiled.
-    Template(Template),
+    Template(Box<Template>),
 }
 
 impl std::fmt::Debug for FormatSetting {
@@ -126,9 +126,9 @@ impl FormatInput {
                         format!("a template is limited to {MAX_SOURCE_BYTES} bytes"),
                     ));
                 }
-                FormatSetting::Template(
+                FormatSetting::Template(Box::new(
                     Template::compile(&source).map_err(|e| invalid("template", e.to_string()))?,
-                )
+                ))
             }
         })
     }
@@ -170,7 +170,7 @@ impl FormatSetting {
                 routing_key: MASK.to_owned(),
                 severity,
             }),
-            Self::Template(t) => Format::Template(std::sync::Arc::new(t)),
+            Self::Template(t) => Format::Template(std::sync::Arc::from(t)),
         }
     }
 
@@ -297,7 +297,7 @@ impl StoredFormat {
         };
         let compiled =
             Template::compile(template).map_err(|e| invalid("template", e.to_string()))?;
-        FormatSetting::Template(compiled).check_examples(filters)
+        FormatSetting::Template(Box::new(compiled)).check_examples(filters)
     }
 
     /// The key version its routing key is sealed with, if it has one.
