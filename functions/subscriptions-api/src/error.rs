@@ -34,7 +34,13 @@ impl ApiError {
         }
     }
 
-    /// The same error, naming `field`.
+    /// The same error with another status.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same error naming `field`.
     pub fn with_field(mut self, field: impl Into<Cow<'static, str>>) -> Self {
         self.field = Some(field.into());
         self
@@ -96,10 +102,19 @@ impl ApiError {
     }
 }
 
+/// Validation codes of requests the document's schema admits but that
+/// are refused on what they mean: `422`. A template is checked by
+/// compiling and rendering it, which no schema can express.
+const UNPROCESSABLE_CODES: [&str; 2] = ["template_invalid", "template_fails"];
+
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status: if UNPROCESSABLE_CODES.contains(&e.code) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            },
             code: e.code,
             message: e.message,
             field: e.field,

@@ -209,7 +209,14 @@ pub fn match_path<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> 
 /// Matches `method` and `path` against the routing table.
 pub fn resolve<'a>(method: &Method, path: &'a str) -> Resolution<'a> {
     let mut allowed = Vec::new();
-    for r in ROUTES {
+    // A path that a route names literally (`/webhooks/preview`) is that
+    // route's resource, not an `{id}` of another: another method on it is
+    // a 405, not a lookup of the id `preview`.
+    let literal = ROUTES
+        .iter()
+        .any(|r| !r.path.contains('{') && match_path(r.path, path).is_some());
+    let routes = ROUTES.iter().filter(|r| !literal || !r.path.contains('{'));
+    for r in routes {
         if let Some(id) = match_path(r.path, path) {
             if r.method == *method {
                 return Resolution::Found {
@@ -263,6 +270,10 @@ mod tests {
             Resolution::MethodNotAllowed(vec![Method::POST])
         );
         assert_eq!(resolve(&Method::GET, "/webhooks/x/y"), Resolution::NotFound);
+        assert_eq!(
+            resolve(&Method::PATCH, "/webhooks/preview"),
+            Resolution::MethodNotAllowed(vec![Method::POST])
+        );
         assert_eq!(
             resolve(&Method::GET, "/console/console.js"),
             Resolution::Found {

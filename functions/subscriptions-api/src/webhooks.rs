@@ -554,10 +554,19 @@ impl App {
                 {
                     return Err(kind_is_fixed(kind));
                 }
+                // Filters of the other kind are well-formed: refused on what
+                // the stored subscription is, 422 like `kind_is_fixed`.
                 let filters = filters
                     .as_ref()
                     .map(|f| f.clone().validate_for(kind, self.config.max_job_ids))
-                    .transpose()?;
+                    .transpose()
+                    .map_err(|e| {
+                        let status = match e.code {
+                            "filter_not_for_kind" => StatusCode::UNPROCESSABLE_ENTITY,
+                            _ => StatusCode::BAD_REQUEST,
+                        };
+                        ApiError::from(e).with_status(status)
+                    })?;
                 let mut changed = false;
                 if let (Some(patch), Some(keyring)) = (&headers, &keyring) {
                     changed = sub.patch_headers(patch.as_ref(), keyring)?;

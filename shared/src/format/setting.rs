@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::template::{MAX_SOURCE_BYTES, Template};
+use super::template::Template;
 use super::{EventView, Format, FormatKind, RenderError, Severity, StoredFormat, pagerduty};
 use crate::catalogue::{self, EventType};
 use crate::domain::filters::{Filters, SubscriptionKind, is_platform_type};
@@ -15,6 +15,10 @@ use crate::signing::sealed::{
 };
 use crate::signing::secret::WebhookSecret;
 use crate::validation::ValidationError;
+
+/// Longest template accepted, in characters (its bytes are checked again
+/// when it is compiled: [`super::template::MAX_SOURCE_BYTES`]).
+pub const MAX_SOURCE_CHARS: usize = 16 * 1024;
 
 /// Longest routing key accepted (PagerDuty's are 32 characters).
 pub const MAX_ROUTING_KEY_LEN: usize = 128;
@@ -27,15 +31,21 @@ pub struct FormatInput {
     #[serde(rename = "type")]
     pub kind: String,
     /// PagerDuty: the integration's routing key (required on create; on
-    /// PATCH of a PagerDuty subscription, absent keeps the stored one).
-    #[serde(default)]
+    /// PATCH of a PagerDuty subscription, absent keeps the stored one;
+    /// never `null`).
+    #[serde(default, deserialize_with = "string")]
     pub routing_key: Option<String>,
     /// PagerDuty: the severity of every trigger, instead of the default.
     #[serde(default)]
     pub severity: Option<String>,
-    /// Template: its source.
-    #[serde(default)]
+    /// Template: its source (never `null`).
+    #[serde(default, deserialize_with = "string")]
     pub template: Option<String>,
+}
+
+/// A field that, when present, is a string (`null` is refused).
+fn string<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(de).map(Some)
 }
 
 /// A validated format, its routing key in the clear.
@@ -120,15 +130,18 @@ impl FormatInput {
                 let source = self
                     .template
                     .ok_or_else(|| invalid("template", "the template format needs a template"))?;
-                if source.len() > MAX_SOURCE_BYTES {
+                if source.is_empty() {
+                    return Err(invalid("template", "a template can't be empty"));
+                }
+                if source.chars().count() > MAX_SOURCE_CHARS {
                     return Err(invalid(
                         "template",
-                        format!("a template is limited to {MAX_SOURCE_BYTES} bytes"),
+                        format!("a template is limited to {MAX_SOURCE_CHARS} characters"),
                     ));
                 }
-                FormatSetting::Template(Box::new(
-                    Template::compile(&source).map_err(|e| invalid("template", e.to_string()))?,
-                ))
+                FormatSetting::Template(Box::new(Template::compile(&source).map_err(|e| {
+                    ValidationError::field("template_invalid", "format.template", e.to_string())
+                })?))
             }
         })
     }

@@ -168,15 +168,19 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         r.body["filters"],
         json!({"event_types": ["app.installed"], "app_ids": ["app_b"]})
     );
-    // Filters are checked for the subscription's kind.
-    for (body, code, field, says) in [
+    // Filters are checked for the subscription's kind: well-formed, but
+    // not for this subscription, 422; filters that no subscription takes,
+    // 400.
+    for (status, body, code, field, says) in [
         (
+            422,
             json!({"filters": {"states": ["failed"]}}),
             "filter_not_for_kind",
             "filters.states",
             "kind events",
         ),
         (
+            400,
             json!({"filters": {"app_ids": ["app_c"]}}),
             "missing_event_types",
             "filters.event_types",
@@ -186,7 +190,7 @@ async fn patch_changes_event_filters_but_never_the_kind() {
         let r = f
             .call(ApiRequest::new("PATCH", &path, "acme").json(&body))
             .await;
-        assert_eq!(error_of(&r), (400, code, Some(field)), "{body}");
+        assert_eq!(error_of(&r), (status, code, Some(field)), "{body}");
         let message = r.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{body}: {message}");
     }

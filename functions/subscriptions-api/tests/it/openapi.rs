@@ -464,6 +464,15 @@ fn the_events_filters_values_are_the_catalogue_s() {
             }),
         ),
         (
+            "EventTypeName",
+            serde_json::json!({
+                "description": "An event type of the catalogue (`GET /event-types`); generated from \
+                    the catalogue.",
+                "type": "string",
+                "enum": shared::catalogue::event_types().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            }),
+        ),
+        (
             "SubjectType",
             serde_json::json!({
                 "type": "string",
