@@ -99,7 +99,9 @@ pub(super) fn install(env: &mut Environment<'static>) {
         text(s, v, filters::capitalize)
     });
     env.add_filter("title", |s: &State, v: Value| {
-        text(s, v, |i| Value::from(filters::title(Cow::Borrowed(i.as_str()))))
+        text(s, v, |i| {
+            Value::from(filters::title(Cow::Borrowed(i.as_str())))
+        })
     });
     env.add_filter("trim", trim);
     env.add_filter("length", |v: &Value| filters::length(v));
@@ -155,16 +157,22 @@ pub(super) fn install(env: &mut Environment<'static>) {
         result(filters::sum(s, v))
     });
     env.add_filter("list", list);
-    env.add_filter("select", |s: &State, v: Value, t: Option<Value>, a: Rest<Value>| {
-        items_in(&v)?;
-        let t = name_arg(t)?;
-        result(filters::select(s, v, t, a).map(Value::from))
-    });
-    env.add_filter("reject", |s: &State, v: Value, t: Option<Value>, a: Rest<Value>| {
-        items_in(&v)?;
-        let t = name_arg(t)?;
-        result(filters::reject(s, v, t, a).map(Value::from))
-    });
+    env.add_filter(
+        "select",
+        |s: &State, v: Value, t: Option<Value>, a: Rest<Value>| {
+            items_in(&v)?;
+            let t = name_arg(t)?;
+            result(filters::select(s, v, t, a).map(Value::from))
+        },
+    );
+    env.add_filter(
+        "reject",
+        |s: &State, v: Value, t: Option<Value>, a: Rest<Value>| {
+            items_in(&v)?;
+            let t = name_arg(t)?;
+            result(filters::reject(s, v, t, a).map(Value::from))
+        },
+    );
     env.add_filter(
         "selectattr",
         |s: &State, v: Value, attr: Value, t: Option<Value>, a: Rest<Value>| {
@@ -243,7 +251,11 @@ fn walk(value: &Value, nested: bool, left: &mut usize) -> Option<()> {
                 if nested {
                     take(left, 2)?;
                     for c in s.chars() {
-                        let n = if c.is_ascii_graphic() || c == ' ' { 1 } else { 10 };
+                        let n = if c.is_ascii_graphic() || c == ' ' {
+                            1
+                        } else {
+                            10
+                        };
                         take(left, n)?;
                     }
                 } else {
@@ -278,7 +290,9 @@ fn walk(value: &Value, nested: bool, left: &mut usize) -> Option<()> {
 
 /// Refuses a value over [`MAX_VALUE_BYTES`].
 fn fits(value: &Value) -> Result<(), Error> {
-    size(value, MAX_VALUE_BYTES).map(|_| ()).ok_or_else(too_large)
+    size(value, MAX_VALUE_BYTES)
+        .map(|_| ())
+        .ok_or_else(too_large)
 }
 
 /// A filter's result, refused when over [`MAX_VALUE_BYTES`].
@@ -395,7 +409,9 @@ fn tojson(value: &Value) -> Result<Value, Error> {
         if e.is_io() {
             return Err(too_large());
         }
-        return Err(Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(e));
+        return Err(
+            Error::new(ErrorKind::InvalidOperation, "cannot serialize to JSON").with_source(e),
+        );
     }
     let extra = out.0.matches(['<', '>', '&', '\'']).count() * 5;
     if out.0.len() + extra > MAX_VALUE_BYTES {
@@ -490,12 +506,17 @@ fn replace(state: &State, value: Value, from: Value, to: Value) -> Result<Value,
     } else {
         s.matches(from.as_ref()).count()
     };
-    let len = (s.len() - n.min(s.len()) * from.len().min(s.len()))
+    // The matches do not overlap: `n * from.len()` is at most `s.len()`.
+    let len = (s.len() - n.saturating_mul(from.len()).min(s.len()))
         .saturating_add(n.saturating_mul(to.len()));
     if len > MAX_VALUE_BYTES {
         return Err(too_large());
     }
-    let (s, from, to) = (Value::from(s.as_ref()), Value::from(from.as_ref()), Value::from(to.as_ref()));
+    let (s, from, to) = (
+        Value::from(s.as_ref()),
+        Value::from(from.as_ref()),
+        Value::from(to.as_ref()),
+    );
     result(filters::replace(
         state,
         minijinja::value::StringInput::new(state, &s)?,

@@ -16,13 +16,8 @@ pub const MAX_LIVE_FILTERS: usize = 12;
 
 /// Checks `source` (which already compiled) against the policy.
 pub(super) fn check(source: &str, name: &str) -> Result<(), String> {
-    let stmt = parse(
-        source,
-        name,
-        SyntaxConfig::default(),
-        WhitespaceConfig::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let stmt = parse(source, name, SyntaxConfig, WhitespaceConfig::default())
+        .map_err(|e| e.to_string())?;
     let mut walker = Walker {
         name,
         targets: Vec::new(),
@@ -58,10 +53,7 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     fn refuse(&self, span: minijinja::machinery::Span, what: &str) -> Result<(), String> {
-        Err(format!(
-            "{what} (in {}:{})",
-            self.name, span.start_line
-        ))
+        Err(format!("{what} (in {}:{})", self.name, span.start_line))
     }
 
     fn stmts(&mut self, stmts: &'a [ast::Stmt<'a>]) -> Result<(), String> {
@@ -286,9 +278,7 @@ impl<'a> Walker<'a> {
                         .add(self.cost(&b.right, false)?);
                 }
                 _ => {
-                    cost = self
-                        .cost(&b.left, false)?
-                        .add(self.cost(&b.right, false)?);
+                    cost = self.cost(&b.left, false)?.add(self.cost(&b.right, false)?);
                 }
             },
             E::Compare(c) => {
