@@ -94,8 +94,9 @@ use super::{EventView, RenderError};
 pub mod filters;
 pub mod policy;
 
-/// Longest template source accepted, in bytes.
-pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
+/// Longest template source accepted, in bytes (16,384 characters of up
+/// to four bytes: the API counts characters, `setting::MAX_SOURCE_CHARS`).
+pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
 /// Largest rendered body, in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 /// The fuel of one render: at most this many instructions.
