@@ -565,14 +565,14 @@ async fn formats_section(
     for _ in 0..rounds {
         let cpu0 = thread_cpu_time();
         let result = template.render(&event);
-        times.push((thread_cpu_time() - cpu0).as_secs_f64() * 1e3);
+        times.push((thread_cpu_time() - cpu0).as_secs_f64() * 1e6);
         outcome = match result {
             Ok(body) => format!("rendered {} bytes", body.len()),
             Err(e) => e.to_string(),
         };
     }
     println!(
-        "\nendless template: {:.1} ms of CPU per render, median of {rounds} ({outcome})",
+        "\nendless template: {:.0} µs of CPU per render, median of {rounds} ({outcome})",
         median(times)
     );
 }

@@ -462,15 +462,7 @@ async fn formats(
             "format": {"type": "pagerduty", "routing_key": "demo-routing-key-not-a-secret"},
         }),
     ] {
-        let created: serde_json::Value = http
-            .post(format!("{base}/webhooks"))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let created = create(&http, base, auth, &body).await?;
         println!(
             "   created {} ({}, format {})",
             created["id"].as_str().unwrap_or_default(),
@@ -538,6 +530,23 @@ async fn formats(
     Ok(())
 }
 
+/// `POST /webhooks` with `body`: the subscription created.
+async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    auth: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, reqwest::Error> {
+    http.post(format!("{base}/webhooks"))
+        .header("authorization", auth)
+        .json(body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
 /// Awaits `condition`, at most `within`.
 async fn wait(within: Duration, condition: impl Fn() -> bool) -> Result<(), String> {
     let deadline = std::time::Instant::now() + within;
@@ -581,15 +590,7 @@ async fn platform_events(
             "filters": {"event_types": ["app.*"], "app_ids": [DEMO_APP]},
         }),
     ] {
-        let created: serde_json::Value = http
-            .post(format!("{base}/webhooks"))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let created = create(&http, base, auth, &body).await?;
         println!(
             "   created {} ({}){}",
             created["id"].as_str().unwrap_or_default(),
