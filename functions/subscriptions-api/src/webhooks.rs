@@ -714,7 +714,8 @@ impl App {
 
 /// Fingerprint of a create request: SHA-256 of its JSON in canonical form
 /// (sorted keys, no whitespace), so formatting differences don't count as
-/// a different request. Custom header values are masked first: the
+/// a different request. Custom header values and a PagerDuty routing key
+/// are masked first: the
 /// fingerprint is stored, and a hash of a short value (a password) could be
 /// guessed back.
 fn request_fingerprint(raw: &[u8]) -> String {
@@ -723,6 +724,9 @@ fn request_fingerprint(raw: &[u8]) -> String {
             if let Some(map) = v.get_mut("headers").and_then(|h| h.as_object_mut()) {
                 map.values_mut()
                     .for_each(|value| *value = headers::MASK.into());
+            }
+            if let Some(key) = v.pointer_mut("/format/routing_key") {
+                *key = headers::MASK.into();
             }
             serde_json::to_vec(&v)
         })

@@ -122,8 +122,8 @@ impl AttemptResult {
     }
 }
 
-/// The signed request of one attempt.
-#[derive(Debug)]
+/// The signed request of one attempt (its `Debug` shows the body's
+/// length only: a PagerDuty body holds the routing key).
 pub struct SignedRequest<'a> {
     /// Target URL.
     pub url: &'a url::Url,
@@ -137,6 +137,18 @@ pub struct SignedRequest<'a> {
     pub headers: &'a http::HeaderMap,
     /// The exact payload bytes that were signed.
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for SignedRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("url", &self.url.as_str())
+            .field("id", &self.id)
+            .field("timestamp", &self.timestamp)
+            .field("headers", &self.headers)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// POSTs `request` and classifies the outcome. Never fails: every problem

@@ -378,6 +378,18 @@ impl Delivery {
             return Ok(None);
         };
         let probe = msg.probe.is_some();
+        if !probe && !sub.takes_event_type(&msg.event_type) {
+            // Queued or parked before the format changed to one that takes
+            // fewer states (PagerDuty: failed and completed).
+            tracing::info!(
+                webhook_id = key,
+                subscription_id,
+                event_type = %msg.event_type,
+                "the subscription's format no longer takes this event: dropped"
+            );
+            Self::count(batch, |t| t.dropped += 1);
+            return Ok(None);
+        }
         if probe && sub.is_disabled() {
             // Disabled since the probe was sent: its event stays parked.
             tracing::info!(

@@ -404,13 +404,28 @@ impl Subscription {
     /// format takes that state by default (PagerDuty takes only `failed`
     /// and `completed`).
     pub fn receives_job(&self, job_id: &str, job_type: &str, state: JobState) -> bool {
-        self.filters.matches(job_id, job_type, state)
-            && (self.filters.states.is_some()
-                || self
-                    .format
-                    .kind()
-                    .default_states()
-                    .is_none_or(|states| states.contains(&state)))
+        self.filters.matches(job_id, job_type, state) && self.format_takes(state)
+    }
+
+    /// Whether its format takes job events entering `state`: always when
+    /// its filters name states, else per the format's default states.
+    fn format_takes(&self, state: JobState) -> bool {
+        self.filters.states.is_some()
+            || self
+                .format
+                .kind()
+                .default_states()
+                .is_none_or(|states| states.contains(&state))
+    }
+
+    /// Whether an event of `event_type` queued for it is still to be sent:
+    /// `false` for a job event of a state its format no longer takes (one
+    /// queued or parked before the format changed to PagerDuty, say).
+    pub fn takes_event_type(&self, event_type: &str) -> bool {
+        event_type
+            .strip_prefix("job.")
+            .and_then(JobState::parse)
+            .is_none_or(|state| self.format_takes(state))
     }
 
     /// Sets its body format; a PagerDuty format without a routing key
@@ -585,8 +600,11 @@ mod tests {
         assert_eq!(states(&sub), JobState::ALL);
         assert_eq!(sub.set_format(&setting, &ring).unwrap(), Some(true));
         assert_eq!(states(&sub), [JobState::Completed, JobState::Failed]);
+        assert!(!sub.takes_event_type("job.running"));
+        assert!(sub.takes_event_type("job.failed") && sub.takes_event_type("webhook.test"));
         sub.filters.states = Some(vec![JobState::Running, JobState::Failed]);
         assert_eq!(states(&sub), [JobState::Running, JobState::Failed]);
+        assert!(sub.takes_event_type("job.running"));
         // The routing key is sealed, opens, and re-seals with a new key.
         let opened = sub.open_format(&ring).unwrap();
         assert!(matches!(opened, Format::Pagerduty(o) if o.routing_key == "key"));

@@ -24,7 +24,7 @@ pub const MAX_SOURCE_CHARS: usize = 16 * 1024;
 pub const MAX_ROUTING_KEY_LEN: usize = 128;
 
 /// The `format` object of a request.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatInput {
     /// `standard`, `slack`, `pagerduty`, `teams` or `template`.
@@ -41,6 +41,18 @@ pub struct FormatInput {
     /// Template: its source (never `null`).
     #[serde(default, deserialize_with = "string")]
     pub template: Option<String>,
+}
+
+impl std::fmt::Debug for FormatInput {
+    // Never the routing key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormatInput")
+            .field("kind", &self.kind)
+            .field("routing_key", &self.routing_key.as_ref().map(|_| MASK))
+            .field("severity", &self.severity)
+            .field("template", &self.template)
+            .finish()
+    }
 }
 
 /// A field that, when present, is a string (`null` is refused).
@@ -308,8 +320,9 @@ impl StoredFormat {
         let Self::Template { template } = self else {
             return Ok(());
         };
-        let compiled =
-            Template::compile(template).map_err(|e| invalid("template", e.to_string()))?;
+        let compiled = Template::compile(template).map_err(|e| {
+            ValidationError::field("template_invalid", "format.template", e.to_string())
+        })?;
         FormatSetting::Template(Box::new(compiled)).check_examples(filters)
     }
 

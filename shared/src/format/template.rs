@@ -729,4 +729,42 @@ mod tests {
             started.elapsed()
         );
     }
+
+    #[test]
+    fn format_template_map_stops_at_the_value_cap_as_it_goes() {
+        // Each item becomes about 16 KB: the list would be 160 MB whole.
+        let wide = "x".repeat(16_000);
+        let source =
+            format!(r#"{{{{ range(100000, 110000) | map("replace", "", "{wide}") | length }}}}"#);
+        let started = std::time::Instant::now();
+        let err = render(&source, &example("job.failed")).unwrap_err();
+        assert!(
+            matches!(err, RenderError::Template(ref m) if m.contains("too large")),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // With attribute= it maps as before.
+        let v = render(
+            r#"{"states": {{ data.state_history | map(attribute="state") | list | tojson }}}"#,
+            &example("job.failed"),
+        )
+        .unwrap();
+        assert_eq!(v["states"], json!(["pending", "running"]));
+    }
+
+    #[test]
+    fn format_template_slices_of_event_values_count_as_values_made() {
+        let slices = vec!["data.job_id[:]"; 20].join(", ");
+        let source = format!(r#"{{"n": {{{{ [{slices}] | length }}}}}}"#);
+        assert!(matches!(
+            Template::compile(&source),
+            Err(RenderError::Template(_))
+        ));
+        let v = render(
+            r#"{"short": {{ data.job_id[:4] | tojson }}}"#,
+            &example("job.failed"),
+        )
+        .unwrap();
+        assert_eq!(v["short"], "job_");
+    }
 }

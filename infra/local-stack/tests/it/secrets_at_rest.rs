@@ -318,6 +318,15 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
     let (status, v1a) = fx.api("POST", "/webhooks", Some(v1a_body)).await;
     assert_eq!(status, 201, "{v1a}");
     let (v1a_id, v1a_public) = (v1a["id"].as_str().unwrap(), &v1a["public_key"]);
+    // A PagerDuty format's routing key too.
+    let routing_key = "R0ut1ngKey5c81e2a9".to_owned();
+    let pagerduty_body = json!({
+        "url": receiver.url("/v2/enqueue"),
+        "format": {"type": "pagerduty", "routing_key": routing_key},
+    });
+    let (status, pagerduty) = fx.api("POST", "/webhooks", Some(pagerduty_body)).await;
+    assert_eq!(status, 201, "{pagerduty}");
+    let pagerduty_id = pagerduty["id"].as_str().unwrap().to_owned();
 
     // An item from before encryption at rest: its secret in the clear.
     let legacy_secret = WebhookSecret::generate();
@@ -463,6 +472,22 @@ async fn key_rotation_keeps_old_items_readable_and_reencryption_migrates_every_i
         "never in the clear"
     );
     assert_eq!(key_version(&fx.raw(&fresh).await, "secret"), Some(2));
+    let pagerduty_sub: Subscription =
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(fx.raw(&pagerduty_id).await)
+            .expect("a subscription item");
+    assert_eq!(
+        pagerduty_sub.format.key_version(),
+        Some(2),
+        "routing key re-encrypted"
+    );
+    match pagerduty_sub.open_format(&keyring).unwrap() {
+        shared::format::Format::Pagerduty(options) => assert_eq!(options.routing_key, routing_key),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        hits(&items, &forms(&routing_key)).is_empty(),
+        "never in the clear"
+    );
 
     // Idempotent: a second pass changes nothing.
     let again = fx.invoke_keys(json!({"action": "reencrypt"})).await;

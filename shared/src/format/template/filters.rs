@@ -191,10 +191,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
             result(filters::rejectattr(s, v, attr, t, a).map(Value::from))
         },
     );
-    env.add_filter("map", |s: &State, v: Value, a: Rest<Value>| {
-        items_in(&v)?;
-        result(filters::map(s, v, a).map(Value::from))
-    });
+    env.add_filter("map", map);
     env.add_filter("replace", replace);
     env.add_filter("split", split);
     env.add_filter("lines", |v: &Value| {
@@ -296,6 +293,37 @@ fn fits(value: &Value) -> Result<(), Error> {
 }
 
 /// A filter's result, refused when over [`MAX_VALUE_BYTES`].
+/// `map`: with `attribute=`, MiniJinja's (the items are parts of the
+/// input); with a filter, that filter applied item by item, the results
+/// counted as they come, so the list stops at [`MAX_VALUE_BYTES`] instead
+/// of being built whole and measured after.
+fn map(state: &State, value: Value, args: Rest<Value>) -> Result<Value, Error> {
+    items_in(&value)?;
+    let (positional, kwargs): (&[Value], Kwargs) = minijinja::value::from_args(&args)?;
+    if kwargs.has("attribute") {
+        return result(filters::map(state, value, args).map(Value::from));
+    }
+    kwargs.assert_all_used()?;
+    let name = positional.first().and_then(Value::as_str).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "map needs a filter name or attribute=",
+        )
+    })?;
+    let mut left = MAX_VALUE_BYTES;
+    let mut mapped = Vec::new();
+    for item in value.try_iter()? {
+        let call: Vec<Value> = std::iter::once(item)
+            .chain(positional.iter().skip(1).cloned())
+            .collect();
+        let out = state.apply_filter(name, &call)?;
+        let used = size(&out, left).ok_or_else(too_large)?;
+        left -= used;
+        mapped.push(out);
+    }
+    Ok(Value::from(mapped))
+}
+
 fn result(value: Result<Value, Error>) -> Result<Value, Error> {
     let value = value?;
     fits(&value)?;

@@ -249,6 +249,13 @@ impl<'a> Walker<'a> {
             E::Var(_) | E::Const(_) => {}
             E::Slice(s) => {
                 cost = self.cost(&s.expr, false)?;
+                // A slice of a value from the event copies it (a reversed
+                // string also makes a list of its characters): counted as a
+                // filter's result, so an expression holds at most
+                // MAX_LIVE_FILTERS of them.
+                if self.weight(&s.expr) > 0 {
+                    cost.filters = cost.filters.saturating_add(1);
+                }
                 for x in [&s.start, &s.stop, &s.step].into_iter().flatten() {
                     cost = cost.add(self.cost(x, false)?);
                 }

@@ -343,7 +343,7 @@ impl SubscriptionStore {
         Ok((items, next))
     }
 
-    /// Stores `sub`'s secrets and header values as they are now (re-sealed
+    /// Stores `sub`'s secrets, header values and routing key as they are now (re-sealed
     /// under a newer key version) if the item is still at `sub.version`; touches nothing else
     /// and leaves `version` as is, since what the secrets open to is
     /// unchanged. `false` when the item changed meanwhile.
@@ -388,6 +388,15 @@ impl SubscriptionStore {
             update = update.expression_attribute_values(
                 ":headers",
                 self.table.attribute(&sub.subscription_id, &sub.headers)?,
+            );
+        }
+        // A PagerDuty format's routing key, sealed like the secrets.
+        if sub.format.key_version().is_some() {
+            set.push("#format = :format".to_owned());
+            update = update.expression_attribute_names("#format", "format");
+            update = update.expression_attribute_values(
+                ":format",
+                self.table.attribute(&sub.subscription_id, &sub.format)?,
             );
         }
         let update = update.update_expression(format!("SET {}", set.join(", ")));
