@@ -68,13 +68,17 @@ mod tests {
     #[test]
     fn durations_are_billed_per_started_millisecond() {
         let inv = Invocations::default();
-        let m = shared::metrics::Metrics::new();
-        inv.record("F", Duration::from_micros(200), &m);
-        inv.record("F", Duration::from_micros(1001), &m);
-        inv.record("G", Duration::from_millis(7), &m);
+        let empty = shared::metrics::Metrics::new();
+        let mut counted = shared::metrics::Metrics::new();
+        counted.count("Delivered", 1);
+        inv.record("F", Duration::from_micros(200), &empty);
+        inv.record("F", Duration::from_micros(1001), &empty);
+        inv.record("G", Duration::from_millis(7), &counted);
         let s = inv.snapshot();
         assert_eq!((s["F"].count, s["F"].billed_ms), (2, 1 + 2));
         assert_eq!((s["G"].count, s["G"].billed_ms), (1, 7));
+        // An invocation with nothing to count writes no EMF line.
+        assert_eq!(s["F"].metric_log_bytes, 0);
         assert!(s["G"].metric_log_bytes > 0);
         inv.reset();
         assert!(inv.snapshot().is_empty());
