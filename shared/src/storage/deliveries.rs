@@ -513,9 +513,9 @@ fn packs(entries: &[&AttemptLog]) -> Vec<Pack> {
                 if end > start && newest - pack::millis_of(entry) > span {
                     break;
                 }
-                let before = encoder.bytes().len();
                 encoder.push(entry);
-                let size = fixed + probe.add(&encoder.bytes()[before..]);
+                let limit = MAX_PACK_BYTES.saturating_sub(fixed);
+                let size = fixed + probe.size(encoder.bytes(), limit);
                 if end > start && size > MAX_PACK_BYTES {
                     break;
                 }
