@@ -77,6 +77,22 @@ pub struct EventType {
 }
 
 impl EventType {
+    /// Every example `data` as a whole payload: the example payload with
+    /// its `data` replaced, with a label `<type>[<n>]`.
+    pub fn example_payloads(&self) -> Vec<(String, Box<RawValue>)> {
+        self.examples
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let mut payload = self.example_value();
+                payload["data"] = data.clone();
+                let raw =
+                    RawValue::from_string(payload.to_string()).expect("a JSON value is raw JSON");
+                (format!("{}[{i}]", self.name), raw)
+            })
+            .collect()
+    }
+
     /// The example as a JSON value.
     pub fn example_value(&self) -> Value {
         serde_json::from_str(self.example.get()).expect("examples are JSON")

@@ -49,6 +49,54 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Creates a fresh table whose name starts with `prefix`, keyed by
+/// `job_id`, with a stream of new and old images, as the platform's jobs
+/// table has; returns its name and stream ARN.
+///
+/// # Panics
+/// When the emulator refuses it.
+pub async fn streamed_table(prefix: &str) -> (String, String) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    let name = unique_name(prefix);
+    let created = dynamodb()
+        .await
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("job_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("a complete attribute definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("job_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("a complete key schema"),
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("a complete stream specification"),
+        )
+        .send()
+        .await
+        .expect("the table is created");
+    let arn = created
+        .table_description
+        .and_then(|t| t.latest_stream_arn)
+        .expect("the table has a stream");
+    (name, arn)
+}
+
 /// Creates a fresh SQS queue whose name starts with `prefix` and returns
 /// its URL.
 pub async fn fresh_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> String {

@@ -368,26 +368,14 @@ impl Delivery {
                 Retry
             })?;
         let Some(sub) = sub.filter(|s| !s.is_archived()) else {
-            tracing::info!(
-                webhook_id = key,
-                subscription_id,
-                event_type = %msg.event_type,
-                "subscription archived or deleted: event dropped"
-            );
-            Self::count(batch, |t| t.dropped += 1);
+            Self::drop_event(msg, "subscription archived or deleted", batch);
             return Ok(None);
         };
         let probe = msg.probe.is_some();
         if !probe && !sub.takes_event_type(&msg.event_type) {
             // Queued or parked before the format changed to one that takes
             // fewer states (PagerDuty: failed and completed).
-            tracing::info!(
-                webhook_id = key,
-                subscription_id,
-                event_type = %msg.event_type,
-                "the subscription's format no longer takes this event: dropped"
-            );
-            Self::count(batch, |t| t.dropped += 1);
+            Self::drop_event(msg, "the subscription's format no longer takes it", batch);
             return Ok(None);
         }
         if probe && sub.is_disabled() {
@@ -505,6 +493,18 @@ impl Delivery {
             "event parked"
         );
         Ok(())
+    }
+
+    /// Drops `msg` unsent, for `why`: logged and counted.
+    fn drop_event(msg: &DeliveryMessage, why: &str, batch: &Batch) {
+        tracing::info!(
+            webhook_id = %msg.webhook_id,
+            subscription_id = %msg.subscription_id,
+            event_type = %msg.event_type,
+            why,
+            "event dropped"
+        );
+        Self::count(batch, |t| t.dropped += 1);
     }
 
     fn count(batch: &Batch, f: impl FnOnce(&mut Tally)) {

@@ -7,19 +7,12 @@ use serde_json::value::RawValue;
 
 use super::*;
 
-/// Every example `data` of every catalogue type, as a whole payload (the
-/// type's example payload with its `data` replaced).
+/// Every example `data` of every catalogue type, as a whole payload.
 fn payloads() -> Vec<(String, Box<RawValue>)> {
-    let mut all = Vec::new();
-    for t in crate::catalogue::event_types() {
-        for (i, data) in t.examples.iter().enumerate() {
-            let mut payload = t.example_value();
-            payload["data"] = data.clone();
-            let raw = RawValue::from_string(payload.to_string()).unwrap();
-            all.push((format!("{}[{i}]", t.name), raw));
-        }
-    }
-    all
+    crate::catalogue::event_types()
+        .iter()
+        .flat_map(|t| t.example_payloads())
+        .collect()
 }
 
 fn formats() -> Vec<Format> {

@@ -96,45 +96,7 @@ async fn waiting(f: &Fixture) -> usize {
 
 /// The stream ARN of a table that no longer exists.
 async fn deleted_stream(f: &Fixture) -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        StreamSpecification, StreamViewType,
-    };
-    let name = emulator::unique_name("gone");
-    let created = f
-        .dynamo
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("job_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("job_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = created
-        .table_description
-        .unwrap()
-        .latest_stream_arn
-        .unwrap();
+    let (name, arn) = emulator::streamed_table("gone").await;
     f.dynamo
         .delete_table()
         .table_name(&name)

@@ -751,12 +751,6 @@ fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) 
             .max_by(|a, b| a.usd.total_cmp(&b.usd))
             .map(|l| format!("{} ({:.0} %)", l.item, 100.0 * l.usd / total))
             .unwrap_or_default();
-        let requests: u64 = r
-            .usage
-            .iter()
-            .filter(|(t, _)| !t.ends_with("(empty)"))
-            .map(|(_, (_, u))| u.calls)
-            .sum();
         println!(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {} | {:.2} | {:.0} |",
             r.label,
@@ -765,7 +759,7 @@ fn report(runs: &[RunResult], prices: &PriceFile, template: &serde_yaml::Value) 
             r.attempts,
             r.kept,
             r.dead_lettered,
-            requests as f64 / r.events.max(1) as f64,
+            requests_per_event(r),
             total / per as f64 * 1e6,
             largest,
             eventbridge,
@@ -896,4 +890,16 @@ pub fn bench() {
         JOBS_PER_COMPANY
     );
     report(&runs, &prices, &template);
+}
+
+/// The run's AWS requests per event, empty receives of idle queues left
+/// out.
+pub fn requests_per_event(r: &RunResult) -> f64 {
+    let calls: u64 = r
+        .usage
+        .iter()
+        .filter(|(t, _)| !t.ends_with("(empty)"))
+        .map(|(_, (_, u))| u.calls)
+        .sum();
+    calls as f64 / r.events.max(1) as f64
 }

@@ -54,16 +54,6 @@ fn per_million(r: &RunResult, prices: &PriceFile, template: &serde_yaml::Value) 
     total / per.max(1) as f64 * 1e6
 }
 
-fn requests_per_event(r: &RunResult) -> f64 {
-    let calls: u64 = r
-        .usage
-        .iter()
-        .filter(|(t, _)| !t.ends_with("(empty)"))
-        .map(|(_, (_, u))| u.calls)
-        .sum();
-    calls as f64 / r.events.max(1) as f64
-}
-
 /// Mean records (messages) per invocation of `function`.
 fn per_invocation(r: &RunResult, function: &str, items: u64) -> f64 {
     let count = r.invocations.get(function).map_or(0, |s| s.count);
@@ -193,7 +183,7 @@ fn row(p: &Point, prices: &PriceFile, template: &serde_yaml::Value, eventbridge:
             per_million(f, prices, template),
             f.kept
         )),
-        requests_per_event(h),
+        cost::requests_per_event(h),
         per_invocation(h, INGEST_FUNCTION, h.transitions as u64),
         per_invocation(h, DELIVERY_FUNCTION, h.attempts as u64),
         eventbridge,

@@ -12,10 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use local_infra::cloudformation::EventSourceMapping;
 use local_infra::filter::Filter;
 use local_infra::stream::{StartPosition, StreamReader};
@@ -161,41 +158,7 @@ fn mapping(source_arn: &str, batch_size: usize, window: Duration) -> EventSource
 /// A fresh table keyed by `job_id` with a stream of new and old images;
 /// its name and stream ARN.
 async fn streamed_table() -> (String, String) {
-    let name = emulator::unique_name("runner-stream");
-    let created = emulator::dynamodb()
-        .await
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("job_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("job_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("the table is created");
-    let arn = created
-        .table_description
-        .and_then(|t| t.latest_stream_arn)
-        .expect("the table has a stream");
-    (name, arn)
+    emulator::streamed_table("runner-stream").await
 }
 
 /// Writes item `job_id` (with `padding` bytes of filler) to `table`.
